@@ -1,0 +1,44 @@
+"""Fixtures shared by the suite: the cluster (local by default) and a namespace per test."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from kubetest import REPO, Cluster, connect, wait_for
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    external = os.environ.get("VIDEOJOB_TEST_KUBECONFIG")
+    if external:
+        yield connect(Path(external), local=False)
+        return
+    from localcluster import controlplane
+
+    layout = controlplane.Layout(Path(os.environ.get("LOCALCLUSTER_ROOT", REPO / ".cluster")))
+    was_up = all(controlplane.status(layout).values())
+    controlplane.up(layout)
+    yield connect(layout.kubeconfig, local=True)
+    if not was_up and os.environ.get("VIDEOJOB_KEEP_CLUSTER") != "1":
+        controlplane.down(layout)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount ready), deleted afterwards."""
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:40]
+    name = f"{stem.strip('-')}-{uuid.uuid4().hex[:5]}"
+    labels = getattr(request, "param", None) or {}
+    cluster.core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+    wait_for(cluster.core.list_namespaced_service_account, lambda sa: sa.metadata.name == "default",
+             namespace=name, timeout=30, what=f"ServiceAccount {name}/default")
+    yield name
+    cluster.core.delete_namespace(name, propagation_policy="Background")
