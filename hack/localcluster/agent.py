@@ -102,7 +102,8 @@ def node_status(cfg: NodeConfig, port: int, previous: Obj | None) -> Obj:
         "conditions": [
             cond("MemoryPressure", "False", "KubeletHasSufficientMemory",
                  "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure",
+                 "kubelet has no disk pressure"),
             cond("PIDPressure", "False", "KubeletHasSufficientPID",
                  "kubelet has sufficient PID available"),
             cond("Ready", "True", "KubeletReady", "node agent is posting ready status"),

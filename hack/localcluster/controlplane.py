@@ -10,6 +10,7 @@ components stopped is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import pki
@@ -52,14 +53,21 @@ class Layout:
         return self.root / "kubeconfigs" / f"{name}.kubeconfig"
 
 
+def _port(var: str, default: int) -> int:
+    return int(os.environ.get(var, str(default)))
+
+
 @dataclass(frozen=True)
 class Ports:
-    api: int = int(os.environ.get("LOCALCLUSTER_API_PORT", "6443"))
-    etcd: int = int(os.environ.get("LOCALCLUSTER_ETCD_PORT", "12379"))
-    etcd_peer: int = int(os.environ.get("LOCALCLUSTER_ETCD_PEER_PORT", "12380"))
-    controller_manager: int = 10257
-    scheduler: int = 10259
-    agent: int = int(os.environ.get("LOCALCLUSTER_AGENT_PORT", "10250"))
+    """Listening ports; each can be moved with LOCALCLUSTER_<NAME>_PORT to run beside another."""
+
+    api: int = field(default_factory=lambda: _port("LOCALCLUSTER_API_PORT", 6443))
+    etcd: int = field(default_factory=lambda: _port("LOCALCLUSTER_ETCD_PORT", 12379))
+    etcd_peer: int = field(default_factory=lambda: _port("LOCALCLUSTER_ETCD_PEER_PORT", 12380))
+    controller_manager: int = field(
+        default_factory=lambda: _port("LOCALCLUSTER_CONTROLLER_MANAGER_PORT", 10257))
+    scheduler: int = field(default_factory=lambda: _port("LOCALCLUSTER_SCHEDULER_PORT", 10259))
+    agent: int = field(default_factory=lambda: _port("LOCALCLUSTER_AGENT_PORT", 10250))
 
 
 def binaries() -> Path:
@@ -77,7 +85,6 @@ def extra_args(component: str) -> list[str]:
 
 def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]]:
     p = layout.pki
-    server = f"https://127.0.0.1:{ports.api}"
     etcd_url = f"http://127.0.0.1:{ports.etcd}"
     return {
         "etcd": [
@@ -96,7 +103,8 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
             f"--secure-port={ports.api}",
-            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
             "--authorization-mode=Node,RBAC",
             # PodSecurity is on by default; NodeRestriction is the standard companion of Node authz.
@@ -241,20 +249,18 @@ def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0) -> fl
     for ident in ("controller-manager", "scheduler", "node-agent"):
         pki.kubeconfig(layout.pki, ident, server, layout.component_kubeconfig(ident))
     cmds = commands(layout, bin_dir, ports)
-    kube: Kube | None = None
+    api = Kube(str(layout.kubeconfig))
+    etcd_health = f"http://127.0.0.1:{ports.etcd}/health"
+    ready: dict[str, tuple[str, Callable[[], bool]]] = {
+        "etcd": ("etcd", lambda: b'"health":"true"' in _http_get(etcd_health)),
+        "kube-apiserver": ("the API server", lambda: _api_ready(api)),
+    }
     for name in ORDER:
         if _pid(layout, name) is None:
             start(layout, name, cmds[name])
-        log_file = layout.logs / f"{name}.log"
-        if name == "etcd":
-            etcd = f"http://127.0.0.1:{ports.etcd}/health"
-            wait_for("etcd", lambda: b'"health":"true"' in _http_get(etcd), timeout, log_file)
-        elif name == "kube-apiserver":
-            kube = Kube(str(layout.kubeconfig))
-            api = kube
-            wait_for("the API server", lambda: _api_ready(api), timeout, log_file)
-    assert kube is not None
-    api = kube
+        if name in ready:
+            what, check = ready[name]
+            wait_for(what, check, timeout, layout.logs / f"{name}.log")
     node_names = [n.name for n in load_nodes(
         Path(os.environ.get("LOCALCLUSTER_NODES", DEFAULT_NODES)))]
     wait_for(f"nodes {', '.join(node_names)} to be Ready", lambda: _nodes_ready(api, node_names),
@@ -307,10 +313,8 @@ def down(layout: Layout, grace: float = 10.0) -> list[str]:
         if not left:
             break
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.1)
     else:
         raise RuntimeError(f"processes still running after down: {marked_processes(layout)}")

@@ -43,8 +43,11 @@ def repository(image: str) -> str:
 def load_table(path: Path = DEFAULT_TABLE, env_prefix: str = sys.prefix) -> list[ImageEntry]:
     doc: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
     entries = []
+
+    def fill(value: object) -> str:
+        return str(value).replace("{env}", env_prefix)
+
     for item in doc.get("images", []):
-        fill = lambda s: str(s).replace("{env}", env_prefix)  # noqa: E731
         entries.append(ImageEntry(
             image=item["image"],
             entrypoint=tuple(fill(a) for a in item.get("entrypoint", [])),

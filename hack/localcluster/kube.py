@@ -53,9 +53,10 @@ class Kube:
     def __init__(self, kubeconfig: str | None = None, *, pool_size: int = 32) -> None:
         cfg = k8s_client.Configuration()
         if kubeconfig is None:
-            k8s_config.load_incluster_config(client_configuration=cfg)
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
-            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=cfg)
         self.base = cfg.host.rstrip("/")
         self.headers: dict[str, str] = {"Accept": JSON, "User-Agent": "localcluster/0.1"}
         token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")

@@ -16,6 +16,7 @@ Every change is reported as pod status through `podstatus.pod_status`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -70,48 +71,37 @@ def cri_timestamp() -> str:
 
 @dataclass
 class ContainerProcess:
-    """One run of one container: the process, its log pumps, and how it ended."""
+    """One run of one container: the process, its log pump, and how it ended."""
 
     proc: subprocess.Popen[bytes]
     log_path: Path
     done: threading.Event = field(default_factory=threading.Event)
     returncode: int | None = None
-    pumps: list[threading.Thread] = field(default_factory=list)
+    pump: threading.Thread | None = None
 
     def start_pumps(self, on_exit: Callable[[], None]) -> None:
-        lock = threading.Lock()
         sink = self.log_path.open("ab", buffering=0)
 
-        def pump(stream: IO[bytes], name: bytes) -> None:
+        def pump(stream: IO[bytes]) -> None:
             for line in iter(stream.readline, b""):
-                entry = b"%s %s F %s" % (cri_timestamp().encode(), name, line.rstrip(b"\n"))
-                with lock:
-                    sink.write(entry + b"\n")
+                sink.write(b"%s stdout F %s\n" % (cri_timestamp().encode(), line.rstrip(b"\n")))
             stream.close()
 
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.pumps = [
-            threading.Thread(target=pump, args=(self.proc.stdout, b"stdout"), daemon=True),
-            threading.Thread(target=pump, args=(self.proc.stderr, b"stderr"), daemon=True),
-        ]
-        for t in self.pumps:
-            t.start()
+        assert self.proc.stdout is not None
+        self.pump = threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True)
+        self.pump.start()
 
         def wait() -> None:
             pid = self.proc.pid
             # Wait without reaping, so the process group id cannot be reused before the
             # container's leftover processes are killed (what tearing down a cgroup does).
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-            except ChildProcessError:
-                pass
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             rc = self.proc.wait()
-            for t in self.pumps:
-                t.join(timeout=2)
+            if self.pump is not None:
+                self.pump.join(timeout=2)
             sink.close()
             self.returncode = rc
             self.done.set()
@@ -208,9 +198,8 @@ class PodRunner:
 
     def _run(self) -> None:
         try:
-            if self._setup():
-                if self._run_init():
-                    self._run_main()
+            if self._setup() and self._run_init():
+                self._run_main()
             if self._stopping():
                 self._terminate()
             else:
@@ -247,7 +236,8 @@ class PodRunner:
         while not self._stopping():
             try:
                 builder = VolumeBuilder(self.agent.kube, self.pod, self.dir / "volumes")
-                self.mounts = {v["name"]: builder.build(v) for v in self.pod["spec"].get("volumes") or []}
+                volumes = self.pod["spec"].get("volumes") or []
+                self.mounts = {v["name"]: builder.build(v) for v in volumes}
                 break
             except VolumeError as e:
                 self.agent.event(self.pod, "Warning", "FailedMount", str(e))
@@ -314,9 +304,9 @@ class PodRunner:
                     if record.state == "terminated":
                         record.restarting()
                     changed = True
-                    if not self._launch(spec, record):
-                        if record.state == "waiting" or self._should_restart(record):
-                            due[name] = now_s + self._backoff(record)
+                    if not self._launch(spec, record) and (
+                            record.state == "waiting" or self._should_restart(record)):
+                        due[name] = now_s + self._backoff(record)
             if not due and all(r.state == "terminated" for r in self.main):
                 return
             if changed:
@@ -441,7 +431,9 @@ class PodRunner:
         proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--",
              "/bin/sh", "-c", script, "sh", *argv],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # One pipe for both streams keeps the order the container wrote its lines in (two
+            # pipes read by two threads can swap them); the log's stream tag is always stdout.
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, cwd="/",
         )
         cp = ContainerProcess(proc=proc, log_path=log_path)
@@ -531,8 +523,9 @@ class PodRunner:
                 log.warning("pod %s/%s: status update failed: %s", self.namespace, self.name, e)
 
     def phase(self) -> str:
-        return pod_status(self.pod, self.init, self.main, sandbox_ready=self.sandbox_ready,
-                          final=self.final, start_time=self.start_time)["phase"]
+        status = pod_status(self.pod, self.init, self.main, sandbox_ready=self.sandbox_ready,
+                            final=self.final, start_time=self.start_time)
+        return str(status["phase"])
 
 
 def tail_log(path: Path, lines: int, limit: int) -> str:

@@ -109,10 +109,10 @@ class VolumeBuilder:
         return out
 
     def build(self, volume: Obj) -> Path:
-        name = volume["name"]
-        target = self.root / name
+        name = str(volume["name"])
+        target: Path = self.root / name
         if "hostPath" in volume:
-            return Path(volume["hostPath"]["path"])
+            return Path(str(volume["hostPath"]["path"]))
         if "emptyDir" in volume:
             target.mkdir(parents=True, exist_ok=True)
             return target

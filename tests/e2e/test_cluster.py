@@ -107,46 +107,46 @@ def test_gpu_pods_beyond_capacity_stay_pending_until_a_gpu_frees(
         cluster: Cluster, namespace: str) -> None:
     """Three one-GPU pods on a two-GPU node: two run, the third waits Unschedulable."""
     running_now: set[str] = set()
-    most_at_once = 0
+    succeeded: set[str] = set()
     unschedulable_seen: set[str] = set()
-    devices: dict[str, str] = {}
-    stop = threading.Event()
+    most_at_once = 0
+    watching = threading.Event()
 
     def observe() -> None:
         nonlocal most_at_once
         w = watch.Watch()
+        watching.set()
         for event in w.stream(cluster.core.list_namespaced_pod, namespace, timeout_seconds=90):
             p = event["object"]
-            scheduled = condition(p, "PodScheduled") if p.status else None
+            scheduled = condition(p, "PodScheduled")
             if scheduled is not None and scheduled.reason == "Unschedulable":
                 unschedulable_seen.add(p.metadata.name)
             if p.status.phase == "Running":
                 running_now.add(p.metadata.name)
             else:
                 running_now.discard(p.metadata.name)
+            if p.status.phase == "Succeeded":
+                succeeded.add(p.metadata.name)
             most_at_once = max(most_at_once, len(running_now))
-            if stop.is_set():
+            if len(succeeded) == 3:
                 w.stop()
 
     observer = threading.Thread(target=observe, daemon=True)
     observer.start()
+    watching.wait()
     for i in range(3):
         cluster.core.create_namespaced_pod(namespace, pod(
             f"gpu-{i}", 'echo "devices=$NVIDIA_VISIBLE_DEVICES"; sleep 3',
             container={"resources": {"limits": {"nvidia.com/gpu": "1"}}},
             tolerations=[GPU_TOLERATION]))
-    for i in range(3):
-        wait_for(cluster.core.list_namespaced_pod, pod_phase_is("Succeeded"),
-                 namespace=namespace, field_selector=f"metadata.name=gpu-{i}", timeout=60,
-                 what=f"gpu-{i} to succeed")
-    stop.set()
-    cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": "nudge"}})
-    observer.join(timeout=10)
+    observer.join(timeout=90)
+    assert succeeded == {"gpu-0", "gpu-1", "gpu-2"}
     assert most_at_once == 2
     assert len(unschedulable_seen) >= 1, "one pod must have waited for a GPU"
-    for i in range(3):
-        devices[f"gpu-{i}"] = logs(cluster, namespace, f"gpu-{i}").strip()
-    assert all(d in ("devices=0", "devices=1") for d in devices.values()), devices
+    devices = {f"gpu-{i}": logs(cluster, namespace, f"gpu-{i}").strip() for i in range(3)}
+    if cluster.local:  # the node agent plays the device plugin; kind has none
+        # Two pods ran at once, so both device indices were handed out, and no other.
+        assert set(devices.values()) == {"devices=0", "devices=1"}, devices
     nodes = {p.spec.node_name for p in cluster.core.list_namespaced_pod(namespace).items}
     assert len(nodes) == 1
 

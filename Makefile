@@ -1,0 +1,59 @@
+# VideoJob — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export LOCALCLUSTER_ROOT ?= $(CURDIR)/.cluster
+export KUBECONFIG_LOCAL := $(LOCALCLUSTER_ROOT)/kubeconfig
+
+.DEFAULT_GOAL := help
+.PHONY: help setup venv binaries cluster-up cluster-down cluster-status test test-unit test-e2e \
+        demo bench lint clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: venv binaries ## everything the tests and the demo need (packages, Python env, binaries)
+
+$(VENV)/.installed: pyproject.toml
+	hack/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## the project's Python environment in .venv/
+
+binaries: ## build (or find in the cache) the pinned Kubernetes and etcd binaries
+	@hack/build-binaries.sh >/dev/null
+
+cluster-up: setup ## start the local cluster (idempotent); kubeconfig in .cluster/kubeconfig
+	$(BIN)/python -m localcluster up
+
+cluster-down: ## stop every process the local cluster started
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localcluster down; fi
+
+cluster-status: ## which components are running
+	$(BIN)/python -m localcluster status
+
+test: setup ## unit and e2e tests (starts the local cluster if needed, stops it after)
+	$(BIN)/pytest
+
+test-unit: venv ## unit tests only (no cluster)
+	$(BIN)/pytest -m 'not e2e'
+
+test-e2e: setup ## e2e tests only
+	$(BIN)/pytest -m e2e
+
+demo: cluster-up ## run a sample workload end to end on the local cluster
+	$(BIN)/python hack/demo.py
+
+bench: setup ## benchmarks; results in bench/results/
+	$(BIN)/python bench/cluster.py
+
+lint: venv ## ruff and mypy
+	$(BIN)/ruff check hack/localcluster tests bench
+	$(BIN)/mypy hack/localcluster
+
+clean: cluster-down ## remove local state (.cluster/, .venv/)
+	rm -rf $(LOCALCLUSTER_ROOT) $(VENV)
