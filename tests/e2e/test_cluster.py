@@ -8,6 +8,7 @@ the pods. The same tests run against kind (VIDEOJOB_TEST_KUBECONFIG).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -238,12 +239,50 @@ def test_configmap_volume_is_readable_at_its_mount_path(cluster: Cluster, namesp
     assert logs(cluster, namespace, "other").strip() == "absent"
 
 
+def test_secret_downward_api_and_projected_volumes_with_sub_path_and_read_only(
+        cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "creds"}, "stringData": {"user": "ada", "pass": "pw"}})
+    cluster.core.create_namespaced_config_map(namespace, {
+        "metadata": {"name": "cfg"}, "data": {"app.conf": "level=debug"}})
+    script = ("cat /srv/vjt/creds/user; echo; cat /srv/vjt/etc/app.conf; echo; "
+              "cat /srv/vjt/info/labels; echo; cat /srv/vjt/bundle/ns /srv/vjt/bundle/conf; echo; "
+              "touch /srv/vjt/creds/x 2>/dev/null && echo writable || echo read-only")
+    body = pod("vols", script, volumes=[
+        {"name": "creds", "secret": {"secretName": "creds", "items": [
+            {"key": "user", "path": "user"}]}},
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        {"name": "bundle", "projected": {"sources": [
+            {"downwardAPI": {"items": [
+                {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            {"configMap": {"name": "cfg", "items": [{"key": "app.conf", "path": "conf"}]}}]}},
+    ], container={"volumeMounts": [
+        {"name": "creds", "mountPath": "/srv/vjt/creds", "readOnly": True},
+        {"name": "cfg", "mountPath": "/srv/vjt/etc/app.conf", "subPath": "app.conf"},
+        {"name": "info", "mountPath": "/srv/vjt/info"},
+        {"name": "bundle", "mountPath": "/srv/vjt/bundle"},
+    ]})
+    body["metadata"]["labels"] = {"tier": "gpu"}
+    done = run_pod(cluster, namespace, body)
+    assert done.status.phase == "Succeeded", logs(cluster, namespace, "vols")
+    assert logs(cluster, namespace, "vols").splitlines() == [
+        "ada", "level=debug", 'tier="gpu"', f"{namespace}level=debug", "read-only"]
+
+
 def test_kubectl_logs_returns_what_the_container_printed(cluster: Cluster, namespace: str) -> None:
     run_pod(cluster, namespace, pod("talker", "echo line one; echo line two >&2; echo line three"))
     out = cluster.kubectl("logs", "-n", namespace, "talker").stdout
     assert out.splitlines() == ["line one", "line two", "line three"]
     tail = cluster.kubectl("logs", "-n", namespace, "talker", "--tail=1").stdout
     assert tail.splitlines() == ["line three"]
+    first = cluster.kubectl("logs", "-n", namespace, "talker", "--limit-bytes=4").stdout
+    assert first == "line"
+    stamped = cluster.kubectl("logs", "-n", namespace, "talker", "--timestamps").stdout
+    stamp, text = stamped.splitlines()[0].split(" ", 1)
+    assert text == "line one"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", stamp), stamp
 
 
 def test_kubectl_logs_follows_a_running_container(cluster: Cluster, namespace: str) -> None:
@@ -332,7 +371,8 @@ def test_pod_failure_policy_fails_the_job_on_a_permanent_exit_code(
 
 def test_restart_policy_on_failure_restarts_the_container(
         cluster: Cluster, namespace: str) -> None:
-    script = "if [ -e /scratch/ran ]; then echo second run; else touch /scratch/ran; exit 1; fi"
+    script = ("if [ -e /scratch/ran ]; then echo second run; "
+              "else touch /scratch/ran; echo first run; exit 1; fi")
     body = pod("retry", script, restartPolicy="OnFailure",
                volumes=[{"name": "scratch", "emptyDir": {}}],
                container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]})
@@ -342,6 +382,7 @@ def test_restart_policy_on_failure_restarts_the_container(
     assert status.restart_count == 1
     assert status.last_state.terminated.exit_code == 1
     assert logs(cluster, namespace, "retry").strip() == "second run"
+    assert logs(cluster, namespace, "retry", previous=True).strip() == "first run"
 
 
 def test_service_account_token_authenticates_the_pod(cluster: Cluster, namespace: str) -> None:
