@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	hack/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,dev]'
+	$(BIN)/pip install -q -e '.[operator,worker,test,dev]'
 	touch $@
 
 venv: $(VENV)/.installed ## the project's Python environment in .venv/

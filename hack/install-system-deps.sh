@@ -7,6 +7,9 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v mount >/dev/null || need+=(mount)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)        # the worker's encoder (libx264, AAC)
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v redis-server >/dev/null || need+=(redis-server)  # progress and the admission queue
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

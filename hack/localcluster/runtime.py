@@ -42,6 +42,9 @@ log = logging.getLogger("localcluster.runtime")
 MAX_TERMINATION_MESSAGE = 4096
 FALLBACK_LOG_BYTES = 2048
 FALLBACK_LOG_LINES = 80
+# Mount points for staging each container's bind mounts (see PodRunner._mount_script); only
+# empty directories and files are ever created here, on the host.
+STAGING_ROOT = Path("/run/localcluster")
 
 
 class AgentContext(Protocol):
@@ -211,6 +214,7 @@ class PodRunner:
             alloc = self.agent.allocator(self.node)
             if alloc is not None:
                 alloc.release(self.uid)
+            shutil.rmtree(self.staging, ignore_errors=True)
             self.finished.set()
             if self._stopping():
                 self._finalize_delete()
@@ -365,27 +369,49 @@ class PodRunner:
 
         return get
 
+    @property
+    def staging(self) -> Path:
+        return STAGING_ROOT / self.uid
+
     def _mount_script(self, spec: Obj, term_log: Path) -> str:
-        lines = ["set -e"]
+        """Shell that sets up the container's mount namespace, then execs its command.
 
-        def bind(src: Path, dst: str, read_only: bool) -> None:
-            s, d = shlex.quote(str(src)), shlex.quote(dst)
-            if src.is_dir():
-                lines.append(f"mkdir -p {d}")
-            else:
-                lines.append(f"[ -e {d} ] || {{ mkdir -p \"$(dirname {d})\"; : > {d}; }}")
-            lines.append(f"mount --bind {s} {d}")
-            if read_only:
-                lines.append(f"mount -o remount,bind,ro {d}")
-
+        Sources are first bound to a staging directory, then from there to their targets, so a
+        mount over a directory that holds another mount's source (a volume at /tmp while the
+        state directory is under /tmp) cannot hide that source.
+        """
+        binds: list[tuple[Path, str, bool]] = []
         for vm in spec.get("volumeMounts") or []:
             src = self.mounts[vm["name"]]
             if vm.get("subPath"):
                 src = src / vm["subPath"]
                 if not src.exists():
                     src.mkdir(parents=True)
-            bind(src, vm["mountPath"], bool(vm.get("readOnly")))
-        bind(term_log, spec.get("terminationMessagePath") or "/dev/termination-log", False)
+            binds.append((src, vm["mountPath"], bool(vm.get("readOnly"))))
+        binds.append((term_log, spec.get("terminationMessagePath") or "/dev/termination-log",
+                      False))
+        stage = self.staging / spec["name"]
+        lines = ["set -e", f"mkdir -p {shlex.quote(str(stage))}"]
+
+        def mountpoint(path: str, is_dir: bool) -> None:
+            p = shlex.quote(path)
+            if is_dir:
+                lines.append(f"mkdir -p {p}")
+            else:
+                lines.append(f'[ -e {p} ] || {{ mkdir -p "$(dirname {p})"; : > {p}; }}')
+
+        for i, (src, _, _) in enumerate(binds):
+            staged = str(stage / str(i))
+            mountpoint(staged, src.is_dir())
+            lines.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(staged)}")
+        order = sorted(range(len(binds)), key=lambda i: binds[i][1].rstrip("/").count("/"))
+        for i in order:
+            src, dst, read_only = binds[i]
+            d = shlex.quote(dst)
+            mountpoint(dst, src.is_dir())
+            lines.append(f"mount --bind {shlex.quote(str(stage / str(i)))} {d}")
+            if read_only:
+                lines.append(f"mount -o remount,bind,ro {d}")
         workdir = spec.get("workingDir")
         if workdir:
             lines.append(f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)}")

@@ -1,0 +1,304 @@
+"""The VideoJob API (`videojob.dev/v1alpha1`): one source for the operator's models and the CRD.
+
+The pydantic models below are what the operator validates and works with; `crd.py` turns the same
+models into the CRD's structural OpenAPI schema (descriptions, defaults, bounds, enums and the CEL
+rules attached here), so the two cannot drift. `tests/unit/test_crd.py` checks that the committed
+CRD in `crds/` is exactly what `crd.py` generates.
+
+Fields the operator's configuration can default (retry, timeouts, GPU placement, backend, output)
+carry no CRD default: the API server would otherwise fill them in and the operator's defaults
+could never apply (precedence: VideoJob spec > operator defaults > built-in defaults). The
+effective values a VideoJob ran with are recorded in `status.effective`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "videojob.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "VideoJob"
+PLURAL = "videojobs"
+FINALIZER = "videojob.dev/cancel"
+
+Stage = Literal["plan", "keyframes", "segments", "stitch", "publish"]
+STAGES: tuple[Stage, ...] = ("plan", "keyframes", "segments", "stitch", "publish")
+Phase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Cancelling"]
+StagePhase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Skipped"]
+URI_PATTERN = r"^(gs|file|https?)://.+"
+# Fields that may change after creation; everything else in spec is immutable (CEL below).
+MUTABLE_FIELDS = ("suspend", "priority", "ttl_seconds_after_finished")
+
+
+ImageURI = Annotated[str, Field(pattern=URI_PATTERN, max_length=2048)]
+
+
+def immutable(field: str) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [
+        {"rule": "self == oldSelf", "message": f"spec.{field} is immutable"}]}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              frozen=True)
+
+
+class Output(Model):
+    """Where the finished video goes."""
+
+    uri: str | None = Field(
+        None, pattern=URI_PATTERN, max_length=2048,
+        description="Destination of the final video, e.g. gs://bucket/videos/name.mp4 or "
+                    "file:///data/out.mp4. Default: <storage root>/<namespace>/<name>/<uid>/"
+                    "output.mp4 under the operator's storage root.")
+
+
+class Retry(Model):
+    """How often a failing stage is retried."""
+
+    limit: int | None = Field(
+        None, ge=0, le=20,
+        description="Retries of a stage's pods after transient failures (the Job's backoffLimit;"
+                    " per scene for segments). Permanent worker errors are never retried. "
+                    "Default from the operator configuration, built-in 3.")
+    backoff_seconds: int | None = Field(
+        None, ge=0, le=3600,
+        description="Delay before the operator re-creates a stage Job that was lost (deleted by "
+                    "hand, evicted). Pod retries inside a Job use the Job controller's own "
+                    "back-off (10 s doubling). Default from the operator configuration, built-in "
+                    "5.")
+
+
+class Timeouts(Model):
+    """Time limits; each failure carries its own reason."""
+
+    total_seconds: int | None = Field(
+        None, ge=1, le=7 * 86400,
+        description="Bound on the whole VideoJob, from its start (reason TotalTimeout). Default "
+                    "from the operator configuration, built-in 3600.")
+    stage_seconds: int | None = Field(
+        None, ge=1, le=7 * 86400,
+        description="Bound on each stage attempt (the Job's activeDeadlineSeconds; reason "
+                    "StageTimeout). Default from the operator configuration, built-in 900.")
+    pending_seconds: int | None = Field(
+        None, ge=1, le=7 * 86400,
+        description="How long a stage pod may stay unschedulable (e.g. waiting for a GPU) "
+                    "before the stage fails (reason Unschedulable). Default from the operator "
+                    "configuration, built-in 600.")
+
+
+class Toleration(Model):
+    """A Kubernetes toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(None, max_length=317, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        None, description="Exists or Equal (default Equal).")
+    value: str | None = Field(None, max_length=63, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to tolerate; empty means all effects.")
+    toleration_seconds: int | None = Field(
+        None, description="With NoExecute: how long the pod stays bound after the taint appears.")
+
+
+class Gpu(Model):
+    """GPU needs of the GPU stages (keyframes and segments)."""
+
+    count: int | None = Field(
+        None, ge=0, le=16,
+        description="GPUs per GPU-stage pod, requested as a limit of resourceName. 0 runs the "
+                    "GPU stages on CPU. Default from the operator configuration, built-in 1.")
+    resource_name: str | None = Field(
+        None, max_length=253, pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-_]+$",
+        description="Extended resource that counts GPUs. Default nvidia.com/gpu.")
+    node_selector: dict[str, str] | None = Field(
+        None, description="Node labels GPU-stage pods must match, merged over the operator's "
+                          "defaults (these win on conflicts).")
+    tolerations: list[Toleration] | None = Field(
+        None, max_length=32,
+        description="Tolerations of GPU-stage pods, added to the operator's defaults.")
+
+
+class VideoJobSpec(Model):
+    """What video to make, and how to run the pipeline that makes it."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "(has(self.prompt) && size(self.prompt) > 0) || "
+                 "(has(self.images) && size(self.images) > 0)",
+         "message": "spec.prompt is required unless spec.images is given",
+         "fieldPath": ".prompt", "reason": "FieldValueRequired"},
+        {"rule": "!has(self.images) || size(self.images) == 0 || !has(self.scenes) || "
+                 "self.scenes == size(self.images)",
+         "message": "spec.scenes must equal the number of spec.images (slideshow mode makes one "
+                    "scene per image)",
+         "fieldPath": ".scenes"},
+        {"rule": "has(self.prompt) == has(oldSelf.prompt) && "
+                 "has(self.audio) == has(oldSelf.audio) && "
+                 "has(self.scenes) == has(oldSelf.scenes) && "
+                 "has(self.images) == has(oldSelf.images) && "
+                 "has(self.backend) == has(oldSelf.backend)",
+         "message": "spec fields other than suspend, priority and ttlSecondsAfterFinished are "
+                    "immutable"},
+    ]})
+
+    prompt: str | None = Field(
+        None, max_length=4000, json_schema_extra=immutable("prompt"),
+        description="What the video shows. Required unless images are given.")
+    images: list[ImageURI] | None = Field(
+        None, max_length=32, json_schema_extra=immutable("images"),
+        description="Input image URIs (gs://, file://, https://) for slideshow mode: one scene "
+                    "per image, in order.")
+    audio: str | None = Field(
+        None, pattern=URI_PATTERN, max_length=2048, json_schema_extra=immutable("audio"),
+        description="Audio URI muxed into the output, trimmed or padded to the video's length.")
+    scenes: int | None = Field(
+        None, ge=1, le=32, json_schema_extra=immutable("scenes"),
+        description="Number of scenes, 1..32. Default 4, or the number of images in slideshow "
+                    "mode (where it must equal it).")
+    duration_seconds: int = Field(
+        12, ge=1, le=600, json_schema_extra=immutable("durationSeconds"),
+        description="Length of the video in seconds, 1..600.")
+    fps: int = Field(24, ge=1, le=60, json_schema_extra=immutable("fps"),
+                     description="Frames per second, 1..60.")
+    resolution: str = Field(
+        "1280x720", pattern=r"^[0-9]{2,4}x[0-9]{2,4}$", max_length=9,
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": "spec.resolution is immutable"},
+            {"rule": "int(self.split('x')[0]) >= 64 && int(self.split('x')[0]) <= 3840 && "
+                     "int(self.split('x')[0]) % 2 == 0",
+             "message": "spec.resolution width must be an even number from 64 to 3840"},
+            {"rule": "int(self.split('x')[1]) >= 64 && int(self.split('x')[1]) <= 2160 && "
+                     "int(self.split('x')[1]) % 2 == 0",
+             "message": "spec.resolution height must be an even number from 64 to 2160"},
+        ]},
+        description="Frame size as WIDTHxHEIGHT: even numbers, width 64..3840, height 64..2160.")
+    transition: Literal["none", "crossfade", "fade"] = Field(
+        "crossfade", json_schema_extra=immutable("transition"),
+        description="How one scene turns into the next: none, crossfade or fade.")
+    backend: str | None = Field(
+        None, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        description="Generator backend for keyframes and segments. Default from the operator "
+                    "configuration, built-in procedural.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, json_schema_extra=immutable("seed"),
+                      description="Random seed; the same spec and seed give the same video.")
+    priority: int = Field(
+        0, ge=-100, le=100,
+        description="Queue priority, -100..100; higher runs first. May be changed at any time "
+                    "without disturbing a running stage.")
+    output: Output | None = Field(None, json_schema_extra=immutable("output"),
+                                  description="Where the finished video goes.")
+    retry: Retry | None = Field(None, json_schema_extra=immutable("retry"),
+                                description="Retries of failing stages.")
+    timeouts: Timeouts | None = Field(None, json_schema_extra=immutable("timeouts"),
+                                      description="Time limits of the VideoJob and its stages.")
+    gpu: Gpu | None = Field(None, json_schema_extra=immutable("gpu"),
+                            description="GPU needs and placement of the GPU stages.")
+    suspend: bool = Field(
+        False,
+        description="true suspends the running stage and starts no new one; false resumes where "
+                    "it stopped. May be changed at any time.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0,
+        description="Delete the VideoJob (and everything it owns) this many seconds after it "
+                    "succeeded or failed. Unset: keep it.")
+
+
+class Condition(Model):
+    """A status condition, as in metav1.Condition."""
+
+    type: str = Field(description="Condition type: Ready, Progressing, Failed, Suspended, Queued.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Machine-readable reason, CamelCase.")
+    message: str = Field("", description="Human-readable explanation.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the condition was computed from.")
+
+
+class StageStatus(Model):
+    """One pipeline stage."""
+
+    name: Stage = Field(description="plan, keyframes, segments, stitch or publish.")
+    phase: StagePhase = Field(description="Pending, Queued, Running, Suspended, Succeeded or "
+                                          "Failed.")
+    attempts: int = Field(0, description="Pods started for this stage (all scenes for segments).")
+    progress: int = Field(0, ge=0, le=100, description="Progress of the stage, 0..100.")
+    completed: int | None = Field(None, description="Scenes rendered (segments).")
+    total: int | None = Field(None, description="Scenes to render (segments).")
+    message: str | None = Field(None, description="Latest progress message or failure reason.")
+    job_name: str | None = Field(None, description="The stage's batch/v1 Job.")
+    start_time: str | None = Field(None, description="When the stage started.")
+    completion_time: str | None = Field(None, description="When the stage finished.")
+    job_lost_time: str | None = Field(
+        None, description="When the operator found the stage's Job gone while the stage ran; "
+                          "it is re-created retry.backoffSeconds later.")
+
+
+class OutputStatus(Model):
+    """The published video."""
+
+    uri: str = Field(description="Where the video is.")
+    bytes: int | None = Field(None, description="Size in bytes.")
+    md5: str | None = Field(None, description="MD5 of the content, base64.")
+    crc32c: str | None = Field(None, description="CRC32C of the content, base64.")
+
+
+class EffectiveSpec(Model):
+    """The values a VideoJob ran with, after operator and built-in defaults."""
+
+    scenes: int = Field(description="Scenes rendered.")
+    backend: str = Field(description="Generator backend.")
+    output_uri: str = Field(description="Destination of the final video.")
+    artifact_root: str = Field(description="Where intermediate artifacts are kept.")
+    retry_limit: int = Field(description="Pod retries per stage (per scene for segments).")
+    retry_backoff_seconds: int = Field(description="Delay before re-creating a lost stage Job.")
+    total_seconds: int = Field(description="Bound on the whole VideoJob.")
+    stage_seconds: int = Field(description="Bound on each stage attempt.")
+    pending_seconds: int = Field(description="Bound on a stage pod staying unschedulable.")
+    gpu_count: int = Field(description="GPUs per GPU-stage pod.")
+    gpu_resource_name: str = Field(description="Extended resource counting GPUs.")
+    gpu_node_selector: dict[str, str] = Field(description="Node selector of GPU-stage pods.")
+    gpu_tolerations: list[Toleration] = Field(description="Tolerations of GPU-stage pods.")
+    worker_image: str = Field(description="Image the stage pods run.")
+
+
+class VideoJobStatus(Model):
+    """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase | None = Field(None, description="Pending, Queued, Running, Suspended, "
+                                                  "Succeeded, Failed or Cancelling.")
+    progress: int | None = Field(None, ge=0, le=100, description="Overall progress, 0..100.")
+    current_stage: Stage | None = Field(None, description="The stage running now (or last).")
+    message: str | None = Field(None, description="What is happening, in words.")
+    reason: str | None = Field(None, description="Why the VideoJob failed, CamelCase.")
+    stages: list[StageStatus] | None = Field(None, description="Every stage, in order.")
+    output_uri: str | None = Field(None, alias="outputURI",
+                                   description="Where the finished video is.")
+    output: OutputStatus | None = Field(None, description="The published video's size and "
+                                                          "checksums.")
+    start_time: str | None = Field(None, description="When the first stage started.")
+    completion_time: str | None = Field(None, description="When the VideoJob succeeded or "
+                                                          "failed.")
+    observed_generation: int | None = Field(None, description="metadata.generation last acted "
+                                                              "on.")
+    queue_position: int | None = Field(None, description="Place in the admission queue while "
+                                                         "Queued (1 = next).")
+    effective: EffectiveSpec | None = Field(None, description="The values this VideoJob runs "
+                                                              "with, after defaults.")
+    conditions: list[Condition] | None = Field(None, description="Ready, Progressing, Failed, "
+                                                                 "Suspended, Queued.")
+
+
+class VideoJob(BaseModel):
+    """A VideoJob object as the operator sees it (metadata kept raw)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    metadata: dict[str, Any]
+    spec: VideoJobSpec
+    status: VideoJobStatus = Field(default_factory=VideoJobStatus)

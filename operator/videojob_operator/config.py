@@ -1,0 +1,127 @@
+"""Operator configuration and the effective values each VideoJob runs with.
+
+Precedence, field by field: the VideoJob's spec > the operator's defaults > built-in defaults.
+The operator's defaults come from a YAML file (the ConfigMap the Helm chart renders, mounted at
+`VIDEOJOB_CONFIG`), then from `VIDEOJOB_*` environment variables for the few settings a developer
+changes often. Unknown keys are an error that names them, so a typo never silently falls back to
+a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .api import EffectiveSpec, Toleration, VideoJobSpec
+
+DEFAULT_GPU_TOLERATIONS = [Toleration(key="nvidia.com/gpu", operator="Exists",
+                                      effect="NoSchedule")]
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Defaults(BaseModel):
+    """Operator-wide defaults for what a VideoJob leaves unset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = "procedural"
+    retry_limit: int = Field(3, ge=0, le=20)
+    retry_backoff_seconds: int = Field(5, ge=0)
+    total_seconds: int = Field(3600, ge=1)
+    stage_seconds: int = Field(900, ge=1)
+    pending_seconds: int = Field(600, ge=1)
+    gpu_count: int = Field(1, ge=0)
+    gpu_resource_name: str = "nvidia.com/gpu"
+    gpu_node_selector: dict[str, str] = Field(default_factory=dict)
+    gpu_tolerations: list[Toleration] = Field(
+        default_factory=lambda: list(DEFAULT_GPU_TOLERATIONS))
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    storage_root: str = "file:///var/lib/videojob/artifacts"
+    worker_image: str = "ghcr.io/videojob/worker:0.1.0"
+    # Overrides the worker image's entrypoint (the stage is still the only argument).
+    worker_command: list[str] | None = None
+    worker_service_account: str = "default"
+    # Passed to every stage pod as-is (e.g. STORAGE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT).
+    worker_env: dict[str, str] = Field(default_factory=dict)
+    redis_url: str | None = None
+    # Bound on waiting for a deleted VideoJob's pods to go before its finalizer is removed anyway.
+    cancel_timeout_seconds: int = Field(120, ge=1)
+    defaults: Defaults = Field(default_factory=Defaults)
+
+
+ENV_KEYS = {
+    "VIDEOJOB_STORAGE_ROOT": "storage_root",
+    "VIDEOJOB_WORKER_IMAGE": "worker_image",
+    "VIDEOJOB_REDIS_URL": "redis_url",
+}
+
+
+def load(path: str | None = None, environ: dict[str, str] | None = None) -> OperatorConfig:
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    path = path or env.get("VIDEOJOB_CONFIG")
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read operator configuration {path}: {e}") from e
+    for var, key in ENV_KEYS.items():
+        if env.get(var):
+            data[key] = env[var]
+    try:
+        return OperatorConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                             for err in e.errors())
+        raise ConfigError(f"invalid operator configuration: {problems}") from e
+
+
+def artifact_root(config: OperatorConfig) -> str:
+    return config.storage_root.rstrip("/")
+
+
+def effective(spec: VideoJobSpec, config: OperatorConfig, namespace: str, name: str,
+              uid: str) -> EffectiveSpec:
+    d = config.defaults
+    retry, timeouts, gpu = spec.retry, spec.timeouts, spec.gpu
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    root = artifact_root(config)
+    output = spec.output.uri if spec.output and spec.output.uri else None
+    node_selector = dict(d.gpu_node_selector)
+    if gpu and gpu.node_selector:
+        node_selector.update(gpu.node_selector)
+    tolerations = list(d.gpu_tolerations)
+    for t in (gpu.tolerations if gpu and gpu.tolerations else []):
+        if t not in tolerations:
+            tolerations.append(t)
+    scenes = spec.scenes or (len(spec.images) if spec.images else 4)
+    return EffectiveSpec(
+        scenes=scenes,
+        backend=spec.backend or d.backend,
+        output_uri=output or f"{root}/{namespace}/{name}/{uid}/output.mp4",
+        artifact_root=root,
+        retry_limit=pick(retry and retry.limit, d.retry_limit),
+        retry_backoff_seconds=pick(retry and retry.backoff_seconds, d.retry_backoff_seconds),
+        total_seconds=pick(timeouts and timeouts.total_seconds, d.total_seconds),
+        stage_seconds=pick(timeouts and timeouts.stage_seconds, d.stage_seconds),
+        pending_seconds=pick(timeouts and timeouts.pending_seconds, d.pending_seconds),
+        gpu_count=pick(gpu and gpu.count, d.gpu_count),
+        gpu_resource_name=pick(gpu and gpu.resource_name, d.gpu_resource_name),
+        gpu_node_selector=node_selector,
+        gpu_tolerations=tolerations,
+        worker_image=config.worker_image,
+    )

@@ -1,0 +1,322 @@
+"""The controller: caches fed by kopf's watches, a work queue, and the appliers of plans.
+
+kopf watches VideoJobs, their Jobs and their pods (handlers.py) and hands every event to
+`Controller.observe`, which updates an in-memory cache and queues the owning VideoJob. Workers
+take keys off the queue, build an `Observation`, ask `planner.plan` what to do, and do it:
+
+- a key is never reconciled by two workers at once, and events arriving meanwhile coalesce into
+  one more pass (the client-go work-queue discipline);
+- Jobs are created under deterministic names, so a create racing a stale cache answers 409 and
+  changes nothing ("expectations" without bookkeeping);
+- status is written only when it changed, in one merge patch of the status subresource; changes
+  that are only progress figures are written at most once a second per VideoJob;
+- `requeue_after` from the planner becomes a timer, so deadlines fire without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from . import planner
+from .api import FINALIZER, GROUP, PLURAL, VERSION
+from .config import OperatorConfig
+from .jobs import LABEL_NAME
+from .logs import ctx
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, VideoJob name)
+log = logging.getLogger("videojob.controller")
+
+PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of one VideoJob
+
+
+class Controller:
+    def __init__(self, config: OperatorConfig, api: client.ApiClient, *, workers: int = 8,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.config = config
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.videojobs: dict[Key, Obj] = {}
+        self.jobs: dict[Key, dict[str, Obj]] = defaultdict(dict)
+        self.pods: dict[Key, dict[str, Obj]] = defaultdict(dict)
+        # uid -> (stage, index) -> latest progress report
+        self.progress: dict[str, dict[tuple[str, int | None], planner.ProgressView]] = (
+            defaultdict(dict))
+        self.last_status_write: dict[Key, float] = {}
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queued: set[Key] = set()
+        self.active: set[Key] = set()
+        self.dirty: set[Key] = set()
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
+        self.worker_count = workers
+        self.tasks: list[asyncio.Task[None]] = []
+        self.reconciles = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self.worker_count):
+            self.tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-{i}"))
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for timer in self.timers.values():
+            timer.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- feeding the caches -----------------------------------------------------------------
+
+    def observe_videojob(self, event_type: str | None, obj: Obj) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.videojobs.pop(key, None)
+            self.progress.pop(meta.get("uid", ""), None)
+            self.last_status_write.pop(key, None)
+            timer = self.timers.pop(key, None)
+            if timer:
+                timer.cancel()
+            return
+        old = self.videojobs.get(key)
+        if old is not None and _rv(old) > _rv(obj):
+            return  # an older copy than one we already hold (our own patch answered first)
+        self.videojobs[key] = obj
+        self.enqueue(key)
+
+    def observe_child(self, kind: str, event_type: str | None, obj: Obj) -> None:
+        meta = obj["metadata"]
+        owner = (meta.get("labels") or {}).get(LABEL_NAME)
+        if not owner:
+            return
+        key = (meta["namespace"], owner)
+        cache = self.jobs if kind == "job" else self.pods
+        if event_type == "DELETED":
+            cache[key].pop(meta["name"], None)
+            if not cache[key]:
+                del cache[key]
+        else:
+            cache[key][meta["name"]] = obj
+        self.enqueue(key)
+
+    def observe_progress(self, uid: str, view: planner.ProgressView) -> None:
+        self.progress[uid][(view.stage, view.index)] = view
+        for key, vj in self.videojobs.items():
+            if vj["metadata"].get("uid") == uid:
+                self.enqueue(key)
+                return
+
+    # -- the queue --------------------------------------------------------------------------
+
+    def enqueue(self, key: Key) -> None:
+        if key in self.active:
+            self.dirty.add(key)
+            return
+        if key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+
+    def enqueue_after(self, key: Key, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        timer = self.timers.get(key)
+        if timer is not None and not timer.cancelled() and timer.when() <= due:
+            return
+        if timer is not None:
+            timer.cancel()
+        self.timers[key] = loop.call_at(due, self._timer_fired, key)
+
+    def _timer_fired(self, key: Key) -> None:
+        self.timers.pop(key, None)
+        self.enqueue(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            self.active.add(key)
+            try:
+                await self.reconcile(key)
+            except Exception:
+                log.exception("reconcile failed", extra=ctx(*key))
+                self.enqueue_after(key, 2.0)
+            finally:
+                self.active.discard(key)
+                if key in self.dirty:
+                    self.dirty.discard(key)
+                    self.enqueue(key)
+
+    # -- one reconcile ----------------------------------------------------------------------
+
+    def observation(self, key: Key) -> planner.Observation | None:
+        vj = self.videojobs.get(key)
+        if vj is None:
+            return None
+        uid = vj["metadata"]["uid"]
+
+        def owned(o: Obj) -> bool:
+            return any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
+
+        jobs = [planner.job_view(j) for j in self.jobs.get(key, {}).values() if owned(j)]
+        job_names = {j.name for j in jobs}
+        pods = [planner.pod_view(p) for p in self.pods.get(key, {}).values()
+                if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
+                in job_names or (p["metadata"].get("labels") or {}).get(
+                    "videojob.dev/uid") == uid]
+        progress = list(self.progress.get(uid, {}).values())
+        return planner.Observation(videojob=vj, jobs=jobs, pods=pods, progress=progress,
+                                   now=self.clock())
+
+    async def reconcile(self, key: Key) -> None:
+        obs = self.observation(key)
+        if obs is None:
+            return
+        self.reconciles += 1
+        plan = planner.plan(obs, self.config)
+        await self.apply(key, obs.videojob, plan)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def apply(self, key: Key, vj: Obj, plan: planner.Plan) -> None:
+        ns, name = key
+        meta = vj["metadata"]
+        extra = ctx(ns, name)
+        if plan.add_finalizer:
+            await self._patch_videojob(key, {"metadata": {
+                "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
+                "resourceVersion": meta["resourceVersion"]}})
+        for manifest in plan.create_jobs:
+            stage = manifest["metadata"]["labels"]["videojob.dev/stage"]
+            try:
+                await self._call(self.batch.create_namespaced_job, ns, manifest)
+                log.info("created Job %s", manifest["metadata"]["name"],
+                         extra=ctx(ns, name, stage))
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        for job_name, suspend in plan.suspend_jobs.items():
+            await self._call(self.batch.patch_namespaced_job, job_name, ns,
+                             {"spec": {"suspend": suspend}})
+            log.info("%s Job %s", "suspended" if suspend else "resumed", job_name, extra=extra)
+        for job_name in plan.delete_jobs:
+            try:
+                # Foreground: the Job stays until its pods are gone, so "no Job left" also
+                # means "no pod left"; an explicit policy, as a bare delete can orphan pods.
+                await self._call(self.batch.delete_namespaced_job, job_name, ns,
+                                 propagation_policy="Foreground")
+                log.info("deleted Job %s", job_name, extra=extra)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        for event in plan.events:
+            await self._event(vj, event)
+        if plan.status is not None:
+            await self._write_status(key, vj, plan)
+        if plan.remove_finalizer:
+            finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+            await self._patch_videojob(key, {"metadata": {
+                "finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}})
+            log.info("cancelled; finalizer removed", extra=extra)
+        if plan.delete_videojob:
+            try:
+                await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, ns,
+                                 PLURAL, name, propagation_policy="Background")
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        if plan.requeue_after is not None:
+            self.enqueue_after(key, plan.requeue_after)
+
+    async def _write_status(self, key: Key, vj: Obj, plan: planner.Plan) -> None:
+        now = time.monotonic()
+        if plan.progress_only:
+            since = now - self.last_status_write.get(key, 0.0)
+            if since < PROGRESS_WRITE_INTERVAL:
+                self.enqueue_after(key, PROGRESS_WRITE_INTERVAL - since)
+                return
+        ns, name = key
+        try:
+            updated = await self._call(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
+                name, {"status": _nulls_for_removed(vj.get("status") or {}, plan.status or {})})
+        except ApiException as e:
+            if e.status == 404:
+                return
+            raise
+        self.last_status_write[key] = now
+        self._remember(key, updated)
+
+    async def _patch_videojob(self, key: Key, body: Obj) -> None:
+        ns, name = key
+        try:
+            updated = await self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION,
+                                       ns, PLURAL, name, body)
+        except ApiException as e:
+            if e.status == 409:  # stale resourceVersion: the next event brings the new one
+                self.enqueue_after(key, 0.1)
+                return
+            if e.status == 404:
+                return
+            raise
+        self._remember(key, updated)
+
+    def _remember(self, key: Key, updated: Obj) -> None:
+        """Our own write's answer is the newest state; reconcile from it, not a stale copy."""
+        if isinstance(updated, dict) and updated.get("metadata"):
+            old = self.videojobs.get(key)
+            if old is None or _rv(updated) >= _rv(old):
+                self.videojobs[key] = updated
+
+    async def _event(self, vj: Obj, event: planner.Event) -> None:
+        meta = vj["metadata"]
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
+                               "name": meta["name"], "namespace": meta["namespace"],
+                               "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion")},
+            "type": event.type, "reason": event.reason, "message": event.message[:1024],
+            "source": {"component": "videojob-operator"},
+            "reportingComponent": "videojob.dev/operator",
+            "reportingInstance": "videojob-operator",
+            "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z", "count": 1,
+            "action": event.reason,
+        }
+        try:
+            await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+        except ApiException as e:
+            log.warning("event %s not recorded: %s", event.reason, e.reason,
+                        extra=ctx(meta["namespace"], meta["name"]))
+
+
+def _rv(obj: Obj) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def _nulls_for_removed(old: Obj, new: Obj) -> Obj:
+    """A merge patch that also clears top-level fields the new status no longer has."""
+    patch: Obj = dict(new)
+    for k in old:
+        if k not in new:
+            patch[k] = None
+    return patch

@@ -1,0 +1,128 @@
+"""Generates the VideoJob CRD from the pydantic models in api.py.
+
+`python -m videojob_operator.crd > crds/videojob.dev_videojobs.yaml` writes it; a unit test fails
+when the committed file differs from what this produces. The conversion turns pydantic's JSON
+schema into a structural OpenAPI v3 schema as the API server requires: references inlined,
+`Optional[X]` as plain X (nulls are pruned by the API server, so an explicit `null` in a manifest
+means "not set"), no `title`s or `additionalProperties: false`, defaults only where a value exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from .api import GROUP, KIND, PLURAL, VERSION, VideoJobSpec, VideoJobStatus
+
+Schema = dict[str, Any]
+KEEP = {"type", "description", "default", "minimum", "maximum", "maxLength", "minLength",
+        "pattern", "enum", "maxItems", "minItems", "items", "properties", "required",
+        "additionalProperties", "x-kubernetes-validations", "format"}
+
+
+def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
+    if "$ref" in schema:
+        target = defs[schema["$ref"].split("/")[-1]]
+        merged = {**structural(target, defs), **{k: v for k, v in schema.items() if k != "$ref"}}
+        if "description" in schema:
+            merged["description"] = schema["description"]
+        return structural_clean(merged, defs)
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express {schema} structurally")
+        inner = structural(options[0], defs)
+        outer = {k: v for k, v in schema.items() if k != "anyOf"}
+        return structural_clean({**inner, **outer}, defs)
+    return structural_clean(schema, defs)
+
+
+def structural_clean(schema: Schema, defs: dict[str, Schema]) -> Schema:
+    out: Schema = {}
+    for key, value in schema.items():
+        if key not in KEEP:
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            value = {name: structural(sub, defs) for name, sub in value.items()}
+        elif key == "items":
+            value = structural(value, defs)
+        elif key == "additionalProperties":
+            if value is False:
+                continue
+            value = structural(value, defs) if isinstance(value, dict) else value
+        out[key] = value
+    if "const" in schema:
+        out["enum"] = [schema["const"]]
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    if "properties" in out or "additionalProperties" in out:
+        out.setdefault("type", "object")
+    return out
+
+
+def model_schema(model: type[VideoJobSpec] | type[VideoJobStatus]) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def crd() -> dict[str, Any]:
+    spec = model_schema(VideoJobSpec)
+    status = model_schema(VideoJobStatus)
+    root: Schema = {
+        "type": "object",
+        "description": "A video to generate, and the pipeline run that generates it.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "videojob.dev/v1alpha1"},
+            "kind": {"type": "string", "description": "VideoJob"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Progress", "type": "integer", "jsonPath": ".status.progress",
+         "description": "Overall progress, percent"},
+        {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage"},
+        {"name": "Queue", "type": "integer", "jsonPath": ".status.queuePosition", "priority": 1,
+         "description": "Place in the admission queue while Queued"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Output", "type": "string", "jsonPath": ".status.outputURI", "priority": 1},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}",
+                     "labels": {"app.kubernetes.io/name": "videojob-operator",
+                                "app.kubernetes.io/part-of": "videojob"}},
+        "spec": {
+            "group": GROUP,
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
+                      "singular": KIND.lower(), "shortNames": ["vj"],
+                      "categories": ["videojob"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": root},
+            }],
+        },
+    }
+
+
+def render() -> str:
+    header = ("# Generated by `python -m videojob_operator.crd` from operator/videojob_operator/"
+              "api.py; do not edit.\n")
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,83 @@
+"""kopf handlers: thin adapters that feed the controller's caches.
+
+kopf watches the resources and calls these for every event (including the initial listing after
+a start, which is how a restarted operator resumes). All decisions are the planner's; these
+handlers only route events. No kopf `on.delete` handler, daemon or timer is registered, so kopf
+adds no finalizer of its own (see nolar/kopf#1305 and #882 for what those get wrong on
+deletion): the VideoJob's `videojob.dev/cancel` finalizer is the controller's, added and removed
+by the planner's decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from . import config as operator_config
+from . import progress
+from .api import GROUP, PLURAL, VERSION
+from .controller import Controller
+from .jobs import LABEL_NAME
+
+log = logging.getLogger("videojob.handlers")
+
+
+def api_client() -> client.ApiClient:
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Long-lived watches, re-established before the server's idle timeout; a stuck watch is
+    # noticed by the client timeout instead of hanging forever (kopf#585, kopf#698).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    # Events are the controller's to write (with reasons users can filter on).
+    settings.posting.level = logging.WARNING
+    cfg = operator_config.load()
+    controller = Controller(cfg, api_client())
+    controller.start()
+    memo["controller"] = controller
+    stop = asyncio.Event()
+    memo["stop"] = stop
+    if cfg.redis_url:
+        memo["progress"] = asyncio.create_task(
+            progress.follow(cfg.redis_url, controller.observe_progress, stop))
+    log.info("operator started: storage root %s, worker image %s, redis %s",
+             cfg.storage_root, cfg.worker_image, cfg.redis_url or "off")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo["stop"].set()
+    task = memo.get("progress")
+    if task is not None:
+        task.cancel()
+    await memo["controller"].stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def videojob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].observe_videojob(event["type"], dict(event["object"]))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT})
+async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].observe_child("job", event["type"], dict(event["object"]))
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT})
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].observe_child("pod", event["type"], dict(event["object"]))

@@ -1,0 +1,169 @@
+"""The batch/v1 Job of each stage: name, ownership, labels, retries, deadlines, GPU placement.
+
+Every stage Job is Indexed — `segments` with one index per scene running in parallel, the others
+with a single index — so retries are counted per index (`backoffLimitPerIndex`, one scene's
+failures never use up another's) and each pod learns its attempt from the
+`batch.kubernetes.io/job-index-failure-count` annotation. See docs/contract.md for the worker's
+side of the environment set here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .api import API_VERSION, KIND, EffectiveSpec, Stage, VideoJobSpec
+
+Obj = dict[str, Any]
+
+PERMANENT_ERROR_EXIT_CODE = 42
+GPU_STAGES: frozenset[str] = frozenset({"keyframes", "segments"})
+LABEL_NAME = "videojob.dev/name"
+LABEL_STAGE = "videojob.dev/stage"
+LABEL_UID = "videojob.dev/uid"
+CONTAINER = "worker"
+MAX_NAME = 63  # Job names end up in pod labels (batch.kubernetes.io/job-name): 63 characters.
+
+
+def job_name(videojob: str, uid: str, stage: Stage) -> str:
+    """Deterministic per VideoJob *object*: a re-created VideoJob of the same name gets new Jobs,
+    so it never adopts the old one's Jobs while they are still being deleted."""
+    suffix = f"-{stage}-{hashlib.sha256(uid.encode()).hexdigest()[:5]}"
+    return videojob[: MAX_NAME - len(suffix)].rstrip("-.") + suffix
+
+
+def labels(videojob: str, uid: str, stage: Stage) -> dict[str, str]:
+    return {
+        LABEL_NAME: videojob,
+        LABEL_STAGE: stage,
+        LABEL_UID: uid,
+        "app.kubernetes.io/name": "videojob-worker",
+        "app.kubernetes.io/instance": videojob[:63].rstrip("-._"),
+        "app.kubernetes.io/component": stage,
+        "app.kubernetes.io/part-of": "videojob",
+        "app.kubernetes.io/managed-by": "videojob-operator",
+    }
+
+
+def spec_json(spec: VideoJobSpec, eff: EffectiveSpec) -> str:
+    """The effective spec the worker reads (VIDEOJOB_SPEC): the spec with defaults filled in."""
+    doc = spec.model_dump(by_alias=True, exclude_none=True)
+    doc["scenes"] = eff.scenes
+    doc["backend"] = eff.backend
+    doc["output"] = {"uri": eff.output_uri}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def completions(stage: Stage, eff: EffectiveSpec) -> int:
+    return eff.scenes if stage == "segments" else 1
+
+
+def stage_job(
+    *,
+    namespace: str,
+    videojob: str,
+    uid: str,
+    stage: Stage,
+    spec: VideoJobSpec,
+    eff: EffectiveSpec,
+    suspend: bool,
+    redis_url: str | None,
+    service_account: str,
+    extra_env: dict[str, str],
+    command: list[str] | None = None,
+) -> Obj:
+    name = job_name(videojob, uid, stage)
+    lbl = labels(videojob, uid, stage)
+    count = completions(stage, eff)
+    gpu = stage in GPU_STAGES and eff.gpu_count > 0
+    env: list[Obj] = [
+        {"name": "VIDEOJOB_NAMESPACE", "value": namespace},
+        {"name": "VIDEOJOB_NAME", "value": videojob},
+        {"name": "VIDEOJOB_UID", "value": uid},
+        {"name": "VIDEOJOB_STAGE", "value": stage},
+        {"name": "VIDEOJOB_SPEC", "value": spec_json(spec, eff)},
+        {"name": "VIDEOJOB_ARTIFACT_ROOT", "value": eff.artifact_root},
+        {"name": "VIDEOJOB_OUTPUT_URI", "value": eff.output_uri},
+        {"name": "VIDEOJOB_REDIS_URL", "value": redis_url or ""},
+        {"name": "VIDEOJOB_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "VIDEOJOB_FAILURE_COUNT", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}},
+    ]
+    env += [{"name": k, "value": v} for k, v in sorted(extra_env.items())]
+    container: Obj = {
+        "name": CONTAINER,
+        "image": eff.worker_image,
+        "args": [stage],
+        "env": env,
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+    }
+    if command:
+        container["command"] = list(command)
+    pod_spec: Obj = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": False,  # the worker never calls the Kubernetes API
+        # The worker stops within 2 s of SIGTERM (contract); keep deletion snappy.
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+    }
+    if gpu:
+        container["resources"] = {"limits": {eff.gpu_resource_name: str(eff.gpu_count)}}
+        if eff.gpu_node_selector:
+            pod_spec["nodeSelector"] = dict(eff.gpu_node_selector)
+        if eff.gpu_tolerations:
+            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True)
+                                       for t in eff.gpu_tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": lbl,
+            "ownerReferences": [{
+                "apiVersion": API_VERSION, "kind": KIND, "name": videojob, "uid": uid,
+                "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "suspend": suspend,
+            "completionMode": "Indexed",
+            "completions": count,
+            "parallelism": count,
+            "backoffLimitPerIndex": eff.retry_limit,
+            "backoffLimit": eff.retry_limit * count,
+            # One scene failing for good fails the stage at once, not after the others finish.
+            "maxFailedIndexes": 0,
+            "activeDeadlineSeconds": eff.stage_seconds,
+            # Replacement pods only after the old one is gone: never two pods of one index.
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": {"rules": [
+                # The worker's "permanent error": bad input will not get better with retries.
+                {"action": "FailJob", "onExitCodes": {
+                    "containerName": CONTAINER, "operator": "In",
+                    "values": [PERMANENT_ERROR_EXIT_CODE]}},
+                # Drain, preemption, eviction: not the stage's fault, does not use up retries.
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
+            "template": {
+                "metadata": {"labels": lbl},
+                "spec": pod_spec,
+            },
+        },
+    }

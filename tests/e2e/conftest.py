@@ -1,0 +1,51 @@
+"""Fixtures for the operator's e2e tests: the CRDs applied from crds/, a real redis-server and
+the operator running as its own process against the test cluster."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from kubetest import REPO, Cluster
+from operator_support import Operator, RedisServer, free_port
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/videojobs.videojob.dev")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(port=free_port(), dir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crds: None, redis_server: RedisServer,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    # Not under /tmp: stage pods mount an emptyDir there, which hides the host's /tmp from them
+    # (as it would in a container), and they write the ledger and artifacts here.
+    workdir = REPO / ".cluster" / "e2e" / f"operator-{uuid.uuid4().hex[:8]}"
+    op = Operator(cluster=cluster, workdir=workdir, redis_url=redis_server.url)
+    op.start()
+    yield op
+    op.stop()
+    log = op.log.read_text()
+    shutil.rmtree(workdir, ignore_errors=True)
+    assert "Traceback" not in log, log[-5000:]
+
+
+@pytest.fixture
+def running_operator(operator: Operator) -> Operator:
+    """The session's operator, restarted if an earlier test stopped it."""
+    if operator.proc is None or operator.proc.poll() is not None:
+        operator.start()
+    return operator

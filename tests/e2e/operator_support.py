@@ -1,0 +1,152 @@
+"""Running the real operator (and a real redis-server) against the test cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubetest import REPO, TEST_IMAGE, Cluster
+
+SCRIPTED_WORKER = (Path(__file__).parent / "scripted_worker.py").read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def ping() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+
+        wait_until(ping, 10, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@dataclass
+class Operator:
+    """The operator as a separate process, the way it runs for real."""
+
+    cluster: Cluster
+    workdir: Path
+    redis_url: str | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    starts: int = 0
+
+    @property
+    def ledger(self) -> Path:
+        return self.workdir / "ledger.txt"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "operator.log"
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "storage_root": f"file://{self.workdir / 'artifacts'}",
+            "worker_image": TEST_IMAGE,
+            "worker_command": ["python3", "-c", SCRIPTED_WORKER],
+            "redis_url": self.redis_url,
+            "cancel_timeout_seconds": 60,
+            "defaults": {"retry_backoff_seconds": 1},
+        }
+        if self.cluster.local:
+            cfg["worker_env"] = {"VIDEOJOB_TEST_LEDGER": str(self.ledger)}
+        cfg.update(self.overrides)
+        return cfg
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "config.yaml"
+        conf.write_text(yaml.safe_dump(self.config()))
+        self.port = free_port()
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), VIDEOJOB_CONFIG=str(conf))
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "videojob_operator",
+                 f"--liveness=http://127.0.0.1:{self.port}/healthz"],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.starts += 1
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz",
+                                        timeout=1) as r:
+                return bool(r.status == 200)
+
+        wait_until(healthy, 30, "the operator's liveness endpoint")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when a node dies or the OOM killer strikes."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def runs(self, uid: str) -> list[tuple[str, str, str]]:
+        """(stage, index, event) lines the scripted worker recorded for a VideoJob."""
+        if not self.ledger.exists():
+            return []
+        out = []
+        for line in self.ledger.read_text().splitlines():
+            u, stage, index, event = line.split()
+            if u == uid:
+                out.append((stage, index, event))
+        return out

@@ -1,0 +1,44 @@
+"""Where each stage's artifacts live: `<root>/<namespace>/<name>/<uid>/<stage>/…` (contract).
+
+The uid in the path keeps a VideoJob that is deleted and re-created under the same name from
+reading its predecessor's artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from videojob_worker.environment import Identity
+from videojob_worker.storage import join
+
+
+def scene_file(index: int, extension: str) -> str:
+    """`scene-NNN.<ext>`: three digits, so a listing sorts in scene order."""
+    return f"scene-{index:03d}.{extension}"
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    root: str
+    identity: Identity
+
+    @property
+    def prefix(self) -> str:
+        return join(self.root, self.identity.namespace, self.identity.name, self.identity.uid)
+
+    def stage_dir(self, stage: str) -> str:
+        return join(self.prefix, stage)
+
+    @property
+    def plan(self) -> str:
+        return join(self.prefix, "plan", "plan.json")
+
+    def keyframe(self, index: int) -> str:
+        return join(self.prefix, "keyframes", scene_file(index, "png"))
+
+    def segment(self, index: int) -> str:
+        return join(self.prefix, "segments", scene_file(index, "mp4"))
+
+    @property
+    def video(self) -> str:
+        return join(self.prefix, "stitch", "video.mp4")

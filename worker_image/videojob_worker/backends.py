@@ -1,0 +1,100 @@
+"""Backends: what plans the scenes, draws the keyframes and moves the camera.
+
+`spec.backend` names one. `procedural` is built in; any other comes from a separately installed
+package that declares a Python entry point in the group `videojob.backends`:
+
+    [project.entry-points."videojob.backends"]
+    sdxl = "videojob_sdxl:SdxlBackend"
+
+The entry point is a zero-argument callable (usually the class) returning a `Backend`. A plug-in
+subclasses `Backend`, or `ProceduralBackend` to replace only some steps (a language-model
+planner overrides `describe_scenes` and keeps the procedural drawing). The stages never look at
+which backend they run: plan, keyframes and segments go through the three methods below, and
+transitions, encoding, storage, progress and cancellation stay in the core.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+
+from videojob_worker.errors import PermanentError
+from videojob_worker.ffmpeg import Frame
+from videojob_worker.plan import Plan, Scene, SceneDraft
+from videojob_worker.spec import VideoSpec
+
+ENTRY_POINT_GROUP = "videojob.backends"
+_BUILTIN: dict[str, str] = {"procedural": "videojob_worker.procedural:ProceduralBackend"}
+_registered: dict[str, Callable[[], Backend]] = {}
+
+
+class Backend(ABC):
+    """The generative part of the pipeline. Every method must be deterministic for a given
+    plan (seed included): a retried or re-run stage overwrites its outputs with identical ones."""
+
+    name: str = ""
+
+    @abstractmethod
+    def describe_scenes(self, spec: VideoSpec) -> list[SceneDraft]:
+        """One draft per scene (`spec.scene_count` of them): description, camera, palette.
+
+        In slideshow mode (`spec.images`) the scene shows `spec.images[i]`; the draft still
+        gives its description and camera motion.
+        """
+
+    @abstractmethod
+    def render_keyframe(self, scene: Scene, plan: Plan) -> Frame:
+        """The scene's keyframe, `plan.height x plan.width x 3` uint8 BGR. Not called in
+        slideshow mode, where the keyframe is the input image fitted to the resolution."""
+
+    @abstractmethod
+    def render_clip(self, scene: Scene, keyframe: Frame, plan: Plan,
+                    frames: int) -> Iterator[Frame]:
+        """`frames` frames of the scene's motion starting from its keyframe, one at a time
+        (the encoder takes each as it comes; do not build the list). Transitions into the next
+        scene are blended on top by the core."""
+
+    def first_frame(self, scene: Scene, keyframe: Frame, plan: Plan) -> Frame:
+        """The scene's first frame, which the previous scene crossfades into. Override when
+        `render_clip` is expensive to start."""
+        return next(iter(self.render_clip(scene, keyframe, plan, scene.frames)))
+
+
+def register(name: str, factory: Callable[[], Backend]) -> None:
+    """Add a backend in-process (tests, embedding); entry points are the packaged way."""
+    _registered[name] = factory
+
+
+def available() -> list[str]:
+    names = set(_BUILTIN) | set(_registered)
+    names |= {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names)
+
+
+def _import(target: str) -> Callable[[], Backend]:
+    module, _, attribute = target.partition(":")
+    factory: Callable[[], Backend] = getattr(importlib.import_module(module), attribute)
+    return factory
+
+
+def load(name: str) -> Backend:
+    """The backend `name`; an unknown name is a permanent error (the spec asks for something
+    this image cannot do)."""
+    if name in _registered:
+        factory = _registered[name]
+    elif name in _BUILTIN:
+        factory = _import(_BUILTIN[name])
+    else:
+        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not matches:
+            raise PermanentError(f"spec.backend {name!r} is not installed in the worker image "
+                                 f"(available: {', '.join(available())})")
+        factory = matches[0].load()
+    backend = factory()
+    if not isinstance(backend, Backend):
+        raise TypeError(f"backend {name!r} ({factory!r}) did not return a Backend")
+    if not backend.name:
+        backend.name = name
+    return backend

@@ -1,0 +1,98 @@
+"""The environment of a stage pod, as docs/contract.md defines it, read into one typed value."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from videojob_worker.errors import PermanentError
+from videojob_worker.spec import VideoSpec, spec_from_json
+
+STAGES = ("plan", "keyframes", "segments", "stitch", "publish")
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which VideoJob a stage works for; also the artifact prefix and the progress key."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class StageEnvironment:
+    identity: Identity
+    stage: str
+    spec: VideoSpec
+    artifact_root: str
+    output_uri: str | None
+    redis_url: str | None
+    attempt: int | None
+    pod_name: str | None
+    index: int | None
+    termination_log: Path
+
+
+def termination_log_path(env: Mapping[str, str] | None = None) -> Path:
+    """/dev/termination-log, or VIDEOJOB_TERMINATION_LOG (tests and local runs)."""
+    env = os.environ if env is None else env
+    return Path(env.get("VIDEOJOB_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG)
+
+
+def _optional_int(env: Mapping[str, str], key: str) -> int | None:
+    value = env.get(key, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise PermanentError(f"{key}={value!r} is not an integer") from None
+
+
+def _required(env: Mapping[str, str], key: str) -> str:
+    value = env.get(key, "").strip()
+    if not value:
+        raise PermanentError(f"{key} is not set")
+    return value
+
+
+def read_environment(stage: str, env: Mapping[str, str] | None = None) -> StageEnvironment:
+    """Read and check the contract's variables for `stage` (the command-line argument)."""
+    env = os.environ if env is None else env
+    if stage not in STAGES:
+        raise PermanentError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+    declared = env.get("VIDEOJOB_STAGE", "").strip()
+    if declared and declared != stage:
+        raise PermanentError(f"VIDEOJOB_STAGE={declared} but the argument is {stage}")
+    index = _optional_int(env, "JOB_COMPLETION_INDEX")
+    spec = spec_from_json(_required(env, "VIDEOJOB_SPEC"))
+    if stage == "segments":
+        if index is None:
+            raise PermanentError("JOB_COMPLETION_INDEX is not set for segments")
+        if not 0 <= index < spec.scene_count:
+            raise PermanentError(f"JOB_COMPLETION_INDEX={index} is outside the "
+                                 f"{spec.scene_count} scenes")
+    else:
+        # Only segments runs as an Indexed Job; an index elsewhere is meaningless, not an error.
+        index = None
+    output_uri = env.get("VIDEOJOB_OUTPUT_URI", "").strip() or None
+    if stage == "publish" and output_uri is None:
+        raise PermanentError("VIDEOJOB_OUTPUT_URI is not set for publish")
+    return StageEnvironment(
+        identity=Identity(namespace=_required(env, "VIDEOJOB_NAMESPACE"),
+                          name=_required(env, "VIDEOJOB_NAME"),
+                          uid=_required(env, "VIDEOJOB_UID")),
+        stage=stage,
+        spec=spec,
+        artifact_root=_required(env, "VIDEOJOB_ARTIFACT_ROOT"),
+        output_uri=output_uri,
+        redis_url=env.get("VIDEOJOB_REDIS_URL", "").strip() or None,
+        attempt=_optional_int(env, "VIDEOJOB_ATTEMPT"),
+        pod_name=env.get("VIDEOJOB_POD_NAME", "").strip() or None,
+        index=index,
+        termination_log=termination_log_path(env),
+    )

@@ -1,0 +1,129 @@
+"""The VideoJob spec as the worker sees it: the CRD's fields, its defaults, and the checks that
+make a spec renderable.
+
+The operator passes the *effective* spec (defaults filled in) in `VIDEOJOB_SPEC`; `videojob-worker
+run` reads a manifest or a bare spec from a file. Both go through `parse_spec`, so a local run
+applies the same defaults as the CRD. Fields the worker does not use (GPU needs, retry limits,
+queue priority, …) are accepted and ignored: they belong to the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from videojob_worker.errors import PermanentError
+
+Transition = Literal["none", "crossfade", "fade"]
+
+_RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
+# Bounds the encoder and a pod's memory can take; the CRD may be stricter.
+MAX_WIDTH, MAX_HEIGHT = 7680, 4320
+MIN_SIDE = 16
+
+
+class VideoSpec(BaseModel):
+    """The subset of `VideoJob.spec` that shapes the video, with the CRD's defaults."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                              frozen=True)
+
+    prompt: str = ""
+    images: list[str] = Field(default_factory=list, max_length=1000)
+    audio: str | None = None
+    scenes: int = Field(default=4, ge=1, le=1000)
+    duration_seconds: float = Field(default=12, gt=0, le=6 * 3600)
+    fps: int = Field(default=24, ge=1, le=240)
+    resolution: str = "1280x720"
+    transition: Transition = "crossfade"
+    backend: str = "procedural"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _renderable(self) -> VideoSpec:
+        width, height = self.size
+        if not (MIN_SIDE <= width <= MAX_WIDTH and MIN_SIDE <= height <= MAX_HEIGHT):
+            raise ValueError(f"resolution {self.resolution} is outside "
+                             f"{MIN_SIDE}x{MIN_SIDE}..{MAX_WIDTH}x{MAX_HEIGHT}")
+        if width % 2 or height % 2:
+            # yuv420p, the only pixel format every browser plays, halves both chroma axes.
+            raise ValueError(f"resolution {self.resolution} must have even width and height")
+        if not self.prompt.strip() and not self.images:
+            raise ValueError("either prompt or images must be given")
+        if self.total_frames < self.scene_count:
+            raise ValueError(f"{self.duration_seconds:g} s at {self.fps} fps is "
+                             f"{self.total_frames} frames, fewer than the {self.scene_count} "
+                             "scenes")
+        return self
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        match = _RESOLUTION.match(self.resolution)
+        if not match:
+            raise ValueError(f"resolution {self.resolution!r} is not WIDTHxHEIGHT")
+        return int(match.group(1)), int(match.group(2))
+
+    @property
+    def total_frames(self) -> int:
+        """Frames in the final video: durationSeconds x fps, rounded to a whole frame."""
+        return round(self.duration_seconds * self.fps)
+
+    @property
+    def scene_count(self) -> int:
+        """Slideshow mode has one scene per image; otherwise `scenes`."""
+        return len(self.images) if self.images else self.scenes
+
+    def to_json(self) -> str:
+        """The effective spec as the operator would pass it in VIDEOJOB_SPEC."""
+        return self.model_dump_json(by_alias=True)
+
+
+def parse_spec(raw: dict[str, Any]) -> VideoSpec:
+    """Validate a spec mapping; any problem is a permanent error naming the field."""
+    try:
+        return VideoSpec.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            message = str(e["msg"]).removeprefix("Value error, ")
+            problems.append(f"spec.{where}: {message}" if where else f"spec: {message}")
+        raise PermanentError("; ".join(problems)) from None
+
+
+def spec_from_json(text: str) -> VideoSpec:
+    """Parse VIDEOJOB_SPEC."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PermanentError(f"VIDEOJOB_SPEC is not JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise PermanentError("VIDEOJOB_SPEC is not a JSON object")
+    return parse_spec(raw)
+
+
+def load_manifest(path: Path) -> tuple[dict[str, Any], VideoSpec]:
+    """Read a VideoJob manifest (apiVersion/kind/metadata/spec) or a bare spec from YAML/JSON.
+
+    Returns the manifest's metadata (empty for a bare spec) and the validated spec.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PermanentError(f"cannot read {path}: {err}") from None
+    if not isinstance(raw, dict):
+        raise PermanentError(f"{path} does not hold a mapping")
+    if "spec" in raw and isinstance(raw["spec"], dict):
+        kind = raw.get("kind", "VideoJob")
+        if kind != "VideoJob":
+            raise PermanentError(f"{path} is a {kind}, not a VideoJob")
+        metadata = raw.get("metadata") or {}
+        return (metadata if isinstance(metadata, dict) else {}), parse_spec(raw["spec"])
+    return {}, parse_spec(raw)
