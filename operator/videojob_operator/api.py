@@ -34,7 +34,8 @@ URI_PATTERN = r"^(gs|file|https?)://.+"
 MUTABLE_FIELDS = ("suspend", "priority", "ttl_seconds_after_finished")
 
 
-ImageURI = Annotated[str, Field(pattern=URI_PATTERN, max_length=2048)]
+ImageURI = Annotated[str, Field(pattern=URI_PATTERN, max_length=2048,
+                                description="URI of one input image.")]
 
 
 def immutable(field: str) -> dict[str, Any]:
@@ -135,11 +136,9 @@ class VideoJobSpec(Model):
          "message": "spec.scenes must equal the number of spec.images (slideshow mode makes one "
                     "scene per image)",
          "fieldPath": ".scenes"},
-        {"rule": "has(self.prompt) == has(oldSelf.prompt) && "
-                 "has(self.audio) == has(oldSelf.audio) && "
-                 "has(self.scenes) == has(oldSelf.scenes) && "
-                 "has(self.images) == has(oldSelf.images) && "
-                 "has(self.backend) == has(oldSelf.backend)",
+        {"rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in (
+            "prompt", "images", "audio", "scenes", "backend", "output", "retry", "timeouts",
+            "gpu")),
          "message": "spec fields other than suspend, priority and ttlSecondsAfterFinished are "
                     "immutable"},
     ]})
@@ -180,6 +179,7 @@ class VideoJobSpec(Model):
         description="How one scene turns into the next: none, crossfade or fade.")
     backend: str | None = Field(
         None, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        json_schema_extra=immutable("backend"),
         description="Generator backend for keyframes and segments. Default from the operator "
                     "configuration, built-in procedural.")
     seed: int = Field(0, ge=0, le=2**31 - 1, json_schema_extra=immutable("seed"),

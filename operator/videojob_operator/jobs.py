@@ -23,6 +23,7 @@ LABEL_NAME = "videojob.dev/name"
 LABEL_STAGE = "videojob.dev/stage"
 LABEL_UID = "videojob.dev/uid"
 CONTAINER = "worker"
+SCRATCH = "/scratch"
 MAX_NAME = 63  # Job names end up in pod labels (batch.kubernetes.io/job-name): 63 characters.
 
 
@@ -86,6 +87,7 @@ def stage_job(
         {"name": "VIDEOJOB_ARTIFACT_ROOT", "value": eff.artifact_root},
         {"name": "VIDEOJOB_OUTPUT_URI", "value": eff.output_uri},
         {"name": "VIDEOJOB_REDIS_URL", "value": redis_url or ""},
+        {"name": "TMPDIR", "value": SCRATCH},
         {"name": "VIDEOJOB_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "VIDEOJOB_FAILURE_COUNT", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}},
@@ -103,7 +105,9 @@ def stage_job(
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+        # Scratch space for a read-only root filesystem. Not mounted over /tmp: on the local
+        # cluster pods see the host's files, and a file:// storage root may live under /tmp.
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
     if command:
         container["command"] = list(command)

@@ -276,6 +276,7 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
             continue
         break
 
+    current = next((s for s in STAGES if stages[s].phase != "Succeeded"), None)
     overall = sum(WEIGHTS[s] * (100 if stages[s].phase == "Succeeded" else stages[s].progress)
                   for s in STAGES) // 100
     status = status.model_copy(update={"stages": [stages[s] for s in STAGES],
@@ -309,10 +310,13 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
         if status.phase == "Suspended" and phase != "Suspended":
             out.events.append(Event("Normal", Reason.RESUMED, f"resumed in stage {current}"))
         status = status.model_copy(update={"phase": phase, "message": message})
-        conditions = set_condition(conditions, "Ready", False, phase, message, generation, now)
+        # Condition messages stay put while a stage runs (progress lives in `message` and the
+        # stage list), so progress updates do not count as transitions.
+        steady = f"stage {current} is {phase.lower()}"
+        conditions = set_condition(conditions, "Ready", False, phase, steady, generation, now)
         conditions = set_condition(conditions, "Progressing", phase != "Suspended",
                                    Reason.SUSPENDED if phase == "Suspended" else Reason.RUNNING,
-                                   message, generation, now)
+                                   steady, generation, now)
         conditions = set_condition(conditions, "Suspended", phase == "Suspended",
                                    Reason.SUSPENDED if phase == "Suspended" else Reason.RUNNING,
                                    "", generation, now)

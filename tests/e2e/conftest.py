@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from operator_support import Operator, RedisServer, free_port
 
 from kubetest import REPO, Cluster
-from operator_support import Operator, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ can count how often a stage ran.
 import json
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -40,18 +41,28 @@ def report(percent, done, total):
     if not url:
         return
     try:
-        import redis
-
-        r = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
         key = f"videojob:progress:{uid}:{stage}" + (f":{index}" if stage == "segments" else "")
         doc = json.dumps({
             "namespace": os.environ["VIDEOJOB_NAMESPACE"], "name": os.environ["VIDEOJOB_NAME"],
             "uid": uid, "stage": stage, "index": int(index) if stage == "segments" else None,
             "attempt": failures + 1, "percent": percent, "message": f"frame {done}/{total}",
             "done": done, "total": total, "ts": time.time()})
-        r.set(key, doc, ex=86400)
-        r.publish("videojob:progress", doc)
-    except Exception:
+        # Plain RESP over a socket: the test image need not have a Redis client installed.
+        host_port = url.split("://", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1)
+
+        def command(*args):
+            parts = [f"*{len(args)}\r\n".encode()]
+            for a in args:
+                b = str(a).encode()
+                parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+            return b"".join(parts)
+
+        with socket.create_connection((host, int(port)), timeout=0.5) as s:
+            s.sendall(command("SET", key, doc, "EX", 86400)
+                      + command("PUBLISH", "videojob:progress", doc))
+            s.recv(64)
+    except OSError:
         pass
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import watch
-
 import videojobs as vjs
-from kubetest import Cluster, wait_for, wait_gone
+from kubernetes import watch
 from operator_support import Operator, wait_until
+
+from kubetest import Cluster, wait_for, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +97,266 @@ def test_videojob_runs_every_stage_as_an_owned_job(
     table = cluster.kubectl("get", "vj", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "STAGE", "QUEUE", "AGE", "OUTPUT"]
     assert table[1].split()[:4] == ["sunset", "Succeeded", "100", "publish"]
+
+
+def test_at_most_two_gpu_stage_pods_run_on_the_two_gpu_node(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    most = 0
+    running: set[str] = set()
+
+    def observe() -> None:
+        nonlocal most
+        w = watch.Watch()
+        try:
+            for event in w.stream(cluster.core.list_namespaced_pod, namespace,
+                                  label_selector="videojob.dev/stage=segments",
+                                  timeout_seconds=120):
+                p = event["object"]
+                if p.status.phase == "Running" and event["type"] != "DELETED":
+                    running.add(p.metadata.name)
+                else:
+                    running.discard(p.metadata.name)
+                most = max(most, len(running))
+        except Exception:  # the namespace goes away at the end of the test
+            pass
+
+    observer = threading.Thread(target=observe, daemon=True)
+    observer.start()
+    vjs.create(cluster, namespace, "wide", prompt="sleep:segments:1.5", scenes=4, **FAST)
+    # Every segments pod has finished (and been seen doing so) before stitch can start.
+    done = vjs.wait(cluster, namespace, "wide", vjs.phase_is("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    seg = vjs.stage(done, "segments")
+    assert (seg["completed"], seg["total"]) == (4, 4)
+    assert most == 2, f"GPU stage pods running at once: {most}"
+
+
+def test_a_permanent_worker_error_fails_at_once_without_retries(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    vjs.create(cluster, namespace, "broken", prompt="fail:keyframes:permanent",
+               retry={"limit": 3}, **FAST)
+    done = vjs.wait(cluster, namespace, "broken", vjs.phase_is("Succeeded", "Failed"))
+    status = done["status"]
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "PermanentError"
+    assert status["message"] == "permanent: scripted failure in keyframes"
+    assert vjs.stage(done, "keyframes")["phase"] == "Failed"
+    assert vjs.stage(done, "segments")["phase"] == "Pending"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "PermanentError"
+    keyframe_pods = [p for p in pods_of(cluster, namespace, "broken")
+                     if p.metadata.labels["videojob.dev/stage"] == "keyframes"]
+    assert len(keyframe_pods) == 1, "a permanent error must not be retried"
+    assert "PermanentError" in events_of(cluster, namespace, "broken")
+
+
+def test_a_transient_error_is_retried_up_to_the_limit(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    vjs.create(cluster, namespace, "flaky", prompt="flaky:stitch:1", retry={"limit": 2}, **FAST)
+    vjs.create(cluster, namespace, "hopeless", prompt="fail:plan:transient",
+               retry={"limit": 2}, **FAST)
+    flaky = vjs.wait(cluster, namespace, "flaky", vjs.phase_is("Succeeded", "Failed"))
+    assert flaky["status"]["phase"] == "Succeeded", flaky["status"]
+    assert vjs.stage(flaky, "stitch")["attempts"] == 2
+    hopeless = vjs.wait(cluster, namespace, "hopeless", vjs.phase_is("Succeeded", "Failed"),
+                        timeout=180)
+    assert hopeless["status"]["phase"] == "Failed"
+    assert hopeless["status"]["reason"] == "RetriesExhausted"
+    plan_pods = [p for p in pods_of(cluster, namespace, "hopeless")
+                 if p.metadata.labels["videojob.dev/stage"] == "plan"]
+    assert len(plan_pods) == 3  # the first run and two retries
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    ({"prompt": "sleep:plan:60", "timeouts": {"stageSeconds": 2}}, "StageTimeout"),
+    ({"prompt": "sleep:keyframes:60", "timeouts": {"totalSeconds": 4}}, "TotalTimeout"),
+    ({"prompt": "hello", "gpu": {"count": 3}, "timeouts": {"pendingSeconds": 2}},
+     "Unschedulable"),
+], ids=["stage", "total", "pending"])
+def test_each_timeout_fires_with_its_reason(cluster: Cluster, namespace: str,
+                                            running_operator: Operator, spec: dict[str, Any],
+                                            reason: str) -> None:
+    vjs.create(cluster, namespace, "slow", **FAST, **spec)
+    done = vjs.wait(cluster, namespace, "slow", vjs.phase_is("Succeeded", "Failed"), timeout=60)
+    assert done["status"]["phase"] == "Failed"
+    assert done["status"]["reason"] == reason, done["status"]["message"]
+    wait_until(lambda: not [p for p in pods_of(cluster, namespace, "slow")
+                            if p.status.phase in ("Running", "Pending")], 30,
+               "no pod of the failed VideoJob running or pending")
+
+
+def assert_nothing_left(cluster: Cluster, operator: Operator, namespace: str, name: str,
+                        uid: str) -> None:
+    wait_gone(lambda: vjs.get(cluster, namespace, name), timeout=20, what=f"VideoJob {name}")
+    assert jobs_of(cluster, namespace, name) == []
+    assert pods_of(cluster, namespace, name) == []
+    if cluster.local:
+        from localcluster import controlplane
+
+        root = cluster.kubeconfig.parent
+        alive = [pid for pid in controlplane.marked_processes(controlplane.Layout(root))
+                 if uid.encode() in Path(f"/proc/{pid}/environ").read_bytes()]
+        assert alive == [], f"worker processes still running: {alive}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_deleting_a_videojob_in_any_stage_leaves_nothing(
+        cluster: Cluster, namespace: str, running_operator: Operator, stage: str) -> None:
+    created = vjs.create(cluster, namespace, "doomed", prompt=f"sleep:{stage}:60", scenes=2,
+                         **FAST)
+    uid = created["metadata"]["uid"]
+    wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
+             namespace=namespace, label_selector=f"videojob.dev/stage={stage}", timeout=60,
+             what=f"a {stage} pod running")
+    if cluster.local:  # the worker has installed its SIGTERM handler
+        wait_until(lambda: (stage, "0", "start") in running_operator.runs(uid), 20,
+                   f"the {stage} worker to start")
+    vjs.delete(cluster, namespace, "doomed")
+    assert_nothing_left(cluster, running_operator, namespace, "doomed", uid)
+    if cluster.local:
+        events = [e for s, _, e in running_operator.runs(uid) if s == stage]
+        assert "sigterm" in events, "the running worker must get SIGTERM"
+
+
+def test_deleting_while_gpu_pods_are_pending_leaves_nothing(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    created = vjs.create(cluster, namespace, "waiting", prompt="hello", gpu={"count": 3},
+                         **FAST)
+    wait_for(cluster.core.list_namespaced_pod,
+             lambda p: any(c.type == "PodScheduled" and c.reason == "Unschedulable"
+                           for c in p.status.conditions or []),
+             namespace=namespace, label_selector="videojob.dev/stage=keyframes", timeout=60,
+             what="an unschedulable keyframes pod")
+    vjs.delete(cluster, namespace, "waiting")
+    assert_nothing_left(cluster, running_operator, namespace, "waiting",
+                        created["metadata"]["uid"])
+
+
+def test_suspend_and_resume_without_disturbing_the_running_stage(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    created = vjs.create(cluster, namespace, "pausable", prompt="sleep:segments:2", scenes=2,
+                         **FAST)
+    uid = created["metadata"]["uid"]
+    first = wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
+                     namespace=namespace, label_selector="videojob.dev/stage=segments",
+                     timeout=60, what="segments running")
+    # Priority is mutable and must not touch the running stage.
+    vjs.patch_spec(cluster, namespace, "pausable", priority=50)
+    still = cluster.core.read_namespaced_pod(first.metadata.name, namespace)
+    assert still.metadata.uid == first.metadata.uid and still.status.phase == "Running"
+    vjs.patch_spec(cluster, namespace, "pausable", suspend=True)
+    vjs.wait(cluster, namespace, "pausable", vjs.phase_is("Suspended"), timeout=30)
+    job = next(j for j in jobs_of(cluster, namespace, "pausable")
+               if j.metadata.labels["videojob.dev/stage"] == "segments")
+    assert job.spec.suspend is True
+    wait_until(lambda: not [p for p in pods_of(cluster, namespace, "pausable")
+                            if p.metadata.labels["videojob.dev/stage"] == "segments"
+                            and p.status.phase == "Running"], 30, "segments pods to stop")
+    vjs.patch_spec(cluster, namespace, "pausable", suspend=False)
+    done = vjs.wait(cluster, namespace, "pausable", vjs.phase_is("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert "Suspended" in events_of(cluster, namespace, "pausable")
+    assert "Resumed" in events_of(cluster, namespace, "pausable")
+    if cluster.local:  # stages before segments ran once; segments was stopped and resumed
+        done_runs = Counter(s for s, _, e in running_operator.runs(uid) if e == "done")
+        assert done_runs == {"plan": 1, "keyframes": 1, "segments": 2, "stitch": 1,
+                             "publish": 1}
+
+
+def test_operator_killed_mid_stage_resumes_without_duplicates(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    created = vjs.create(cluster, namespace, "survivor", prompt="sleep:segments:2", scenes=2,
+                         **FAST)
+    wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
+             namespace=namespace, label_selector="videojob.dev/stage=segments", timeout=60,
+             what="segments running")
+    running_operator.kill()
+    running_operator.start()
+    done = vjs.wait(cluster, namespace, "survivor", vjs.phase_is("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert len(jobs_of(cluster, namespace, "survivor")) == 5
+    if cluster.local:
+        starts = Counter((s, i) for s, i, e in running_operator.runs(created["metadata"]["uid"])
+                         if e == "start")
+        assert set(starts.values()) == {1}, f"a stage ran twice: {starts}"
+
+
+def test_a_stage_job_deleted_by_hand_is_recreated(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    vjs.create(cluster, namespace, "orphan", prompt="sleep:keyframes:3", **FAST)
+    pod = wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
+                   namespace=namespace, label_selector="videojob.dev/stage=keyframes",
+                   timeout=60, what="keyframes running")
+    job_name = pod.metadata.labels["batch.kubernetes.io/job-name"]
+    cluster.batch.delete_namespaced_job(job_name, namespace, propagation_policy="Background")
+    done = vjs.wait(cluster, namespace, "orphan", vjs.phase_is("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert "StageJobLost" in events_of(cluster, namespace, "orphan")
+
+
+def test_progress_reaches_the_status_while_a_stage_runs(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    vjs.create(cluster, namespace, "lively", prompt="sleep:stitch:3", **FAST)
+    seen = vjs.wait(cluster, namespace, "lively",
+                    lambda vj: (vj.get("status") or {}).get("currentStage") == "stitch"
+                    and 0 < vjs.stage(vj, "stitch").get("progress", 0) < 100,
+                    what="stitch progress between 0 and 100")
+    assert vjs.stage(seen, "stitch")["message"].startswith("frame "), seen["status"]
+    assert 20 < seen["status"]["progress"] < 100
+    vjs.wait(cluster, namespace, "lively", vjs.phase_is("Succeeded"))
+
+
+INVALID = [
+    ({}, "spec.prompt is required unless spec.images is given"),
+    ({"prompt": "x", "scenes": 0}, "spec.scenes in body should be greater than or equal to 1"),
+    ({"prompt": "x", "scenes": 33}, "spec.scenes in body should be less than or equal to 32"),
+    ({"prompt": "x", "fps": 61}, "spec.fps in body should be less than or equal to 60"),
+    ({"prompt": "x", "durationSeconds": 0}, "spec.durationSeconds"),
+    ({"prompt": "x", "resolution": "1281x720"},
+     "spec.resolution width must be an even number from 64 to 3840"),
+    ({"prompt": "x", "resolution": "1280x4000"},
+     "spec.resolution height must be an even number from 64 to 2160"),
+    ({"prompt": "x", "resolution": "hd"}, "spec.resolution in body should match"),
+    ({"prompt": "x", "transition": "wipe"}, 'spec.transition: Unsupported value: "wipe"'),
+    ({"prompt": "x", "priority": 101}, "spec.priority in body should be less than or equal"),
+    ({"images": ["file:///a.png", "file:///b.png"], "scenes": 3},
+     "spec.scenes must equal the number of spec.images"),
+    ({"images": ["ftp://host/a.png"]}, "spec.images[0] in body should match"),
+    ({"prompt": "x", "audio": "song.mp3"}, "spec.audio in body should match"),
+    ({"prompt": "x", "output": {"uri": "s3://bucket/x.mp4"}}, "spec.output.uri in body"),
+    ({"prompt": "x", "retry": {"limit": -1}}, "spec.retry.limit in body should be greater"),
+    ({"prompt": "x", "timeouts": {"stageSeconds": 0}}, "spec.timeouts.stageSeconds"),
+    ({"prompt": "x", "gpu": {"count": 17}}, "spec.gpu.count in body should be less than"),
+    ({"prompt": "x", "gpu": {"tolerations": [{"operator": "Maybe"}]}},
+     'spec.gpu.tolerations[0].operator: Unsupported value: "Maybe"'),
+    ({"prompt": "x", "seed": -1}, "spec.seed in body should be greater than or equal to 0"),
+    ({"prompt": "x", "backend": "Big_Model"}, "spec.backend in body should match"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), INVALID,
+                         ids=[m.split(" ")[0].split(":")[0] + f"-{i}"
+                              for i, (_, m) in enumerate(INVALID)])
+def test_invalid_manifests_are_rejected_naming_the_field(
+        cluster: Cluster, namespace: str, crds: None, spec: dict[str, Any], message: str) -> None:
+    from kubernetes.client import ApiException
+
+    with pytest.raises(ApiException) as err:
+        vjs.create(cluster, namespace, "invalid", **spec)
+    assert err.value.status == 422
+    assert message in json.loads(err.value.body)["message"]
+
+
+def test_only_suspend_priority_and_ttl_may_change(cluster: Cluster, namespace: str,
+                                                  crds: None) -> None:
+    from kubernetes.client import ApiException
+
+    vjs.create(cluster, namespace, "fixed", prompt="x", suspend=True)
+    vjs.patch_spec(cluster, namespace, "fixed", priority=10, suspend=False,
+                   ttlSecondsAfterFinished=60)
+    for change, field in [({"fps": 30}, "spec.fps"), ({"prompt": "y"}, "spec.prompt"),
+                          ({"timeouts": {"totalSeconds": 5}}, "spec")]:
+        with pytest.raises(ApiException) as err:
+            vjs.patch_spec(cluster, namespace, "fixed", **change)
+        assert "immutable" in json.loads(err.value.body)["message"]
+        assert field in json.loads(err.value.body)["message"]

@@ -1,0 +1,89 @@
+"""The CRD in crds/ is generated from the pydantic models, and says what the models say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from kubetest import REPO
+from videojob_operator import crd
+from videojob_operator.api import VideoJobSpec, VideoJobStatus
+
+CRD_FILE = REPO / "crds" / "videojob.dev_videojobs.yaml"
+
+
+def committed() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
+    return doc
+
+
+def schema(part: str) -> dict[str, Any]:
+    root = committed()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    result: dict[str, Any] = root["properties"][part]
+    return result
+
+
+def walk(s: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, s)]
+    for name, sub in (s.get("properties") or {}).items():
+        out += walk(sub, f"{path}.{name}")
+    if "items" in s:
+        out += walk(s["items"], f"{path}[]")
+    return out
+
+
+def test_committed_crd_is_what_the_models_generate() -> None:
+    assert CRD_FILE.read_text() == crd.render(), (
+        "crds/ is stale: run `python -m videojob_operator.crd > crds/videojob.dev_videojobs.yaml`")
+
+
+def test_every_spec_and_status_field_is_described() -> None:
+    for part in ("spec", "status"):
+        for path, s in walk(schema(part)):
+            assert s.get("description"), f"{part}{path} has no description"
+
+
+def test_spec_fields_and_defaults_match_the_model() -> None:
+    props = schema("spec")["properties"]
+    fields = {f.alias or name: f for name, f in VideoJobSpec.model_fields.items()}
+    assert set(props) == set(fields)
+    for name, field in fields.items():
+        default = field.default if field.default is not None else None
+        assert props[name].get("default") == default, name
+
+
+def test_every_status_field_is_declared() -> None:
+    """kopf users lose status fields the schema does not declare (kopf#574): ours are all there."""
+    props = schema("status")["properties"]
+    fields = {f.alias or name for name, f in VideoJobStatus.model_fields.items()}
+    assert set(props) == fields
+    stage_props = props["stages"]["items"]["properties"]
+    assert {"name", "phase", "attempts", "progress", "completed", "total", "startTime",
+            "completionTime", "jobName", "message"} <= set(stage_props)
+
+
+def test_bounds_and_enums() -> None:
+    props = schema("spec")["properties"]
+    assert (props["scenes"]["minimum"], props["scenes"]["maximum"]) == (1, 32)
+    assert (props["durationSeconds"]["minimum"], props["durationSeconds"]["maximum"]) == (1, 600)
+    assert (props["fps"]["minimum"], props["fps"]["maximum"]) == (1, 60)
+    assert (props["priority"]["minimum"], props["priority"]["maximum"]) == (-100, 100)
+    assert props["transition"]["enum"] == ["none", "crossfade", "fade"]
+
+
+def test_only_suspend_priority_and_ttl_are_mutable() -> None:
+    props = schema("spec")["properties"]
+    for name, s in props.items():
+        rules = [r["rule"] for r in s.get("x-kubernetes-validations", [])]
+        mutable = name in ("suspend", "priority", "ttlSecondsAfterFinished")
+        assert ("self == oldSelf" in rules) != mutable, name
+
+
+def test_printer_columns_and_short_name() -> None:
+    spec = committed()["spec"]
+    columns = {c["name"]: c for c in spec["versions"][0]["additionalPrinterColumns"]}
+    assert list(columns) == ["Phase", "Progress", "Stage", "Queue", "Age", "Output"]
+    assert columns["Output"]["priority"] == 1
+    assert spec["names"]["shortNames"] == ["vj"]
+    assert spec["versions"][0]["subresources"] == {"status": {}}

@@ -1,0 +1,227 @@
+"""The planner decides everything; these tests drive it with observations, no cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from videojob_operator.api import FINALIZER
+from videojob_operator.config import OperatorConfig
+from videojob_operator.jobs import job_name
+from videojob_operator.planner import JobView, Observation, Plan, PodView, ProgressView, plan
+
+T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+CONFIG = OperatorConfig()
+STAGES = ["plan", "keyframes", "segments", "stitch", "publish"]
+
+
+def videojob(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "clip", "namespace": "ns", "uid": "u1", "generation": 1,
+                         "finalizers": [FINALIZER], "resourceVersion": "1"},
+            "spec": {"prompt": "x", "scenes": 2, **spec}, "status": status or {}}
+
+
+def job(stage: str, **kw: Any) -> JobView:
+    return JobView(name=job_name("clip", "u1", stage), stage=stage, suspended=False,
+                   completions=2 if stage == "segments" else 1, **kw)
+
+
+def run(vj: dict[str, Any], jobs: list[JobView] = (), pods: list[PodView] = (),  # type: ignore[assignment]
+        progress: list[ProgressView] = (), now: dt.datetime = T0) -> Plan:  # type: ignore[assignment]
+    return plan(Observation(vj, list(jobs), list(pods), list(progress), now), CONFIG)
+
+
+def advance(vj: dict[str, Any], p: Plan) -> dict[str, Any]:
+    """The VideoJob after the plan's status was written."""
+    return {**vj, "status": p.status if p.status is not None else vj["status"]}
+
+
+def stage_phases(p: Plan) -> list[str]:
+    assert p.status is not None
+    return [s["phase"] for s in p.status["stages"]]
+
+
+def reasons(p: Plan) -> list[str]:
+    return [e.reason for e in p.events]
+
+
+def test_a_new_videojob_gets_its_finalizer_and_first_stage() -> None:
+    vj = videojob()
+    vj["metadata"]["finalizers"] = []
+    p = run(vj)
+    assert p.add_finalizer
+    assert [j["metadata"]["labels"]["videojob.dev/stage"] for j in p.create_jobs] == ["plan"]
+    assert p.status is not None and p.status["phase"] == "Running"
+    assert stage_phases(p) == ["Running", "Pending", "Pending", "Pending", "Pending"]
+    assert reasons(p) == ["Created", "StageStarted"]
+    assert p.status["effective"]["scenes"] == 2
+
+
+def test_stages_run_in_order_and_finish_with_success() -> None:
+    vj = advance(videojob(), run(videojob()))
+    done: list[JobView] = []
+    for i, stage in enumerate(STAGES):
+        done.append(job(stage, succeeded=2 if stage == "segments" else 1, complete=True))
+        p = run(vj, done, now=T0 + dt.timedelta(seconds=i + 1))
+        vj = advance(vj, p)
+        if stage != "publish":
+            assert [j["metadata"]["labels"]["videojob.dev/stage"] for j in p.create_jobs] == [
+                STAGES[i + 1]]
+    assert p.status is not None
+    assert p.status["phase"] == "Succeeded" and p.status["progress"] == 100
+    assert p.status["outputURI"].endswith("/ns/clip/u1/output.mp4")
+    ready = next(c for c in p.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    assert "Succeeded" in reasons(p)
+    # Nothing more to do afterwards, and nothing is written again.
+    again = run(vj, done, now=T0 + dt.timedelta(seconds=30))
+    assert again.status is None and not again.create_jobs
+
+
+def test_no_stage_is_created_twice() -> None:
+    vj = advance(videojob(), run(videojob()))
+    p = run(vj, [job("plan", active=1)])
+    assert p.create_jobs == []
+
+
+def test_permanent_error_fails_with_the_workers_message() -> None:
+    vj = advance(videojob(), run(videojob()))
+    failed = job("plan", failed=1, failure=("PodFailurePolicy", "Container worker exited 42"))
+    pod = PodView(name="clip-plan-0-x", stage="plan", phase="Failed", exit_code=42,
+                  message="permanent: images[0] is not an image", finished_at="t")
+    p = run(vj, [failed], [pod])
+    assert p.status is not None
+    assert (p.status["phase"], p.status["reason"]) == ("Failed", "PermanentError")
+    assert p.status["message"] == "permanent: images[0] is not an image"
+    assert p.events[-1].type == "Warning"
+
+
+def test_failure_reasons_are_specific() -> None:
+    vj = advance(videojob(), run(videojob()))
+    for job_reason, expected in [("BackoffLimitExceeded", "RetriesExhausted"),
+                                 ("DeadlineExceeded", "StageTimeout"),
+                                 ("FailedIndexes", "RetriesExhausted")]:
+        p = run(vj, [job("plan", failed=4, failure=(job_reason, "..."))])
+        assert p.status is not None and p.status["reason"] == expected
+
+
+def test_unschedulable_pod_fails_the_stage_after_pending_seconds() -> None:
+    vj = advance(videojob(timeouts={"pendingSeconds": 60}), run(videojob()))
+    stuck = PodView(name="p", stage="plan", phase="Pending",
+                    unschedulable_since="2026-01-01T12:00:00Z",
+                    unschedulable_message="0/2 nodes are available: Insufficient nvidia.com/gpu")
+    early = run(vj, [job("plan", active=1)], [stuck], now=T0 + dt.timedelta(seconds=30))
+    assert early.status is None or early.status["phase"] == "Running"
+    assert early.requeue_after is not None and early.requeue_after <= 30
+    late = run(vj, [job("plan", active=1)], [stuck], now=T0 + dt.timedelta(seconds=61))
+    assert late.status is not None and late.status["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in late.status["message"]
+    assert late.delete_jobs == [job_name("clip", "u1", "plan")]
+
+
+def test_total_timeout_stops_everything() -> None:
+    vj = advance(videojob(timeouts={"totalSeconds": 100}), run(videojob()))
+    p = run(vj, [job("plan", active=1)], now=T0 + dt.timedelta(seconds=101))
+    assert p.status is not None and p.status["reason"] == "TotalTimeout"
+    assert p.delete_jobs == [job_name("clip", "u1", "plan")]
+
+
+def test_suspend_and_resume_touch_only_the_suspend_flag() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj["spec"]["suspend"] = True
+    p = run(vj, [job("plan", active=1)])
+    assert p.suspend_jobs == {job_name("clip", "u1", "plan"): True}
+    assert not p.create_jobs and not p.delete_jobs
+    assert p.status is not None and p.status["phase"] == "Suspended"
+    vj = advance(vj, p)
+    vj["spec"]["suspend"] = False
+    resumed = run(vj, [JobView(name=job_name("clip", "u1", "plan"), stage="plan",
+                               suspended=True)])
+    assert resumed.suspend_jobs == {job_name("clip", "u1", "plan"): False}
+    assert "Resumed" in reasons(resumed)
+
+
+def test_priority_change_changes_nothing_for_a_running_stage() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj["spec"]["priority"] = 50
+    vj["metadata"]["generation"] = 2
+    p = run(vj, [job("plan", active=1)])
+    assert not p.create_jobs and not p.delete_jobs and not p.suspend_jobs
+
+
+def test_suspended_videojob_starts_no_new_stage() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj["spec"]["suspend"] = True
+    p = run(vj, [job("plan", succeeded=1, complete=True)])
+    (created,) = p.create_jobs
+    assert created["spec"]["suspend"] is True  # created suspended: no pod starts
+
+
+def test_deletion_stops_jobs_then_releases_the_finalizer() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+    p = run(vj, [job("plan", active=1)], [PodView(name="p", stage="plan", phase="Running")])
+    assert p.delete_jobs == [job_name("clip", "u1", "plan")]
+    assert not p.remove_finalizer and p.requeue_after is not None
+    assert p.status is not None and p.status["phase"] == "Cancelling"
+    gone = run(advance(vj, p), [], [])
+    assert gone.remove_finalizer
+
+
+def test_deletion_gives_up_waiting_after_the_bound_and_says_so() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+    stuck = PodView(name="p", stage="plan", phase="Running", deleting=True)
+    p = run(vj, [], [stuck], now=T0 + dt.timedelta(seconds=CONFIG.cancel_timeout_seconds))
+    assert p.remove_finalizer
+    assert p.events[-1].reason == "CancellationIncomplete" and "p" in p.events[-1].message
+
+
+def test_a_lost_job_is_recreated_after_the_backoff() -> None:
+    vj = advance(videojob(retry={"backoffSeconds": 10}), run(videojob()))
+    lost = run(vj, [])
+    assert "StageJobLost" in reasons(lost) and not lost.create_jobs
+    vj = advance(vj, lost)
+    assert run(vj, [], now=T0 + dt.timedelta(seconds=5)).create_jobs == []
+    later = run(vj, [], now=T0 + dt.timedelta(seconds=11))
+    assert [j["metadata"]["name"] for j in later.create_jobs] == [job_name("clip", "u1", "plan")]
+
+
+def test_progress_is_folded_in_and_marked_progress_only() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
+    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True),
+                              job("keyframes", active=1)]))
+    jobs = [job("plan", succeeded=1, complete=True), job("keyframes", active=1)]
+    p = run(vj, jobs, progress=[ProgressView("keyframes", None, 50.0, "frame 1/2", 1, 2)])
+    assert p.status is not None and p.progress_only
+    keyframes = next(s for s in p.status["stages"] if s["name"] == "keyframes")
+    assert (keyframes["progress"], keyframes["message"]) == (50, "frame 1/2")
+    assert p.status["progress"] == 5 + 7
+
+
+def test_segments_progress_sums_scenes() -> None:
+    vj = advance(videojob(), run(videojob()))
+    done = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True)]
+    vj = advance(vj, run(vj, done[:1]))
+    vj = advance(vj, run(vj, done))
+    p = run(vj, [*done, job("segments", active=2)], progress=[
+        ProgressView("segments", 0, 100.0, "", 24, 24),
+        ProgressView("segments", 1, 50.0, "", 12, 24)])
+    assert p.status is not None
+    seg = next(s for s in p.status["stages"] if s["name"] == "segments")
+    assert seg["progress"] == 75 and seg["message"] == "frame 36/48, 0/2 scenes rendered"
+
+
+def test_unchanged_status_is_not_written() -> None:
+    vj = advance(videojob(), run(videojob()))
+    assert run(vj, [job("plan", active=1)]).status is not None  # "starting" -> "running"
+    vj = advance(vj, run(vj, [job("plan", active=1)]))
+    assert run(vj, [job("plan", active=1)]).status is None
+
+
+def test_ttl_deletes_the_finished_videojob() -> None:
+    vj = videojob(ttlSecondsAfterFinished=60, status={"phase": "Succeeded",
+                                                       "completionTime": "2026-01-01T12:00:00Z"})
+    assert not run(vj, now=T0 + dt.timedelta(seconds=30)).delete_videojob
+    assert run(vj, now=T0 + dt.timedelta(seconds=61)).delete_videojob
