@@ -7,8 +7,8 @@ export LOCALCLUSTER_ROOT ?= $(CURDIR)/.cluster
 export KUBECONFIG_LOCAL := $(LOCALCLUSTER_ROOT)/kubeconfig
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv binaries cluster-up cluster-down cluster-status test test-unit test-e2e \
-        demo bench lint clean
+.PHONY: help setup venv binaries cluster-up cluster-down cluster-status operator-up operator-down \
+        test test-unit test-e2e demo bench lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ cluster-up: setup ## start the local cluster (idempotent); kubeconfig in .cluste
 cluster-down: ## stop every process the local cluster started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localcluster down; fi
 
+operator-up: cluster-up ## run the operator and redis-server in the background (logs in .cluster/logs/)
+	$(BIN)/python hack/operator_dev.py up
+
+operator-down: ## stop the operator and redis-server
+	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/operator_dev.py down; fi
+
 cluster-status: ## which components are running
 	$(BIN)/python -m localcluster status
 
@@ -45,15 +51,15 @@ test-unit: venv ## unit tests only (no cluster)
 test-e2e: setup ## e2e tests only
 	$(BIN)/pytest -m e2e
 
-demo: cluster-up ## run a sample workload end to end on the local cluster
-	$(BIN)/python hack/demo.py
+demo: operator-up ## run examples/videojob.yaml end to end on the local cluster
+	$(BIN)/python hack/demo.py examples/videojob.yaml
 
 bench: setup ## benchmarks; results in bench/results/
 	$(BIN)/python bench/cluster.py
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check hack/localcluster tests bench
-	$(BIN)/mypy hack/localcluster
+	$(BIN)/ruff check hack operator worker_image tests bench
+	$(BIN)/mypy hack/localcluster operator/videojob_operator worker_image/videojob_worker
 
 clean: cluster-down ## remove local state (.cluster/, .venv/)
 	rm -rf $(LOCALCLUSTER_ROOT) $(VENV)

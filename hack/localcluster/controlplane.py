@@ -159,7 +159,7 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]
 ORDER = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent"]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -173,12 +173,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _pid(layout: Layout, name: str) -> int | None:
+def recorded_pid(layout: Layout, name: str) -> int | None:
     try:
         pid = int((layout.pids / f"{name}.pid").read_text())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if alive(pid) else None
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, log_file: Path | None = None,
@@ -256,7 +256,7 @@ def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0) -> fl
         "kube-apiserver": ("the API server", lambda: _api_ready(api)),
     }
     for name in ORDER:
-        if _pid(layout, name) is None:
+        if recorded_pid(layout, name) is None:
             start(layout, name, cmds[name])
         if name in ready:
             what, check = ready[name]
@@ -289,7 +289,7 @@ def marked_processes(layout: Layout) -> list[int]:
             env = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if mark in env.split(b"\0") and _alive(int(entry.name)):
+        if mark in env.split(b"\0") and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -297,15 +297,16 @@ def marked_processes(layout: Layout) -> list[int]:
 def down(layout: Layout, grace: float = 10.0) -> list[str]:
     """Stops every component and every process the cluster started. Returns what was stopped."""
     stopped = []
-    for name in reversed(ORDER):
-        pid = _pid(layout, name)
+    extra = sorted(p.stem for p in layout.pids.glob("*.pid")) if layout.pids.exists() else []
+    for name in [n for n in extra if n not in ORDER] + list(reversed(ORDER)):
+        pid = recorded_pid(layout, name)
         if pid is None:
             continue
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
         stopped.append(name)
     for _ in range(50):
@@ -324,4 +325,4 @@ def down(layout: Layout, grace: float = 10.0) -> list[str]:
 
 
 def status(layout: Layout) -> dict[str, int | None]:
-    return {name: _pid(layout, name) for name in ORDER}
+    return {name: recorded_pid(layout, name) for name in ORDER}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from collections import defaultdict
@@ -65,6 +66,8 @@ class Controller:
         self.worker_count = workers
         self.tasks: list[asyncio.Task[None]] = []
         self.reconciles = 0
+        self.conflicts = 0
+        self.errors = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -152,7 +155,15 @@ class Controller:
             self.active.add(key)
             try:
                 await self.reconcile(key)
+            except ApiException as e:
+                # The API said no (a namespace being deleted, a webhook, throttling): say what
+                # and try again; the planner recomputes from the then-current state.
+                self.errors += 1
+                log.warning("reconcile failed: %s %s: %s", e.status, e.reason,
+                            _api_message(e), extra=ctx(*key))
+                self.enqueue_after(key, 2.0)
             except Exception:
+                self.errors += 1
                 log.exception("reconcile failed", extra=ctx(*key))
                 self.enqueue_after(key, 2.0)
             finally:
@@ -252,12 +263,22 @@ class Controller:
                 self.enqueue_after(key, PROGRESS_WRITE_INTERVAL - since)
                 return
         ns, name = key
+        body = {
+            # Optimistic concurrency: a status computed from a stale copy is refused (409) and
+            # recomputed from the newer one, so no writer ever rolls a transition back.
+            "metadata": {"resourceVersion": vj["metadata"]["resourceVersion"]},
+            "status": _nulls_for_removed(vj.get("status") or {}, plan.status or {}),
+        }
         try:
             updated = await self._call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
-                name, {"status": _nulls_for_removed(vj.get("status") or {}, plan.status or {})})
+                name, body)
         except ApiException as e:
             if e.status == 404:
+                return
+            if e.status == 409:
+                self.conflicts += 1
+                self.enqueue_after(key, 0.05)
                 return
             raise
         self.last_status_write[key] = now
@@ -304,6 +325,13 @@ class Controller:
         except ApiException as e:
             log.warning("event %s not recorded: %s", event.reason, e.reason,
                         extra=ctx(meta["namespace"], meta["name"]))
+
+
+def _api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "{}").get("message", ""))
+    except ValueError:
+        return str(e.body or "")[:300]
 
 
 def _rv(obj: Obj) -> int:

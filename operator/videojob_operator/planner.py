@@ -401,7 +401,7 @@ def _stage(
     if spec.suspend != job.suspended:
         out.suspend_jobs[job.name] = spec.suspend
     update["phase"] = "Suspended" if spec.suspend else "Running"
-    percent, message = _progress(name, job, obs.progress)
+    percent, message = _progress(name, job, obs.progress, spec.duration_seconds * spec.fps)
     update["progress"] = max(min(int(percent), 99), 0)
     if message:
         update["message"] = message
@@ -411,7 +411,8 @@ def _stage(
     return st.model_copy(update=update), None
 
 
-def _progress(stage: str, job: JobView, progress: list[ProgressView]) -> tuple[float, str]:
+def _progress(stage: str, job: JobView, progress: list[ProgressView],
+              frames_total: int) -> tuple[float, str]:
     """Stage progress: the workers' own reports (Redis) where there are any, else Job counts."""
     mine = [p for p in progress if p.stage == stage]
     if stage == "segments":
@@ -422,9 +423,8 @@ def _progress(stage: str, job: JobView, progress: list[ProgressView]) -> tuple[f
         unreported_done = max(job.succeeded - sum(1 for v in per_index.values() if v >= 100), 0)
         percent = (reported + 100 * unreported_done) / total
         message = f"{job.succeeded}/{total} scenes rendered"
-        frames = sum(p.total for p in mine)
-        if frames:
-            message = f"frame {sum(p.done for p in mine)}/{frames}, {message}"
+        if mine:  # frames of the whole video (durationSeconds x fps), summed over the scenes
+            message = f"frame {sum(p.done for p in mine)}/{frames_total}, {message}"
         return min(percent, 100.0), message
     if mine:
         latest = mine[-1]

@@ -40,7 +40,9 @@ def operator(cluster: Cluster, crds: None, redis_server: RedisServer,
     op.stop()
     log = op.log.read_text()
     shutil.rmtree(workdir, ignore_errors=True)
-    assert "Traceback" not in log, log[-5000:]
+    errors = [line for line in log.splitlines()
+              if '"level": "error"' in line and '"logger": "videojob' in line]
+    assert not errors, "\n".join(errors)[-5000:]
 
 
 @pytest.fixture

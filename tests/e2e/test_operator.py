@@ -360,3 +360,50 @@ def test_only_suspend_priority_and_ttl_may_change(cluster: Cluster, namespace: s
             vjs.patch_spec(cluster, namespace, "fixed", **change)
         assert "immutable" in json.loads(err.value.body)["message"]
         assert field in json.loads(err.value.body)["message"]
+
+
+def test_deletion_while_the_operator_is_down_finishes_on_restart(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    created = vjs.create(cluster, namespace, "abandoned", prompt="sleep:segments:60", scenes=2,
+                         **FAST)
+    wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
+             namespace=namespace, label_selector="videojob.dev/stage=segments", timeout=60,
+             what="segments running")
+    running_operator.stop()
+    vjs.delete(cluster, namespace, "abandoned")
+    # The finalizer holds the VideoJob (and so its Jobs and pods) until the operator is back.
+    held = vjs.get(cluster, namespace, "abandoned")
+    assert held["metadata"]["deletionTimestamp"]
+    running_operator.start()
+    assert_nothing_left(cluster, running_operator, namespace, "abandoned",
+                        created["metadata"]["uid"])
+
+
+def test_two_operator_replicas_do_not_double_any_work(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    second = Operator(cluster=cluster, workdir=running_operator.workdir / "second",
+                      redis_url=running_operator.redis_url,
+                      overrides={"worker_env": running_operator.config().get("worker_env", {})})
+    second.start()
+    try:
+        uids = [vjs.create(cluster, namespace, f"twin-{i}", prompt="sleep:segments:0.5",
+                           scenes=2, **FAST)["metadata"]["uid"] for i in range(3)]
+        for i in range(3):
+            done = vjs.wait(cluster, namespace, f"twin-{i}", vjs.phase_is("Succeeded", "Failed"))
+            assert done["status"]["phase"] == "Succeeded", done["status"]
+            assert len(jobs_of(cluster, namespace, f"twin-{i}")) == 5
+    finally:
+        second.stop()
+    if cluster.local:
+        for uid in uids:
+            starts = Counter((s, i) for s, i, e in running_operator.runs(uid) if e == "start")
+            assert len(starts) == 4 + 2 and set(starts.values()) == {1}, starts
+
+
+def test_operator_logs_are_json_with_the_videojob_identity(running_operator: Operator) -> None:
+    lines = [json.loads(line) for line in running_operator.log.read_text().splitlines()
+             if line.startswith("{")]
+    assert lines, "the operator logged nothing"
+    created = [entry for entry in lines if entry["message"].startswith("created Job")]
+    assert created and all({"namespace", "name", "stage"} <= set(e) for e in created)
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in lines)

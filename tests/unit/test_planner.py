@@ -210,7 +210,7 @@ def test_segments_progress_sums_scenes() -> None:
         ProgressView("segments", 1, 50.0, "", 12, 24)])
     assert p.status is not None
     seg = next(s for s in p.status["stages"] if s["name"] == "segments")
-    assert seg["progress"] == 75 and seg["message"] == "frame 36/48, 0/2 scenes rendered"
+    assert seg["progress"] == 75 and seg["message"] == "frame 36/288, 0/2 scenes rendered"
 
 
 def test_unchanged_status_is_not_written() -> None:
