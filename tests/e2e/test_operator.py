@@ -407,3 +407,24 @@ def test_operator_logs_are_json_with_the_videojob_identity(running_operator: Ope
     created = [entry for entry in lines if entry["message"].startswith("created Job")]
     assert created and all({"namespace", "name", "stage"} <= set(e) for e in created)
     assert all({"time", "level", "logger", "message"} <= set(e) for e in lines)
+
+
+def test_without_redis_videojobs_still_complete(
+        cluster: Cluster, namespace: str, running_operator: Operator, redis_server: Any) -> None:
+    redis_server.stop()
+    try:
+        vjs.create(cluster, namespace, "offline", prompt="sleep:segments:1", scenes=2, **FAST)
+        done = vjs.wait(cluster, namespace, "offline", vjs.phase_is("Succeeded", "Failed"))
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        assert vjs.stage(done, "segments")["progress"] == 100
+    finally:
+        redis_server.start()
+
+
+@pytest.mark.parametrize("namespace", [{"pod-security.kubernetes.io/enforce": "restricted"}],
+                         indirect=True)
+def test_stage_pods_pass_pod_security_restricted(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    vjs.create(cluster, namespace, "strict", prompt="hello", scenes=2, **FAST)
+    done = vjs.wait(cluster, namespace, "strict", vjs.phase_is("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded", done["status"]
