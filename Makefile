@@ -24,8 +24,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## the project's Python environment in .venv/
 
-binaries: ## build (or find in the cache) the pinned Kubernetes and etcd binaries
+binaries: ## build (or find in the cache) the pinned Kubernetes, etcd and helm binaries
 	@hack/build-binaries.sh >/dev/null
+	@hack/build-helm.sh >/dev/null
 
 cluster-up: setup ## start the local cluster (idempotent); kubeconfig in .cluster/kubeconfig
 	$(BIN)/python -m localcluster up
