@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -29,26 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
+from machine import describe
 
 from localcluster import controlplane
 
 REPO = Path(__file__).resolve().parent.parent
 PORTS = controlplane.Ports(api=16443, etcd=22379, etcd_peer=22380, controller_manager=20257,
                           scheduler=20259, agent=20250)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {system}"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -106,7 +91,7 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=50)
     args = parser.parse_args()
 
-    results: dict[str, Any] = {"machine": machine(), "kubernetes": "v1.36.3",
+    results: dict[str, Any] = {"machine": describe(), "kubernetes": "v1.36.3",
                                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     controlplane.binaries()
     fresh: list[float] = []

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from kubetest import REPO, TEST_IMAGE, Cluster
+from localcluster import controlplane
 
 SCRIPTED_WORKER = (Path(__file__).parent / "scripted_worker.py").read_text()
 
@@ -27,15 +27,11 @@ def free_port() -> int:
 
 
 def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """Polls `check` (exceptions count as "not yet") until it holds or `timeout` passes."""
+    try:
+        controlplane.wait_for(what, check, timeout, interval=0.05)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -45,6 +46,37 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    server = shutil.which("redis-server")
+    if server is None:
+        raise AssertionError("redis-server is not installed")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def up() -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
+        except redis.RedisError:
+            return process.poll() is not None  # died: stop waiting, fail below
+
+    wait_until(up, 10, "redis-server to answer PING")
+    if process.poll() is not None:
+        raise AssertionError(f"redis-server exited with {process.returncode}")
+    return process
+
+
 def worker_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "videojob_worker", *args]
 
@@ -71,9 +103,36 @@ def stage_env(spec: dict[str, Any], stage: str, root: str, *, uid: str = "uid-1"
     return env
 
 
-def run_stage(stage: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_stage(stage: str, env: dict[str, str],
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The stage in its own process, as in a pod."""
     return subprocess.run(worker_command(stage), env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The CLI's `main` in this process (no interpreter start-up): (exit code, stdout, stderr).
+
+    `env` replaces the environment for the call. The caller restores signal handlers (the
+    conftest does).
+    """
+    import contextlib
+    import io
+
+    from videojob_worker.__main__ import main
+
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return code, out.getvalue(), err.getvalue()
 
 
 def probe(path: Path) -> dict[str, Any]:

@@ -5,3 +5,9 @@ environment and runs one stage; `videojob-worker run` runs the whole pipeline lo
 """
 
 __version__ = "0.1.0"
+
+import os
+
+# stderr carries one JSON object per line; OpenCV's own warnings ("[ WARN:0@0.1] ...") would break
+# that. Decoding problems surface as the worker's own errors instead. Must precede `import cv2`.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")

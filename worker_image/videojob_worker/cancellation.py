@@ -34,7 +34,9 @@ class Cancellation:
         running inside another program, such as a test, must not)."""
         self.grace_seconds = grace_seconds
         self._event = threading.Event()
-        self._lock = threading.Lock()
+        # Reentrant: the signal handler runs on the main thread, possibly while that thread holds
+        # the lock (registering a clean-up); a plain Lock would deadlock there.
+        self._lock = threading.RLock()
         self._cleanups: dict[int, Callable[[], None]] = {}
         self._processes: set[subprocess.Popen[bytes]] = set()
         self._next = 0

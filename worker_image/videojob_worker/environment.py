@@ -91,8 +91,17 @@ def read_environment(stage: str, env: Mapping[str, str] | None = None) -> StageE
         artifact_root=_required(env, "VIDEOJOB_ARTIFACT_ROOT"),
         output_uri=output_uri,
         redis_url=env.get("VIDEOJOB_REDIS_URL", "").strip() or None,
-        attempt=_optional_int(env, "VIDEOJOB_ATTEMPT"),
+        attempt=_attempt(env),
         pod_name=env.get("VIDEOJOB_POD_NAME", "").strip() or None,
         index=index,
         termination_log=termination_log_path(env),
     )
+
+
+def _attempt(env: Mapping[str, str]) -> int | None:
+    """VIDEOJOB_ATTEMPT, else the Job controller's per-index failure count + 1 (contract)."""
+    attempt = _optional_int(env, "VIDEOJOB_ATTEMPT")
+    if attempt is not None:
+        return attempt
+    failures = _optional_int(env, "VIDEOJOB_FAILURE_COUNT")
+    return None if failures is None else failures + 1

@@ -15,6 +15,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Protocol
 
@@ -155,8 +156,10 @@ class ProgressReporter:
     """The stage's side: `update(done, total, message)` as often as it likes, throttled here."""
 
     def __init__(self, identity: Identity, stage: str, index: int | None, attempt: int | None,
-                 sinks: list[ProgressSink], min_interval: float = MIN_INTERVAL) -> None:
+                 sinks: list[ProgressSink], min_interval: float = MIN_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.identity = identity
+        self.clock = clock
         self.stage = stage
         self.index = index
         self.attempt = attempt
@@ -170,7 +173,7 @@ class ProgressReporter:
                force: bool = False) -> None:
         """Report `done` of `total` units; `percent` overrides done/total (a stage whose last
         step, such as an upload, is not counted in units)."""
-        now = time.monotonic()
+        now = self.clock()
         if not (force or not self._sent_any or now - self._last_sent >= self.min_interval):
             return
         if percent is None:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from videojob_worker.errors import PermanentError
@@ -45,15 +52,23 @@ class VideoSpec(BaseModel):
     backend: str = "procedural"
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _renderable(self) -> VideoSpec:
-        width, height = self.size
+    @field_validator("resolution")
+    @classmethod
+    def _encodable(cls, resolution: str) -> str:
+        match = _RESOLUTION.match(resolution)
+        if not match:
+            raise ValueError(f"{resolution!r} is not WIDTHxHEIGHT")
+        width, height = int(match.group(1)), int(match.group(2))
         if not (MIN_SIDE <= width <= MAX_WIDTH and MIN_SIDE <= height <= MAX_HEIGHT):
-            raise ValueError(f"resolution {self.resolution} is outside "
+            raise ValueError(f"{resolution} is outside "
                              f"{MIN_SIDE}x{MIN_SIDE}..{MAX_WIDTH}x{MAX_HEIGHT}")
         if width % 2 or height % 2:
             # yuv420p, the only pixel format every browser plays, halves both chroma axes.
-            raise ValueError(f"resolution {self.resolution} must have even width and height")
+            raise ValueError(f"{resolution} must have even width and height")
+        return resolution
+
+    @model_validator(mode="after")
+    def _renderable(self) -> VideoSpec:
         if not self.prompt.strip() and not self.images:
             raise ValueError("either prompt or images must be given")
         if self.total_frames < self.scene_count:
@@ -65,10 +80,8 @@ class VideoSpec(BaseModel):
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
-        match = _RESOLUTION.match(self.resolution)
-        if not match:
-            raise ValueError(f"resolution {self.resolution!r} is not WIDTHxHEIGHT")
-        return int(match.group(1)), int(match.group(2))
+        width, _, height = self.resolution.partition("x")
+        return int(width), int(height)
 
     @property
     def total_frames(self) -> int:

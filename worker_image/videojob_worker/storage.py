@@ -152,6 +152,22 @@ def is_connection_failure(err: BaseException) -> bool:
     return False
 
 
+class CancellableReader:
+    """A file whose every read first checks for cancellation: a long upload stops at the next
+    chunk, and the unfinished upload session never becomes an object."""
+
+    def __init__(self, file: IO[bytes], cancellation: Cancellation) -> None:
+        self._file = file
+        self._cancellation = cancellation
+
+    def read(self, size: int = -1) -> bytes:
+        self._cancellation.check()
+        return self._file.read(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
 class Backend(Protocol):
     """One scheme's operations; `Storage` adds dispatch and retries."""
 
@@ -298,9 +314,9 @@ class LocalFiles:
 
     def _copy(self, source: IO[bytes], target: Path, uri: str) -> ObjectInfo:
         sums = Checksums()
+        reader = CancellableReader(source, self.cancellation)
         with self._atomic(target) as out:
-            while chunk := source.read(COPY_CHUNK):
-                self.cancellation.check()
+            while chunk := reader.read(COPY_CHUNK):
                 sums.update(chunk)
                 out.write(chunk)
         return sums.info(uri)
@@ -359,12 +375,18 @@ class GoogleCloudStorage:
 
     def __init__(self, cancellation: Cancellation, client: Client | None = None,
                  resumable_threshold: int = RESUMABLE_THRESHOLD,
-                 chunk_size: int = RESUMABLE_CHUNK, timeout: float = 60.0) -> None:
+                 chunk_size: int = RESUMABLE_CHUNK, timeout: float = 60.0,
+                 retry_timeout: float = 30.0) -> None:
         self.cancellation = cancellation
         self._client = client
         self.resumable_threshold = resumable_threshold
         self.chunk_size = chunk_size
         self.timeout = timeout
+        # The client's own retries, bounded: they resume a resumable upload where it broke off
+        # (the outer `with_retries` would start it again). Its default gives up only after 120 s.
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout) if retry_timeout > 0 else None
 
     @property
     def client(self) -> Client:
@@ -413,10 +435,11 @@ class GoogleCloudStorage:
         blob = self._blob(uri)
         with self._errors(uri):
             if max_bytes is not None:
-                blob.reload(timeout=self.timeout)
+                blob.reload(timeout=self.timeout, retry=self.retry)
                 if (blob.size or 0) > max_bytes:
                     raise ValueError(f"{uri} is larger than {max_bytes} bytes")
-            data: bytes = blob.download_as_bytes(checksum="crc32c", timeout=self.timeout)
+            data: bytes = blob.download_as_bytes(checksum="crc32c", timeout=self.timeout,
+                                                 retry=self.retry)
             return data
 
     def download(self, uri: str, path: Path) -> None:
@@ -427,7 +450,8 @@ class GoogleCloudStorage:
             try:
                 with self._errors(uri):
                     # The client checks the crc32c GCS stores against the bytes received.
-                    blob.download_to_filename(str(temp), checksum="crc32c", timeout=self.timeout)
+                    blob.download_to_filename(str(temp), checksum="crc32c",
+                                              timeout=self.timeout, retry=self.retry)
                 os.replace(temp, path)
             finally:
                 temp.unlink(missing_ok=True)
@@ -439,7 +463,7 @@ class GoogleCloudStorage:
         resumable = sums.size > self.resumable_threshold
         with self._errors(uri), path.open("rb") as f:
             blob.upload_from_file(
-                f,
+                CancellableReader(f, self.cancellation),
                 # No size: the client streams a resumable session chunk by chunk.
                 size=None if resumable else sums.size,
                 content_type=content_type or "application/octet-stream",
@@ -447,11 +471,12 @@ class GoogleCloudStorage:
                 checksum="crc32c",
                 crc32c_checksum_value=sums.crc32c,
                 timeout=self.timeout,
+                retry=self.retry,
             )
         if blob.crc32c != sums.crc32c or (blob.size is not None and blob.size != sums.size):
             # Should be impossible (the server checked); never keep an object we cannot vouch for.
             with contextlib.suppress(Exception):
-                blob.delete(timeout=self.timeout)
+                blob.delete(timeout=self.timeout, retry=self.retry)
             from google.cloud.storage import exceptions as media
 
             raise media.DataCorruption(None, f"{uri}: stored crc32c {blob.crc32c} "
@@ -462,25 +487,26 @@ class GoogleCloudStorage:
     def info(self, uri: str) -> ObjectInfo:
         blob = self._blob(uri)
         with self._errors(uri):
-            blob.reload(timeout=self.timeout)
+            blob.reload(timeout=self.timeout, retry=self.retry)
         return ObjectInfo(uri=uri, size=blob.size or 0, md5=blob.md5_hash or "",
                           crc32c=blob.crc32c or "")
 
     def exists(self, uri: str) -> bool:
         with self._errors(uri):
-            return bool(self._blob(uri).exists(timeout=self.timeout))
+            return bool(self._blob(uri).exists(timeout=self.timeout, retry=self.retry))
 
     def delete(self, uri: str) -> None:
         from google.api_core import exceptions as api
 
         with contextlib.suppress(api.NotFound), self._errors(uri):
-            self._blob(uri).delete(timeout=self.timeout)
+            self._blob(uri).delete(timeout=self.timeout, retry=self.retry)
 
     def list(self, prefix: str) -> list[str]:
         bucket, name = _split_gs(prefix)
         name = name.rstrip("/") + "/" if name else ""
         with self._errors(prefix):
-            blobs = self.client.list_blobs(bucket, prefix=name, timeout=self.timeout)
+            blobs = self.client.list_blobs(bucket, prefix=name, timeout=self.timeout,
+                                           retry=self.retry)
             return sorted(f"gs://{bucket}/{b.name}" for b in blobs)
 
 
