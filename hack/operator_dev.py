@@ -8,10 +8,8 @@ cluster-down` stops them too. Artifacts are stored as local files under .cluster
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -66,19 +64,9 @@ def _healthy() -> bool:
 
 
 def down() -> None:
-    lay = layout()
     for name in ("operator", "redis"):
-        pid = controlplane.recorded_pid(lay, name)
-        if pid is None:
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while controlplane.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if controlplane.alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        (lay.pids / f"{name}.pid").unlink(missing_ok=True)
-        print(f"stopped {name}")
+        if controlplane.stop(layout(), name, grace=15):
+            print(f"stopped {name}")
 
 
 if __name__ == "__main__":

@@ -294,21 +294,28 @@ def marked_processes(layout: Layout) -> list[int]:
     return found
 
 
+def stop(layout: Layout, name: str, grace: float = 10.0) -> bool:
+    """SIGTERM to a started process, SIGKILL to its group after `grace`. False if not running."""
+    pid = recorded_pid(layout, name)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    (layout.pids / f"{name}.pid").unlink(missing_ok=True)
+    return True
+
+
 def down(layout: Layout, grace: float = 10.0) -> list[str]:
     """Stops every component and every process the cluster started. Returns what was stopped."""
     stopped = []
     extra = sorted(p.stem for p in layout.pids.glob("*.pid")) if layout.pids.exists() else []
     for name in [n for n in extra if n not in ORDER] + list(reversed(ORDER)):
-        pid = recorded_pid(layout, name)
-        if pid is None:
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        stopped.append(name)
+        if stop(layout, name, grace):
+            stopped.append(name)
     for _ in range(50):
         left = marked_processes(layout)
         if not left:
