@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shutil
 import statistics
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
-from machine import describe
+from report import describe, save
 
 from localcluster import controlplane
 
@@ -130,13 +129,7 @@ def main() -> int:
         "pod_start_burst_p95_ms": round(percentile(burst, 95) * 1000, 1),
         "pods": args.pods,
     })
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out_dir / f"{stamp}-cluster.json").write_text(json.dumps(results, indent=2) + "\n")
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
+    save("cluster", results)
     return 0
 
 

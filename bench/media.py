@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import resource
 import statistics
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import describe
+from report import describe, save
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "worker_image"))
@@ -166,13 +165,7 @@ def main() -> int:
         "segment_frames": round(args.segment_seconds * FPS),
         "segment_cores": 1,
     }
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out_dir / f"{stamp}-media.json").write_text(json.dumps(results, indent=2) + "\n")
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
+    save("media", results)
     return 0
 
 
