@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logs.setup(args.log_level)
-    assert handlers.videojob_event  # registers the handlers with kopf's default registry
+    handlers.NAMESPACES[:] = args.namespace  # importing handlers registered them with kopf
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
         namespaces=list(args.namespace),

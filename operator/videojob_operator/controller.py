@@ -31,7 +31,7 @@ from kubernetes.client import ApiException
 from . import planner
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import OperatorConfig
-from .jobs import LABEL_NAME
+from .jobs import LABEL_NAME, LABEL_UID
 from .logs import ctx
 
 Obj = dict[str, Any]
@@ -114,6 +114,10 @@ class Controller:
             if not cache[key]:
                 del cache[key]
         else:
+            old = cache[key].get(meta["name"])
+            if old is not None and old["metadata"].get("uid") == meta.get("uid") and (
+                    _rv(old) > _rv(obj)):
+                return  # an older copy than the one held (listing and watch overlap)
             cache[key][meta["name"]] = obj
         self.enqueue(key)
 
@@ -209,10 +213,16 @@ class Controller:
         ns, name = key
         meta = vj["metadata"]
         extra = ctx(ns, name)
+        resource_version = meta["resourceVersion"]
         if plan.add_finalizer:
-            await self._patch_videojob(key, {"metadata": {
+            updated = await self._patch_videojob(key, {"metadata": {
                 "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
-                "resourceVersion": meta["resourceVersion"]}})
+                "resourceVersion": resource_version}})
+            if updated is None:
+                return  # conflict: start again from the newer object
+            if updated["metadata"].get("generation") == meta.get("generation"):
+                # Only our finalizer changed: the plan still holds for the new version.
+                resource_version = updated["metadata"]["resourceVersion"]
         for manifest in plan.create_jobs:
             stage = manifest["metadata"]["labels"]["videojob.dev/stage"]
             try:
@@ -236,14 +246,19 @@ class Controller:
             except ApiException as e:
                 if e.status != 404:
                     raise
+        if plan.status is not None:
+            written = await self._write_status(key, vj, plan, resource_version)
+            if written is None:
+                return  # not recorded (stale or rate-limited): no Events for it either, yet
+            resource_version = written
         for event in plan.events:
             await self._event(vj, event)
-        if plan.status is not None:
-            await self._write_status(key, vj, plan)
-        if plan.remove_finalizer:
+        if plan.remove_finalizer and plan.confirm_gone and await self._children_left(key, vj):
+            self.enqueue_after(key, 0.5)
+        elif plan.remove_finalizer:
             finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
             await self._patch_videojob(key, {"metadata": {
-                "finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}})
+                "finalizers": finalizers, "resourceVersion": resource_version}})
             log.info("cancelled; finalizer removed", extra=extra)
         if plan.delete_videojob:
             try:
@@ -255,18 +270,55 @@ class Controller:
         if plan.requeue_after is not None:
             self.enqueue_after(key, plan.requeue_after)
 
-    async def _write_status(self, key: Key, vj: Obj, plan: planner.Plan) -> None:
+    async def _children_left(self, key: Key, vj: Obj) -> bool:
+        """Reads the VideoJob's Jobs and pods from the API (not the cache) into the cache;
+        True if any is left."""
+        selector = f"{LABEL_UID}={vj['metadata']['uid']}"
+        jobs = await self._call(self.batch.list_namespaced_job, key[0], label_selector=selector)
+        pods = await self._call(self.core.list_namespaced_pod, key[0], label_selector=selector)
+        for kind, listing in (("job", jobs), ("pod", pods)):
+            for item in listing.items:
+                self.observe_child(kind, "ADDED", self._raw(item))
+        return bool(jobs.items or pods.items)
+
+    async def prime(self, namespaces: list[str]) -> None:
+        """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
+        operator never takes "not in the cache yet" for "gone"."""
+        listings: list[tuple[str, Any]] = []
+        if namespaces:
+            for ns in namespaces:
+                listings.append(("job", await self._call(
+                    self.batch.list_namespaced_job, ns, label_selector=LABEL_NAME)))
+                listings.append(("pod", await self._call(
+                    self.core.list_namespaced_pod, ns, label_selector=LABEL_NAME)))
+        else:
+            listings.append(("job", await self._call(
+                self.batch.list_job_for_all_namespaces, label_selector=LABEL_NAME)))
+            listings.append(("pod", await self._call(
+                self.core.list_pod_for_all_namespaces, label_selector=LABEL_NAME)))
+        for kind, listing in listings:
+            for item in listing.items:
+                self.observe_child(kind, "ADDED", self._raw(item))
+
+    def _raw(self, model: Any) -> Obj:
+        raw: Obj = self.api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+        return raw
+
+    async def _write_status(self, key: Key, vj: Obj, plan: planner.Plan,
+                            resource_version: str) -> str | None:
+        """Writes the plan's status and returns the new resourceVersion; None if it was not
+        written (computed from a stale copy, or a progress update that has to wait)."""
         now = time.monotonic()
         if plan.progress_only:
             since = now - self.last_status_write.get(key, 0.0)
             if since < PROGRESS_WRITE_INTERVAL:
                 self.enqueue_after(key, PROGRESS_WRITE_INTERVAL - since)
-                return
+                return None
         ns, name = key
         body = {
             # Optimistic concurrency: a status computed from a stale copy is refused (409) and
             # recomputed from the newer one, so no writer ever rolls a transition back.
-            "metadata": {"resourceVersion": vj["metadata"]["resourceVersion"]},
+            "metadata": {"resourceVersion": resource_version},
             "status": _nulls_for_removed(vj.get("status") or {}, plan.status or {}),
         }
         try:
@@ -275,28 +327,30 @@ class Controller:
                 name, body)
         except ApiException as e:
             if e.status == 404:
-                return
+                return None
             if e.status == 409:
                 self.conflicts += 1
                 self.enqueue_after(key, 0.05)
-                return
+                return None
             raise
         self.last_status_write[key] = now
         self._remember(key, updated)
+        return str(updated["metadata"]["resourceVersion"])
 
-    async def _patch_videojob(self, key: Key, body: Obj) -> None:
+    async def _patch_videojob(self, key: Key, body: Obj) -> Obj | None:
         ns, name = key
         try:
-            updated = await self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION,
-                                       ns, PLURAL, name, body)
+            updated: Obj = await self._call(self.custom.patch_namespaced_custom_object, GROUP,
+                                            VERSION, ns, PLURAL, name, body)
         except ApiException as e:
             if e.status == 409:  # stale resourceVersion: the next event brings the new one
                 self.enqueue_after(key, 0.1)
-                return
+                return None
             if e.status == 404:
-                return
+                return None
             raise
         self._remember(key, updated)
+        return updated
 
     def _remember(self, key: Key, updated: Obj) -> None:
         """Our own write's answer is the newest state; reconcile from it, not a stale copy."""

@@ -24,6 +24,8 @@ from .controller import Controller
 from .jobs import LABEL_NAME
 
 log = logging.getLogger("videojob.handlers")
+# The namespaces the operator serves (empty: all); set by __main__ before kopf starts.
+NAMESPACES: list[str] = []
 
 
 def api_client() -> client.ApiClient:
@@ -48,6 +50,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     cfg = operator_config.load()
     controller = Controller(cfg, api_client())
+    await controller.prime(NAMESPACES)
     controller.start()
     memo["controller"] = controller
     stop = asyncio.Event()

@@ -138,6 +138,9 @@ class Event:
 class Plan:
     add_finalizer: bool = False
     remove_finalizer: bool = False
+    # Removal decided on absence (no Job, no pod seen): the controller confirms it with a fresh
+    # read first, as a cache may lag behind the cluster (e.g. right after a restart).
+    confirm_gone: bool = False
     create_jobs: list[Obj] = field(default_factory=list)
     delete_jobs: list[str] = field(default_factory=list)
     suspend_jobs: dict[str, bool] = field(default_factory=dict)  # job name -> suspend
@@ -491,6 +494,7 @@ def _cancel(obs: Observation, status: VideoJobStatus, old_doc: Obj, config: Oper
             "phase": "Cancelling", "message": "VideoJob deleted; stopping its stages"})
     if not obs.jobs and not left:
         out.remove_finalizer = True
+        out.confirm_gone = True
         return _finish(out, status, old_doc)
     since = parse_ts(meta["deletionTimestamp"]) or obs.now
     if (obs.now - since).total_seconds() >= config.cancel_timeout_seconds:

@@ -93,6 +93,7 @@ def test_videojob_runs_every_stage_as_an_owned_job(
         assert len(starts) == 4 + 3
     reasons = events_of(cluster, namespace, "sunset")
     assert reasons[0] == "Created" and reasons[-1] == "Succeeded"
+    assert reasons.count("Created") == 1, reasons  # one Event per transition, even on conflicts
     assert reasons.count("StageStarted") == 5 and reasons.count("StageSucceeded") == 5
     table = cluster.kubectl("get", "vj", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "STAGE", "QUEUE", "AGE", "OUTPUT"]
