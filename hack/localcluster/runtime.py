@@ -548,11 +548,6 @@ class PodRunner:
             if e.status != 404:
                 log.warning("pod %s/%s: status update failed: %s", self.namespace, self.name, e)
 
-    def phase(self) -> str:
-        status = pod_status(self.pod, self.init, self.main, sandbox_ready=self.sandbox_ready,
-                            final=self.final, start_time=self.start_time)
-        return str(status["phase"])
-
 
 def tail_log(path: Path, lines: int, limit: int) -> str:
     """The last `lines` lines (at most `limit` bytes) of a CRI log file, without its prefixes."""

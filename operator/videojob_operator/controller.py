@@ -65,9 +65,6 @@ class Controller:
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
         self.worker_count = workers
         self.tasks: list[asyncio.Task[None]] = []
-        self.reconciles = 0
-        self.conflicts = 0
-        self.errors = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -162,12 +159,10 @@ class Controller:
             except ApiException as e:
                 # The API said no (a namespace being deleted, a webhook, throttling): say what
                 # and try again; the planner recomputes from the then-current state.
-                self.errors += 1
                 log.warning("reconcile failed: %s %s: %s", e.status, e.reason,
                             _api_message(e), extra=ctx(*key))
                 self.enqueue_after(key, 2.0)
             except Exception:
-                self.errors += 1
                 log.exception("reconcile failed", extra=ctx(*key))
                 self.enqueue_after(key, 2.0)
             finally:
@@ -201,7 +196,6 @@ class Controller:
         obs = self.observation(key)
         if obs is None:
             return
-        self.reconciles += 1
         plan = planner.plan(obs, self.config)
         await self.apply(key, obs.videojob, plan)
 
@@ -329,7 +323,6 @@ class Controller:
             if e.status == 404:
                 return None
             if e.status == 409:
-                self.conflicts += 1
                 self.enqueue_after(key, 0.05)
                 return None
             raise

@@ -80,7 +80,6 @@ class JobView:
     stage: str
     suspended: bool
     active: int = 0
-    ready: int = 0
     succeeded: int = 0
     failed: int = 0
     completions: int = 1
@@ -99,7 +98,6 @@ class PodView:
     deleting: bool = False
     unschedulable_since: str | None = None
     unschedulable_message: str = ""
-    exit_code: int | None = None
     message: str = ""  # termination message of the worker container
     finished_at: str | None = None
 
@@ -529,7 +527,6 @@ def job_view(job: Obj) -> JobView:
         stage=(meta.get("labels") or {}).get(jobs.LABEL_STAGE, ""),
         suspended=bool(spec.get("suspend")),
         active=st.get("active", 0) or 0,
-        ready=st.get("ready", 0) or 0,
         succeeded=st.get("succeeded", 0) or 0,
         failed=st.get("failed", 0) or 0,
         completions=spec.get("completions", 1) or 1,
@@ -547,13 +544,12 @@ def pod_view(pod: Obj) -> PodView:
                      None)
     unschedulable = (scheduled is not None and scheduled.get("status") == "False"
                      and scheduled.get("reason") == "Unschedulable")
-    exit_code, message, finished = None, "", None
+    message, finished = "", None
     for cs in st.get("containerStatuses") or []:
         if cs.get("name") != jobs.CONTAINER:
             continue
         term = (cs.get("state") or {}).get("terminated")
         if term:
-            exit_code = term.get("exitCode")
             message = term.get("message") or ""
             finished = term.get("finishedAt")
     return PodView(
@@ -564,7 +560,6 @@ def pod_view(pod: Obj) -> PodView:
         unschedulable_since=scheduled.get("lastTransitionTime") if unschedulable and scheduled
         else None,
         unschedulable_message=(scheduled or {}).get("message", "") if unschedulable else "",
-        exit_code=exit_code,
         message=message,
         finished_at=finished,
     )

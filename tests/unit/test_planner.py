@@ -87,7 +87,7 @@ def test_no_stage_is_created_twice() -> None:
 def test_permanent_error_fails_with_the_workers_message() -> None:
     vj = advance(videojob(), run(videojob()))
     failed = job("plan", failed=1, failure=("PodFailurePolicy", "Container worker exited 42"))
-    pod = PodView(name="clip-plan-0-x", stage="plan", phase="Failed", exit_code=42,
+    pod = PodView(name="clip-plan-0-x", stage="plan", phase="Failed",
                   message="permanent: images[0] is not an image", finished_at="t")
     p = run(vj, [failed], [pod])
     assert p.status is not None
