@@ -20,6 +20,7 @@ from localcluster import controlplane
 REPO = Path(__file__).resolve().parent.parent
 REDIS_PORT = int(os.environ.get("VIDEOJOB_DEV_REDIS_PORT", "16379"))
 LIVENESS_PORT = int(os.environ.get("VIDEOJOB_DEV_LIVENESS_PORT", "18080"))
+METRICS_PORT = int(os.environ.get("VIDEOJOB_DEV_METRICS_PORT", "19090"))
 
 
 def layout() -> controlplane.Layout:
@@ -35,7 +36,7 @@ def up() -> None:
     lay = layout()
     kubectl(lay, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl(lay, "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/videojobs.videojob.dev")
+            "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev")
     if controlplane.recorded_pid(lay, "redis") is None:
         controlplane.start(lay, "redis", ["redis-server", "--port", str(REDIS_PORT),
                                           "--bind", "127.0.0.1", "--save", "",
@@ -51,10 +52,12 @@ def up() -> None:
         os.environ.update(KUBECONFIG=str(lay.kubeconfig), VIDEOJOB_CONFIG=str(config))
         controlplane.start(lay, "operator", [
             sys.executable, "-m", "videojob_operator",
-            f"--liveness=http://127.0.0.1:{LIVENESS_PORT}/healthz"])
+            f"--liveness=http://127.0.0.1:{LIVENESS_PORT}/healthz",
+            f"--metrics-port={METRICS_PORT}"])
     controlplane.wait_for("the operator's liveness endpoint", _healthy, 60,
                           lay.logs / "operator.log")
-    print(f"operator running (logs: {lay.logs / 'operator.log'}), redis on :{REDIS_PORT}")
+    print(f"operator running (logs: {lay.logs / 'operator.log'}, metrics "
+          f"http://127.0.0.1:{METRICS_PORT}/metrics), redis on :{REDIS_PORT}")
 
 
 def _healthy() -> bool:

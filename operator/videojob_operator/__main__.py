@@ -11,7 +11,7 @@ import sys
 
 import kopf
 
-from . import handlers, logs
+from . import handlers, logs, metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="watch only this namespace (repeatable); default: all namespaces")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                         help="liveness endpoint URL (empty to disable)")
+    parser.add_argument("--metrics-port", type=int, default=9090,
+                        help="port of the Prometheus /metrics endpoint (0 to disable)")
     parser.add_argument("--peering", default="",
                         help="kopf peering object name: several replicas, one active "
                              "(needs the ClusterKopfPeering CRD); default: standalone")
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.setup(args.log_level)
     handlers.NAMESPACES[:] = args.namespace  # importing handlers registered them with kopf
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
         namespaces=list(args.namespace),

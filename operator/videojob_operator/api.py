@@ -24,6 +24,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "VideoJob"
 PLURAL = "videojobs"
 FINALIZER = "videojob.dev/cancel"
+POOL_KIND = "VideoJobPool"
+POOL_PLURAL = "videojobpools"
 
 Stage = Literal["plan", "keyframes", "segments", "stitch", "publish"]
 STAGES: tuple[Stage, ...] = ("plan", "keyframes", "segments", "stitch", "publish")
@@ -302,3 +304,32 @@ class VideoJob(BaseModel):
     metadata: dict[str, Any]
     spec: VideoJobSpec
     status: VideoJobStatus = Field(default_factory=VideoJobStatus)
+
+
+class PoolStatus(Model):
+    """An admission pool as the operator sees it now (written by the operator; configure pools in
+    the operator's configuration, not here)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                              frozen=True)
+
+    stages: list[Stage] = Field(description="Stages admitted from this pool.")
+    strategy: Literal["default", "accurate", "eager"] = Field(
+        description="KEDA scaling strategy: default, accurate or eager.")
+    max_concurrency_setting: str = Field(description="maxConcurrency as configured (a number "
+                                                     "or auto).")
+    max_concurrency: int = Field(description="maxConcurrency in pods now (auto resolved from the "
+                                             "GPUs of the matching nodes).")
+    min_concurrency: int = Field(description="Pods kept busy while work is queued.")
+    target_queue_length: int = Field(description="Queued pods per running pod.")
+    queued: int = Field(description="Stage Jobs waiting for admission.")
+    queued_pods: int = Field(description="Pods the queued work still needs.")
+    running: int = Field(description="Admitted pods Running.")
+    pending: int = Field(description="Admitted pods not Running yet (they hold their slot).")
+    held: int = Field(description="Stage Jobs held by a suspended VideoJob.")
+    desired: int = Field(description="Scale target after cooldown (KEDA-style).")
+    admitted_total: int = Field(description="Stage Jobs admitted since the operator started.")
+    last_scale_decision: str = Field(description="The last admission decision, in words.")
+    last_scale_time: str | None = Field(None, description="When it was made.")
+    head: list[str] = Field(default_factory=list, description="The first queued stage Jobs, "
+                                                             "as namespace/videojob:stage.")

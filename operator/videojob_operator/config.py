@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import pools as pool_config
 from .api import EffectiveSpec, Toleration, VideoJobSpec
+from .pools import Pool
 
 DEFAULT_GPU_TOLERATIONS = [Toleration(key="nvidia.com/gpu", operator="Exists",
                                       effect="NoSchedule")]
@@ -58,6 +60,19 @@ class OperatorConfig(BaseModel):
     # Bound on waiting for a deleted VideoJob's pods to go before its finalizer is removed anyway.
     cancel_timeout_seconds: int = Field(120, ge=1)
     defaults: Defaults = Field(default_factory=Defaults)
+    # Admission pools (pools.py); the only part that changes at run time (config_watch.py).
+    pools: dict[str, Pool] = Field(default_factory=pool_config.default_pools)
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _merge_pools(cls, value: Any) -> dict[str, Pool]:
+        if value is None:
+            return pool_config.default_pools()
+        if not isinstance(value, dict):
+            raise ValueError("pools: expected a mapping of pool name -> settings")
+        if value and all(isinstance(v, Pool) for v in value.values()):
+            return value
+        return pool_config.merge(value)
 
 
 ENV_KEYS = {
@@ -67,23 +82,34 @@ ENV_KEYS = {
 }
 
 
-def load(path: str | None = None, environ: dict[str, str] | None = None) -> OperatorConfig:
+def load(path: str | None = None, environ: dict[str, str] | None = None,
+         text: str | None = None) -> OperatorConfig:
+    """The configuration from `text` (a ConfigMap's document), else the file at `path` or
+    $VIDEOJOB_CONFIG, with $VIDEOJOB_* overrides."""
     env = dict(os.environ if environ is None else environ)
     data: dict[str, Any] = {}
     path = path or env.get("VIDEOJOB_CONFIG")
-    if path:
+    if text is None and path:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            text = Path(path).read_text()
         except OSError as e:
             raise ConfigError(f"cannot read operator configuration {path}: {e}") from e
+    if text is not None:
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"operator configuration is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError("operator configuration must be a mapping")
     for var, key in ENV_KEYS.items():
         if env.get(var):
             data[key] = env[var]
     try:
         return OperatorConfig.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                             for err in e.errors())
+        problems = "; ".join(
+            str(err["ctx"]["error"]) if err["type"] == "value_error" and "ctx" in err
+            else f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid operator configuration: {problems}") from e
 
 

@@ -29,9 +29,10 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from . import planner
+from .admitter import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import OperatorConfig
-from .jobs import LABEL_NAME, LABEL_UID
+from .jobs import ANNOTATION_QUEUED_AT, LABEL_NAME, LABEL_UID
 from .logs import ctx
 
 Obj = dict[str, Any]
@@ -65,6 +66,7 @@ class Controller:
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
         self.worker_count = workers
         self.tasks: list[asyncio.Task[None]] = []
+        self.admitter = Admitter(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -92,12 +94,14 @@ class Controller:
             timer = self.timers.pop(key, None)
             if timer:
                 timer.cancel()
+            self.admitter.trigger()
             return
         old = self.videojobs.get(key)
         if old is not None and _rv(old) > _rv(obj):
             return  # an older copy than one we already hold (our own patch answered first)
         self.videojobs[key] = obj
         self.enqueue(key)
+        self.admitter.trigger()  # priority, suspension and deletion change the queue
 
     def observe_child(self, kind: str, event_type: str | None, obj: Obj) -> None:
         meta = obj["metadata"]
@@ -117,6 +121,7 @@ class Controller:
                 return  # an older copy than the one held (listing and watch overlap)
             cache[key][meta["name"]] = obj
         self.enqueue(key)
+        self.admitter.trigger()  # a slot may have freed, or a Job joined the queue
 
     def observe_progress(self, uid: str, view: planner.ProgressView) -> None:
         self.progress[uid][(view.stage, view.index)] = view
@@ -190,7 +195,8 @@ class Controller:
                     "videojob.dev/uid") == uid]
         progress = list(self.progress.get(uid, {}).values())
         return planner.Observation(videojob=vj, jobs=jobs, pods=pods, progress=progress,
-                                   now=self.clock())
+                                   now=self.clock(),
+                                   queue_position=self.admitter.positions.get(key))
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observation(key)
@@ -199,7 +205,7 @@ class Controller:
         plan = planner.plan(obs, self.config)
         await self.apply(key, obs.videojob, plan)
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
@@ -220,21 +226,26 @@ class Controller:
         for manifest in plan.create_jobs:
             stage = manifest["metadata"]["labels"]["videojob.dev/stage"]
             try:
-                await self._call(self.batch.create_namespaced_job, ns, manifest)
+                created = await self.call(self.batch.create_namespaced_job, ns, manifest)
                 log.info("created Job %s", manifest["metadata"]["name"],
                          extra=ctx(ns, name, stage))
+                self.observe_child("job", "ADDED", self.raw(created))  # queue it at once
             except ApiException as e:
                 if e.status != 409:
                     raise
         for job_name, suspend in plan.suspend_jobs.items():
-            await self._call(self.batch.patch_namespaced_job, job_name, ns,
-                             {"spec": {"suspend": suspend}})
+            # Back in the queue from now on: admission unsuspends it again after a resume.
+            queued_at = planner.ts_micro(self.clock())
+            updated = await self.call(self.batch.patch_namespaced_job, job_name, ns, {
+                "metadata": {"annotations": {ANNOTATION_QUEUED_AT: queued_at}},
+                "spec": {"suspend": suspend}})
+            self.observe_child("job", "MODIFIED", self.raw(updated))
             log.info("%s Job %s", "suspended" if suspend else "resumed", job_name, extra=extra)
         for job_name in plan.delete_jobs:
             try:
                 # Foreground: the Job stays until its pods are gone, so "no Job left" also
                 # means "no pod left"; an explicit policy, as a bare delete can orphan pods.
-                await self._call(self.batch.delete_namespaced_job, job_name, ns,
+                await self.call(self.batch.delete_namespaced_job, job_name, ns,
                                  propagation_policy="Foreground")
                 log.info("deleted Job %s", job_name, extra=extra)
             except ApiException as e:
@@ -256,7 +267,7 @@ class Controller:
             log.info("cancelled; finalizer removed", extra=extra)
         if plan.delete_videojob:
             try:
-                await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, ns,
+                await self.call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, ns,
                                  PLURAL, name, propagation_policy="Background")
             except ApiException as e:
                 if e.status != 404:
@@ -268,11 +279,11 @@ class Controller:
         """Reads the VideoJob's Jobs and pods from the API (not the cache) into the cache;
         True if any is left."""
         selector = f"{LABEL_UID}={vj['metadata']['uid']}"
-        jobs = await self._call(self.batch.list_namespaced_job, key[0], label_selector=selector)
-        pods = await self._call(self.core.list_namespaced_pod, key[0], label_selector=selector)
+        jobs = await self.call(self.batch.list_namespaced_job, key[0], label_selector=selector)
+        pods = await self.call(self.core.list_namespaced_pod, key[0], label_selector=selector)
         for kind, listing in (("job", jobs), ("pod", pods)):
             for item in listing.items:
-                self.observe_child(kind, "ADDED", self._raw(item))
+                self.observe_child(kind, "ADDED", self.raw(item))
         return bool(jobs.items or pods.items)
 
     async def prime(self, namespaces: list[str]) -> None:
@@ -281,20 +292,20 @@ class Controller:
         listings: list[tuple[str, Any]] = []
         if namespaces:
             for ns in namespaces:
-                listings.append(("job", await self._call(
+                listings.append(("job", await self.call(
                     self.batch.list_namespaced_job, ns, label_selector=LABEL_NAME)))
-                listings.append(("pod", await self._call(
+                listings.append(("pod", await self.call(
                     self.core.list_namespaced_pod, ns, label_selector=LABEL_NAME)))
         else:
-            listings.append(("job", await self._call(
+            listings.append(("job", await self.call(
                 self.batch.list_job_for_all_namespaces, label_selector=LABEL_NAME)))
-            listings.append(("pod", await self._call(
+            listings.append(("pod", await self.call(
                 self.core.list_pod_for_all_namespaces, label_selector=LABEL_NAME)))
         for kind, listing in listings:
             for item in listing.items:
-                self.observe_child(kind, "ADDED", self._raw(item))
+                self.observe_child(kind, "ADDED", self.raw(item))
 
-    def _raw(self, model: Any) -> Obj:
+    def raw(self, model: Any) -> Obj:
         raw: Obj = self.api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
         return raw
 
@@ -316,7 +327,7 @@ class Controller:
             "status": _nulls_for_removed(vj.get("status") or {}, plan.status or {}),
         }
         try:
-            updated = await self._call(
+            updated = await self.call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
                 name, body)
         except ApiException as e:
@@ -333,7 +344,7 @@ class Controller:
     async def _patch_videojob(self, key: Key, body: Obj) -> Obj | None:
         ns, name = key
         try:
-            updated: Obj = await self._call(self.custom.patch_namespaced_custom_object, GROUP,
+            updated: Obj = await self.call(self.custom.patch_namespaced_custom_object, GROUP,
                                             VERSION, ns, PLURAL, name, body)
         except ApiException as e:
             if e.status == 409:  # stale resourceVersion: the next event brings the new one
@@ -368,7 +379,7 @@ class Controller:
             "action": event.reason,
         }
         try:
-            await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+            await self.call(self.core.create_namespaced_event, meta["namespace"], body)
         except ApiException as e:
             log.warning("event %s not recorded: %s", event.reason, e.reason,
                         extra=ctx(meta["namespace"], meta["name"]))

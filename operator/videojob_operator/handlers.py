@@ -18,10 +18,11 @@ import kopf
 from kubernetes import client, config
 
 from . import config as operator_config
-from . import progress
+from . import config_watch, progress
 from .api import GROUP, PLURAL, VERSION
 from .controller import Controller
 from .jobs import LABEL_NAME
+from .redis_queue import RedisQueue
 
 log = logging.getLogger("videojob.handlers")
 # The namespaces the operator serves (empty: all); set by __main__ before kopf starts.
@@ -55,9 +56,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["controller"] = controller
     stop = asyncio.Event()
     memo["stop"] = stop
+    tasks = [asyncio.create_task(controller.admitter.run(stop), name="admission")]
     if cfg.redis_url:
-        memo["progress"] = asyncio.create_task(
-            progress.follow(cfg.redis_url, controller.observe_progress, stop))
+        tasks.append(asyncio.create_task(
+            progress.follow(cfg.redis_url, controller.observe_progress, stop)))
+        mirror = RedisQueue(cfg.redis_url)
+        controller.admitter.publish.append(mirror.publish)
+        tasks.append(asyncio.create_task(mirror.run(stop), name="redis-queue"))
+    if config_watch.CONFIGMAP:
+        tasks.append(asyncio.create_task(config_watch.follow(controller, stop)))
+    memo["tasks"] = tasks
     log.info("operator started: storage root %s, worker image %s, redis %s",
              cfg.storage_root, cfg.worker_image, cfg.redis_url or "off")
 
@@ -65,8 +73,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo["stop"].set()
-    task = memo.get("progress")
-    if task is not None:
+    for task in memo.get("tasks", []):
         task.cancel()
     await memo["controller"].stop()
 
@@ -84,3 +91,9 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].observe_child("pod", event["type"], dict(event["object"]))
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    # GPU capacity of `maxConcurrency: auto` pools follows the nodes.
+    memo["controller"].admitter.observe_node(event["type"], dict(event["object"]))

@@ -22,6 +22,9 @@ GPU_STAGES: frozenset[str] = frozenset({"keyframes", "segments"})
 LABEL_NAME = "videojob.dev/name"
 LABEL_STAGE = "videojob.dev/stage"
 LABEL_UID = "videojob.dev/uid"
+LABEL_POOL = "videojob.dev/pool"
+# When the Job (re-)entered the admission queue (RFC 3339, microseconds): admission wait.
+ANNOTATION_QUEUED_AT = "videojob.dev/queued-at"
 CONTAINER = "worker"
 SCRATCH = "/scratch"
 MAX_NAME = 63  # Job names end up in pod labels (batch.kubernetes.io/job-name): 63 characters.
@@ -34,8 +37,8 @@ def job_name(videojob: str, uid: str, stage: Stage) -> str:
     return videojob[: MAX_NAME - len(suffix)].rstrip("-.") + suffix
 
 
-def labels(videojob: str, uid: str, stage: Stage) -> dict[str, str]:
-    return {
+def labels(videojob: str, uid: str, stage: Stage, pool: str | None = None) -> dict[str, str]:
+    out = {
         LABEL_NAME: videojob,
         LABEL_STAGE: stage,
         LABEL_UID: uid,
@@ -45,6 +48,9 @@ def labels(videojob: str, uid: str, stage: Stage) -> dict[str, str]:
         "app.kubernetes.io/part-of": "videojob",
         "app.kubernetes.io/managed-by": "videojob-operator",
     }
+    if pool:
+        out[LABEL_POOL] = pool
+    return out
 
 
 def spec_json(spec: VideoJobSpec, eff: EffectiveSpec) -> str:
@@ -69,13 +75,15 @@ def stage_job(
     spec: VideoJobSpec,
     eff: EffectiveSpec,
     suspend: bool,
+    pool: str,
+    queued_at: str,
     redis_url: str | None,
     service_account: str,
     extra_env: dict[str, str],
     command: list[str] | None = None,
 ) -> Obj:
     name = job_name(videojob, uid, stage)
-    lbl = labels(videojob, uid, stage)
+    lbl = labels(videojob, uid, stage, pool)
     count = completions(stage, eff)
     gpu = stage in GPU_STAGES and eff.gpu_count > 0
     env: list[Obj] = [
@@ -140,12 +148,15 @@ def stage_job(
             "name": name,
             "namespace": namespace,
             "labels": lbl,
+            "annotations": {ANNOTATION_QUEUED_AT: queued_at},
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": KIND, "name": videojob, "uid": uid,
                 "controller": True, "blockOwnerDeletion": True,
             }],
         },
         "spec": {
+            # Created suspended and admitted from the pool's queue (admission.py), the way Kueue
+            # admits Jobs; `parallelism` is set at admission to what fits.
             "suspend": suspend,
             "completionMode": "Indexed",
             "completions": count,

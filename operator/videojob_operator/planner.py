@@ -7,6 +7,12 @@ again. It never talks to the API; `controller.py` gathers the observation and ap
 
 The order is the kubebuilder one: finalizer -> deletion -> terminal/TTL -> deadlines -> stages.
 Stages run one after another; the first one not yet Succeeded is the only one acted on.
+
+Stage Jobs are created suspended: admission (admission.py) unsuspends them when their pool has a
+slot. The planner only ever suspends (when the VideoJob is suspended); while a stage's Job waits
+for admission the stage and the VideoJob are `Queued`, with the place in the queue the
+admission pass last computed. The total deadline counts from the first admission, so a burst
+that waits in the queue does not time out there.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .api import (
     VideoJobStatus,
 )
 from .config import OperatorConfig, effective
+from .pools import pool_of
 
 Obj = dict[str, Any]
 
@@ -51,6 +58,8 @@ class Reason:
     STAGE_TIMEOUT = "StageTimeout"
     TOTAL_TIMEOUT = "TotalTimeout"
     UNSCHEDULABLE = "Unschedulable"
+    QUEUED = "Queued"
+    STAGE_QUEUED = "StageQueued"
     INVALID_SPEC = "InvalidSpec"
     STAGE_FAILED = "StageFailed"
     SUSPENDED = "Suspended"
@@ -64,6 +73,19 @@ class Reason:
 
 def ts(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ts_micro(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def position_worth_writing(old: int | None, new: int | None) -> bool:
+    """A queue position is exact for the first ten places; further back it is refreshed when it
+    moved by a quarter, so a long queue does not cost a status write per VideoJob per admission.
+    """
+    if old is None or new is None or new <= 10:
+        return old != new
+    return abs(new - old) * 4 >= old
 
 
 def parse_ts(value: str | None) -> dt.datetime | None:
@@ -121,6 +143,7 @@ class Observation:
     pods: list[PodView]
     progress: list[ProgressView]
     now: dt.datetime
+    queue_position: int | None = None  # place of the VideoJob's queued Job, from admission
 
 
 # -- what to do ------------------------------------------------------------------------------
@@ -170,7 +193,8 @@ def dump_status(status: VideoJobStatus) -> Obj:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-PROGRESS_KEYS = ("progress", "message")
+# Fast-moving figures: written at most once a second (controller.py), not transitions.
+PROGRESS_KEYS = ("progress", "message", "queuePosition")
 
 
 def strip_progress(doc: Obj) -> Obj:
@@ -231,12 +255,15 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
         out.events.append(Event("Normal", Reason.CREATED,
                                 f"VideoJob accepted: {eff.scenes} scenes, {spec.resolution} "
                                 f"@ {spec.fps} fps, {spec.duration_seconds}s"))
-    start = parse_ts(status.start_time) or now
-    status = status.model_copy(update={"start_time": ts(start)})
+    start = parse_ts(status.start_time)
+    if start is None and any(not j.suspended for j in obs.jobs):
+        start = now  # first admission
+    if start is not None:
+        status = status.model_copy(update={"start_time": ts(start)})
 
-    # Total deadline: the whole VideoJob, whatever stage it is in.
-    deadline = start + dt.timedelta(seconds=eff.total_seconds)
-    if now >= deadline:
+    # Total deadline: the whole VideoJob from its first admission, whatever stage it is in.
+    deadline = start + dt.timedelta(seconds=eff.total_seconds) if start else None
+    if deadline is not None and now >= deadline:
         running = next((s for s in STAGES if stages[s].phase not in ("Succeeded",)), None)
         if running:
             stages[running] = stages[running].model_copy(update={
@@ -249,7 +276,8 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
         out.events.append(Event("Warning", Reason.TOTAL_TIMEOUT, status.message or ""))
         out.delete_jobs = [j.name for j in obs.jobs if not j.deleting and not j.complete]
         return _finish(out, status, old_doc)
-    out.again_in((deadline - now).total_seconds())
+    if deadline is not None:
+        out.again_in((deadline - now).total_seconds())
 
     current: Stage | None = None
     for name in STAGES:
@@ -297,27 +325,38 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
         _ttl(spec, status, now, out)
     else:
         st = stages[current]
-        phase = "Suspended" if st.phase == "Suspended" else (
-            "Running" if st.phase == "Running" else "Pending")
+        phase = st.phase if st.phase in ("Suspended", "Running", "Queued") else "Pending"
         if spec.suspend and st.phase != "Running":
             phase = "Suspended"
+        pool = pool_of(config.pools, current)
+        position = obs.queue_position if phase == "Queued" else None
+        if phase == "Queued" and not position_worth_writing(status.queue_position, position):
+            position = status.queue_position
         message = {
             "Suspended": f"suspended in stage {current}",
             "Running": f"stage {current}: {st.message or 'running'}",
             "Pending": f"stage {current} is waiting to start",
+            "Queued": f"stage {current} is queued in pool {pool}"
+                      + (f" at position {position}" if position else ""),
         }[phase]
         if status.phase != phase and phase == "Suspended":
             out.events.append(Event("Normal", Reason.SUSPENDED, message))
         if status.phase == "Suspended" and phase != "Suspended":
             out.events.append(Event("Normal", Reason.RESUMED, f"resumed in stage {current}"))
-        status = status.model_copy(update={"phase": phase, "message": message})
+        status = status.model_copy(update={"phase": phase, "message": message,
+                                           "queue_position": position})
         # Condition messages stay put while a stage runs (progress lives in `message` and the
         # stage list), so progress updates do not count as transitions.
         steady = f"stage {current} is {phase.lower()}"
+        if phase == "Queued":
+            steady = f"stage {current} is waiting for a slot in pool {pool}"
         conditions = set_condition(conditions, "Ready", False, phase, steady, generation, now)
         conditions = set_condition(conditions, "Progressing", phase != "Suspended",
-                                   Reason.SUSPENDED if phase == "Suspended" else Reason.RUNNING,
-                                   steady, generation, now)
+                                   {"Suspended": Reason.SUSPENDED, "Queued": Reason.QUEUED}.get(
+                                       phase, Reason.RUNNING), steady, generation, now)
+        conditions = set_condition(conditions, "Queued", phase == "Queued",
+                                   Reason.QUEUED if phase == "Queued" else Reason.RUNNING,
+                                   steady if phase == "Queued" else "", generation, now)
         conditions = set_condition(conditions, "Suspended", phase == "Suspended",
                                    Reason.SUSPENDED if phase == "Suspended" else Reason.RUNNING,
                                    "", generation, now)
@@ -339,7 +378,7 @@ def _stage(
     """One stage's next step. Returns its new status and, if it failed, (reason, message)."""
     now = obs.now
     if job is None or job.deleting:
-        if job is None and st.phase in ("Running", "Suspended") and st.job_name:
+        if job is None and st.phase in ("Queued", "Running", "Suspended") and st.job_name:
             # The Job vanished under a running stage (deleted by hand, lost with etcd data):
             # re-create it rather than stay Running forever, after retry.backoffSeconds.
             lost_at = parse_ts(st.job_lost_time)
@@ -357,19 +396,20 @@ def _stage(
         elif job is not None:  # being deleted (by hand, Foreground): wait until it is gone
             out.again_in(1.0)
             return st, None
+        pool = pool_of(config.pools, name)
         out.create_jobs.append(jobs.stage_job(
             namespace=meta["namespace"], videojob=meta["name"], uid=meta["uid"], stage=name,
-            spec=spec, eff=eff, suspend=spec.suspend, redis_url=config.redis_url,
-            service_account=config.worker_service_account, extra_env=config.worker_env,
-            command=config.worker_command))
+            spec=spec, eff=eff, suspend=True, pool=pool, queued_at=ts_micro(now),
+            redis_url=config.redis_url, service_account=config.worker_service_account,
+            extra_env=config.worker_env, command=config.worker_command))
         if st.phase == "Pending":
-            out.events.append(Event("Normal", Reason.STAGE_STARTED, f"stage {name} started"))
+            out.events.append(Event("Normal", Reason.STAGE_QUEUED,
+                                    f"stage {name} queued in pool {pool}"))
         return st.model_copy(update={
-            "phase": "Suspended" if spec.suspend else "Running",
+            "phase": "Suspended" if spec.suspend else "Queued",
             "job_name": jobs.job_name(meta["name"], meta["uid"], name),
-            "start_time": st.start_time or ts(now), "completion_time": None,
-            "job_lost_time": None,
-            "message": "suspended" if spec.suspend else "starting"}), None
+            "completion_time": None, "job_lost_time": None,
+            "message": "suspended" if spec.suspend else "queued"}), None
 
     pods = [p for p in obs.pods if p.stage == name]
     attempts = job.active + job.succeeded + job.failed
@@ -399,15 +439,20 @@ def _stage(
                     Reason.UNSCHEDULABLE, msg)
             out.again_in(eff.pending_seconds - waited)
 
-    if spec.suspend != job.suspended:
-        out.suspend_jobs[job.name] = spec.suspend
-    update["phase"] = "Suspended" if spec.suspend else "Running"
+    if spec.suspend and not job.suspended:
+        out.suspend_jobs[job.name] = True  # back to the queue when resumed (admission)
+    phase = "Suspended" if spec.suspend else "Queued" if job.suspended else "Running"
+    update["phase"] = phase
+    if phase == "Running" and st.phase in ("Queued", "Pending"):
+        out.events.append(Event("Normal", Reason.STAGE_STARTED, f"stage {name} started"))
+    # A stage starts when admitted, not when its Job is created and queued.
+    update["start_time"] = st.start_time or ts(now) if phase == "Running" else st.start_time
     percent, message = _progress(name, job, obs.progress, spec.duration_seconds * spec.fps)
     update["progress"] = max(min(int(percent), 99), 0)
-    if message:
+    if message and phase == "Running":
         update["message"] = message
-    elif st.message in ("starting", "suspended", "stage Job lost", None):
-        update["message"] = "suspended" if spec.suspend else "running"
+    elif phase != "Running" or st.message in ("queued", "suspended", "stage Job lost", None):
+        update["message"] = {"Suspended": "suspended", "Queued": "queued"}.get(phase, "running")
     update["completion_time"] = None
     return st.model_copy(update=update), None
 

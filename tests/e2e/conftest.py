@@ -17,7 +17,7 @@ from kubetest import REPO, Cluster
 def crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/videojobs.videojob.dev")
+                    "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,9 @@ def operator(cluster: Cluster, crds: None, redis_server: RedisServer,
     # Not under /tmp: stage pods mount an emptyDir there, which hides the host's /tmp from them
     # (as it would in a container), and they write the ledger and artifacts here.
     workdir = REPO / ".cluster" / "e2e" / f"operator-{uuid.uuid4().hex[:8]}"
-    op = Operator(cluster=cluster, workdir=workdir, redis_url=redis_server.url)
+    # Pools can be changed at run time through this ConfigMap (test_queue.py).
+    op = Operator(cluster=cluster, workdir=workdir, redis_url=redis_server.url,
+                  env={"VIDEOJOB_CONFIGMAP": "default/videojob-e2e-config"})
     op.start()
     yield op
     op.stop()

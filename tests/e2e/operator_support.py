@@ -74,7 +74,9 @@ class Operator:
     overrides: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    metrics_port: int = 0
     starts: int = 0
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def ledger(self) -> Path:
@@ -103,11 +105,14 @@ class Operator:
         conf = self.workdir / "config.yaml"
         conf.write_text(yaml.safe_dump(self.config()))
         self.port = free_port()
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), VIDEOJOB_CONFIG=str(conf))
+        self.metrics_port = free_port()
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), VIDEOJOB_CONFIG=str(conf),
+                   **self.env)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "videojob_operator",
-                 f"--liveness=http://127.0.0.1:{self.port}/healthz"],
+                 f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                 f"--metrics-port={self.metrics_port}"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         self.starts += 1
 
@@ -118,6 +123,18 @@ class Operator:
                 return bool(r.status == 200)
 
         wait_until(healthy, 30, "the operator's liveness endpoint")
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's /metrics, as {'name{labels}': value}."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a node dies or the OOM killer strikes."""

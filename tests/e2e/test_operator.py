@@ -84,8 +84,9 @@ def test_videojob_runs_every_stage_as_an_owned_job(
         else:
             assert "nvidia.com/gpu" not in limits
     segments = jobs["segments"].spec
+    # Three scenes, two GPUs: admitted with the parallelism that fits the gpu pool.
     assert (segments.completion_mode, segments.completions, segments.parallelism) == (
-        "Indexed", 3, 3)
+        "Indexed", 3, 2)
     assert jobs["segments"].spec.backoff_limit_per_index == 3
     if cluster.local:
         starts = Counter((s, i) for s, i, e in running_operator.runs(uid) if e == "start")

@@ -18,7 +18,8 @@ def pod_env(stage: str, spec: dict[str, Any], failures: str = "") -> dict[str, s
     s = VideoJobSpec.model_validate(spec)
     eff = effective(s, OperatorConfig(storage_root="gs://bucket/root"), "ns", "clip", "uid-1")
     job = stage_job(namespace="ns", videojob="clip", uid="uid-1", stage=stage,  # type: ignore[arg-type]
-                    spec=s, eff=eff, suspend=False, redis_url="redis://r:6379/0",
+                    spec=s, eff=eff, suspend=False, pool="gpu",
+                    queued_at="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
                     service_account="default", extra_env={})
     env: dict[str, str] = {}
     for var in job["spec"]["template"]["spec"]["containers"][0]["env"]:

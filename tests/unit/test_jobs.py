@@ -14,7 +14,8 @@ def build(stage: str, **spec: Any) -> dict[str, Any]:
     s = VideoJobSpec.model_validate({"prompt": "x", **spec})
     eff = effective(s, config, "ns", "clip", "uid-1")
     return stage_job(namespace="ns", videojob="clip", uid="uid-1", stage=stage,  # type: ignore[arg-type]
-                     spec=s, eff=eff, suspend=False, redis_url="redis://r:6379/0",
+                     spec=s, eff=eff, suspend=False, pool="gpu",
+                    queued_at="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
                      service_account="worker", extra_env={"X": "1"})
 
 

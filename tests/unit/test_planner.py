@@ -8,7 +8,15 @@ from typing import Any
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import OperatorConfig
 from videojob_operator.jobs import job_name
-from videojob_operator.planner import JobView, Observation, Plan, PodView, ProgressView, plan
+from videojob_operator.planner import (
+    JobView,
+    Observation,
+    Plan,
+    PodView,
+    ProgressView,
+    plan,
+    position_worth_writing,
+)
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 CONFIG = OperatorConfig()
@@ -51,10 +59,46 @@ def test_a_new_videojob_gets_its_finalizer_and_first_stage() -> None:
     p = run(vj)
     assert p.add_finalizer
     assert [j["metadata"]["labels"]["videojob.dev/stage"] for j in p.create_jobs] == ["plan"]
-    assert p.status is not None and p.status["phase"] == "Running"
-    assert stage_phases(p) == ["Running", "Pending", "Pending", "Pending", "Pending"]
-    assert reasons(p) == ["Created", "StageStarted"]
+    (created,) = p.create_jobs
+    assert created["spec"]["suspend"] is True  # admission unsuspends it (admission.py)
+    assert created["metadata"]["labels"]["videojob.dev/pool"] == "cpu"
+    assert created["metadata"]["annotations"]["videojob.dev/queued-at"].startswith(
+        "2026-01-01T12:00:00.")
+    assert p.status is not None and p.status["phase"] == "Queued"
+    assert stage_phases(p) == ["Queued", "Pending", "Pending", "Pending", "Pending"]
+    assert reasons(p) == ["Created", "StageQueued"]
     assert p.status["effective"]["scenes"] == 2
+    assert "startTime" not in p.status  # the total deadline counts from the first admission
+
+
+def test_a_queued_stage_shows_its_place_and_starts_when_admitted() -> None:
+    vj = advance(videojob(), run(videojob()))
+    queued = JobView(name=job_name("clip", "u1", "plan"), stage="plan", suspended=True)
+    p = plan(Observation(vj, [queued], [], [], T0, queue_position=3), CONFIG)
+    assert p.status is not None and p.status["queuePosition"] == 3
+    assert p.status["message"] == "stage plan is queued in pool cpu at position 3"
+    cond = {c["type"]: c for c in p.status["conditions"]}
+    assert cond["Queued"]["status"] == "True" and cond["Ready"]["reason"] == "Queued"
+    vj = advance(vj, p)
+    later = T0 + dt.timedelta(seconds=5)
+    started = run(vj, [job("plan", active=1)], now=later)
+    assert started.status is not None and started.status["phase"] == "Running"
+    assert "queuePosition" not in started.status
+    assert started.status["startTime"] == "2026-01-01T12:00:05Z"
+    assert stage_phases(started)[0] == "Running" and reasons(started) == ["StageStarted"]
+    cond = {c["type"]: c for c in started.status["conditions"]}
+    assert cond["Queued"]["status"] == "False"
+
+
+def test_queue_position_is_exact_near_the_head_and_coarse_far_back() -> None:
+    assert position_worth_writing(None, 40) and position_worth_writing(12, 10)
+    assert position_worth_writing(3, 2) and not position_worth_writing(2, 2)
+    assert not position_worth_writing(400, 350) and position_worth_writing(400, 300)
+    vj = advance(videojob(), run(videojob()))
+    queued = JobView(name=job_name("clip", "u1", "plan"), stage="plan", suspended=True)
+    vj = advance(vj, plan(Observation(vj, [queued], [], [], T0, queue_position=400), CONFIG))
+    p = plan(Observation(vj, [queued], [], [], T0, queue_position=390), CONFIG)
+    assert p.status is None  # 400 -> 390 is not worth a write
 
 
 def test_stages_run_in_order_and_finish_with_success() -> None:
@@ -121,6 +165,7 @@ def test_unschedulable_pod_fails_the_stage_after_pending_seconds() -> None:
 
 def test_total_timeout_stops_everything() -> None:
     vj = advance(videojob(timeouts={"totalSeconds": 100}), run(videojob()))
+    vj = advance(vj, run(vj, [job("plan", active=1)]))  # admitted at T0
     p = run(vj, [job("plan", active=1)], now=T0 + dt.timedelta(seconds=101))
     assert p.status is not None and p.status["reason"] == "TotalTimeout"
     assert p.delete_jobs == [job_name("clip", "u1", "plan")]
@@ -137,7 +182,8 @@ def test_suspend_and_resume_touch_only_the_suspend_flag() -> None:
     vj["spec"]["suspend"] = False
     resumed = run(vj, [JobView(name=job_name("clip", "u1", "plan"), stage="plan",
                                suspended=True)])
-    assert resumed.suspend_jobs == {job_name("clip", "u1", "plan"): False}
+    assert resumed.suspend_jobs == {}  # back in the queue: admission unsuspends it
+    assert resumed.status is not None and resumed.status["phase"] == "Queued"
     assert "Resumed" in reasons(resumed)
 
 
@@ -179,6 +225,7 @@ def test_deletion_gives_up_waiting_after_the_bound_and_says_so() -> None:
 
 def test_a_lost_job_is_recreated_after_the_backoff() -> None:
     vj = advance(videojob(retry={"backoffSeconds": 10}), run(videojob()))
+    vj = advance(vj, run(vj, [job("plan", active=1)]))
     lost = run(vj, [])
     assert "StageJobLost" in reasons(lost) and not lost.create_jobs
     vj = advance(vj, lost)

@@ -1,0 +1,206 @@
+"""Queue admission, as a pure function: every stage Job of a pool -> which to admit, and how wide.
+
+Admission by suspension (as Kueue does it): the planner creates each stage Job with
+`suspend: true`; this decides which suspended Jobs to unsuspend, and with what `parallelism`, so
+that a pool never has more pods than it has slots. The cluster is the source of truth: the queue
+*is* the set of suspended stage Jobs whose VideoJob is neither suspended nor deleted, so nothing
+here depends on Redis (redis_queue.py mirrors the result there).
+
+Order: priority (higher first); within one priority namespaces take turns (the namespace with
+fewer Jobs admitted in the pool goes first, so one tenant's burst cannot starve another); then
+the VideoJob's age (older first, so VideoJobs finish rather than all advancing a little), then
+names. The head of the queue is never skipped for a smaller Job behind it (no backfill), so a
+wide Job is not starved by narrow ones.
+
+A Job that needs more pods than are free is admitted with a lower `parallelism` that fits and
+widened as slots free up (its remaining pods stay in the queue). Slots are counted in pods,
+including Pending ones and the pods of suspended or finished Jobs that have not gone yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from . import scaling
+from .scaling import PoolLoad, Strategy
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One stage Job, as admission sees it."""
+
+    namespace: str
+    job: str
+    videojob: str
+    stage: str
+    pool: str
+    priority: int
+    created: str  # the VideoJob's creationTimestamp
+    completions: int
+    succeeded: int  # indexes done (the Job's count, or more if its pods already say so)
+    parallelism: int
+    suspended: bool
+    held: bool  # its VideoJob is suspended: not in the queue, keeps its place for the resume
+    finished: bool  # Complete or Failed
+    running_pods: int = 0  # pods of this Job Running now
+    pending_pods: int = 0  # pods of this Job Pending now
+    slots_per_pod: int = 1
+    queued_at: str | None = None
+    # Its VideoJob is deleted or finished, or the Job is being deleted: never admitted again,
+    # but its pods hold their slots until they are gone.
+    leaving: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return max(self.completions - self.succeeded, 0)
+
+    @property
+    def admitted(self) -> bool:
+        return not self.suspended and not self.finished
+
+    @property
+    def queued(self) -> bool:
+        """Waiting in the queue: suspended, and neither held nor leaving."""
+        return self.suspended and not (self.held or self.finished or self.leaving)
+
+    @property
+    def claimed(self) -> int:
+        """Pods the Job may have at once: its parallelism, bounded by the indexes left."""
+        return min(self.parallelism, self.remaining) if self.admitted else 0
+
+    @property
+    def occupied(self) -> int:
+        """Slots taken: what it may run, or more while pods of an earlier grant still exist."""
+        return max(self.claimed, self.running_pods + self.pending_pods) * self.slots_per_pod
+
+    @property
+    def wanted(self) -> int:
+        """Pods it still waits for (0 unless queued or admitted narrower than its work)."""
+        if self.held or self.finished or self.leaving:
+            return 0
+        return self.remaining - self.claimed
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    max_concurrency: int
+    min_concurrency: int = 0
+    target_queue_length: int = 1
+    strategy: Strategy = "default"
+
+
+@dataclass(frozen=True)
+class Admit:
+    namespace: str
+    job: str
+    videojob: str
+    parallelism: int  # the Job's new parallelism
+    pods: int  # pods added by this admission
+    widen: bool  # an admitted Job made wider (else: unsuspended)
+    priority: int
+    queued_at: str | None
+
+
+@dataclass
+class PoolDecision:
+    pool: str
+    limits: PoolLimits
+    load: PoolLoad
+    queued_jobs: int  # suspended Jobs waiting (the queue depth)
+    held_jobs: int  # suspended Jobs of suspended VideoJobs (kept, not queued)
+    admit_pods: int  # the strategy's answer for this pass
+    desired: int
+    admits: list[Admit] = field(default_factory=list)
+    order: list[Workload] = field(default_factory=list)  # the queue, head first
+    queued_by_priority: dict[int, int] = field(default_factory=dict)  # priority -> queued Jobs
+
+    def positions(self) -> dict[tuple[str, str], int]:
+        """(namespace, VideoJob) -> place in the queue (1 = next), after this pass's admits."""
+        admitted = {(a.namespace, a.job) for a in self.admits if not a.widen}
+        out: dict[tuple[str, str], int] = {}
+        place = 0
+        for w in self.order:
+            if (w.namespace, w.job) in admitted:
+                continue
+            place += 1
+            out.setdefault((w.namespace, w.videojob), place)
+        return out
+
+
+def order(queue: list[Workload], admitted_per_namespace: Counter[str]) -> list[Workload]:
+    """Priority, then namespaces in turn, then VideoJob age, then names."""
+    by_band: dict[int, list[Workload]] = defaultdict(list)
+    for w in queue:
+        by_band[w.priority].append(w)
+    out: list[Workload] = []
+    for priority in sorted(by_band, reverse=True):
+        band = sorted(by_band[priority], key=lambda w: (w.created, w.namespace, w.videojob,
+                                                        w.job))
+        rank: Counter[str] = Counter()
+        keyed = []
+        for w in band:
+            turn = admitted_per_namespace[w.namespace] + rank[w.namespace]
+            rank[w.namespace] += 1
+            keyed.append((turn, w.created, w.namespace, w.videojob, w.job, w))
+        out += [k[-1] for k in sorted(keyed, key=lambda k: k[:-1])]
+    return out
+
+
+def decide(pool: str, limits: PoolLimits, workloads: list[Workload]) -> PoolDecision:
+    """What to admit in one pool now."""
+    mine = [w for w in workloads if w.pool == pool]
+    occupied = sum(w.occupied for w in mine)
+    running = min(sum(w.running_pods * w.slots_per_pod for w in mine), occupied)
+    waiting = [w for w in mine if w.wanted > 0]
+    load = PoolLoad(queued=sum(w.wanted * w.slots_per_pod for w in waiting), running=running,
+                    pending=occupied - running)
+    budget = scaling.admit_count(limits.strategy, load, max_concurrency=limits.max_concurrency,
+                                 min_concurrency=limits.min_concurrency,
+                                 target_queue_length=limits.target_queue_length)
+    per_ns: Counter[str] = Counter(w.namespace for w in mine if w.admitted)
+    queue = order(waiting, per_ns)
+    decision = PoolDecision(
+        pool=pool, limits=limits, load=load,
+        queued_jobs=sum(1 for w in mine if w.queued),
+        held_jobs=sum(1 for w in mine if w.suspended and w.held and not w.finished
+                      and not w.leaving),
+        admit_pods=budget,
+        desired=scaling.desired(load, max_concurrency=limits.max_concurrency,
+                                min_concurrency=limits.min_concurrency,
+                                target_queue_length=limits.target_queue_length),
+        order=queue,
+        queued_by_priority=dict(Counter(w.priority for w in mine if w.queued)),
+    )
+    free = limits.max_concurrency - occupied
+    for w in queue:
+        # A pod wider than the whole pool is admitted alone (when the pool is empty), so the
+        # scheduler's verdict and timeouts.pendingSeconds tell the user, not an endless queue.
+        cost = min(w.slots_per_pod, max(limits.max_concurrency, 1))
+        pods = min(w.wanted, budget // cost, free // cost)
+        if pods <= 0:
+            break  # no backfill past the head
+        budget -= pods * cost
+        free -= pods * cost
+        decision.admits.append(Admit(
+            namespace=w.namespace, job=w.job, videojob=w.videojob,
+            parallelism=w.claimed + pods, pods=pods, widen=w.admitted, priority=w.priority,
+            queued_at=w.queued_at))
+    return decision
+
+
+def wait_seconds(queued_at: str | None, now: dt.datetime) -> float | None:
+    """Admission wait of a Job queued at `queued_at` (RFC 3339), admitted `now`."""
+    if not queued_at:
+        return None
+    try:
+        since = dt.datetime.fromisoformat(queued_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max((now - since).total_seconds(), 0.0)
+
+
+def band(priority: int) -> str:
+    """Priority band for metrics labels (bounded): high > 0, normal = 0, low < 0."""
+    return "high" if priority > 0 else "low" if priority < 0 else "normal"

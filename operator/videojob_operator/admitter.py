@@ -1,0 +1,310 @@
+"""Runs admission: gathers every pool's Jobs from the controller's caches, asks
+`admission.decide`, unsuspends what it says, and publishes the result.
+
+Event-driven: every Job, pod, VideoJob, node or configuration event calls `trigger()`, and one
+pass runs at once (passes coalesce while one is running). The pools' `pollingIntervalSeconds`
+is only a safety net for missed events; KEDA, by contrast, waits for its 30 s poll.
+
+Each admission is a patch with the Job's resourceVersion as precondition, so a Job changed since
+it was observed (suspended again by the planner, deleted) is not admitted on stale grounds; the
+answer goes straight into the cache, so the next pass counts the new pods before the watch
+delivers them. After a pass: queue positions go to the VideoJobs that moved, the pool state to
+metrics, to the `VideoJobPool` objects and to the Redis mirror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any
+
+from kubernetes.client import ApiException
+
+from . import admission, metrics, pools, scaling
+from .admission import PoolDecision, PoolLimits, Workload
+from .api import API_VERSION, GROUP, POOL_KIND, POOL_PLURAL, VERSION, PoolStatus
+from .jobs import ANNOTATION_QUEUED_AT, CONTAINER, LABEL_STAGE
+from .logs import ctx
+from .planner import ts_micro
+
+if TYPE_CHECKING:
+    from .controller import Controller, Key
+
+Obj = dict[str, Any]
+log = logging.getLogger("videojob.admission")
+
+ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
+POOL_STATUS_INTERVAL = 1.0  # seconds between writes of one VideoJobPool object
+
+
+class Admitter:
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self.nodes: dict[str, Obj] = {}
+        self.wake = asyncio.Event()
+        self.positions: dict[Key, int] = {}
+        self.decisions: dict[str, PoolDecision] = {}
+        self.admitted_total: Counter[str] = Counter()
+        self.last_decision: dict[str, tuple[str, str]] = {}
+        self.last_busy: dict[str, float] = {}
+        self.last_desired: dict[str, int] = {}
+        self.pool_written: dict[str, tuple[Obj, float]] = {}
+        self.publish: list[Any] = []  # callbacks(decisions, held) after each pass
+        self.passes = 0
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def trigger(self) -> None:
+        self.wake.set()
+
+    def observe_node(self, event_type: str | None, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        if event_type == "DELETED":
+            self.nodes.pop(name, None)
+        else:
+            self.nodes[name] = node
+        self.trigger()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            interval = min(p.polling_interval_seconds
+                           for p in self.controller.config.pools.values())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=interval)
+            self.wake.clear()
+            try:
+                await self.admit()
+            except Exception:
+                log.exception("admission pass failed")
+                await asyncio.sleep(1.0)
+                self.trigger()
+
+    async def admit(self) -> None:
+        started = time.perf_counter()
+        config = self.controller.config
+        workloads = self.workloads()
+        decisions: dict[str, PoolDecision] = {}
+        for name, pool in config.pools.items():
+            limits = PoolLimits(
+                max_concurrency=pools.capacity(
+                    pool, list(self.nodes.values()),
+                    gpu_resource=config.defaults.gpu_resource_name,
+                    gpu_selector=config.defaults.gpu_node_selector,
+                    gpus_per_pod=config.defaults.gpu_count),
+                min_concurrency=pool.min_concurrency,
+                target_queue_length=pool.target_queue_length,
+                strategy=pool.strategy)
+            decisions[name] = admission.decide(name, limits, workloads)
+        results = await asyncio.gather(*(self._admit(d, a) for d in decisions.values()
+                                         for a in d.admits))
+        refused = {(a.namespace, a.job) for a, ok in results if not ok}
+        for d in decisions.values():
+            d.admits = [a for a in d.admits if (a.namespace, a.job) not in refused]
+        self.decisions = decisions
+        self.passes += 1
+        self._positions(decisions)
+        held = {name: [f"{w.namespace}/{w.job}" for w in workloads
+                       if w.pool == name and w.held and w.suspended and not w.finished
+                       and not w.leaving] for name in decisions}
+        for callback in self.publish:
+            callback(decisions, held)
+        self._report(decisions)
+        await self._write_pools(decisions)
+        metrics.ADMISSION_PASS.observe(time.perf_counter() - started)
+
+    # -- gathering ------------------------------------------------------------------------
+
+    def workloads(self) -> list[Workload]:
+        c = self.controller
+        config = c.config
+        out: list[Workload] = []
+        for key, jobs in list(c.jobs.items()):
+            vj = c.videojobs.get(key)
+            vj_meta = (vj or {}).get("metadata") or {}
+            spec = (vj or {}).get("spec") or {}
+            phase = ((vj or {}).get("status") or {}).get("phase")
+            pods_by_job: dict[str, list[Obj]] = defaultdict(list)
+            for pod in c.pods.get(key, {}).values():
+                job_name = (pod["metadata"].get("labels") or {}).get(
+                    "batch.kubernetes.io/job-name")
+                if job_name:
+                    pods_by_job[job_name].append(pod)
+            for job in list(jobs.values()):
+                meta, jspec, st = job["metadata"], job.get("spec") or {}, job.get("status") or {}
+                stage = (meta.get("labels") or {}).get(LABEL_STAGE, "")
+                try:
+                    pool_name = pools.pool_of(config.pools, stage)
+                except StopIteration:
+                    continue
+                owned = any(r.get("uid") == vj_meta.get("uid")
+                            for r in meta.get("ownerReferences") or [])
+                conditions = {cond.get("type") for cond in st.get("conditions") or []
+                              if cond.get("status") == "True"}
+                pods = pods_by_job.get(meta["name"], [])
+                done_indexes = {(p["metadata"].get("annotations") or {}).get(
+                    "batch.kubernetes.io/job-completion-index") for p in pods
+                    if (p.get("status") or {}).get("phase") == "Succeeded"}
+                phases = Counter((p.get("status") or {}).get("phase", "Pending") for p in pods)
+                out.append(Workload(
+                    namespace=meta["namespace"], job=meta["name"],
+                    videojob=vj_meta.get("name", key[1]), stage=stage, pool=pool_name,
+                    priority=int(spec.get("priority") or 0),
+                    created=vj_meta.get("creationTimestamp") or "",
+                    completions=int(jspec.get("completions") or 1),
+                    succeeded=max(int(st.get("succeeded") or 0), len(done_indexes - {None})),
+                    parallelism=int(jspec.get("parallelism") or 0),
+                    suspended=bool(jspec.get("suspend")),
+                    held=bool(spec.get("suspend")),
+                    leaving=(not owned or bool(vj_meta.get("deletionTimestamp"))
+                             or bool(meta.get("deletionTimestamp"))
+                             or phase in ("Succeeded", "Failed")),
+                    finished=bool(conditions & {"Complete", "Failed"}),
+                    running_pods=phases["Running"],
+                    pending_pods=phases["Pending"],
+                    slots_per_pod=pools.slots_per_pod(
+                        config.pools[pool_name], _gpus(jspec, config.defaults.gpu_resource_name),
+                        config.defaults.gpu_count),
+                    queued_at=(meta.get("annotations") or {}).get(ANNOTATION_QUEUED_AT),
+                ))
+        return out
+
+    # -- acting ---------------------------------------------------------------------------
+
+    async def _admit(self, d: PoolDecision, a: admission.Admit) -> tuple[admission.Admit, bool]:
+        c = self.controller
+        job = c.jobs.get((a.namespace, a.videojob), {}).get(a.job)
+        if job is None:
+            return a, False
+        now = c.clock()
+        body: Obj = {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
+                     "spec": {"parallelism": a.parallelism}}
+        if not a.widen:
+            body["metadata"]["annotations"] = {ANNOTATION_ADMITTED_AT: ts_micro(now)}
+            body["spec"]["suspend"] = False
+        try:
+            updated = await c.call(c.batch.patch_namespaced_job, a.job, a.namespace, body)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                log.warning("admitting Job %s failed: %s %s", a.job, e.status, e.reason,
+                            extra=ctx(a.namespace, a.videojob))
+            metrics.ADMISSION_ERRORS.labels(d.pool).inc()
+            self.trigger()  # decide again from the newer state
+            return a, False
+        c.observe_child("job", "MODIFIED", c.raw(updated))
+        band = admission.band(a.priority)
+        metrics.ADMITTED_PODS.labels(d.pool).inc(a.pods)
+        if not a.widen:
+            self.admitted_total[d.pool] += 1
+            metrics.ADMITTED.labels(d.pool, band).inc()
+            wait = admission.wait_seconds(a.queued_at, now)
+            if wait is not None:
+                metrics.ADMISSION_WAIT.labels(d.pool, band).observe(wait)
+        log.info("%s Job %s in pool %s: parallelism %d", "widened" if a.widen else "admitted",
+                 a.job, d.pool, a.parallelism, extra=ctx(a.namespace, a.videojob))
+        return a, True
+
+    def _positions(self, decisions: dict[str, PoolDecision]) -> None:
+        positions: dict[Key, int] = {}
+        for d in decisions.values():
+            for key, place in d.positions().items():
+                positions[key] = min(place, positions.get(key, place))
+        old, self.positions = self.positions, positions
+        for key in set(old) | set(positions):
+            if old.get(key) != positions.get(key):
+                self.controller.enqueue(key)
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _report(self, decisions: dict[str, PoolDecision]) -> None:
+        now = time.monotonic()
+        for name, d in decisions.items():
+            pool = self.controller.config.pools[name]
+            by_band: Counter[str] = Counter()
+            for priority, count in d.queued_by_priority.items():
+                by_band[admission.band(priority)] += count
+            for band in metrics.BANDS:
+                metrics.QUEUE_DEPTH.labels(name, band).set(by_band[band])
+            metrics.QUEUE_PODS.labels(name).set(d.load.queued)
+            metrics.POOL_RUNNING.labels(name).set(d.load.running)
+            metrics.POOL_PENDING.labels(name).set(d.load.pending)
+            metrics.POOL_HELD.labels(name).set(d.held_jobs)
+            metrics.POOL_MAX.labels(name).set(d.limits.max_concurrency)
+            busy = d.load.queued + d.load.running + d.load.pending > 0
+            if busy:
+                self.last_busy[name] = now
+            desired = scaling.cooled_desired(
+                d.desired, self.last_desired.get(name, 0), self.last_busy.get(name), now,
+                pool.cooldown_seconds, min(pool.min_concurrency, d.limits.max_concurrency))
+            self.last_desired[name] = desired
+            d.desired = desired
+            metrics.POOL_DESIRED.labels(name).set(desired)
+            if d.admits:
+                pods = sum(a.pods for a in d.admits)
+                self.last_decision[name] = (
+                    f"admitted {pods} pod(s) of {len(d.admits)} Job(s) ({d.limits.strategy}: "
+                    f"queue {d.load.queued}, running {d.load.running}, pending "
+                    f"{d.load.pending}, max {d.limits.max_concurrency})",
+                    ts_micro(self.controller.clock()))
+
+    async def _write_pools(self, decisions: dict[str, PoolDecision]) -> None:
+        c = self.controller
+        now = time.monotonic()
+        for name, d in decisions.items():
+            pool = c.config.pools[name]
+            decision, when = self.last_decision.get(name, ("nothing admitted yet", None))
+            status = PoolStatus(
+                stages=pool.stages, strategy=pool.strategy,
+                max_concurrency_setting=str(pool.max_concurrency),
+                max_concurrency=d.limits.max_concurrency,
+                min_concurrency=pool.min_concurrency,
+                target_queue_length=pool.target_queue_length,
+                queued=d.queued_jobs, queued_pods=d.load.queued, running=d.load.running,
+                pending=d.load.pending, held=d.held_jobs, desired=d.desired,
+                admitted_total=self.admitted_total[name], last_scale_decision=decision,
+                last_scale_time=when,
+                head=[f"{w.namespace}/{w.videojob}:{w.stage}" for w in d.order[:10]],
+            ).model_dump(by_alias=True, exclude_none=True, mode="json")
+            written, at = self.pool_written.get(name, ({}, 0.0))
+            if status == written:
+                continue
+            if now - at < POOL_STATUS_INTERVAL:
+                loop = asyncio.get_running_loop()
+                loop.call_later(POOL_STATUS_INTERVAL - (now - at), self.trigger)
+                continue
+            body = {"apiVersion": API_VERSION, "kind": POOL_KIND,
+                    "metadata": {"name": name, "labels": {
+                        "app.kubernetes.io/managed-by": "videojob-operator"}},
+                    "status": status}
+            try:
+                try:
+                    await c.call(c.custom.patch_cluster_custom_object, GROUP, VERSION,
+                                  POOL_PLURAL, name, {"status": status})
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+                    await c.call(c.custom.create_cluster_custom_object, GROUP, VERSION,
+                                  POOL_PLURAL, body)
+            except ApiException as e:
+                # Visibility only (e.g. the CRD is not installed): admission goes on.
+                log.warning("pool %s status not written: %s %s", name, e.status, e.reason)
+                self.pool_written[name] = (written, now)
+                continue
+            self.pool_written[name] = (status, now)
+
+
+def _gpus(job_spec: Obj, resource: str) -> int:
+    pod = ((job_spec.get("template") or {}).get("spec")) or {}
+    for container in pod.get("containers") or []:
+        if container.get("name") == CONTAINER:
+            limits = (container.get("resources") or {}).get("limits") or {}
+            try:
+                return int(str(limits.get(resource, 0)))
+            except ValueError:
+                return 0
+    return 0
+

@@ -1,0 +1,118 @@
+"""The admission queues mirrored in Redis: order and counters, rebuilt from the cluster.
+
+Kubernetes is the source of truth (admission.py): the queue is the set of suspended stage Jobs.
+After each admission pass the operator writes that queue here, so tools that speak Redis (or a
+KEDA scaler) see it:
+
+- `videojob:queue:<pool>`  sorted set, member `<namespace>/<job>`, score = place (0 = next);
+- `videojob:held:<pool>`   sorted set of Jobs held by a suspended VideoJob;
+- `videojob:pool:<pool>`   hash: queued, queued_pods, running, pending, max, desired, and
+  `admitted_total` (incremented on each admission).
+
+Every sync compares with what Redis holds and fixes the difference, so a restarted or flushed
+Redis is rebuilt on the next sync; while Redis is unreachable admission goes on without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import metrics
+from .admission import PoolDecision
+
+log = logging.getLogger("videojob.redis_queue")
+MIN_INTERVAL = 0.2  # seconds between syncs: a burst of passes makes one write
+
+
+def queue_key(pool: str) -> str:
+    return f"videojob:queue:{pool}"
+
+
+def held_key(pool: str) -> str:
+    return f"videojob:held:{pool}"
+
+
+def pool_key(pool: str) -> str:
+    return f"videojob:pool:{pool}"
+
+
+class RedisQueue:
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self.latest: dict[str, PoolDecision] | None = None
+        self.held: dict[str, list[str]] = {}
+        self.admitted: dict[str, int] = {}
+        self.wake = asyncio.Event()
+        self.healthy = False
+
+    def publish(self, decisions: dict[str, PoolDecision], held: dict[str, list[str]]) -> None:
+        self.latest, self.held = decisions, held
+        for d in decisions.values():
+            admitted = sum(1 for a in d.admits if not a.widen)
+            self.admitted[d.pool] = self.admitted.get(d.pool, 0) + admitted
+        self.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.sync()
+                if not self.healthy:
+                    log.info("admission queues mirrored in Redis")
+                self.healthy, backoff = True, 0.5
+                metrics.REDIS_QUEUE_UP.set(1)
+                await asyncio.sleep(MIN_INTERVAL)
+            except (aioredis.RedisError, OSError) as e:
+                if self.healthy or backoff == 0.5:
+                    log.warning("Redis queue mirror unavailable (%s); admission carries on "
+                                "from the cluster and the queue is rebuilt on reconnect", e)
+                self.healthy = False
+                metrics.REDIS_QUEUE_UP.set(0)
+                self.wake.set()  # try again after the back-off
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
+        await self.client.aclose()
+
+    async def sync(self) -> None:
+        if self.latest is None:
+            return
+        for pool, d in self.latest.items():
+            admitted = {(a.namespace, a.job) for a in d.admits if not a.widen}
+            queued = [f"{w.namespace}/{w.job}" for w in d.order
+                      if w.queued and (w.namespace, w.job) not in admitted]
+            await self._mirror(queue_key(pool), queued)
+            await self._mirror(held_key(pool), self.held.get(pool, []))
+            fields: dict[Any, Any] = {
+                "queued": len(queued), "queued_pods": d.load.queued,
+                "running": d.load.running, "pending": d.load.pending,
+                "max": d.limits.max_concurrency, "desired": d.desired}
+            count = self.admitted.get(pool, 0)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(pool_key(pool), mapping=fields)
+            if count:
+                pipe.hincrby(pool_key(pool), "admitted_total", count)
+            await pipe.execute()
+            self.admitted[pool] -= count
+
+    async def _mirror(self, key: str, members: list[str]) -> None:
+        want = {m: float(i) for i, m in enumerate(members)}
+        pairs: list[Any] = await self.client.zrange(key, 0, -1, withscores=True)
+        have = {m.decode() if isinstance(m, bytes) else str(m): float(s) for m, s in pairs}
+        stale = [m for m in have if m not in want]
+        changed = {m: s for m, s in want.items() if have.get(m) != s}
+        if not stale and not changed:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        if stale:
+            pipe.zrem(key, *stale)
+        if changed:
+            pipe.zadd(key, changed)
+        await pipe.execute()
