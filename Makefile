@@ -58,6 +58,7 @@ demo: operator-up ## run examples/videojob.yaml end to end on the local cluster
 bench: setup ## benchmarks; results in bench/results/
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/media.py
+	$(BIN)/python bench/admission.py
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check hack operator worker_image tests bench
