@@ -163,8 +163,8 @@ def pool_crd() -> dict[str, Any]:
         "spec": {
             "group": GROUP,
             "names": {"kind": POOL_KIND, "listKind": f"{POOL_KIND}List", "plural": POOL_PLURAL,
-                      "singular": POOL_KIND.lower(), "shortNames": ["vjpool"],
-                      "categories": ["videojob"]},
+                      # No "videojob" category: `kubectl get videojob X` would become ambiguous.
+                      "singular": POOL_KIND.lower(), "shortNames": ["vjpool"]},
             "scope": "Cluster",
             "versions": [{
                 "name": VERSION, "served": True, "storage": True,

@@ -90,3 +90,17 @@ def test_printer_columns_and_short_name() -> None:
     assert columns["Output"]["priority"] == 1
     assert spec["names"]["shortNames"] == ["vj"]
     assert spec["versions"][0]["subresources"] == {"status": {}}
+
+
+def test_no_category_shadows_a_resource_name() -> None:
+    """`kubectl get videojob X` must stay unambiguous: a category named like a resource would
+    expand to every CRD in it."""
+    crds = [yaml.safe_load((CRD_FILE.parent / f"videojob.dev_{p}.yaml").read_text())
+            for p in ("videojobs", "videojobpools")]
+    names = {n for c in crds for n in (c["spec"]["names"]["singular"],
+                                       c["spec"]["names"]["plural"])}
+    members: dict[str, int] = {}
+    for c in crds:
+        for category in c["spec"]["names"].get("categories", []):
+            members[category] = members.get(category, 0) + 1
+    assert all(members[c] == 1 for c in members if c in names), members
