@@ -8,7 +8,9 @@ one of its strategies (keda `pkg/scaling/executor/scale_jobs.go`, docs "Scaling 
             else maxScale - pendingJobCount
 - eager:    min(maxReplicaCount - runningJobCount - pendingJobCount, maxScale)
 
-`strategy_scale` is exactly that. `admit_count` maps a pool's state onto it and then applies the
+`strategy_scale` is exactly that. `keda_inputs` maps a pool's state onto KEDA's inputs the way
+KEDA counts (running Jobs include pending ones; the queue length includes in-flight items for
+`default`, only untaken ones for `accurate` and `eager`), and `admit_count` then applies the
 guards KEDA's users asked for, which hold whatever the strategy says:
 
 - never more than are queued (keda #5537: more jobs than items in the list);
@@ -58,17 +60,29 @@ class PoolLoad:
     pending: int  # admitted pods not Running yet (Pending, unschedulable or not created yet)
 
 
+def keda_inputs(strategy: Strategy, load: PoolLoad) -> tuple[int, int, int]:
+    """(queueLength, runningJobCount, pendingJobCount) as KEDA would see this pool.
+
+    KEDA's runningJobCount is every Job not finished (so it includes the pending ones) and
+    pendingJobCount those whose pods are not running yet. What the queue length holds depends on
+    the scaler, and each strategy is written for one kind: `default` for queues that still list
+    the items being worked on (it subtracts the running Jobs), `accurate` and `eager` for queues
+    that list only the items nobody has taken, where a pending Job has not taken its item yet.
+    """
+    active = load.running + load.pending
+    if strategy == "default":
+        return load.queued + active, active, load.pending
+    return load.queued + load.pending, active, load.pending
+
+
 def admit_count(strategy: Strategy, load: PoolLoad, *, max_concurrency: int,
                 min_concurrency: int, target_queue_length: int) -> int:
     """How many more pods the pool admits now."""
-    # KEDA's queue length for the strategy: items not taken by a running consumer, i.e. queued
-    # plus admitted-but-not-running (the pending pods have not "popped" their item yet).
-    queue_length = load.queued + load.pending
+    queue_length, running, pending = keda_inputs(strategy, load)
     want = strategy_scale(strategy, max_scale(queue_length, target_queue_length, max_concurrency),
-                          load.running, load.pending, max_concurrency)
-    busy = load.running + load.pending
-    want = max(want, min(min_concurrency, max_concurrency) - busy)
-    room = max_concurrency - busy  # Pending pods hold their slot under every strategy
+                          running, pending, max_concurrency)
+    want = max(want, min(min_concurrency, max_concurrency) - running)
+    room = max_concurrency - running  # Pending pods hold their slot under every strategy
     return max(0, min(want, room, load.queued))
 
 

@@ -1,0 +1,127 @@
+"""Who is admitted, in what order and how wide: admission.decide over hand-built Workloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+from videojob_operator.admission import PoolLimits, Workload, band, decide, wait_seconds
+
+
+def work(name: str, ns: str = "a", *, priority: int = 0, created: str = "2026-01-01T00:00:00Z",
+         **kw: Any) -> Workload:
+    base: dict[str, Any] = {
+        "namespace": ns, "job": f"{name}-keyframes", "videojob": name, "stage": "keyframes",
+        "pool": "gpu", "priority": priority, "created": created, "completions": 1,
+        "succeeded": 0, "parallelism": 1, "suspended": True, "held": False, "finished": False}
+    base.update(kw)
+    return Workload(**base)
+
+
+def running(name: str, ns: str = "a", **kw: Any) -> Workload:
+    return work(name, ns, suspended=False, running_pods=1, **kw)
+
+
+def admitted(d: Any) -> list[str]:
+    return [a.videojob for a in d.admits]
+
+
+def test_priority_goes_first_then_age() -> None:
+    d = decide("gpu", PoolLimits(2), [
+        work("old", created="2026-01-01T00:00:00Z"), work("young", created="2026-01-01T00:05:00Z"),
+        work("urgent", priority=10, created="2026-01-01T00:09:00Z")])
+    assert admitted(d) == ["urgent", "old"]
+    assert d.positions() == {("a", "young"): 1}
+
+
+def test_equal_priority_namespaces_take_turns() -> None:
+    burst = [work(f"a{i}", "a", created=f"2026-01-01T00:0{i}:00Z") for i in range(5)]
+    other = [work(f"b{i}", "b", created=f"2026-01-01T00:1{i}:00Z") for i in range(5)]
+    d = decide("gpu", PoolLimits(4), burst + other)
+    assert admitted(d) == ["a0", "b0", "a1", "b1"]  # not a0..a3, though a's are all older
+    # A namespace already holding a slot waits for the other.
+    d = decide("gpu", PoolLimits(2), [running("a-busy", "a"), *burst, *other])
+    assert admitted(d) == ["b0"]
+
+
+def test_a_wide_job_runs_narrower_and_is_widened_as_slots_free() -> None:
+    seg = work("wide", stage="segments", completions=8, parallelism=8)
+    d = decide("gpu", PoolLimits(3), [seg])
+    (a,) = d.admits
+    assert (a.parallelism, a.pods, a.widen) == (3, 3, False)
+    partly = replace(seg, suspended=False, parallelism=3, succeeded=2, running_pods=3)
+    assert decide("gpu", PoolLimits(3), [partly]).admits == []  # its 3 slots are its own
+    (a,) = decide("gpu", PoolLimits(5), [partly]).admits  # two slots freed elsewhere
+    assert (a.parallelism, a.pods, a.widen) == (5, 2, True)
+    nearly = replace(partly, succeeded=7, running_pods=1)  # one index left: nothing to widen
+    assert decide("gpu", PoolLimits(5), [nearly]).admits == []
+
+
+def test_pending_pods_and_pods_of_stopped_jobs_hold_slots() -> None:
+    waiting = work("next")
+    pending = work("p", suspended=False, pending_pods=1)
+    assert decide("gpu", PoolLimits(1), [pending, waiting]).admits == []
+    stopping = work("s", suspended=True, held=True, running_pods=1)  # suspended, pod still there
+    assert decide("gpu", PoolLimits(1), [stopping, waiting]).admits == []
+    failed = work("f", suspended=False, finished=True, running_pods=1)
+    assert decide("gpu", PoolLimits(1), [failed, waiting]).admits == []
+    gone = work("g", suspended=False, finished=True)
+    assert admitted(decide("gpu", PoolLimits(1), [gone, waiting])) == ["next"]
+
+
+def test_a_succeeded_pod_frees_its_slot_before_the_job_counts_it() -> None:
+    done_pod = work("d", suspended=False, succeeded=1)  # pod Succeeded, Job not yet Complete
+    assert admitted(decide("gpu", PoolLimits(1), [done_pod, work("next")])) == ["next"]
+
+
+def test_no_backfill_past_the_head() -> None:
+    big = work("big", stage="segments", completions=2, slots_per_pod=2)
+    small = work("small", created="2026-01-01T00:09:00Z")
+    d = decide("gpu", PoolLimits(3), [running("r"), big, small])
+    # big's first pod takes 2 of the 2 free slots; nothing jumps ahead of it
+    assert admitted(d) == ["big"]
+    d = decide("gpu", PoolLimits(2), [running("r"), big, small])
+    assert d.admits == []  # 1 slot free, big needs 2 per pod: small waits behind it
+
+
+def test_a_pod_wider_than_the_pool_is_admitted_alone() -> None:
+    huge = work("huge", slots_per_pod=3)
+    assert decide("gpu", PoolLimits(2), [running("r"), huge]).admits == []
+    assert admitted(decide("gpu", PoolLimits(2), [huge])) == ["huge"]
+
+
+def test_held_and_leaving_jobs_are_not_queued() -> None:
+    held = work("held", held=True)
+    leaving = work("leaving", leaving=True)
+    d = decide("gpu", PoolLimits(5), [held, leaving, work("q")])
+    assert admitted(d) == ["q"]
+    assert (d.queued_jobs, d.held_jobs) == (1, 1)
+    assert d.queued_by_priority == {0: 1}
+
+
+def test_other_pools_are_not_counted() -> None:
+    cpu = work("plan", pool="cpu", suspended=False, running_pods=1)
+    assert admitted(decide("gpu", PoolLimits(1), [cpu, work("g")])) == ["g"]
+
+
+def test_the_strategy_and_target_shape_the_admission() -> None:
+    queue = [work(f"q{i}", created=f"2026-01-01T00:0{i}:00Z") for i in range(6)]
+    d = decide("gpu", PoolLimits(10, target_queue_length=3), queue)
+    assert len(d.admits) == 2  # ceil(6 / 3)
+    d = decide("gpu", PoolLimits(10, min_concurrency=4, target_queue_length=3), queue)
+    assert len(d.admits) == 4
+
+
+def test_positions_count_from_one_after_this_pass() -> None:
+    queue = [work(f"q{i}", created=f"2026-01-01T00:0{i}:00Z") for i in range(4)]
+    d = decide("gpu", PoolLimits(1), queue)
+    assert admitted(d) == ["q0"]
+    assert d.positions() == {("a", "q1"): 1, ("a", "q2"): 2, ("a", "q3"): 3}
+
+
+def test_bands_and_waits() -> None:
+    assert [band(p) for p in (50, 0, -1)] == ["high", "normal", "low"]
+    now = dt.datetime(2026, 1, 1, 0, 0, 3, 500000, tzinfo=dt.UTC)
+    assert wait_seconds("2026-01-01T00:00:01.000000Z", now) == 2.5
+    assert wait_seconds(None, now) is None and wait_seconds("garbage", now) is None
