@@ -100,6 +100,8 @@ class Admitter:
                 target_queue_length=pool.target_queue_length,
                 strategy=pool.strategy)
             decisions[name] = admission.decide(name, limits, workloads)
+        # Metrics first: they show the decided state while the patches are under way.
+        self._report(decisions)
         results = await asyncio.gather(*(self._admit(d, a) for d in decisions.values()
                                          for a in d.admits))
         refused = {(a.namespace, a.job) for a, ok in results if not ok}
@@ -113,7 +115,8 @@ class Admitter:
                        and not w.leaving] for name in decisions}
         for callback in self.publish:
             callback(decisions, held)
-        self._report(decisions)
+        if refused:
+            self._report(decisions)
         await self._write_pools(decisions)
         metrics.ADMISSION_PASS.observe(time.perf_counter() - started)
 
@@ -227,6 +230,9 @@ class Admitter:
             by_band: Counter[str] = Counter()
             for priority, count in d.queued_by_priority.items():
                 by_band[admission.band(priority)] += count
+            for a in d.admits:
+                if not a.widen:  # leaves the queue with this pass
+                    by_band[admission.band(a.priority)] -= 1
             for band in metrics.BANDS:
                 metrics.QUEUE_DEPTH.labels(name, band).set(by_band[band])
             metrics.QUEUE_PODS.labels(name).set(d.load.queued)

@@ -28,7 +28,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from . import planner
+from . import metrics, planner
 from .admitter import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import OperatorConfig
@@ -159,18 +159,23 @@ class Controller:
             key = await self.queue.get()
             self.queued.discard(key)
             self.active.add(key)
+            started = time.perf_counter()
+            metrics.RECONCILES.inc()
             try:
                 await self.reconcile(key)
             except ApiException as e:
+                metrics.RECONCILE_ERRORS.labels("api").inc()
                 # The API said no (a namespace being deleted, a webhook, throttling): say what
                 # and try again; the planner recomputes from the then-current state.
                 log.warning("reconcile failed: %s %s: %s", e.status, e.reason,
                             _api_message(e), extra=ctx(*key))
                 self.enqueue_after(key, 2.0)
             except Exception:
+                metrics.RECONCILE_ERRORS.labels("internal").inc()
                 log.exception("reconcile failed", extra=ctx(*key))
                 self.enqueue_after(key, 2.0)
             finally:
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
                 self.active.discard(key)
                 if key in self.dirty:
                     self.dirty.discard(key)
@@ -230,6 +235,7 @@ class Controller:
                 log.info("created Job %s", manifest["metadata"]["name"],
                          extra=ctx(ns, name, stage))
                 self.observe_child("job", "ADDED", self.raw(created))  # queue it at once
+                metrics.JOBS_CREATED.labels(stage).inc()
             except ApiException as e:
                 if e.status != 409:
                     raise
@@ -326,6 +332,7 @@ class Controller:
             "metadata": {"resourceVersion": resource_version},
             "status": _nulls_for_removed(vj.get("status") or {}, plan.status or {}),
         }
+        kind = "progress" if plan.progress_only else "transition"
         try:
             updated = await self.call(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
@@ -334,9 +341,12 @@ class Controller:
             if e.status == 404:
                 return None
             if e.status == 409:
+                metrics.STATUS_PATCHES.labels(kind, "conflict").inc()
                 self.enqueue_after(key, 0.05)
                 return None
             raise
+        metrics.STATUS_PATCHES.labels(kind, "ok").inc()
+        metrics.record_transition(vj.get("status") or {}, plan.status or {})
         self.last_status_write[key] = now
         self._remember(key, updated)
         return str(updated["metadata"]["resourceVersion"])
@@ -380,6 +390,7 @@ class Controller:
         }
         try:
             await self.call(self.core.create_namespaced_event, meta["namespace"], body)
+            metrics.EVENTS.labels(event.type).inc()
         except ApiException as e:
             log.warning("event %s not recorded: %s", event.reason, e.reason,
                         extra=ctx(meta["namespace"], meta["name"]))

@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client, config
 
 from . import config as operator_config
-from . import config_watch, progress
+from . import config_watch, metrics, progress
 from .api import GROUP, PLURAL, VERSION
 from .controller import Controller
 from .jobs import LABEL_NAME
@@ -51,6 +51,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     cfg = operator_config.load()
     controller = Controller(cfg, api_client())
+    metrics.watch_phases(lambda: list(controller.videojobs.values()))
     await controller.prime(NAMESPACES)
     controller.start()
     memo["controller"] = controller

@@ -6,10 +6,101 @@ Cardinality is bounded by design (argo #13683): labels are pools, stages, priori
 
 from __future__ import annotations
 
+import datetime as dt
+import platform
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from . import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 BANDS = ("high", "normal", "low")
+PHASES = ("Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Cancelling")
+
+BUILD_INFO = Gauge("videojob_build_info", "The operator's version (value 1).",
+                   ["version", "python"], registry=REGISTRY)
+BUILD_INFO.labels(__version__, platform.python_version()).set(1)
+STAGE_DURATION = Histogram(
+    "videojob_stage_duration_seconds", "Stage run time, admission to end, by outcome.",
+    ["stage", "outcome"],
+    buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+    registry=REGISTRY)
+VIDEOJOB_DURATION = Histogram(
+    "videojob_duration_seconds", "VideoJob run time, first admission to end, by outcome.",
+    ["outcome"], buckets=(5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+    registry=REGISTRY)
+FINISHED = Counter("videojob_finished", "VideoJobs that reached Succeeded or Failed.",
+                   ["phase"], registry=REGISTRY)
+FAILURES = Counter("videojob_failures", "VideoJobs failed, by reason.", ["reason"],
+                   registry=REGISTRY)
+STATUS_PATCHES = Counter(
+    "videojob_status_patches", "Status writes: kind transition|progress, result ok|conflict.",
+    ["kind", "result"], registry=REGISTRY)
+RECONCILES = Counter("videojob_reconciles", "Reconcile passes.", registry=REGISTRY)
+RECONCILE_ERRORS = Counter("videojob_reconcile_errors",
+                           "Reconcile passes that failed (retried), by kind api|internal.",
+                           ["kind"], registry=REGISTRY)
+RECONCILE_SECONDS = Histogram(
+    "videojob_reconcile_seconds", "Duration of one reconcile pass.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY)
+JOBS_CREATED = Counter("videojob_stage_jobs_created", "Stage Jobs created.", ["stage"],
+                       registry=REGISTRY)
+EVENTS = Counter("videojob_events", "Events posted, by type.", ["type"], registry=REGISTRY)
+
+
+class PhaseCollector(Collector):
+    """`videojob_videojobs{phase}`: VideoJobs by phase, counted from the cache at scrape time."""
+
+    def __init__(self, source: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = Tally(((vj.get("status") or {}).get("phase") or "Pending")
+                       for vj in self.source())
+        family = GaugeMetricFamily("videojob_videojobs", "VideoJobs by phase.",
+                                   labels=["phase"])
+        for phase in PHASES:
+            family.add_metric([phase], counts.get(phase, 0))
+        yield family
+
+
+def watch_phases(source: Callable[[], Iterable[dict[str, Any]]]) -> None:
+    REGISTRY.register(PhaseCollector(source))
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        a = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max((b - a).total_seconds(), 0.0)
+
+
+def record_transition(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Stage and VideoJob outcomes, once, when a written status shows them first."""
+    before = {s.get("name"): s.get("phase") for s in old.get("stages") or []}
+    for stage in new.get("stages") or []:
+        phase = stage.get("phase")
+        if phase in ("Succeeded", "Failed") and before.get(stage.get("name")) != phase:
+            seconds = _seconds(stage.get("startTime"), stage.get("completionTime"))
+            if seconds is not None:
+                STAGE_DURATION.labels(stage.get("name"), phase.lower()).observe(seconds)
+    phase = new.get("phase")
+    if phase in ("Succeeded", "Failed") and old.get("phase") != phase:
+        FINISHED.labels(phase).inc()
+        if phase == "Failed":
+            FAILURES.labels(new.get("reason") or "Unknown").inc()
+        seconds = _seconds(new.get("startTime"), new.get("completionTime"))
+        if seconds is not None:
+            VIDEOJOB_DURATION.labels(phase.lower()).observe(seconds)
 
 QUEUE_DEPTH = Gauge(
     "videojob_queue_depth", "Stage Jobs waiting in a pool's admission queue (suspended, "

@@ -164,7 +164,9 @@ def run_twelve(cluster: Cluster, a: str, b: str, running_operator: Operator,
             j1 = suspended_gpu_jobs(cluster, [a, b])
             m2 = queue_depth(running_operator)
             j2 = suspended_gpu_jobs(cluster, [a, b])
-            if m1 == m2 == queue_depth(running_operator) and j1 == j2:
+            m3 = queue_depth(running_operator)
+            j3 = suspended_gpu_jobs(cluster, [a, b])
+            if m1 == m2 == m3 == queue_depth(running_operator) and j1 == j2 == j3:
                 samples.append((m1, j1))
             stop.wait(0.2)  # sampling period, not a wait for a condition
 
