@@ -10,6 +10,7 @@ command -v mount >/dev/null || need+=(mount)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)        # the worker's encoder (libx264, AAC)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v redis-server >/dev/null || need+=(redis-server)  # progress and the admission queue
+command -v promtool >/dev/null || need+=(prometheus)  # promtool: metrics lint, alert rule tests
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
