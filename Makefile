@@ -62,7 +62,7 @@ bench: setup ## benchmarks; results in bench/results/
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check hack operator worker_image tests bench
-	$(BIN)/mypy hack/localcluster operator/videojob_operator worker_image/videojob_worker
+	$(BIN)/mypy hack/localcluster operator/videojob_operator operator/videojob_cli worker_image/videojob_worker
 
 clean: cluster-down ## remove local state (.cluster/, .venv/)
 	rm -rf $(LOCALCLUSTER_ROOT) $(VENV)
