@@ -236,6 +236,7 @@ class Admitter:
             for band in metrics.BANDS:
                 metrics.QUEUE_DEPTH.labels(name, band).set(by_band[band])
             metrics.QUEUE_PODS.labels(name).set(d.load.queued)
+            metrics.ADMISSION_ERRORS.labels(name)  # present at 0 before the first refusal
             metrics.POOL_RUNNING.labels(name).set(d.load.running)
             metrics.POOL_PENDING.labels(name).set(d.load.pending)
             metrics.POOL_HELD.labels(name).set(d.held_jobs)

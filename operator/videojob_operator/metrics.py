@@ -53,6 +53,16 @@ JOBS_CREATED = Counter("videojob_stage_jobs_created", "Stage Jobs created.", ["s
 EVENTS = Counter("videojob_events", "Events posted, by type.", ["type"], registry=REGISTRY)
 
 
+# Series that exist from the start, at 0, so rates and alerts see them before the first event.
+for _kind in ("api", "internal"):
+    RECONCILE_ERRORS.labels(_kind)
+for _kind in ("transition", "progress"):
+    for _result in ("ok", "conflict"):
+        STATUS_PATCHES.labels(_kind, _result)
+for _phase in ("Succeeded", "Failed"):
+    FINISHED.labels(_phase)
+
+
 class PhaseCollector(Collector):
     """`videojob_videojobs{phase}`: VideoJobs by phase, counted from the cache at scrape time."""
 
