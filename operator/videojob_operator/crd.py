@@ -95,7 +95,7 @@ def crd() -> dict[str, Any]:
             "status": status,
         },
     }
-    columns = [
+    columns: list[Schema] = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Progress", "type": "integer", "jsonPath": ".status.progress",
          "description": "Overall progress, percent"},
@@ -105,26 +105,31 @@ def crd() -> dict[str, Any]:
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Output", "type": "string", "jsonPath": ".status.outputURI", "priority": 1},
     ]
+    return definition(KIND, PLURAL, "Namespaced", root, columns,
+                      names={"shortNames": ["vj"], "categories": ["videojob"]},
+                      subresources={"status": {}})
+
+
+def definition(kind: str, plural: str, scope: str, root: Schema, columns: list[Schema], *,
+               names: dict[str, list[str]], subresources: Schema | None = None) -> dict[str, Any]:
+    """The CustomResourceDefinition around a schema (one served and stored version)."""
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if subresources:
+        version["subresources"] = subresources
+    version["additionalPrinterColumns"] = columns
+    version["schema"] = {"openAPIV3Schema": root}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}",
+        "metadata": {"name": f"{plural}.{GROUP}",
                      "labels": {"app.kubernetes.io/name": "videojob-operator",
                                 "app.kubernetes.io/part-of": "videojob"}},
         "spec": {
             "group": GROUP,
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
-                      "singular": KIND.lower(), "shortNames": ["vj"],
-                      "categories": ["videojob"]},
-            "scope": "Namespaced",
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": root},
-            }],
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
+                      "singular": kind.lower(), **names},
+            "scope": scope,
+            "versions": [version],
         },
     }
 
@@ -143,7 +148,7 @@ def pool_crd() -> dict[str, Any]:
             "status": model_schema(PoolStatus),
         },
     }
-    columns = [
+    columns: list[Schema] = [
         {"name": "Strategy", "type": "string", "jsonPath": ".status.strategy"},
         {"name": "Max", "type": "integer", "jsonPath": ".status.maxConcurrency"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.running"},
@@ -154,25 +159,9 @@ def pool_crd() -> dict[str, Any]:
          "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{POOL_PLURAL}.{GROUP}",
-                     "labels": {"app.kubernetes.io/name": "videojob-operator",
-                                "app.kubernetes.io/part-of": "videojob"}},
-        "spec": {
-            "group": GROUP,
-            "names": {"kind": POOL_KIND, "listKind": f"{POOL_KIND}List", "plural": POOL_PLURAL,
-                      # No "videojob" category: `kubectl get videojob X` would become ambiguous.
-                      "singular": POOL_KIND.lower(), "shortNames": ["vjpool"]},
-            "scope": "Cluster",
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": root},
-            }],
-        },
-    }
+    # No "videojob" category: `kubectl get videojob X` would become ambiguous.
+    return definition(POOL_KIND, POOL_PLURAL, "Cluster", root, columns,
+                      names={"shortNames": ["vjpool"]})
 
 
 GENERATORS = {PLURAL: crd, POOL_PLURAL: pool_crd}
