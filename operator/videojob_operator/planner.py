@@ -418,6 +418,9 @@ def _stage(
     if name == "segments":
         update["completed"] = job.succeeded
         update["total"] = job.completions
+    if (job.complete or job.failure is not None) and st.phase in ("Queued", "Pending"):
+        # Admitted and done between two looks: the start is still part of the story.
+        out.events.append(Event("Normal", Reason.STAGE_STARTED, f"stage {name} started"))
     if job.complete:
         update.update(phase="Succeeded", progress=100, message="done",
                       completion_time=job.completion_time or ts(now))

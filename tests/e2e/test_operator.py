@@ -37,11 +37,22 @@ def pods_of(cluster: Cluster, namespace: str, name: str) -> list[Any]:
     return items
 
 
-def events_of(cluster: Cluster, namespace: str, name: str) -> list[str]:
-    evs = cluster.core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=VideoJob")
-    # resourceVersion orders them; timestamps have only one-second resolution
-    return [e.reason for e in sorted(evs.items, key=lambda e: int(e.metadata.resource_version))]
+def events_of(cluster: Cluster, namespace: str, name: str, until: str) -> list[str]:
+    """The VideoJob's Event reasons in order, once one with reason `until` is there: Events are
+    posted right after the status write they explain, so a test seeing the status may be early."""
+    reasons: list[str] = []
+
+    def arrived() -> bool:
+        nonlocal reasons
+        evs = cluster.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=VideoJob")
+        # resourceVersion orders them; timestamps have only one-second resolution
+        reasons = [e.reason for e in sorted(evs.items,
+                                            key=lambda e: int(e.metadata.resource_version))]
+        return until in reasons
+
+    wait_until(arrived, 10, f"Event {until} for {name}")
+    return reasons
 
 
 def test_videojob_runs_every_stage_as_an_owned_job(
@@ -92,7 +103,7 @@ def test_videojob_runs_every_stage_as_an_owned_job(
         starts = Counter((s, i) for s, i, e in running_operator.runs(uid) if e == "start")
         assert set(starts.values()) == {1}, starts  # no stage ran twice
         assert len(starts) == 4 + 3
-    reasons = events_of(cluster, namespace, "sunset")
+    reasons = events_of(cluster, namespace, "sunset", until="Succeeded")
     assert reasons[0] == "Created" and reasons[-1] == "Succeeded"
     assert reasons.count("Created") == 1, reasons  # one Event per transition, even on conflicts
     assert reasons.count("StageStarted") == 5 and reasons.count("StageSucceeded") == 5
@@ -149,7 +160,7 @@ def test_a_permanent_worker_error_fails_at_once_without_retries(
     keyframe_pods = [p for p in pods_of(cluster, namespace, "broken")
                      if p.metadata.labels["videojob.dev/stage"] == "keyframes"]
     assert len(keyframe_pods) == 1, "a permanent error must not be retried"
-    assert "PermanentError" in events_of(cluster, namespace, "broken")
+    events_of(cluster, namespace, "broken", until="PermanentError")
 
 
 def test_a_transient_error_is_retried_up_to_the_limit(
@@ -257,8 +268,7 @@ def test_suspend_and_resume_without_disturbing_the_running_stage(
     vjs.patch_spec(cluster, namespace, "pausable", suspend=False)
     done = vjs.wait(cluster, namespace, "pausable", vjs.phase_is("Succeeded", "Failed"))
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert "Suspended" in events_of(cluster, namespace, "pausable")
-    assert "Resumed" in events_of(cluster, namespace, "pausable")
+    assert "Suspended" in events_of(cluster, namespace, "pausable", until="Resumed")
     if cluster.local:  # stages before segments ran once; segments was stopped and resumed
         done_runs = Counter(s for s, _, e in running_operator.runs(uid) if e == "done")
         assert done_runs == {"plan": 1, "keyframes": 1, "segments": 2, "stitch": 1,
@@ -293,7 +303,7 @@ def test_a_stage_job_deleted_by_hand_is_recreated(
     cluster.batch.delete_namespaced_job(job_name, namespace, propagation_policy="Background")
     done = vjs.wait(cluster, namespace, "orphan", vjs.phase_is("Succeeded", "Failed"))
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert "StageJobLost" in events_of(cluster, namespace, "orphan")
+    events_of(cluster, namespace, "orphan", until="StageJobLost")
 
 
 def test_progress_reaches_the_status_while_a_stage_runs(

@@ -90,6 +90,14 @@ def test_a_queued_stage_shows_its_place_and_starts_when_admitted() -> None:
     assert cond["Queued"]["status"] == "False"
 
 
+def test_a_stage_admitted_and_done_between_two_looks_still_reports_its_start() -> None:
+    vj = advance(videojob(), run(videojob()))
+    queued = JobView(name=job_name("clip", "u1", "plan"), stage="plan", suspended=True)
+    vj = advance(vj, plan(Observation(vj, [queued], [], [], T0), CONFIG))
+    p = run(vj, [job("plan", succeeded=1, complete=True)], now=T0 + dt.timedelta(seconds=2))
+    assert reasons(p)[:2] == ["StageStarted", "StageSucceeded"]
+
+
 def test_queue_position_is_exact_near_the_head_and_coarse_far_back() -> None:
     assert position_worth_writing(None, 40) and position_worth_writing(12, 10)
     assert position_worth_writing(3, 2) and not position_worth_writing(2, 2)
