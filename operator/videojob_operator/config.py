@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import pools as pool_config
 from .api import EffectiveSpec, Toleration, VideoJobSpec
@@ -46,6 +54,13 @@ class Defaults(BaseModel):
         default_factory=lambda: list(DEFAULT_GPU_TOLERATIONS))
 
 
+class SecretKeyRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,12 +71,36 @@ class OperatorConfig(BaseModel):
     worker_service_account: str = "default"
     # Passed to every stage pod as-is (e.g. STORAGE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT).
     worker_env: dict[str, str] = Field(default_factory=dict)
+    # Environment variables of stage pods read from a Secret in the VideoJob's namespace (e.g.
+    # VIDEOJOB_REDIS_URL with a password), so no credential is written into a Job's spec.
+    worker_secret_env: dict[str, SecretKeyRef] = Field(default_factory=dict)
+    # Extra volumes and mounts of stage pods (a GCS key Secret, a shared file:// storage PVC).
+    worker_volumes: list[dict[str, Any]] = Field(default_factory=list)
+    worker_volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
     redis_url: str | None = None
     # Bound on waiting for a deleted VideoJob's pods to go before its finalizer is removed anyway.
     cancel_timeout_seconds: int = Field(120, ge=1)
     defaults: Defaults = Field(default_factory=Defaults)
     # Admission pools (pools.py); the only part that changes at run time (config_watch.py).
     pools: dict[str, Pool] = Field(default_factory=pool_config.default_pools)
+
+    @field_validator("worker_volumes", "worker_volume_mounts")
+    @classmethod
+    def _named(cls, value: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
+        for i, item in enumerate(value):
+            if not isinstance(item.get("name"), str) or not item["name"]:
+                raise ValueError(f"{info.field_name}: item {i} needs a name")
+        return value
+
+    @model_validator(mode="after")
+    def _mounts_match_volumes(self) -> OperatorConfig:
+        names = {v["name"] for v in self.worker_volumes} | {"scratch"}
+        for m in self.worker_volume_mounts:
+            if m["name"] not in names:
+                raise ValueError(f"worker_volume_mounts: {m['name']!r} is not in worker_volumes")
+            if not m.get("mountPath"):
+                raise ValueError(f"worker_volume_mounts: {m['name']!r} needs a mountPath")
+        return self
 
     @field_validator("pools", mode="before")
     @classmethod

@@ -81,6 +81,9 @@ def stage_job(
     service_account: str,
     extra_env: dict[str, str],
     command: list[str] | None = None,
+    secret_env: dict[str, tuple[str, str]] | None = None,
+    volumes: list[Obj] | None = None,
+    volume_mounts: list[Obj] | None = None,
 ) -> Obj:
     name = job_name(videojob, uid, stage)
     lbl = labels(videojob, uid, stage, pool)
@@ -101,6 +104,11 @@ def stage_job(
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}},
     ]
     env += [{"name": k, "value": v} for k, v in sorted(extra_env.items())]
+    # A variable from a Secret replaces the plain value of the same name.
+    secrets = secret_env or {}
+    env = [e for e in env if e["name"] not in secrets]
+    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": n, "key": key}}}
+            for k, (n, key) in sorted(secrets.items())]
     container: Obj = {
         "name": CONTAINER,
         "image": eff.worker_image,
@@ -115,7 +123,7 @@ def stage_job(
         },
         # Scratch space for a read-only root filesystem. Not mounted over /tmp: on the local
         # cluster pods see the host's files, and a file:// storage root may live under /tmp.
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}, *(volume_mounts or [])],
     }
     if command:
         container["command"] = list(command)
@@ -132,7 +140,7 @@ def stage_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "volumes": [{"name": "scratch", "emptyDir": {}}, *(volumes or [])],
     }
     if gpu:
         container["resources"] = {"limits": {eff.gpu_resource_name: str(eff.gpu_count)}}

@@ -401,7 +401,9 @@ def _stage(
             namespace=meta["namespace"], videojob=meta["name"], uid=meta["uid"], stage=name,
             spec=spec, eff=eff, suspend=True, pool=pool, queued_at=ts_micro(now),
             redis_url=config.redis_url, service_account=config.worker_service_account,
-            extra_env=config.worker_env, command=config.worker_command))
+            extra_env=config.worker_env, command=config.worker_command,
+            secret_env={k: (r.name, r.key) for k, r in config.worker_secret_env.items()},
+            volumes=config.worker_volumes, volume_mounts=config.worker_volume_mounts))
         if st.phase == "Pending":
             out.events.append(Event("Normal", Reason.STAGE_QUEUED,
                                     f"stage {name} queued in pool {pool}"))

@@ -46,3 +46,16 @@ def test_unknown_keys_are_named(tmp_path: Path) -> None:
     f.write_text("defaults:\n  retry_limt: 2\n")
     with pytest.raises(ConfigError, match=r"defaults\.retry_limt"):
         load(str(f), environ={})
+
+
+def test_worker_secrets_and_volumes_are_checked(tmp_path: Path) -> None:
+    f = tmp_path / "config.yaml"
+    f.write_text("worker_secret_env:\n  VIDEOJOB_REDIS_URL: {name: redis}\n")
+    with pytest.raises(ConfigError, match=r"worker_secret_env\.VIDEOJOB_REDIS_URL\.key"):
+        load(str(f), environ={})
+    f.write_text("worker_volume_mounts:\n  - {name: gcs-key, mountPath: /var/run/gcs}\n")
+    with pytest.raises(ConfigError, match="'gcs-key' is not in worker_volumes"):
+        load(str(f), environ={})
+    f.write_text("worker_volumes:\n  - {secret: {secretName: k}}\n")
+    with pytest.raises(ConfigError, match=r"worker_volumes.*item 0 needs a name"):
+        load(str(f), environ={})

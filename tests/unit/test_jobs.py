@@ -88,3 +88,22 @@ def test_environment_contract() -> None:
     assert spec["scenes"] == 4 and spec["backend"] == "procedural"
     assert spec["output"]["uri"].endswith("/ns/clip/uid-1/output.mp4")
     assert spec["resolution"] == "1280x720" and spec["prompt"] == "x"
+
+
+def test_worker_secrets_come_from_secret_refs_and_volumes_are_added() -> None:
+    spec = VideoJobSpec.model_validate({"prompt": "p"})
+    eff = effective(spec, OperatorConfig(), "ns", "clip", "u1")
+    job = stage_job(namespace="ns", videojob="clip", uid="u1", stage="stitch", spec=spec,
+                    eff=eff, suspend=True, pool="cpu", queued_at="t",
+                    redis_url="redis://:secret@r:6379/0", service_account="videojob-worker",
+                    extra_env={}, secret_env={"VIDEOJOB_REDIS_URL": ("redis", "url")},
+                    volumes=[{"name": "gcs", "secret": {"secretName": "gcs-key"}}],
+                    volume_mounts=[{"name": "gcs", "mountPath": "/var/run/gcs"}])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    redis = [e for e in container["env"] if e["name"] == "VIDEOJOB_REDIS_URL"]
+    assert redis == [{"name": "VIDEOJOB_REDIS_URL",
+                      "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}}]
+    assert "secret@" not in str(job)  # no credential in the Job's spec
+    assert [v["name"] for v in pod["volumes"]] == ["scratch", "gcs"]
+    assert container["volumeMounts"][-1] == {"name": "gcs", "mountPath": "/var/run/gcs"}
