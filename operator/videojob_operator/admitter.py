@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,11 @@ ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
 POOL_STATUS_INTERVAL = 1.0  # seconds between writes of one VideoJobPool object
 
 
+# The cluster-scoped object VideoJobPools are owned by (the Helm chart's ClusterRole), so that
+# uninstalling the operator garbage-collects them; unset: the pools are left in place.
+POOL_OWNER_CLUSTERROLE = os.environ.get("VIDEOJOB_POOL_OWNER_CLUSTERROLE", "")
+
+
 class Admitter:
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
@@ -54,6 +60,7 @@ class Admitter:
         self.pool_written: dict[str, tuple[Obj, float]] = {}
         self.publish: list[Any] = []  # callbacks(decisions, held) after each pass
         self.passes = 0
+        self.pool_owner: list[Obj] | None = None
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -258,8 +265,25 @@ class Admitter:
                     f"{d.load.pending}, max {d.limits.max_concurrency})",
                     ts_micro(self.controller.clock()))
 
+    async def _pool_owner(self) -> list[Obj]:
+        """The ownerReferences of pool objects (read once; [] when not configured or unreadable)."""
+        if self.pool_owner is None:
+            self.pool_owner = []
+            if POOL_OWNER_CLUSTERROLE:
+                c = self.controller
+                try:
+                    role = await c.call(c.rbac.read_cluster_role, POOL_OWNER_CLUSTERROLE)
+                    self.pool_owner = [{
+                        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                        "name": POOL_OWNER_CLUSTERROLE, "uid": role.metadata.uid}]
+                except ApiException as e:
+                    log.warning("pool owner ClusterRole %s not read: %s %s",
+                                POOL_OWNER_CLUSTERROLE, e.status, e.reason)
+        return self.pool_owner
+
     async def _write_pools(self, decisions: dict[str, PoolDecision]) -> None:
         c = self.controller
+        owners = await self._pool_owner()
         now = time.monotonic()
         for name, d in decisions.items():
             pool = c.config.pools[name]
@@ -283,14 +307,19 @@ class Admitter:
                 loop = asyncio.get_running_loop()
                 loop.call_later(POOL_STATUS_INTERVAL - (now - at), self.trigger)
                 continue
-            body = {"apiVersion": API_VERSION, "kind": POOL_KIND,
-                    "metadata": {"name": name, "labels": {
-                        "app.kubernetes.io/managed-by": "videojob-operator"}},
+            meta: Obj = {"name": name, "labels": {
+                "app.kubernetes.io/managed-by": "videojob-operator"}}
+            if owners:
+                meta["ownerReferences"] = owners
+            body = {"apiVersion": API_VERSION, "kind": POOL_KIND, "metadata": meta,
                     "status": status}
             try:
                 try:
+                    patch: Obj = {"status": status}
+                    if owners:  # adopts a pool object left by an earlier installation
+                        patch["metadata"] = {"ownerReferences": owners}
                     await c.call(c.custom.patch_cluster_custom_object, GROUP, VERSION,
-                                  POOL_PLURAL, name, {"status": status})
+                                  POOL_PLURAL, name, patch)
                 except ApiException as e:
                     if e.status != 404:
                         raise

@@ -50,6 +50,7 @@ class Controller:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.videojobs: dict[Key, Obj] = {}
         self.jobs: dict[Key, dict[str, Obj]] = defaultdict(dict)

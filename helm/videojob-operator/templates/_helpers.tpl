@@ -1,0 +1,90 @@
+{{/* Chart name, overridable. */}}
+{{- define "videojob.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, plus the chart name unless the release name contains it. */}}
+{{- define "videojob.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "videojob.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "videojob.labels" -}}
+helm.sh/chart: {{ include "videojob.chart" . }}
+{{ include "videojob.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: videojob
+{{- end }}
+
+{{/* The operator pod's selector (also the Prometheus job name via jobLabel). */}}
+{{- define "videojob.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "videojob.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "videojob.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "videojob.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "videojob.configMapName" -}}
+{{- printf "%s-config" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "videojob.redisName" -}}
+{{- printf "%s-redis" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "videojob.operatorImage" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "videojob.workerImage" -}}
+{{- printf "%s:%s" .Values.worker.image.repository (default .Chart.AppVersion .Values.worker.image.tag) }}
+{{- end }}
+
+{{/* Namespaces the stage pods' ServiceAccount is created in. */}}
+{{- define "videojob.workerNamespaces" -}}
+{{- $ns := .Values.worker.serviceAccount.namespaces | default .Values.watch.namespaces | default (list .Release.Namespace) }}
+{{- toJson (uniq $ns) }}
+{{- end }}
+
+{{/* The Redis URL the operator passes on in plain form ("" when it comes from a Secret). */}}
+{{- define "videojob.redisURL" -}}
+{{- if .Values.redis.existingSecret }}
+{{- else if .Values.redis.bundled.enabled }}
+{{- printf "redis://%s.%s.svc:%d/0" (include "videojob.redisName" .) .Release.Namespace (int .Values.redis.bundled.port) }}
+{{- else }}
+{{- .Values.redis.url }}
+{{- end }}
+{{- end }}
+
+{{- define "videojob.workerServiceAccountAnnotations" -}}
+{{- $a := deepCopy (.Values.worker.serviceAccount.annotations | default dict) }}
+{{- with .Values.gcs.workloadIdentity.serviceAccount }}
+{{- $_ := set $a "iam.gke.io/gcp-service-account" . }}
+{{- end }}
+{{- toYaml $a }}
+{{- end }}
+
+{{/* The path of a file:// storage root. */}}
+{{- define "videojob.storagePath" -}}
+{{- trimPrefix "file://" .Values.storage.root }}
+{{- end }}
