@@ -1,0 +1,230 @@
+"""The Helm chart, rendered with the pinned helm: lint, schema, security, RBAC and the operator
+configuration it produces. (It installs and runs on the cluster in tests/e2e/test_helm.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chart_support import CHART, EVERYTHING, REPO, deep_merge, find, helm, render
+
+from videojob_operator.config import load
+
+Obj = dict[str, Any]
+
+
+def pod_specs(docs: list[Obj]) -> list[tuple[str, Obj]]:
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs
+            if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+
+
+def operator_config(docs: list[Obj]) -> Obj:
+    (cm,) = [d for d in find(docs, "ConfigMap") if d["metadata"]["name"].endswith("-config")]
+    parsed: Obj = yaml.safe_load(cm["data"]["config.yaml"])
+    return parsed
+
+
+@pytest.mark.parametrize("values", [{}, EVERYTHING, {"watch": {"namespaces": ["a", "b"]}}],
+                         ids=["defaults", "everything", "namespaced"])
+def test_helm_lint_is_clean(values: Obj, tmp_path: Path) -> None:
+    f = tmp_path / "values.yaml"
+    f.write_text(json.dumps(values))
+    out = helm("lint", "--strict", str(CHART), "--values", str(f), check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_every_value_is_documented() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = []
+    ancestors: list[tuple[int, bool]] = []  # (indent, documented) of the enclosing keys
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        while ancestors and ancestors[-1][0] >= indent:
+            ancestors.pop()
+        # Documented: a `# --` comment block right above the key.
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#") and "# --" not in lines[j]:
+            j -= 1
+        documented = j >= 0 and lines[j].strip().startswith("# --")
+        nxt = next((x for x in lines[i + 1:] if x.strip()), "")
+        parent = line.rstrip().endswith(":") and len(nxt) - len(nxt.lstrip()) > indent
+        # Leaves need their own comment, or one on a mapping they are the default value of.
+        if not parent and not documented and not any(d for _, d in ancestors):
+            undocumented.append(m.group(2))
+        ancestors.append((indent, documented))
+    assert undocumented == []
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({"image": {"tga": "x"}}, "/image"),
+    ({"pools": {"gpu": {"strategy": "fast"}}}, "/pools/gpu/strategy"),
+    ({"pools": {"gpu": {"maxConcurrency": "lots"}}}, "/pools/gpu/maxConcurrency"),
+    ({"storage": {"root": "s3://bucket"}}, "/storage/root"),
+    ({"watch": {"namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
+    ({"defaults": {"retryLimit": -1}}, "/defaults/retryLimit"),
+    ({"operator": {"metricsPort": 0}}, "/operator/metricsPort"),
+])
+def test_bad_values_are_refused_naming_the_field(values: Obj, field: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"at '{field}'")):
+        render(values)
+
+
+def test_crds_are_the_repository_crds() -> None:
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        assert (CHART / "crds" / crd.name).read_text() == crd.read_text(), crd.name
+    assert {p.name for p in (CHART / "crds").iterdir()} == {
+        p.name for p in (REPO / "crds").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("values", [{}, EVERYTHING], ids=["defaults", "everything"])
+def test_every_pod_and_container_is_restricted(values: Obj) -> None:
+    specs = pod_specs(render(values))
+    assert specs
+    for name, spec in specs:
+        psc = spec.get("securityContext", {})
+        assert psc.get("runAsNonRoot") is True, name
+        assert psc.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert sc["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
+            assert "resources" in c, (name, c["name"])
+
+
+def test_operator_runs_one_replica_recreated_with_probes() -> None:
+    (dep,) = find(render(), "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "ghcr.io/videojob/operator:0.1.0"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    assert "--metrics-port=9090" in c["args"]
+
+
+def rules_of(docs: list[Obj]) -> list[tuple[str, str, Obj]]:
+    return [(d["kind"], d["metadata"].get("namespace", ""), r) for d in docs
+            if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+
+
+@pytest.mark.parametrize("values", [{}, {"watch": {"namespaces": ["team-a", "team-b"]}}],
+                         ids=["cluster-wide", "namespaced"])
+def test_rbac_is_least_privilege(values: Obj) -> None:
+    rules = rules_of(render(values))
+    for kind, _, r in rules:
+        assert "*" not in r["verbs"] and "*" not in r["resources"], r
+        assert "secrets" not in r["resources"], (kind, r)  # no Secret read anywhere
+        assert not any(res.startswith("pods/") for res in r["resources"]), r  # no exec, no log
+    jobs = [(kind, ns) for kind, ns, r in rules if "jobs" in r["resources"]]
+    if values:  # namespaced: Jobs only through a Role in each served namespace
+        assert sorted(jobs) == [("Role", "team-a"), ("Role", "team-b")]
+        docs = render(values)
+        (dep,) = find(docs, "Deployment")
+        args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--namespace=team-a" in args and "--namespace=team-b" in args
+        sas = find(docs, "ServiceAccount", "videojob-worker")
+        assert sorted(sa["metadata"]["namespace"] for sa in sas) == ["team-a", "team-b"]
+    else:
+        assert jobs == [("ClusterRole", "")]
+    config_rules = [r for kind, _, r in rules if "configmaps" in r["resources"]]
+    assert config_rules == [{"apiGroups": [""], "resources": ["configmaps"],
+                             "resourceNames": ["vj-videojob-operator-config"],
+                             "verbs": ["get", "list", "watch"]}]
+
+
+def test_rbac_covers_every_call_the_operator_makes() -> None:
+    granted = {(g, res, v) for _, _, r in rules_of(render()) for g in r["apiGroups"]
+               for res in r["resources"] for v in r["verbs"]}
+    needed = {
+        ("videojob.dev", "videojobs", v) for v in ("list", "watch", "patch", "delete")} | {
+        ("videojob.dev", "videojobs/status", "patch"),
+        ("videojob.dev", "videojobpools", "create"), ("videojob.dev", "videojobpools", "patch"),
+        ("batch", "jobs", "create"), ("batch", "jobs", "patch"), ("batch", "jobs", "delete"),
+        ("batch", "jobs", "watch"), ("", "pods", "watch"), ("", "pods", "list"),
+        ("", "events", "create"), ("", "nodes", "watch"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    }
+    assert needed - granted == set()
+
+
+def test_rendered_configuration_is_what_the_operator_accepts() -> None:
+    cfg = load(text=yaml.safe_dump(operator_config(render())), environ={})
+    assert cfg.worker_image == "ghcr.io/videojob/worker:0.1.0"
+    assert cfg.worker_service_account == "videojob-worker"
+    assert cfg.redis_url is None and cfg.defaults.gpu_tolerations[0].key == "nvidia.com/gpu"
+
+    values = deep_merge(EVERYTHING, {"pools": {"gpu": {"maxConcurrency": 4, "strategy": "eager"}},
+                                     "defaults": {"retryLimit": 5},
+                                     "gpu": {"nodeSelector": {"cloud.google.com/gke-accelerator":
+                                                              "nvidia-l4"}}})
+    cfg = load(text=yaml.safe_dump(operator_config(render(values))), environ={})
+    assert cfg.pools["gpu"].max_concurrency == 4 and cfg.pools["gpu"].strategy == "eager"
+    assert cfg.pools["cpu"].stages == ["plan", "stitch", "publish"]  # built-in pool kept
+    assert cfg.defaults.retry_limit == 5
+    assert cfg.defaults.gpu_node_selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert cfg.redis_url == "redis://vj-videojob-operator-redis.videojob-system.svc:6379/0"
+    assert cfg.worker_env["GOOGLE_APPLICATION_CREDENTIALS"] == (
+        "/var/run/secrets/videojob/gcs/key.json")
+    assert {v["name"] for v in cfg.worker_volumes} == {"storage", "gcs-credentials"}
+    assert {"name": "storage", "mountPath": "/var/lib/videojob/artifacts"} in (
+        cfg.worker_volume_mounts)
+    (sa,) = find(render(values), "ServiceAccount", "videojob-worker")
+    assert sa["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "render@project.iam.gserviceaccount.com"}
+
+
+def test_redis_password_stays_in_its_secret() -> None:
+    docs = render({"redis": {"existingSecret": "redis-auth", "bundled": {"enabled": True}}})
+    cfg = load(text=yaml.safe_dump(operator_config(docs)), environ={})
+    assert cfg.redis_url is None  # nothing in plain text, and no bundled Redis either
+    assert cfg.worker_secret_env["VIDEOJOB_REDIS_URL"].name == "redis-auth"
+    assert [d["metadata"]["name"] for d in find(docs, "Deployment")] == ["vj-videojob-operator"]
+    (dep,) = find(docs, "Deployment")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VIDEOJOB_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-auth", "key": "redis-url"}
+
+
+def test_pool_changes_do_not_restart_the_operator_but_other_settings_do() -> None:
+    def checksum(values: Obj) -> str:
+        (dep,) = find(render(values), "Deployment")
+        return str(dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    base = checksum({})
+    assert checksum({"pools": {"gpu": {"maxConcurrency": 8}}}) == base  # applied live
+    assert checksum({"storage": {"root": "gs://bucket/videos"}}) != base
+
+
+def test_monitoring_objects_carry_the_repository_rules_and_dashboards() -> None:
+    docs = render(EVERYTHING)
+    (rule,) = find(docs, "PrometheusRule")
+    alerts = yaml.safe_load((CHART / "alerts" / "videojob-alerts.yaml").read_text())
+    assert rule["spec"] == alerts
+    dashboards = [d for d in find(docs, "ConfigMap")
+                  if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    files = sorted((CHART / "dashboards").glob("*.json"))
+    assert len(dashboards) == len(files) >= 1
+    for cm, f in zip(sorted(dashboards, key=lambda d: d["metadata"]["name"]), files, strict=True):
+        assert json.loads(cm["data"][f.name]) == json.loads(f.read_text())
+    (sm,) = find(docs, "ServiceMonitor")
+    (svc,) = [s for s in find(docs, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    # The alerts select job="videojob-operator", whatever the release is called.
+    assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "videojob-operator"
+    (pm,) = find(docs, "PodMonitor")
+    assert pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["replacement"] == (
+        "videojob-operator")
+    assert len(find(docs, "NetworkPolicy")) == 2
+
+
+def test_switches_off_render_no_optional_objects() -> None:
+    kinds = {d["kind"] for d in render()}
+    assert kinds == {"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
+                     "RoleBinding", "Deployment", "Service"}

@@ -1,0 +1,163 @@
+"""The Helm chart on the cluster: its output is accepted by the API server, and `helm install`
+runs the operator as a pod (in-cluster configuration, the mounted service-account token) that
+completes a VideoJob with the real worker; `helm uninstall` leaves no operator object behind."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import videojobs as vjs
+import yaml
+from chart_support import EVERYTHING, REPO, deep_merge, helm, template_text
+from kubernetes import client
+from operator_support import Operator, RedisServer, free_port, wait_until
+
+from kubetest import Cluster, wait_gone
+
+pytestmark = pytest.mark.e2e
+RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",
+                 "serviceaccounts", "roles", "rolebindings", "networkpolicies")
+CLUSTER_KINDS = ("clusterroles", "clusterrolebindings")
+
+
+@pytest.fixture
+def release_namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"videojob-system-{uuid.uuid4().hex[:5]}"
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    cluster.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def no_session_operator(operator: Operator) -> Iterator[None]:
+    """Only the chart's operator runs meanwhile (two operators must never share VideoJobs);
+    the next test that needs the session's operator starts it again."""
+    operator.stop()
+    yield
+
+
+@pytest.fixture(scope="module")
+def monitoring_crds(cluster: Cluster) -> None:
+    """The Prometheus Operator's real CRDs, so ServiceMonitor & co. are validated for real."""
+    out = subprocess.run([str(REPO / "hack" / "monitoring-crds.sh")], capture_output=True,
+                         text=True, check=True, timeout=300)
+    crd_dir = Path(out.stdout.strip())
+    for kind in ("servicemonitors", "podmonitors", "prometheusrules"):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                        str(crd_dir / f"monitoring.coreos.com_{kind}.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/servicemonitors.monitoring.coreos.com",
+                    "crd/podmonitors.monitoring.coreos.com",
+                    "crd/prometheusrules.monitoring.coreos.com")
+
+
+@pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
+def test_rendered_chart_is_accepted_by_the_api_server(
+        cluster: Cluster, crds: None, monitoring_crds: None, release_namespace: str,
+        namespace: str, mode: str, tmp_path: Path) -> None:
+    values = EVERYTHING if mode == "cluster-wide" else deep_merge(
+        EVERYTHING, {"watch": {"namespaces": [namespace]}})
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(template_text(values, release="dry", namespace=release_namespace))
+    docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    out = cluster.kubectl("apply", "--dry-run=server", "-f", str(rendered), check=False)
+    assert out.returncode == 0, out.stderr
+    accepted = [line for line in out.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(accepted) == len(docs), out.stdout
+    kinds = {d["kind"] for d in docs}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy"} <= kinds
+
+
+def leftovers(cluster: Cluster, release: str) -> list[str]:
+    selector = f"app.kubernetes.io/instance={release}"
+    out = cluster.kubectl("get", ",".join(RELEASE_KINDS), "-A", "-l", selector, "-o", "name")
+    out2 = cluster.kubectl("get", ",".join(CLUSTER_KINDS), "-l", selector, "-o", "name")
+    return (out.stdout + out2.stdout).split()
+
+
+def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
+        cluster: Cluster, crds: None, redis_server: RedisServer, no_session_operator: None,
+        release_namespace: str, namespace: str) -> None:
+    if not cluster.local:
+        pytest.skip("runs the operator image as the local cluster's node agent does")
+    release = f"vj-{uuid.uuid4().hex[:5]}"
+    storage = REPO / ".cluster" / "e2e" / f"helm-{release}"
+    metrics_port, liveness_port = free_port(), free_port()
+    # Redis with its URL in a Secret: the operator reads it in its namespace, stage pods in theirs.
+    for ns in (release_namespace, namespace):
+        cluster.core.create_namespaced_secret(ns, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="redis"),
+            string_data={"redis-url": redis_server.url}))
+    kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
+    chart = str(REPO / "helm" / "videojob-operator")
+    sets = [f"watch.namespaces={{{namespace}}}", "redis.existingSecret=redis",
+            f"storage.root=file://{storage}", f"operator.metricsPort={metrics_port}",
+            f"operator.livenessPort={liveness_port}"]
+    install = helm("install", release, chart, kubeconfig, "-n", release_namespace, "--wait",
+                   "--timeout=120s", *[a for s in sets for a in ("--set", s)], check=False)
+    assert install.returncode == 0, install.stderr
+    assert f"serves VideoJobs in: {namespace}" in install.stdout  # NOTES.txt
+
+    (pod,) = cluster.core.list_namespaced_pod(
+        release_namespace, label_selector=f"app.kubernetes.io/instance={release}").items
+    assert pod.spec.service_account_name == release + "-videojob-operator"
+    assert any(v.projected and any(s.service_account_token for s in v.projected.sources)
+               for v in pod.spec.volumes)  # the token the in-cluster configuration uses
+
+    def serving_metrics() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            return b"videojob_build_info" in r.read()
+
+    wait_until(serving_metrics, 60, "the chart's operator serving /metrics")
+
+    vjs.create(cluster, namespace, "hello", prompt="a lighthouse at dawn", scenes=2,
+               durationSeconds=2, fps=8, resolution="160x90")
+    done = vjs.wait(cluster, namespace, "hello", vjs.phase_is("Succeeded", "Failed"), timeout=180)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    output = Path(done["status"]["outputURI"].removeprefix("file://"))
+    assert output.stat().st_size > 0 and output.is_relative_to(storage)
+    jobs = cluster.batch.list_namespaced_job(namespace).items
+    assert {j.spec.template.spec.service_account_name for j in jobs} == {"videojob-worker"}
+    env = jobs[0].spec.template.spec.containers[0].env
+    redis_env = next(e for e in env if e.name == "VIDEOJOB_REDIS_URL")
+    assert redis_env.value_from.secret_key_ref.name == "redis"  # not the URL in plain text
+
+    # Pools change at run time, without a restart: `helm upgrade` rewrites the ConfigMap.
+    upgrade = helm("upgrade", release, chart, kubeconfig, "-n", release_namespace,
+                   "--reuse-values", "--set", "pools.gpu.maxConcurrency=1", "--wait", check=False)
+    assert upgrade.returncode == 0, upgrade.stderr
+
+    def pool_max_is_one() -> bool:
+        pool = vjs.custom(cluster).get_cluster_custom_object(
+            "videojob.dev", "v1alpha1", "videojobpools", "gpu")
+        return bool(pool["status"]["maxConcurrency"] == 1)
+
+    wait_until(pool_max_is_one, 60, "gpu pool max 1 after the upgrade")
+    (same,) = cluster.core.list_namespaced_pod(
+        release_namespace, label_selector=f"app.kubernetes.io/instance={release}").items
+    assert same.metadata.name == pod.metadata.name
+
+    # The chart's operator cancels (finalizer) before it goes; then nothing of it is left.
+    vjs.delete(cluster, namespace, "hello")
+    wait_gone(vjs.custom(cluster).get_namespaced_custom_object, timeout=60, what="VideoJob hello",
+              group="videojob.dev", version="v1alpha1", namespace=namespace,
+              plural="videojobs", name="hello")
+    uninstall = helm("uninstall", release, kubeconfig, "-n", release_namespace, "--wait",
+                     "--timeout=120s", check=False)
+    assert uninstall.returncode == 0, uninstall.stderr
+    wait_until(lambda: leftovers(cluster, release) == [], 60, "no object of the release left")
+
+    def pools_collected() -> bool:  # owned by the chart's ClusterRole
+        pools = vjs.custom(cluster).list_cluster_custom_object(
+            "videojob.dev", "v1alpha1", "videojobpools")
+        return not pools["items"]
+
+    wait_until(pools_collected, 60, "VideoJobPools garbage-collected")
+    crd_names = {c.metadata.name for c in client.ApiextensionsV1Api(
+        cluster.api).list_custom_resource_definition().items}
+    assert {"videojobs.videojob.dev", "videojobpools.videojob.dev"} <= crd_names  # CRDs stay
