@@ -8,7 +8,7 @@ export KUBECONFIG_LOCAL := $(LOCALCLUSTER_ROOT)/kubeconfig
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv binaries cluster-up cluster-down cluster-status operator-up operator-down \
-        test test-unit test-e2e demo bench lint clean
+        test test-unit test-e2e demo bench lint clean manifests
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench: setup ## benchmarks; results in bench/results/
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/admission.py
+
+manifests: venv binaries ## render manifests/ from the Helm chart (a test fails when they drift)
+	$(BIN)/python hack/render_manifests.py
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check hack operator worker_image tests bench

@@ -161,3 +161,20 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
     crd_names = {c.metadata.name for c in client.ApiextensionsV1Api(
         cluster.api).list_custom_resource_definition().items}
     assert {"videojobs.videojob.dev", "videojobpools.videojob.dev"} <= crd_names  # CRDs stay
+
+
+def test_manifests_and_examples_are_accepted_by_the_api_server(
+        cluster: Cluster, crds: None, monitoring_crds: None, namespace: str) -> None:
+    # The plain manifests create their own namespace: a dry run needs it to exist already.
+    ns = "videojob-system"
+    if not cluster.core.list_namespace(field_selector=f"metadata.name={ns}").items:
+        cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    for f in ("videojob-operator.yaml", "monitoring.yaml"):
+        out = cluster.kubectl("apply", "--dry-run=server", "--server-side", "--force-conflicts",
+                              "-f", str(REPO / "manifests" / f), check=False)
+        assert out.returncode == 0, out.stderr
+    examples = sorted((REPO / "examples").glob("*.yaml"))
+    out = cluster.kubectl("apply", "--dry-run=server", "-n", namespace,
+                          *[a for p in examples for a in ("-f", str(p))], check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("(server dry run)") == len(examples)
