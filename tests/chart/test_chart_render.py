@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,16 @@ def test_switches_off_render_no_optional_objects() -> None:
     kinds = {d["kind"] for d in render()}
     assert kinds == {"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
                      "RoleBinding", "Deployment", "Service"}
+
+
+def test_configuration_docs_match_the_values() -> None:
+    out = subprocess.run([sys.executable, str(REPO / "hack" / "chart_docs.py"), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_worker_service_account_carries_the_pull_secrets() -> None:
+    (sa,) = find(render({"imagePullSecrets": [{"name": "registry"}]}), "ServiceAccount",
+                 "videojob-worker")
+    assert sa["imagePullSecrets"] == [{"name": "registry"}]
+    assert sa["automountServiceAccountToken"] is False
