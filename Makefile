@@ -8,7 +8,7 @@ export KUBECONFIG_LOCAL := $(LOCALCLUSTER_ROOT)/kubeconfig
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv binaries cluster-up cluster-down cluster-status operator-up operator-down \
-        test test-unit test-e2e demo bench lint clean manifests
+        test test-unit test-e2e demo bench lint clean manifests images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	hack/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[operator,worker,test,dev]'
+	$(BIN)/pip install -q -e '.[operator,cli,worker,test,dev]'
 	touch $@
 
 venv: $(VENV)/.installed ## the project's Python environment in .venv/
@@ -59,6 +59,9 @@ bench: setup ## benchmarks; results in bench/results/
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/admission.py
+
+images: ## build the operator and worker images with podman (localhost/videojob/*)
+	hack/build-images.sh
 
 manifests: venv binaries ## render manifests/ from the Helm chart (a test fails when they drift)
 	$(BIN)/python hack/render_manifests.py
