@@ -53,3 +53,10 @@ def running_operator(operator: Operator) -> Operator:
     if operator.proc is None or operator.proc.poll() is not None:
         operator.start()
     return operator
+
+
+@pytest.fixture
+def no_session_operator(operator: Operator) -> None:
+    """Only the operator under test runs meanwhile (two operators must never share VideoJobs or
+    pools); the next test that needs the session's operator starts it again."""
+    operator.stop()

@@ -15,7 +15,7 @@ import videojobs as vjs
 import yaml
 from chart_support import EVERYTHING, REPO, deep_merge, helm, template_text
 from kubernetes import client
-from operator_support import Operator, RedisServer, free_port, wait_until
+from operator_support import RedisServer, free_port, wait_until
 
 from kubetest import Cluster, wait_gone
 
@@ -31,14 +31,6 @@ def release_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     cluster.core.delete_namespace(name, propagation_policy="Background")
-
-
-@pytest.fixture
-def no_session_operator(operator: Operator) -> Iterator[None]:
-    """Only the chart's operator runs meanwhile (two operators must never share VideoJobs);
-    the next test that needs the session's operator starts it again."""
-    operator.stop()
-    yield
 
 
 @pytest.fixture(scope="module")

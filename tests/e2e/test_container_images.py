@@ -1,0 +1,196 @@
+"""The images built by `make images` (hack/build-images.sh, podman): the operator image runs
+against the cluster and answers its liveness endpoint; the worker image renders a tiny VideoJob
+to a file, as user 65532 on a read-only root filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from operator_support import free_port, wait_until
+
+from kubetest import REPO, Cluster
+
+pytestmark = pytest.mark.e2e
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+PODMAN = [
+    "podman",
+    "--storage-driver",
+    "vfs",
+    "--cgroup-manager",
+    "cgroupfs",
+    "--runtime",
+    "/usr/sbin/runc",
+]
+# Container limits within what this machine's hard limits allow.
+LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    """Builds the images (layers cached between runs)."""
+    out = subprocess.run(
+        [str(REPO / "hack" / "build-images.sh")], capture_output=True, text=True, timeout=1800
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    return {name: f"localhost/videojob/{name}:{VERSION}" for name in ("operator", "worker")}
+
+
+def inspect(image: str) -> dict[str, object]:
+    out = subprocess.run(
+        [*PODMAN, "image", "inspect", image], capture_output=True, text=True, check=True
+    )
+    config: dict[str, object] = json.loads(out.stdout)[0]["Config"]
+    return config
+
+
+@pytest.mark.parametrize("name", ["operator", "worker"])
+def test_images_run_as_a_numeric_non_root_user(images: dict[str, str], name: str) -> None:
+    config = inspect(images[name])
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == [f"/opt/videojob/bin/videojob-{name}"]
+
+
+@pytest.fixture
+def container_name() -> Iterator[str]:
+    name = f"videojob-image-test-{os.getpid()}"
+    yield name
+    subprocess.run([*PODMAN, "rm", "-f", "-t", "2", name], capture_output=True, timeout=60)
+
+
+def test_operator_image_answers_its_liveness_endpoint(
+    images: dict[str, str],
+    cluster: Cluster,
+    crds: None,
+    namespace: str,
+    no_session_operator: None,
+    container_name: str,
+    tmp_path: Path,
+) -> None:
+    # A self-contained kubeconfig the container's user can read.
+    flat = cluster.kubectl("config", "view", "--raw", "--flatten").stdout
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(flat)
+    kubeconfig.chmod(0o644)
+    liveness, metrics = free_port(), free_port()
+    subprocess.run(
+        [
+            *PODMAN,
+            "run",
+            *LIMITS,
+            "-d",
+            "--name",
+            container_name,
+            "--network",
+            "host",
+            "--read-only",
+            "-v",
+            f"{kubeconfig}:/etc/videojob/kubeconfig:ro",
+            "-e",
+            "KUBECONFIG=/etc/videojob/kubeconfig",
+            images["operator"],
+            f"--liveness=http://127.0.0.1:{liveness}/healthz",
+            f"--metrics-port={metrics}",
+            f"--namespace={namespace}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    def answers(port: int, path: str, needle: bytes) -> bool:
+        state = subprocess.run(
+            [*PODMAN, "inspect", "-f", "{{.State.Running}}", container_name],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        logs = subprocess.run(
+            [*PODMAN, "logs", container_name], capture_output=True, text=True
+        ).stderr
+        assert state == "true", logs[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status == 200 and needle in r.read()
+
+    wait_until(lambda: answers(liveness, "/healthz", b""), 60, "the operator image's /healthz")
+    wait_until(
+        lambda: answers(metrics, "/metrics", b"videojob_build_info"),
+        30,
+        "the operator image's /metrics",
+    )
+
+
+def test_worker_image_renders_a_tiny_videojob(
+    images: dict[str, str], tmp_path: Path, container_name: str
+) -> None:
+    spec = {
+        "apiVersion": "videojob.dev/v1alpha1",
+        "kind": "VideoJob",
+        "metadata": {"name": "tiny"},
+        "spec": {
+            "prompt": "a red balloon over a field",
+            "scenes": 2,
+            "durationSeconds": 2,
+            "fps": 6,
+            "resolution": "128x72",
+        },
+    }
+    work = tmp_path / "io"
+    work.mkdir()
+    work.chmod(0o777)  # written by the image's user, 65532
+    (work / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    run = subprocess.run(
+        [
+            *PODMAN,
+            "run",
+            *LIMITS,
+            "--rm",
+            "--name",
+            container_name,
+            "--network",
+            "none",
+            "--read-only",
+            "--tmpfs",
+            "/scratch:rw,size=256m",
+            "-v",
+            f"{work}:/io",
+            images["worker"],
+            "run",
+            "--spec",
+            "/io/tiny.yaml",
+            "--output",
+            "/io/tiny.mp4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    probe = subprocess.run(
+        [
+            shutil.which("ffprobe") or "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "json",
+            str(work / "tiny.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (stream,) = json.loads(probe.stdout)["streams"]
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 128, 72)
+    assert int(stream["nb_read_frames"]) == 2 * 6
