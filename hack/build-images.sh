@@ -57,8 +57,10 @@ inputs() {
   python3 - "$1" <<'PY'
 import hashlib, pathlib, sys
 image = sys.argv[1]
+# README.md is copied too, but only as the package's long description: editing it does not
+# warrant a rebuild.
 files = [pathlib.Path(p) for p in (f"Dockerfile.{image}", f"requirements/{image}.lock",
-                                   "pyproject.toml", "README.md", ".dockerignore")]
+                                   "pyproject.toml", ".dockerignore")]
 for top in ("operator", "worker_image"):
     files += [p for p in pathlib.Path(top).rglob("*") if p.is_file()
               and "__pycache__" not in p.parts and not p.suffix == ".pyc"

@@ -106,8 +106,8 @@ class Operator:
         conf.write_text(yaml.safe_dump(self.config()))
         self.port = free_port()
         self.metrics_port = free_port()
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), VIDEOJOB_CONFIG=str(conf),
-                   **self.env)
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
+               "VIDEOJOB_CONFIG": str(conf), **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "videojob_operator",

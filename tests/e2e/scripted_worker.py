@@ -11,7 +11,8 @@ VideoJob's prompt, whitespace-separated:
     flaky:<stage>:<n>            exit 1 for the first n attempts of each index, then succeed
 
 Each run appends "<uid> <stage> <index> <event>" to $VIDEOJOB_TEST_LEDGER when set, so tests
-can count how often a stage ran.
+can count how often a stage ran, and "<uid> <stage> <done> <total> <unix time>" for each progress
+event to $VIDEOJOB_TEST_PROGRESS_LOG when set (bench/progress.py).
 """
 
 import json
@@ -27,6 +28,7 @@ uid = os.environ["VIDEOJOB_UID"]
 index = os.environ.get("JOB_COMPLETION_INDEX")
 failures = int(os.environ.get("VIDEOJOB_FAILURE_COUNT") or 0)
 ledger = os.environ.get("VIDEOJOB_TEST_LEDGER")
+progress_log = os.environ.get("VIDEOJOB_TEST_PROGRESS_LOG")
 directives = [d.split(":") for d in (spec.get("prompt") or "").split() if d.count(":") == 2]
 
 
@@ -37,6 +39,9 @@ def record(event):
 
 
 def report(percent, done, total):
+    if progress_log:  # when each progress event left the worker, for the freshness benchmark
+        with open(progress_log, "a") as f:
+            f.write(f"{uid} {stage} {done} {total} {time.time():.6f}\n")
     url = os.environ.get("VIDEOJOB_REDIS_URL")
     if not url:
         return
