@@ -105,7 +105,11 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
             return b"videojob_build_info" in r.read()
 
-    wait_until(serving_metrics, 60, "the chart's operator serving /metrics")
+    try:
+        wait_until(serving_metrics, 90, "the chart's operator serving /metrics")
+    except AssertionError as e:
+        report = operator_pod_report(cluster, release_namespace, release)
+        raise AssertionError(f"{e}\n{report}") from None
 
     vjs.create(cluster, namespace, "hello", prompt="a lighthouse at dawn", scenes=2,
                durationSeconds=2, fps=8, resolution="160x90")
@@ -170,3 +174,17 @@ def test_manifests_and_examples_are_accepted_by_the_api_server(
                           *[a for p in examples for a in ("-f", str(p))], check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("(server dry run)") == len(examples)
+
+
+def operator_pod_report(cluster: Cluster, namespace: str, release: str) -> str:
+    """The chart's operator pod: container statuses and logs (current and previous)."""
+    out = []
+    for pod in cluster.core.list_namespaced_pod(
+            namespace, label_selector=f"app.kubernetes.io/instance={release}").items:
+        out.append(f"pod {pod.metadata.name}: {pod.status.phase} "
+                   f"{pod.status.container_statuses}")
+        for previous in (False, True):
+            logs = cluster.kubectl("logs", "-n", namespace, pod.metadata.name, "--tail=60",
+                                   f"--previous={str(previous).lower()}", check=False)
+            out.append(f"--- logs (previous={previous}):\n{logs.stdout}{logs.stderr}")
+    return "\n".join(out)
