@@ -7,7 +7,8 @@ that a pool never has more pods than it has slots. The cluster is the source of 
 here depends on Redis (redis_queue.py mirrors the result there).
 
 Order: priority (higher first); within one priority namespaces take turns (the namespace with
-fewer Jobs admitted in the pool goes first, so one tenant's burst cannot starve another); then
+fewer Jobs admitted in the pool goes first, and between namespaces holding as many, the one
+served longest ago, so one tenant's burst cannot starve another even with a single slot); then
 the VideoJob's age (older first, so VideoJobs finish rather than all advancing a little), then
 names. The head of the queue is never skipped for a smaller Job behind it (no backfill), so a
 wide Job is not starved by narrow ones.
@@ -48,6 +49,7 @@ class Workload:
     pending_pods: int = 0  # pods of this Job Pending now
     slots_per_pod: int = 1
     queued_at: str | None = None
+    admitted_at: str | None = None  # when admission last unsuspended it (RFC 3339, microseconds)
     # Its VideoJob is deleted or finished, or the Job is being deleted: never admitted again,
     # but its pods hold their slots until they are gone.
     leaving: bool = False
@@ -129,8 +131,14 @@ class PoolDecision:
         return out
 
 
-def order(queue: list[Workload], admitted_per_namespace: Counter[str]) -> list[Workload]:
-    """Priority, then namespaces in turn, then VideoJob age, then names."""
+def order(queue: list[Workload], admitted_per_namespace: Counter[str],
+          last_served: dict[str, str] | None = None) -> list[Workload]:
+    """Priority, then namespaces in turn, then VideoJob age, then names.
+
+    A namespace's n-th queued Job has turn (Jobs it has admitted now) + n; equal turns go to the
+    namespace whose last admission (`last_served`, RFC 3339) is oldest, never-served first.
+    """
+    served = last_served or {}
     by_band: dict[int, list[Workload]] = defaultdict(list)
     for w in queue:
         by_band[w.priority].append(w)
@@ -143,7 +151,8 @@ def order(queue: list[Workload], admitted_per_namespace: Counter[str]) -> list[W
         for w in band:
             turn = admitted_per_namespace[w.namespace] + rank[w.namespace]
             rank[w.namespace] += 1
-            keyed.append((turn, w.created, w.namespace, w.videojob, w.job, w))
+            keyed.append((turn, served.get(w.namespace, ""), w.created, w.namespace,
+                          w.videojob, w.job, w))
         out += [k[-1] for k in sorted(keyed, key=lambda k: k[:-1])]
     return out
 
@@ -160,7 +169,11 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload]) -> PoolDeci
                                  min_concurrency=limits.min_concurrency,
                                  target_queue_length=limits.target_queue_length)
     per_ns: Counter[str] = Counter(w.namespace for w in mine if w.admitted)
-    queue = order(waiting, per_ns)
+    last_served: dict[str, str] = {}
+    for w in mine:
+        if w.admitted_at and w.admitted_at > last_served.get(w.namespace, ""):
+            last_served[w.namespace] = w.admitted_at
+    queue = order(waiting, per_ns, last_served)
     decision = PoolDecision(
         pool=pool, limits=limits, load=load,
         queued_jobs=sum(1 for w in mine if w.queued),

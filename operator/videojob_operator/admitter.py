@@ -180,6 +180,7 @@ class Admitter:
                         config.pools[pool_name], _gpus(jspec, config.defaults.gpu_resource_name),
                         config.defaults.gpu_count),
                     queued_at=(meta.get("annotations") or {}).get(ANNOTATION_QUEUED_AT),
+                    admitted_at=(meta.get("annotations") or {}).get(ANNOTATION_ADMITTED_AT),
                 ))
         return out
 

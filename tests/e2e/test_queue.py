@@ -7,7 +7,6 @@ it again (`auto`: the two GPUs of the local-gpu node) and watch what is admitted
 
 from __future__ import annotations
 
-import itertools
 import socket
 import threading
 import uuid
@@ -135,7 +134,8 @@ def run_twelve(cluster: Cluster, a: str, b: str, running_operator: Operator,
         (a, "a-urgent", 10), (b, "b-urgent", 10)]
     uids = {}
     for ns, name, priority in plan:
-        uids[(ns, name)] = vjs.create(cluster, ns, name, prompt="sleep:keyframes:0.5",
+        uids[(ns, name)] = vjs.create(cluster, ns, name,
+                                      prompt="sleep:keyframes:1 sleep:segments:0.5",
                                       scenes=1, priority=priority, **FAST)["metadata"]["uid"]
     wait_until(lambda: suspended_gpu_jobs(cluster, [a, b]) == 12, 90,
                "all twelve keyframes Jobs queued (suspended)")
@@ -192,12 +192,14 @@ def run_twelve(cluster: Cluster, a: str, b: str, running_operator: Operator,
                              j.metadata.labels["videojob.dev/name"]))
     order = [name for _, _, name in sorted(admitted)]
     assert set(order[:2]) == {"a-urgent", "b-urgent"}, order
-    # Each namespace holds a slot in turn; arrival order alone (all of a, then all of b) would
-    # give a run of five. A slot freed by one namespace's pod may go to its own next Job while
-    # the other still holds its slot, so runs of two are fair.
+    # Each namespace holds a slot in turn, so the two advance together; arrival order (all of a,
+    # then all of b) would put one namespace five ahead. A slot freed by one namespace's pod goes
+    # to its own next Job while the other still holds its slot, and pod start times vary, so a
+    # namespace may run up to a few ahead.
     normal = [ns for _, ns, name in sorted(admitted) if "urgent" not in name]
-    runs = [len(list(group)) for _, group in itertools.groupby(normal)]
-    assert max(runs) <= 2, f"namespaces did not take turns: {order}"
+    ahead = [abs(normal[:i].count(a) - normal[:i].count(b)) for i in range(len(normal) + 1)]
+    assert max(ahead) <= 3, f"namespaces did not take turns: {order}"
+    assert {a, b} <= set(normal[:4]), f"one namespace's burst went first: {order}"
     for i in range(1, len(normal) + 1):
         prefix = Counter(normal[:i])
         assert abs(prefix[a] - prefix[b]) <= 2, f"namespaces did not take turns: {order}"

@@ -45,6 +45,25 @@ def test_equal_priority_namespaces_take_turns() -> None:
     assert admitted(d) == ["b0"]
 
 
+def test_with_one_slot_the_namespace_served_longest_ago_goes_next() -> None:
+    # Counting admitted Jobs alone, one slot would go to the oldest VideoJob every time: all of
+    # a's burst before b's first. The last admission time breaks the tie in turn.
+    burst = [work(f"a{i}", "a", created=f"2026-01-01T00:0{i}:00Z") for i in range(3)]
+    other = [work(f"b{i}", "b", created=f"2026-01-01T00:1{i}:00Z") for i in range(3)]
+    served: list[str] = []
+    pool = burst + other
+    for clock in range(6):
+        d = decide("gpu", PoolLimits(1), pool)
+        assert len(d.admits) == 1
+        name = d.admits[0].videojob
+        served.append(name)
+        # It ran and finished; its Job keeps the time it was admitted.
+        pool = [replace(w, suspended=False, finished=True,
+                        admitted_at=f"2026-01-01T01:00:{clock:02d}.000000Z")
+                if w.videojob == name else w for w in pool]
+    assert served == ["a0", "b0", "a1", "b1", "a2", "b2"]
+
+
 def test_a_wide_job_runs_narrower_and_is_widened_as_slots_free() -> None:
     seg = work("wide", stage="segments", completions=8, parallelism=8)
     d = decide("gpu", PoolLimits(3), [seg])
