@@ -257,7 +257,11 @@ class NodeAgent:
         runner.start()
 
     def _confirm_delete(self, pod: Obj) -> None:
+        """A deleted pod this agent is not running: moved to a terminal phase first (as the
+        kubelet does, so the Job controller counts it as failed and replaces it), then gone."""
         meta = pod["metadata"]
+        if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            self._lost(pod)
         try:
             self.kube.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/"
                              f"{path_segment(meta['name'])}",
@@ -270,7 +274,7 @@ class NodeAgent:
         """A pod that was running under an earlier agent process: its containers are gone."""
         meta = pod["metadata"]
         statuses = []
-        for c in pod["status"].get("containerStatuses") or []:
+        for c in (pod.get("status") or {}).get("containerStatuses") or []:
             c = dict(c, ready=False, started=False)
             if "terminated" not in c.get("state", {}):
                 c["state"] = {"terminated": {

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import urllib3
+
 from . import envvars, images
 from .kube import ApiError, Kube, path_segment
 from .podstatus import ContainerRecord, DeviceAllocator, now, pod_status
@@ -57,6 +59,7 @@ class AgentContext(Protocol):
     api_port: str
     restart_backoff: float
     marker: dict[str, str]
+    stopping: threading.Event
 
     def allocator(self, node: str) -> DeviceAllocator | None: ...
 
@@ -535,18 +538,33 @@ class PodRunner:
         self._patch_status(status)
 
     def _patch_status(self, status: Obj) -> None:
-        if status == self._last_posted:
-            return
-        try:
-            updated = self.agent.kube.patch(
-                f"/api/v1/namespaces/{self.namespace}/pods/{path_segment(self.name)}/status",
-                {"metadata": {"uid": self.uid}, "status": status},
-                content_type="application/strategic-merge-patch+json")
-            self.pod = updated
-            self._last_posted = status
-        except ApiError as e:
-            if e.status != 404:
-                log.warning("pod %s/%s: status update failed: %s", self.namespace, self.name, e)
+        """Posts the status, retrying until the API server takes it (as the kubelet's status
+        manager does): a status lost while the API server restarts would leave the pod Running
+        forever. Gives up only when the pod is gone (404) or is another pod by now (409)."""
+        delay = 0.2
+        while status != self._last_posted and not self.agent.stopping.is_set():
+            try:
+                updated = self.agent.kube.patch(
+                    f"/api/v1/namespaces/{self.namespace}/pods/{path_segment(self.name)}/status",
+                    {"metadata": {"uid": self.uid}, "status": status},
+                    content_type="application/strategic-merge-patch+json")
+                self.pod = updated
+                self._last_posted = status
+                return
+            except ApiError as e:
+                if e.status in (404, 409):
+                    return
+                if e.status < 500 and e.status != 429:
+                    log.warning("pod %s/%s: status update refused: %s", self.namespace,
+                                self.name, e)
+                    return
+                problem = str(e)
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                problem = str(e)
+            log.warning("pod %s/%s: status update failed, retrying in %.1fs: %s",
+                        self.namespace, self.name, delay, problem)
+            self.agent.stopping.wait(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def tail_log(path: Path, lines: int, limit: int) -> str:
