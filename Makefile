@@ -8,7 +8,7 @@ export KUBECONFIG_LOCAL := $(LOCALCLUSTER_ROOT)/kubeconfig
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv binaries cluster-up cluster-down cluster-status operator-up operator-down \
-        test test-unit test-e2e demo bench lint clean manifests images
+        test test-unit test-e2e faults demo bench lint clean manifests images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test-unit: venv ## unit tests only (no cluster)
 
 test-e2e: setup ## e2e tests only
 	$(BIN)/pytest -m e2e
+
+faults: setup ## the fault suite: batches of VideoJobs under injected failures, with figures
+	$(BIN)/pytest -m fault
 
 demo: operator-up ## run examples/videojob.yaml end to end on the local cluster
 	$(BIN)/python hack/demo.py examples/videojob.yaml

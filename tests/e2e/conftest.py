@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from operator_support import Operator, RedisServer, free_port
@@ -60,3 +61,30 @@ def no_session_operator(operator: Operator) -> None:
     """Only the operator under test runs meanwhile (two operators must never share VideoJobs or
     pools); the next test that needs the session's operator starts it again."""
     operator.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Records whether a test's body failed, for fixtures that keep evidence when it did."""
+    from faults import FAILED
+
+    outcome = yield
+    if call.when == "call":
+        item.stash[FAILED] = outcome.get_result().failed
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's figures, when fault scenarios ran."""
+    from faults import REPORT, REPORT_FILE, save_report
+
+    if not REPORT:
+        return
+    save_report()
+    terminalreporter.section("fault suite")
+    columns = ("scenario", "videojobs", "faults", "lost", "duplicated", "orphaned", "stuck")
+    terminalreporter.write_line("  ".join(columns))
+    for f in REPORT:
+        terminalreporter.write_line("  ".join(str(getattr(f, c)) for c in columns))
+    total = {c: sum(getattr(f, c) for f in REPORT) for c in columns[1:]}
+    terminalreporter.write_line("total  " + "  ".join(str(total[c]) for c in columns[1:]))
+    terminalreporter.write_line(f"(written to {REPORT_FILE})")
