@@ -132,6 +132,7 @@ class NodeAgent:
         self.api_host = api_host
         self.api_port = api_port
         self.image_table = image_table
+        self.image_roots = images.roots()
         self.restart_backoff = restart_backoff
         self.marker = {"LOCALCLUSTER_DIR": str(state_dir)}
         self._allocators = {n.name: DeviceAllocator(n.gpus) for n in nodes if n.gpus}

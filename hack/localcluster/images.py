@@ -31,6 +31,14 @@ class Launch:
     path_prefix: list[str] = field(default_factory=list)
 
 
+def roots(env_prefix: str = sys.prefix) -> list[Path]:
+    """What the images' "filesystem" is on this host: the Python environment the table points
+    into and the source tree installed there in editable mode. A volume mounted over a directory
+    that holds them (an emptyDir at /tmp while the checkout is under /tmp) must not hide them,
+    as a volume never hides an image's own files."""
+    return sorted({Path(env_prefix).resolve(), Path(__file__).resolve().parents[2]})
+
+
 def repository(image: str) -> str:
     """`ghcr.io/videojob/worker:0.1@sha256:…` -> `ghcr.io/videojob/worker`."""
     name = image.split("@", 1)[0]

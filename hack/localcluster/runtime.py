@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
 import urllib3
@@ -54,6 +54,7 @@ class AgentContext(Protocol):
 
     kube: Kube
     image_table: list[images.ImageEntry]
+    image_roots: list[Path]
     pods_dir: Path
     api_host: str
     api_port: str
@@ -381,7 +382,8 @@ class PodRunner:
 
         Sources are first bound to a staging directory, then from there to their targets, so a
         mount over a directory that holds another mount's source (a volume at /tmp while the
-        state directory is under /tmp) cannot hide that source.
+        state directory is under /tmp) cannot hide that source. The images' roots under a
+        volume's mount path are bound back over it in the same way, so the program stays there.
         """
         binds: list[tuple[Path, str, bool]] = []
         for vm in spec.get("volumeMounts") or []:
@@ -393,6 +395,11 @@ class PodRunner:
             binds.append((src, vm["mountPath"], bool(vm.get("readOnly"))))
         binds.append((term_log, spec.get("terminationMessagePath") or "/dev/termination-log",
                       False))
+        targets = [PurePosixPath(dst) for _, dst, _ in binds]
+        for root in self.agent.image_roots:
+            if any(t != PurePosixPath(root) and PurePosixPath(root).is_relative_to(t)
+                   for t in targets):
+                binds.append((root, str(root), False))
         stage = self.staging / spec["name"]
         lines = ["set -e", f"mkdir -p {shlex.quote(str(stage))}"]
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, watch
 
 from kubetest import (
+    REPO,
     TEST_IMAGE,
     Cluster,
     condition,
@@ -405,6 +407,25 @@ print(open(sa + "/namespace").read())
     assert done.status.phase == "Succeeded", logs(cluster, namespace, "whoami")
     assert logs(cluster, namespace, "whoami").split() == [
         f"system:serviceaccount:{namespace}:default", namespace]
+
+
+def test_a_volume_over_the_checkout_does_not_hide_the_image(
+        cluster: Cluster, namespace: str) -> None:
+    """An emptyDir mounted over the directory holding the checkout (as a chart's /tmp volume
+    does when the checkout is under /tmp) hides the host's files there, but not the images'
+    programs and the environment they run from, as a volume never hides an image's files."""
+    parent = REPO.resolve().parent
+    if parent == Path("/"):
+        pytest.skip("the checkout is at the root: there is no directory above it to cover")
+    body = pod("covered", "")
+    container = body["spec"]["containers"][0]
+    del container["command"]
+    container.update(image="ghcr.io/videojob/worker:0.1.0", args=["--version"],
+                     volumeMounts=[{"name": "scratch", "mountPath": str(parent)}])
+    body["spec"]["volumes"] = [{"name": "scratch", "emptyDir": {}}]
+    done = run_pod(cluster, namespace, body)
+    assert done.status.phase == "Succeeded", logs(cluster, namespace, "covered")
+    assert logs(cluster, namespace, "covered").strip() == "0.1.0"
 
 
 def test_a_missing_executable_is_a_start_error(cluster: Cluster, namespace: str) -> None:
