@@ -44,7 +44,7 @@ cluster-status: ## which components are running
 	$(BIN)/python -m localcluster status
 
 test: setup ## unit and e2e tests (starts the local cluster if needed, stops it after)
-	$(BIN)/pytest
+	$(BIN)/pytest -m 'not disruptive'
 
 test-unit: venv ## unit tests only (no cluster)
 	$(BIN)/pytest -m 'not e2e'
@@ -52,7 +52,7 @@ test-unit: venv ## unit tests only (no cluster)
 test-e2e: setup ## e2e tests only
 	$(BIN)/pytest -m e2e
 
-faults: setup ## the fault suite: batches of VideoJobs under injected failures, with figures
+faults: setup ## the fault suite (the disruptive scenarios only run here), with figures
 	$(BIN)/pytest -m fault
 
 demo: operator-up ## run examples/videojob.yaml end to end on the local cluster

@@ -28,7 +28,8 @@ from operator_support import Operator, RedisServer, free_port, wait_until
 
 from kubetest import REPO, Cluster, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.disruptive,
+              pytest.mark.timeout(900)]
 FAST = {"durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 STEADY = "sleep:plan:0.3 sleep:keyframes:0.3 sleep:segments:0.3 sleep:stitch:0.3"
 
