@@ -16,9 +16,11 @@ take keys off the queue, build an `Observation`, ask `planner.plan` what to do, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -40,6 +42,7 @@ Key = tuple[str, str]  # (namespace, VideoJob name)
 log = logging.getLogger("videojob.controller")
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of one VideoJob
+RESYNC_INTERVAL = float(os.environ.get("VIDEOJOB_RESYNC_SECONDS") or 60)
 
 
 class Controller:
@@ -293,24 +296,78 @@ class Controller:
                 self.observe_child(kind, "ADDED", self.raw(item))
         return bool(jobs.items or pods.items)
 
+    async def _list_children(self, namespaces: list[str]) -> list[tuple[str, str | None, Any]]:
+        """(kind, namespace or None for all, listing) of the Jobs and pods of all VideoJobs."""
+        out: list[tuple[str, str | None, Any]] = []
+        if namespaces:
+            for ns in namespaces:
+                out.append(("job", ns, await self.call(
+                    self.batch.list_namespaced_job, ns, label_selector=LABEL_NAME)))
+                out.append(("pod", ns, await self.call(
+                    self.core.list_namespaced_pod, ns, label_selector=LABEL_NAME)))
+        else:
+            out.append(("job", None, await self.call(
+                self.batch.list_job_for_all_namespaces, label_selector=LABEL_NAME)))
+            out.append(("pod", None, await self.call(
+                self.core.list_pod_for_all_namespaces, label_selector=LABEL_NAME)))
+        return out
+
     async def prime(self, namespaces: list[str]) -> None:
         """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
         operator never takes "not in the cache yet" for "gone"."""
-        listings: list[tuple[str, Any]] = []
-        if namespaces:
-            for ns in namespaces:
-                listings.append(("job", await self.call(
-                    self.batch.list_namespaced_job, ns, label_selector=LABEL_NAME)))
-                listings.append(("pod", await self.call(
-                    self.core.list_namespaced_pod, ns, label_selector=LABEL_NAME)))
-        else:
-            listings.append(("job", await self.call(
-                self.batch.list_job_for_all_namespaces, label_selector=LABEL_NAME)))
-            listings.append(("pod", await self.call(
-                self.core.list_pod_for_all_namespaces, label_selector=LABEL_NAME)))
-        for kind, listing in listings:
+        for kind, _, listing in await self._list_children(namespaces):
             for item in listing.items:
                 self.observe_child(kind, "ADDED", self.raw(item))
+
+    async def resync(self, namespaces: list[str], stop: asyncio.Event,
+                     interval: float = RESYNC_INTERVAL) -> None:
+        """The safety net an informer's resync period is: every `interval` seconds the Jobs and
+        pods are listed again, and whatever the caches hold differently is fed in as an event.
+        A watch event lost while the API server restarts would otherwise leave a VideoJob
+        waiting for a stage that has long finished."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                return
+            try:
+                listings = await self._list_children(namespaces)
+            except Exception as e:  # the next round tries again
+                log.warning("resync listing failed: %s", e)
+                continue
+            for kind, ns, listing in listings:
+                self.refresh(kind, ns, [self.raw(i) for i in listing.items],
+                             _rv({"metadata": {"resourceVersion":
+                                               listing.metadata.resource_version}}))
+
+    def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
+                listing_rv: int) -> int:
+        """Feeds a fresh listing into a cache: objects newer or missing there as events, cached
+        ones the listing no longer has (and older than it) as deletions. Returns the changes."""
+        cache = self.jobs if kind == "job" else self.pods
+        changes = 0
+        present: set[tuple[str, str]] = set()
+        for obj in listed:
+            meta = obj["metadata"]
+            owner = (meta.get("labels") or {}).get(LABEL_NAME)
+            if not owner:
+                continue
+            present.add((meta["namespace"], meta["name"]))
+            held = cache.get((meta["namespace"], owner), {}).get(meta["name"])
+            if held is None or (held["metadata"].get("uid") != meta.get("uid")
+                                or _rv(held) < _rv(obj)):
+                self.observe_child(kind, "MODIFIED" if held else "ADDED", obj)
+                changes += 1
+        for key, objs in list(cache.items()):
+            if namespace is not None and key[0] != namespace:
+                continue
+            for name, obj in list(objs.items()):
+                if (key[0], name) not in present and _rv(obj) < listing_rv:
+                    self.observe_child(kind, "DELETED", obj)
+                    changes += 1
+        if changes:
+            log.info("resync: %d %s change(s) the watch had not delivered", changes, kind)
+        return changes
 
     def raw(self, model: Any) -> Obj:
         raw: Obj = self.api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]

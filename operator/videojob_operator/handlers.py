@@ -57,7 +57,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["controller"] = controller
     stop = asyncio.Event()
     memo["stop"] = stop
-    tasks = [asyncio.create_task(controller.admitter.run(stop), name="admission")]
+    tasks = [asyncio.create_task(controller.admitter.run(stop), name="admission"),
+             asyncio.create_task(controller.resync(NAMESPACES, stop), name="resync")]
     if cfg.redis_url:
         tasks.append(asyncio.create_task(
             progress.follow(cfg.redis_url, controller.observe_progress, stop)))

@@ -1,0 +1,59 @@
+"""The resync safety net: a fresh listing corrects the caches where the watch missed events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from videojob_operator.config import OperatorConfig
+from videojob_operator.controller import Controller
+
+
+def job(name: str, rv: int, *, vj: str = "clip", ns: str = "a", uid: str = "u",
+        complete: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "Complete", "status": "True"}] if complete else []
+    return {"metadata": {"name": name, "namespace": ns, "uid": f"{uid}-{name}",
+                         "resourceVersion": str(rv), "labels": {"videojob.dev/name": vj}},
+            "spec": {}, "status": {"conditions": conditions}}
+
+
+def controller() -> Controller:
+    c = Controller(OperatorConfig(), client.ApiClient())
+    c.admitter.trigger = lambda: None  # type: ignore[method-assign]
+    return c
+
+
+def test_a_completion_the_watch_missed_is_fed_in_and_the_videojob_queued() -> None:
+    c = controller()
+    c.observe_child("job", "ADDED", job("clip-plan", 10))
+    c.queued.clear()
+    while not c.queue.empty():
+        c.queue.get_nowait()
+    changes = c.refresh("job", None, [job("clip-plan", 12, complete=True)], 20)
+    assert changes == 1
+    assert c.jobs[("a", "clip")]["clip-plan"]["status"]["conditions"][0]["type"] == "Complete"
+    assert ("a", "clip") in c.queued
+
+
+def test_an_unchanged_listing_changes_nothing() -> None:
+    c = controller()
+    c.observe_child("job", "ADDED", job("clip-plan", 10))
+    assert c.refresh("job", None, [job("clip-plan", 10)], 20) == 0
+
+
+def test_a_deletion_the_watch_missed_is_fed_in_but_not_a_job_newer_than_the_listing() -> None:
+    c = controller()
+    c.observe_child("job", "ADDED", job("clip-plan", 10))
+    c.observe_child("job", "ADDED", job("clip-keyframes", 25))  # created after the listing
+    c.observe_child("job", "ADDED", job("other-plan", 5, ns="b", vj="other"))
+    assert c.refresh("job", "a", [], 20) == 1
+    assert list(c.jobs[("a", "clip")]) == ["clip-keyframes"]
+    assert "other-plan" in c.jobs[("b", "other")]  # another namespace's listing decides it
+
+
+def test_a_recreated_object_with_the_same_name_replaces_the_old_one() -> None:
+    c = controller()
+    c.observe_child("job", "ADDED", job("clip-plan", 30, uid="old"))
+    assert c.refresh("job", None, [job("clip-plan", 12, uid="new")], 40) == 1
+    assert c.jobs[("a", "clip")]["clip-plan"]["metadata"]["uid"] == "new-clip-plan"
