@@ -261,7 +261,7 @@ class NodeAgent:
         """A deleted pod this agent is not running: moved to a terminal phase first (as the
         kubelet does, so the Job controller counts it as failed and replaces it), then gone."""
         meta = pod["metadata"]
-        if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+        if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             self._lost(pod)
         try:
             self.kube.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/"

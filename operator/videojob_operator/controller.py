@@ -337,8 +337,7 @@ class Controller:
                 continue
             for kind, ns, listing in listings:
                 self.refresh(kind, ns, [self.raw(i) for i in listing.items],
-                             _rv({"metadata": {"resourceVersion":
-                                               listing.metadata.resource_version}}))
+                             int(listing.metadata.resource_version or 0))
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
                 listing_rv: int) -> int:
