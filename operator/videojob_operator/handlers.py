@@ -29,6 +29,41 @@ log = logging.getLogger("videojob.handlers")
 NAMESPACES: list[str] = []
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled state": only `on.event` handlers are registered, and kopf needs a diff
+    base for change handlers alone. Its default still deep-copies every object of every event
+    (status included) to build one, the operator's largest CPU cost under load."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
+class NoProgress(kopf.ProgressStorage):
+    """No handler progress: `on.event` handlers are not retried by kopf, so there is none to
+    keep (and nothing is written into the objects' annotations or status)."""
+
+    def fetch(self, *, key: Any, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, key: Any, record: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        pass
+
+    def purge(self, *, key: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        pass
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        pass
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        return essence
+
+
 def api_client() -> client.ApiClient:
     cfg = client.Configuration()
     try:
@@ -49,6 +84,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.request_timeout = 60
     # Events are the controller's to write (with reasons users can filter on).
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = NoDiffBase()
+    settings.persistence.progress_storage = NoProgress()
     cfg = operator_config.load()
     controller = Controller(cfg, api_client())
     metrics.watch_phases(lambda: list(controller.videojobs.values()))
