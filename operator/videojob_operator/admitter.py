@@ -198,7 +198,7 @@ class Admitter:
             body["metadata"]["annotations"] = {ANNOTATION_ADMITTED_AT: ts_micro(now)}
             body["spec"]["suspend"] = False
         try:
-            updated = await c.call(c.batch.patch_namespaced_job, a.job, a.namespace, body)
+            updated = await c.call_json(c.batch.patch_namespaced_job, a.job, a.namespace, body)
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("admitting Job %s failed: %s %s", a.job, e.status, e.reason,
@@ -206,7 +206,7 @@ class Admitter:
             metrics.ADMISSION_ERRORS.labels(d.pool).inc()
             self.trigger()  # decide again from the newer state
             return a, False
-        c.observe_child("job", "MODIFIED", c.raw(updated))
+        c.observe_child("job", "MODIFIED", updated)
         band = admission.band(a.priority)
         metrics.ADMITTED_PODS.labels(d.pool).inc(a.pods)
         if not a.widen:

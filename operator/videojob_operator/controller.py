@@ -46,7 +46,7 @@ RESYNC_INTERVAL = float(os.environ.get("VIDEOJOB_RESYNC_SECONDS") or 60)
 
 
 class Controller:
-    def __init__(self, config: OperatorConfig, api: client.ApiClient, *, workers: int = 8,
+    def __init__(self, config: OperatorConfig, api: client.ApiClient, *, workers: int = 16,
                  clock: Callable[[], dt.datetime] | None = None) -> None:
         self.config = config
         self.api = api
@@ -56,6 +56,7 @@ class Controller:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.videojobs: dict[Key, Obj] = {}
+        self.keys_by_uid: dict[str, Key] = {}  # progress reports name a VideoJob by its uid
         self.jobs: dict[Key, dict[str, Obj]] = defaultdict(dict)
         self.pods: dict[Key, dict[str, Obj]] = defaultdict(dict)
         # uid -> (stage, index) -> latest progress report
@@ -67,6 +68,8 @@ class Controller:
         self.active: set[Key] = set()
         self.dirty: set[Key] = set()
         self.timers: dict[Key, asyncio.TimerHandle] = {}
+        # The last Event posting of each VideoJob still under way (the next one waits for it).
+        self.event_tails: dict[Key, asyncio.Task[None]] = {}
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
         self.worker_count = workers
         self.tasks: list[asyncio.Task[None]] = []
@@ -82,6 +85,8 @@ class Controller:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.event_tails:  # the Events already decided, given a moment to be posted
+            await asyncio.wait(list(self.event_tails.values()), timeout=5)
         for timer in self.timers.values():
             timer.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -94,6 +99,8 @@ class Controller:
         if event_type == "DELETED":
             self.videojobs.pop(key, None)
             self.progress.pop(meta.get("uid", ""), None)
+            if self.keys_by_uid.get(meta.get("uid", "")) == key:
+                del self.keys_by_uid[meta["uid"]]
             self.last_status_write.pop(key, None)
             timer = self.timers.pop(key, None)
             if timer:
@@ -104,6 +111,7 @@ class Controller:
         if old is not None and _rv(old) > _rv(obj):
             return  # an older copy than one we already hold (our own patch answered first)
         self.videojobs[key] = obj
+        self.keys_by_uid[meta["uid"]] = key
         self.enqueue(key)
         self.admitter.trigger()  # priority, suspension and deletion change the queue
 
@@ -128,11 +136,12 @@ class Controller:
         self.admitter.trigger()  # a slot may have freed, or a Job joined the queue
 
     def observe_progress(self, uid: str, view: planner.ProgressView) -> None:
+        # Kept even before the VideoJob is in the cache: after a restart, the reports still in
+        # Redis may arrive before kopf's first listing.
         self.progress[uid][(view.stage, view.index)] = view
-        for key, vj in self.videojobs.items():
-            if vj["metadata"].get("uid") == uid:
-                self.enqueue(key)
-                return
+        key = self.keys_by_uid.get(uid)
+        if key is not None and key in self.videojobs:
+            self.enqueue(key)
 
     # -- the queue --------------------------------------------------------------------------
 
@@ -218,6 +227,22 @@ class Controller:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
+    async def call_json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        """`call` for an API call answering with an object or a list: its JSON as a dict. The
+        client's models are skipped: decoding a Job into them and back to a dict costs more CPU
+        than the request itself, and the caches hold dicts anyway."""
+
+        def run() -> Obj:
+            response = fn(*args, _preload_content=False, **kwargs)
+            try:
+                doc: Obj = json.loads(response.data)
+            finally:
+                response.release_conn()
+            return doc
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, run)
+
     async def apply(self, key: Key, vj: Obj, plan: planner.Plan) -> None:
         ns, name = key
         meta = vj["metadata"]
@@ -235,10 +260,10 @@ class Controller:
         for manifest in plan.create_jobs:
             stage = manifest["metadata"]["labels"]["videojob.dev/stage"]
             try:
-                created = await self.call(self.batch.create_namespaced_job, ns, manifest)
+                created = await self.call_json(self.batch.create_namespaced_job, ns, manifest)
                 log.info("created Job %s", manifest["metadata"]["name"],
                          extra=ctx(ns, name, stage))
-                self.observe_child("job", "ADDED", self.raw(created))  # queue it at once
+                self.observe_child("job", "ADDED", created)  # queue it at once
                 metrics.JOBS_CREATED.labels(stage).inc()
             except ApiException as e:
                 if e.status != 409:
@@ -246,10 +271,10 @@ class Controller:
         for job_name, suspend in plan.suspend_jobs.items():
             # Back in the queue from now on: admission unsuspends it again after a resume.
             queued_at = planner.ts_micro(self.clock())
-            updated = await self.call(self.batch.patch_namespaced_job, job_name, ns, {
+            updated = await self.call_json(self.batch.patch_namespaced_job, job_name, ns, {
                 "metadata": {"annotations": {ANNOTATION_QUEUED_AT: queued_at}},
                 "spec": {"suspend": suspend}})
-            self.observe_child("job", "MODIFIED", self.raw(updated))
+            self.observe_child("job", "MODIFIED", updated)
             log.info("%s Job %s", "suspended" if suspend else "resumed", job_name, extra=extra)
         for job_name in plan.delete_jobs:
             try:
@@ -267,7 +292,7 @@ class Controller:
                 return  # not recorded (stale or rate-limited): no Events for it either, yet
             resource_version = written
         for event in plan.events:
-            await self._event(vj, event)
+            self._post_event(key, vj, event)
         if plan.remove_finalizer and plan.confirm_gone and await self._children_left(key, vj):
             self.enqueue_after(key, 0.5)
         elif plan.remove_finalizer:
@@ -289,26 +314,28 @@ class Controller:
         """Reads the VideoJob's Jobs and pods from the API (not the cache) into the cache;
         True if any is left."""
         selector = f"{LABEL_UID}={vj['metadata']['uid']}"
-        jobs = await self.call(self.batch.list_namespaced_job, key[0], label_selector=selector)
-        pods = await self.call(self.core.list_namespaced_pod, key[0], label_selector=selector)
+        jobs = await self.call_json(self.batch.list_namespaced_job, key[0],
+                                    label_selector=selector)
+        pods = await self.call_json(self.core.list_namespaced_pod, key[0],
+                                    label_selector=selector)
         for kind, listing in (("job", jobs), ("pod", pods)):
-            for item in listing.items:
-                self.observe_child(kind, "ADDED", self.raw(item))
-        return bool(jobs.items or pods.items)
+            for item in listing.get("items") or []:
+                self.observe_child(kind, "ADDED", _with_kind(item, kind))
+        return bool(jobs.get("items") or pods.get("items"))
 
-    async def _list_children(self, namespaces: list[str]) -> list[tuple[str, str | None, Any]]:
+    async def _list_children(self, namespaces: list[str]) -> list[tuple[str, str | None, Obj]]:
         """(kind, namespace or None for all, listing) of the Jobs and pods of all VideoJobs."""
-        out: list[tuple[str, str | None, Any]] = []
+        out: list[tuple[str, str | None, Obj]] = []
         if namespaces:
             for ns in namespaces:
-                out.append(("job", ns, await self.call(
+                out.append(("job", ns, await self.call_json(
                     self.batch.list_namespaced_job, ns, label_selector=LABEL_NAME)))
-                out.append(("pod", ns, await self.call(
+                out.append(("pod", ns, await self.call_json(
                     self.core.list_namespaced_pod, ns, label_selector=LABEL_NAME)))
         else:
-            out.append(("job", None, await self.call(
+            out.append(("job", None, await self.call_json(
                 self.batch.list_job_for_all_namespaces, label_selector=LABEL_NAME)))
-            out.append(("pod", None, await self.call(
+            out.append(("pod", None, await self.call_json(
                 self.core.list_pod_for_all_namespaces, label_selector=LABEL_NAME)))
         return out
 
@@ -316,8 +343,8 @@ class Controller:
         """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
         operator never takes "not in the cache yet" for "gone"."""
         for kind, _, listing in await self._list_children(namespaces):
-            for item in listing.items:
-                self.observe_child(kind, "ADDED", self.raw(item))
+            for item in listing.get("items") or []:
+                self.observe_child(kind, "ADDED", _with_kind(item, kind))
 
     async def resync(self, namespaces: list[str], stop: asyncio.Event,
                      interval: float = RESYNC_INTERVAL) -> None:
@@ -336,8 +363,8 @@ class Controller:
                 log.warning("resync listing failed: %s", e)
                 continue
             for kind, ns, listing in listings:
-                self.refresh(kind, ns, [self.raw(i) for i in listing.items],
-                             int(listing.metadata.resource_version or 0))
+                self.refresh(kind, ns, [_with_kind(i, kind) for i in listing.get("items") or []],
+                             int((listing.get("metadata") or {}).get("resourceVersion") or 0))
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
                 listing_rv: int) -> int:
@@ -367,10 +394,6 @@ class Controller:
         if changes:
             log.info("resync: %d %s change(s) the watch had not delivered", changes, kind)
         return changes
-
-    def raw(self, model: Any) -> Obj:
-        raw: Obj = self.api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
-        return raw
 
     async def _write_status(self, key: Key, vj: Obj, plan: planner.Plan,
                             resource_version: str) -> str | None:
@@ -430,9 +453,30 @@ class Controller:
             if old is None or _rv(updated) >= _rv(old):
                 self.videojobs[key] = updated
 
-    async def _event(self, vj: Obj, event: planner.Event) -> None:
+    def _post_event(self, key: Key, vj: Obj, event: planner.Event) -> None:
+        """Posts an Event in the background, in order for each VideoJob. A reconcile does not
+        wait for its Events: they are best-effort records (client-go's recorder is asynchronous
+        too), and awaiting three of them made every stage hand-off three round trips longer."""
+        previous = self.event_tails.get(key)
+        at = self.clock()
+
+        async def post() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self._event(vj, event, at)
+
+        task = asyncio.get_running_loop().create_task(post())
+        self.event_tails[key] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self.event_tails.get(key) is t:
+                del self.event_tails[key]
+
+        task.add_done_callback(done)
+
+    async def _event(self, vj: Obj, event: planner.Event, at: dt.datetime) -> None:
         meta = vj["metadata"]
-        now = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         body = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
@@ -446,10 +490,13 @@ class Controller:
             "action": event.reason,
         }
         try:
-            await self.call(self.core.create_namespaced_event, meta["namespace"], body)
+            await self.call_json(self.core.create_namespaced_event, meta["namespace"], body)
             metrics.EVENTS.labels(event.type).inc()
         except ApiException as e:
             log.warning("event %s not recorded: %s", event.reason, e.reason,
+                        extra=ctx(meta["namespace"], meta["name"]))
+        except Exception as e:  # in the background: nobody else would see it
+            log.warning("event %s not recorded: %s", event.reason, e,
                         extra=ctx(meta["namespace"], meta["name"]))
 
 
@@ -458,6 +505,17 @@ def _api_message(e: ApiException) -> str:
         return str(json.loads(e.body or "{}").get("message", ""))
     except ValueError:
         return str(e.body or "")[:300]
+
+
+def _with_kind(item: Obj, kind: str) -> Obj:
+    """A list's item as a watch delivers it: the items of a list carry no apiVersion/kind."""
+    if kind == "job":
+        item.setdefault("apiVersion", "batch/v1")
+        item.setdefault("kind", "Job")
+    else:
+        item.setdefault("apiVersion", "v1")
+        item.setdefault("kind", "Pod")
+    return item
 
 
 def _rv(obj: Obj) -> int:
