@@ -61,6 +61,17 @@ class Admitter:
         self.publish: list[Any] = []  # callbacks(decisions, held) after each pass
         self.passes = 0
         self.pool_owner: list[Obj] | None = None
+        # Admission at creation (admit_on_create). Each pass takes a snapshot of the caches;
+        # `decided` holds every pool's newest decision with the snapshot it came from, as soon
+        # as it is made (its patches may still be under way). Admissions at creation made since
+        # that snapshot (`at_creation`: snapshot, pool, slots) are not in it, nor is a Job
+        # created suspended because there was no room (`refused_at`: pool -> snapshot).
+        self.snapshot = 0
+        self.decided: dict[str, tuple[int, PoolDecision]] = {}
+        self.at_creation: list[tuple[int, str, int]] = []
+        self.refused_at: dict[str, int] = {}
+        # Jobs admitted at creation whose create is under way: counted as admitted by passes.
+        self.creating: dict[tuple[str, str], Workload] = {}
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -94,6 +105,8 @@ class Admitter:
     async def admit(self) -> None:
         started = time.perf_counter()
         config = self.controller.config
+        self.snapshot += 1
+        snapshot = self.snapshot
         workloads = self.workloads()
         decisions: dict[str, PoolDecision] = {}
         for name, pool in config.pools.items():
@@ -107,6 +120,9 @@ class Admitter:
                 target_queue_length=pool.target_queue_length,
                 strategy=pool.strategy)
             decisions[name] = admission.decide(name, limits, workloads)
+            self.decided[name] = (snapshot, decisions[name])
+        self.decided = {name: self.decided[name] for name in decisions}  # pools removed
+        self.at_creation = [e for e in self.at_creation if e[0] >= snapshot]
         # Metrics first: they show the decided state while the patches are under way.
         self._report(decisions)
         results = await asyncio.gather(*(self._admit(d, a) for d in decisions.values()
@@ -182,7 +198,70 @@ class Admitter:
                     queued_at=(meta.get("annotations") or {}).get(ANNOTATION_QUEUED_AT),
                     admitted_at=(meta.get("annotations") or {}).get(ANNOTATION_ADMITTED_AT),
                 ))
-        return out
+        return out + list(self.creating.values())
+
+    # -- admission at creation --------------------------------------------------------------
+
+    def admit_on_create(self, manifest: Obj, videojob: Obj) -> int:
+        """How many pods of a stage Job about to be created to admit at once (0: create it
+        suspended, into the queue). Only when nothing waits in its pool, so no one is passed
+        over, and only what the next pass would grant it (admission.admit_at_creation), from the
+        pool's newest decision plus every admission since. The planner creates every Job
+        suspended; a stage that need not wait is thus created running: one write instead of
+        two, and no pass and round trip between the previous stage's end and this one's
+        start. Call `created` once the create has returned or failed."""
+        config = self.controller.config
+        meta, spec = manifest["metadata"], manifest["spec"]
+        try:
+            pool_name = pools.pool_of(config.pools, (meta.get("labels") or {}).get(
+                LABEL_STAGE, ""))
+        except StopIteration:
+            return 0
+        entry = self.decided.get(pool_name)
+        if entry is None or ((videojob.get("spec") or {}).get("suspend")):
+            return 0
+        snapshot, d = entry
+        if self.refused_at.get(pool_name, -1) >= snapshot:
+            return 0  # a Job joined the queue since the decision: it goes first
+        granted = {(a.namespace, a.job): a.pods for a in d.admits}
+        if any(w.wanted > granted.get((w.namespace, w.job), 0) for w in d.order):
+            return 0  # someone waits
+        slots = {(w.namespace, w.job): w.slots_per_pod for w in d.order}
+        since = (sum(a.pods * slots.get((a.namespace, a.job), 1) for a in d.admits)
+                 + sum(n for s, p, n in self.at_creation if p == pool_name and s >= snapshot))
+        per_pod = pools.slots_per_pod(config.pools[pool_name],
+                                      _gpus(spec, config.defaults.gpu_resource_name),
+                                      config.defaults.gpu_count)
+        completions = int(spec.get("completions") or 1)
+        pods = admission.admit_at_creation(
+            d.limits, scaling.PoolLoad(queued=0, running=d.load.running,
+                                       pending=d.load.pending + since),
+            completions, per_pod)
+        if pods <= 0:
+            self.refused_at[pool_name] = self.snapshot
+            return 0
+        self.at_creation.append((self.snapshot, pool_name, pods * per_pod))
+        vj_meta = videojob["metadata"]
+        self.creating[(meta["namespace"], meta["name"])] = Workload(
+            namespace=meta["namespace"], job=meta["name"], videojob=vj_meta["name"],
+            stage=meta["labels"][LABEL_STAGE], pool=pool_name,
+            priority=int((videojob.get("spec") or {}).get("priority") or 0),
+            created=vj_meta.get("creationTimestamp") or "", completions=completions,
+            succeeded=0, parallelism=pods, suspended=False, held=False, finished=False,
+            slots_per_pod=per_pod)
+        band = admission.band(int((videojob.get("spec") or {}).get("priority") or 0))
+        self.admitted_total[pool_name] += 1
+        metrics.ADMITTED.labels(pool_name, band).inc()
+        metrics.ADMITTED_PODS.labels(pool_name).inc(pods)
+        metrics.ADMISSION_WAIT.labels(pool_name, band).observe(0.0)
+        log.info("admitted Job %s in pool %s at creation: parallelism %d", meta["name"],
+                 pool_name, pods, extra=ctx(meta["namespace"], vj_meta["name"]))
+        return pods
+
+    def created(self, namespace: str, job: str) -> None:
+        """The create of a Job admitted at creation returned (its Job is in the cache) or
+        failed (a 409: the Job existed, and passes see that one)."""
+        self.creating.pop((namespace, job), None)
 
     # -- acting ---------------------------------------------------------------------------
 

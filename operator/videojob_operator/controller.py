@@ -31,7 +31,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from . import metrics, planner
-from .admitter import Admitter
+from .admitter import ANNOTATION_ADMITTED_AT, Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .jobs import ANNOTATION_QUEUED_AT, LABEL_NAME, LABEL_UID
@@ -257,17 +257,36 @@ class Controller:
             if updated["metadata"].get("generation") == meta.get("generation"):
                 # Only our finalizer changed: the plan still holds for the new version.
                 resource_version = updated["metadata"]["resourceVersion"]
+        admitted_on_create = False
         for manifest in plan.create_jobs:
             stage = manifest["metadata"]["labels"]["videojob.dev/stage"]
+            job_name = manifest["metadata"]["name"]
+            pods = self.admitter.admit_on_create(manifest, vj)
+            if pods:
+                manifest["metadata"]["annotations"][ANNOTATION_ADMITTED_AT] = planner.ts_micro(
+                    self.clock())
+                manifest["spec"].update(suspend=False, parallelism=pods)
             try:
                 created = await self.call_json(self.batch.create_namespaced_job, ns, manifest)
-                log.info("created Job %s", manifest["metadata"]["name"],
-                         extra=ctx(ns, name, stage))
+                log.info("created Job %s", job_name, extra=ctx(ns, name, stage))
                 self.observe_child("job", "ADDED", created)  # queue it at once
                 metrics.JOBS_CREATED.labels(stage).inc()
+                admitted_on_create = admitted_on_create or bool(pods)
             except ApiException as e:
                 if e.status != 409:
                     raise
+            finally:
+                if pods:
+                    self.admitter.created(ns, job_name)
+        if admitted_on_create:
+            # The stage started as it was created: plan again from the cache that holds its
+            # Job now, so the status says Running in one write (not Queued, then Running) and
+            # no StageQueued Event tells of a wait that never happened.
+            fresh = self.observation(key)
+            if fresh is not None:
+                vj, plan = fresh.videojob, planner.plan(fresh, self.config)
+                meta = vj["metadata"]
+                resource_version = meta["resourceVersion"]
         for job_name, suspend in plan.suspend_jobs.items():
             # Back in the queue from now on: admission unsuspends it again after a resume.
             queued_at = planner.ts_micro(self.clock())

@@ -6,7 +6,14 @@ import datetime as dt
 from dataclasses import replace
 from typing import Any
 
-from videojob_operator.admission import PoolLimits, Workload, band, decide, wait_seconds
+from videojob_operator.admission import (
+    PoolLimits,
+    Workload,
+    admit_at_creation,
+    band,
+    decide,
+    wait_seconds,
+)
 
 
 def work(name: str, ns: str = "a", *, priority: int = 0, created: str = "2026-01-01T00:00:00Z",
@@ -144,3 +151,29 @@ def test_bands_and_waits() -> None:
     now = dt.datetime(2026, 1, 1, 0, 0, 3, 500000, tzinfo=dt.UTC)
     assert wait_seconds("2026-01-01T00:00:01.000000Z", now) == 2.5
     assert wait_seconds(None, now) is None and wait_seconds("garbage", now) is None
+
+
+def test_admission_at_creation_grants_what_the_next_pass_would() -> None:
+    # Over pools of every shape, a new Job in an empty queue gets at creation exactly what
+    # decide() would give it once it sits suspended in the cache.
+    for max_c in (1, 2, 3, 8):
+        for strategy in ("default", "accurate", "eager"):
+            for target in (1, 3):
+                for busy in range(max_c + 2):
+                    for completions, slots in ((1, 1), (4, 1), (2, 2)):
+                        limits = PoolLimits(max_c, target_queue_length=target,
+                                            strategy=strategy)  # type: ignore[arg-type]
+                        others = [running(f"r{i}") for i in range(busy)]
+                        new = work("new", stage="segments", completions=completions,
+                                   parallelism=completions, slots_per_pod=slots)
+                        d = decide("gpu", limits, [*others, new])
+                        expected = sum(a.pods for a in d.admits if a.videojob == "new")
+                        got = admit_at_creation(limits, replace(d.load, queued=0),
+                                                completions, slots)
+                        assert got == expected, (max_c, strategy, target, busy, completions)
+
+
+def test_nothing_is_admitted_at_creation_into_a_full_pool() -> None:
+    full = decide("gpu", PoolLimits(2), [running("a"), running("b")]).load
+    assert admit_at_creation(PoolLimits(2), full, 1, 1) == 0
+    assert admit_at_creation(PoolLimits(3), full, 4, 1) == 1  # narrower, widened later
