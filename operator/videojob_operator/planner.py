@@ -193,14 +193,18 @@ def dump_status(status: VideoJobStatus) -> Obj:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-# Fast-moving figures: written at most once a second (controller.py), not transitions.
+# Fast-moving figures: written at most once a second (controller.py), not transitions. A
+# stage's pod count (`attempts`) and scenes rendered (`completed`) are figures of its progress
+# too: counted as transitions, a stage's pod starting cost a write of its own, a moment after
+# the write that started the stage.
 PROGRESS_KEYS = ("progress", "message", "queuePosition")
+STAGE_PROGRESS_KEYS = ("progress", "message", "attempts", "completed")
 
 
 def strip_progress(doc: Obj) -> Obj:
     """The status without its fast-moving figures, to tell real transitions from progress."""
     out = {k: v for k, v in doc.items() if k not in PROGRESS_KEYS}
-    out["stages"] = [{k: v for k, v in s.items() if k not in ("progress", "message")}
+    out["stages"] = [{k: v for k, v in s.items() if k not in STAGE_PROGRESS_KEYS}
                      for s in doc.get("stages", [])]
     return out
 

@@ -280,3 +280,13 @@ def test_ttl_deletes_the_finished_videojob() -> None:
                                                        "completionTime": "2026-01-01T12:00:00Z"})
     assert not run(vj, now=T0 + dt.timedelta(seconds=30)).delete_videojob
     assert run(vj, now=T0 + dt.timedelta(seconds=61)).delete_videojob
+
+
+def test_a_stage_pod_starting_is_progress_not_a_transition() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
+    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True), job("keyframes")]))
+    p = run(vj, [job("plan", succeeded=1, complete=True), job("keyframes", active=1)])
+    assert p.status is not None and p.progress_only  # attempts 0 -> 1, folded into progress
+    keyframes = next(s for s in p.status["stages"] if s["name"] == "keyframes")
+    assert keyframes["attempts"] == 1
