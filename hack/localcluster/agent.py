@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import urllib3
 import yaml
 
 from . import images
@@ -160,7 +161,10 @@ class NodeAgent:
         }
         try:
             self.kube.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
-        except ApiError as e:
+        except (ApiError, OSError, urllib3.exceptions.HTTPError) as e:
+            # Best-effort, as the kubelet's event recorder: an API server that is down drops
+            # the event. Raising here killed the pod's runner, and the pod stayed Running in
+            # the API forever (found by the API-server-restart fault scenario).
             log.debug("event %s for %s/%s not recorded: %s", reason, meta["namespace"],
                       meta["name"], e)
 

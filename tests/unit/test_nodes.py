@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import urllib3
 
-from localcluster.agent import DEFAULT_NODES, load_nodes, node_object, node_status
+from localcluster.agent import DEFAULT_NODES, NodeAgent, load_nodes, node_object, node_status
 
 
 def test_default_nodes_are_one_cpu_and_one_two_gpu_node() -> None:
@@ -43,3 +44,16 @@ def test_an_empty_node_file_is_rejected(tmp_path: Path) -> None:
     f.write_text("nodes: []\n")
     with pytest.raises(ValueError, match="no nodes"):
         load_nodes(f)
+
+
+def test_a_pod_event_the_api_server_cannot_take_is_dropped(tmp_path: Path) -> None:
+    # The API server down while a container starts: the event is lost, the pod's runner goes
+    # on (an exception here once left pods Running in the API forever).
+    class Down:
+        def create(self, path: str, body: object) -> object:
+            raise urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+
+    agent = NodeAgent(Down(), load_nodes(DEFAULT_NODES), tmp_path, port=0,  # type: ignore[arg-type]
+                      tls=("", "", ""), api_host="127.0.0.1", api_port="6443", image_table=[])
+    pod = {"metadata": {"name": "p", "namespace": "n", "uid": "u"}, "spec": {"nodeName": "x"}}
+    agent.event(pod, "Normal", "Started", "Started container main")
