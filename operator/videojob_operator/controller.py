@@ -140,7 +140,15 @@ class Controller:
         # Redis may arrive before kopf's first listing.
         self.progress[uid][(view.stage, view.index)] = view
         key = self.keys_by_uid.get(uid)
-        if key is not None and key in self.videojobs:
+        if key is None or key not in self.videojobs:
+            return
+        # A report only ever changes progress figures, written at most once a second: look
+        # when that write may happen, not at every report (workers report ten times a second,
+        # and each look is a full plan).
+        since = time.monotonic() - self.last_status_write.get(key, 0.0)
+        if since < PROGRESS_WRITE_INTERVAL:
+            self.enqueue_after(key, PROGRESS_WRITE_INTERVAL - since)
+        else:
             self.enqueue(key)
 
     # -- the queue --------------------------------------------------------------------------
