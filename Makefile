@@ -58,10 +58,14 @@ faults: setup ## the fault suite (the disruptive scenarios only run here), with 
 demo: operator-up ## run examples/videojob.yaml end to end on the local cluster
 	$(BIN)/python hack/demo.py examples/videojob.yaml
 
-bench: setup ## benchmarks; results in bench/results/
+bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/admission.py
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/progress.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/summary.py
 
 images: ## build the operator and worker images with podman (localhost/videojob/*)
 	hack/build-images.sh

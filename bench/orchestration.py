@@ -1,0 +1,273 @@
+"""Orchestration overhead and stage hand-off latency: the operator against the floor.
+
+N VideoJobs at once whose stages do no work (the scripted worker with no directives: each pod
+starts, reports 100 %, exits 0), N = 50 and 200, on a testbed cluster with room for every pod
+(testbed.py), the pools wide enough that admission never holds a stage back.
+
+The baseline, measured in the same run on the same cluster: a minimal driver with no VideoJob,
+no status, no queue. It creates each VideoJob's plan Job (the operator's own manifests, from
+jobs.stage_job, unsuspended and relabelled so the operator never sees them) and, from one watch,
+creates the next stage's Job the moment it sees the previous one Complete: the floor the API
+server, the Job controller and the node allow.
+
+- `orchestration_ratio_<N>`: makespan (first create -> last VideoJob Succeeded, as a user
+  watching `kubectl get vj` sees it) of the operator / makespan (first create -> last publish
+  Job Complete) of the floor; median over repeats, runs alternating floor/operator.
+- `handoff_p50_ms`, `handoff_p99_ms`: Job seen Complete -> the next stage's Job seen created,
+  through one watch, over every hand-off of every operator run at the largest N. The floor's
+  figure (its watch, then one create) is reported beside it, and so is the time to the next
+  Job's admission (`suspend: false`), which includes the queue.
+- `writes_per_videojob` and API requests per VideoJob by verb: the API server's own count of
+  the operator's requests (testbed.py) over the runs at the largest N, divided by N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from report import describe, save
+from testbed import (
+    GROUP,
+    PLURAL,
+    STAGES,
+    VERSION,
+    WRITE_VERBS,
+    Stream,
+    Testbed,
+    events_created,
+    parallel,
+    percentile,
+    testbed,
+    wait_until,
+)
+
+from videojob_operator import jobs
+from videojob_operator.api import VideoJobSpec
+from videojob_operator.config import OperatorConfig, effective
+
+SPEC = {"prompt": "noop", "scenes": 1, "durationSeconds": 2, "fps": 4, "resolution": "64x64"}
+FLOOR_LABEL = "bench.videojob.dev"
+
+
+@dataclass
+class JobTimes:
+    """When one watch first saw each Job created, admitted (unsuspended) and Complete."""
+
+    added: dict[tuple[str, str], float] = field(default_factory=dict)
+    admitted: dict[tuple[str, str], float] = field(default_factory=dict)
+    complete: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def observe(self, labels_prefix: str, obj: dict[str, Any], now: float) -> tuple[str, str]:
+        labels = obj["metadata"].get("labels") or {}
+        key = (labels.get(f"{labels_prefix}/name", ""), labels.get(f"{labels_prefix}/stage", ""))
+        self.added.setdefault(key, now)
+        if not (obj.get("spec") or {}).get("suspend"):
+            self.admitted.setdefault(key, now)
+        if any(c.get("type") == "Complete" and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or []):
+            self.complete.setdefault(key, now)
+        return key
+
+    def handoffs(self, to: str = "added") -> list[float]:
+        """Milliseconds from each stage's Job Complete to the next stage's Job `to`."""
+        target = self.added if to == "added" else self.admitted
+        out = []
+        for (vj, stage), done in self.complete.items():
+            if stage == STAGES[-1]:
+                continue
+            nxt = (vj, STAGES[STAGES.index(stage) + 1])
+            if nxt in target:
+                out.append((target[nxt] - done) * 1000)
+        return out
+
+
+@dataclass
+class Run:
+    kind: str
+    n: int
+    makespan_s: float
+    handoffs_ms: list[float]
+    admitted_ms: list[float]
+    requests: dict[str, float]
+
+
+def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
+    spec = VideoJobSpec.model_validate(SPEC)
+    eff = effective(spec, cfg, ns, vj, uid)
+    manifest = jobs.stage_job(
+        namespace=ns, videojob=vj, uid=uid, stage=stage, spec=spec, eff=eff,  # type: ignore[arg-type]
+        suspend=False, pool="floor", queued_at="", redis_url=cfg.redis_url,
+        service_account=cfg.worker_service_account, extra_env=cfg.worker_env,
+        command=cfg.worker_command)
+    labels = {f"{FLOOR_LABEL}/name": vj, f"{FLOOR_LABEL}/stage": stage}
+    manifest["metadata"]["labels"] = labels
+    manifest["metadata"].pop("ownerReferences")
+    manifest["spec"]["template"]["metadata"]["labels"] = labels
+    return manifest
+
+
+def run_floor(bed: Testbed, n: int) -> Run:
+    # The configuration an operator would run with, for the operator's own manifests.
+    cfg = OperatorConfig.model_validate(bed.operator({}, track=False).config())
+    ns = bed.namespace("floor")
+    names = [f"vj{i:04d}" for i in range(n)]
+    uids = {name: uuid.uuid4().hex for name in names}
+    times = JobTimes()
+    finished = threading.Event()
+    creates = ThreadPoolExecutor(max_workers=8)
+    lock = threading.Lock()
+
+    def create(vj: str, stage: str) -> None:
+        bed.cluster.batch.create_namespaced_job(ns, floor_manifest(cfg, ns, vj, uids[vj], stage))
+
+    def on_job(_: str, obj: dict[str, Any], now: float) -> None:
+        with lock:
+            had = len(times.complete)
+            vj, stage = times.observe(FLOOR_LABEL, obj, now)
+            if len(times.complete) == had or (vj, stage) not in times.complete:
+                return
+        if stage == STAGES[-1]:
+            if sum(1 for (_, s) in times.complete if s == STAGES[-1]) == n:
+                finished.set()
+        else:
+            creates.submit(create, vj, STAGES[STAGES.index(stage) + 1])
+
+    stream = Stream(bed.cluster.batch.list_namespaced_job, ns, on_job,
+                    label_selector=f"{FLOOR_LABEL}/name")
+    began = time.monotonic()
+    parallel(lambda vj: create(vj, STAGES[0]), names)
+    if not finished.wait(120 + 3 * n):
+        raise RuntimeError(f"floor: {len(times.complete)} of {n * len(STAGES)} Jobs completed")
+    makespan = max(times.complete.values()) - began
+    stream.stop()
+    creates.shutdown()
+    delete_namespace(bed, ns)
+    return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {})
+
+
+def run_operator(bed: Testbed, n: int) -> Run:
+    wide = {"gpu": {"maxConcurrency": 4 * n}, "cpu": {"maxConcurrency": 4 * n}}
+    op = bed.operator(wide)
+    op.start()
+    ns = bed.namespace("operator")
+    names = [f"vj{i:04d}" for i in range(n)]
+    times = JobTimes()
+    succeeded: dict[str, float] = {}
+    failed: list[str] = []
+    finished = threading.Event()
+
+    def on_job(_: str, obj: dict[str, Any], now: float) -> None:
+        times.observe("videojob.dev", obj, now)
+
+    def on_videojob(_: str, obj: dict[str, Any], now: float) -> None:
+        phase = (obj.get("status") or {}).get("phase")
+        name = obj["metadata"]["name"]
+        if phase == "Succeeded" and name not in succeeded:
+            succeeded[name] = now
+        elif phase == "Failed":
+            failed.append(name)
+        if len(succeeded) == n or failed:
+            finished.set()
+
+    jobs_stream = Stream(bed.cluster.batch.list_namespaced_job, ns, on_job,
+                         label_selector="videojob.dev/name")
+    vj_stream = Stream(lambda namespace, **kw: bed.custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
+    before = bed.requests()
+    began = time.monotonic()
+    bed.create_videojobs(ns, names, SPEC)
+    if not finished.wait(120 + 3 * n) or failed:
+        raise RuntimeError(f"operator: {len(succeeded)} of {n} VideoJobs succeeded, "
+                           f"failed: {failed[:5]}; log {op.log}")
+    makespan = max(succeeded.values()) - began
+    # The last status writes land just after the phase; let them be counted.
+    time.sleep(0.5)
+    after = bed.requests()
+    jobs_stream.stop()
+    vj_stream.stop()
+    delete_namespace(bed, ns)
+    op.stop()
+    return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
+               {k: after.get(k, 0) - before.get(k, 0) for k in after})
+
+
+def delete_namespace(bed: Testbed, ns: str) -> None:
+    bed.cluster.core.delete_namespace(ns)
+
+    def gone() -> bool:
+        try:
+            bed.cluster.core.read_namespace(ns)
+        except Exception as e:
+            return getattr(e, "status", None) == 404
+        return False
+
+    wait_until(gone, 300, f"namespace {ns} deleted")
+
+
+def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in sizes:
+        ops = [r.makespan_s for r in runs if r.n == n and r.kind == "operator"]
+        floors = [r.makespan_s for r in runs if r.n == n and r.kind == "floor"]
+        out[f"orchestration_ratio_{n}"] = round(statistics.median(ops) /
+                                                statistics.median(floors), 3)
+        out[f"operator_makespan_{n}_s"] = [round(x, 2) for x in ops]
+        out[f"floor_makespan_{n}_s"] = [round(x, 2) for x in floors]
+    largest = max(sizes)
+    ops = [r for r in runs if r.n == largest and r.kind == "operator"]
+    floors = [r for r in runs if r.n == largest and r.kind == "floor"]
+    hand = [h for r in ops for h in r.handoffs_ms]
+    floor_hand = [h for r in floors for h in r.handoffs_ms]
+    admitted = [h for r in ops for h in r.admitted_ms]
+    out.update({
+        "handoff_n": largest,
+        "handoffs": len(hand),
+        "handoff_p50_ms": round(statistics.median(hand), 1),
+        "handoff_p99_ms": round(percentile(hand, 99), 1),
+        "handoff_admitted_p50_ms": round(statistics.median(admitted), 1),
+        "handoff_admitted_p99_ms": round(percentile(admitted, 99), 1),
+        "floor_handoff_p50_ms": round(statistics.median(floor_hand), 1),
+        "floor_handoff_p99_ms": round(percentile(floor_hand, 99), 1),
+    })
+    total = {verb: sum(r.requests.get(verb, 0) for r in ops) for verb in ops[0].requests}
+    per_vj = {verb: round(count / (largest * len(ops)), 2) for verb, count in total.items()}
+    out["requests_per_videojob"] = per_vj
+    out["writes_per_videojob"] = round(sum(per_vj.get(v, 0) for v in WRITE_VERBS), 2)
+    out["writes_per_videojob_without_events"] = round(
+        out["writes_per_videojob"] - events_created(per_vj), 2)
+    out["writes_per_videojob_goal"] = 2 * len(STAGES) + 4
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    runs: list[Run] = []
+    with testbed("orchestration", pods=4 * max(args.sizes) + 100,
+                 gpus=4 * max(args.sizes)) as bed:
+        # A first, unmeasured round warms the caches (Python's, the page cache, etcd's).
+        run_floor(bed, min(args.sizes))
+        for n in args.sizes:
+            for i in range(args.repeats):
+                for kind in (("floor", "operator") if i % 2 == 0 else ("operator", "floor")):
+                    run = run_floor(bed, n) if kind == "floor" else run_operator(bed, n)
+                    print(f"N={n} {kind}: {run.makespan_s:.2f} s", flush=True)
+                    runs.append(run)
+    results = {"machine": describe(), "sizes": args.sizes, "repeats": args.repeats,
+               **summarise(runs, args.sizes)}
+    save("orchestration", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Progress freshness: a worker's progress event -> the same (or a later) figure visible in the
+VideoJob's status, and how many status writes that costs.
+
+N VideoJobs run at once on a testbed cluster (testbed.py), pools wide enough for all; in each,
+the keyframes stage (scripted worker, `sleep:keyframes:<seconds>`) reports progress ten times a
+second through Redis, as the real worker does, and logs when each report left it. One watch of
+the VideoJobs timestamps every status it receives. An event counts as visible at the first status
+whose keyframes message is that event's or a later one's ("frame 12/50"); the latency is that
+moment minus the moment the worker sent it (one clock: the same machine).
+
+- `progress_p50_ms`, `progress_p99_ms`: over every event of every VideoJob;
+- `status_writes_per_s`: status changes per VideoJob per second while its keyframes stage
+  reports (median over VideoJobs; the maximum beside it). The operator writes a progress-only
+  change at most once a second per VideoJob (controller.PROGRESS_WRITE_INTERVAL), so ten
+  events a second become at most one write; a p50 of about half a second is the price of that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from report import describe, save
+from testbed import GROUP, PLURAL, VERSION, Stream, percentile, testbed, wait_until
+
+STAGE = "keyframes"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--videojobs", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=6.0, help="keyframes stage length")
+    args = parser.parse_args()
+    n = args.videojobs
+    with testbed("progress", pods=4 * n + 100, gpus=4 * n) as bed:
+        progress_log = bed.root / "progress.log"
+        op = bed.operator({"gpu": {"maxConcurrency": 4 * n}, "cpu": {"maxConcurrency": 4 * n}},
+                          worker_env={"VIDEOJOB_TEST_PROGRESS_LOG": str(progress_log)})
+        op.start()
+        ns = bed.namespace("progress")
+        wall = time.time() - time.monotonic()
+        seen: dict[str, list[tuple[float, str | None]]] = defaultdict(list)
+        uids: dict[str, str] = {}
+        done: set[str] = set()
+        lock = threading.Lock()
+
+        def on_videojob(_: str, obj: dict[str, Any], now: float) -> None:
+            status = obj.get("status") or {}
+            stage = next((s for s in status.get("stages") or [] if s.get("name") == STAGE), {})
+            with lock:
+                uids[obj["metadata"]["name"]] = obj["metadata"]["uid"]
+                seen[obj["metadata"]["uid"]].append((now + wall, stage.get("message")))
+                if status.get("phase") in ("Succeeded", "Failed"):
+                    done.add(obj["metadata"]["name"])
+
+        stream = Stream(lambda namespace, **kw: bed.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
+        names = [f"vj{i:03d}" for i in range(n)]
+        bed.create_videojobs(ns, names, {
+            "prompt": f"sleep:{STAGE}:{args.seconds}", "scenes": 1, "durationSeconds": 2,
+            "fps": 4, "resolution": "64x64"})
+        wait_until(lambda: len(done) == n, 120 + 2 * n, "every VideoJob finished")
+        stream.stop()
+    events: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for line in progress_log.read_text().splitlines():
+        uid, stage, d, total, at = line.split()
+        if stage == STAGE:
+            events[uid].append((f"frame {d}/{total}", float(at)))
+    latencies: list[float] = []
+    writes_per_s: list[float] = []
+    emitted = 0
+    for uid, evs in events.items():
+        evs.sort(key=lambda e: e[1])
+        emitted += len(evs)
+        order = {msg: i for i, (msg, _) in enumerate(evs)}
+        observed = [(t, order[m]) for t, m in seen[uid] if m in order]
+        for k, (_, sent) in enumerate(evs):
+            shown = next((t for t, i in observed if i >= k and t >= sent), None)
+            if shown is not None:
+                latencies.append((shown - sent) * 1000)
+        first, last = evs[0][1], evs[-1][1]
+        writes = sum(1 for t, _ in seen[uid] if first <= t <= last + 1.0)
+        writes_per_s.append(writes / max(last + 1.0 - first, 1e-3))
+    if not latencies or len(events) < n:
+        print(f"progress seen for {len(events)} of {n} VideoJobs", file=sys.stderr)
+        return 1
+    results = {
+        "machine": describe(),
+        "videojobs": n,
+        "events": emitted,
+        "events_shown_or_superseded": len(latencies),
+        "events_per_s_per_videojob": 10,
+        "progress_p50_ms": round(statistics.median(latencies), 1),
+        "progress_p99_ms": round(percentile(latencies, 99), 1),
+        "progress_max_ms": round(max(latencies), 1),
+        "status_writes_per_s": round(statistics.median(writes_per_s), 2),
+        "status_writes_per_s_max": round(max(writes_per_s), 2),
+    }
+    save("progress", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

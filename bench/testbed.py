@@ -1,0 +1,311 @@
+"""The pipeline benchmarks' testbed: a local cluster sized for the run, a real redis-server, the
+operator under an identity of its own, and the API server's count of that identity's requests.
+
+- The cluster is the project's local cluster with its own state directory and ports (it runs
+  beside the test cluster) and nodes with room for the run: `pods` and `nvidia.com/gpu` large
+  enough that neither the scheduler nor the node's pod limit is what is measured. It starts from
+  an empty etcd each time, so runs are comparable.
+- The operator authenticates as the ServiceAccount `videojob-system/videojob-operator` (bound to
+  cluster-admin: the benchmark measures traffic, not RBAC). FlowSchemas of API Priority and
+  Fairness match that ServiceAccount, one per verb and one more for Event creates, all on the
+  `exempt` priority level so nothing is throttled that was not before. The API server's own
+  `apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}` then counts the operator's
+  requests by verb; no other client is in them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client, watch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
+
+from operator_support import Operator, RedisServer, free_port, wait_until  # noqa: E402
+
+from kubetest import Cluster, connect  # noqa: E402
+from localcluster import controlplane  # noqa: E402
+
+GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
+STAGES = ("plan", "keyframes", "segments", "stitch", "publish")
+OPERATOR_NS, OPERATOR_SA = "videojob-system", "videojob-operator"
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+SCHEMA_PREFIX = "videojob-bench-"
+# Away from the test cluster's ports and bench/cluster.py's (16000-24000 are the benchmarks').
+PORTS = controlplane.Ports(api=17443, etcd=23379, etcd_peer=23380, controller_manager=21257,
+                          scheduler=21259, agent=21250)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def nodes_file(path: Path, pods: int, gpus: int) -> Path:
+    """The local cluster's two nodes (as hack/localcluster/nodes.yaml) with room for `pods` pods
+    and `gpus` GPUs."""
+    common = {"cpu": "1000", "memory": "2000Gi", "pods": str(pods),
+              "ephemeral-storage": "1000Gi"}
+    doc = {"nodes": [
+        {"name": "local-cpu", "capacity": common},
+        {"name": "local-gpu", "capacity": {**common, "nvidia.com/gpu": str(gpus)},
+         "labels": {"nvidia.com/gpu.present": "true"},
+         "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
+    ]}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@dataclass
+class Testbed:
+    root: Path
+    cluster: Cluster
+    redis: RedisServer
+    operator_kubeconfig: Path
+    operators: list[Operator] = field(default_factory=list)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.cluster.api)
+
+    def namespace(self, prefix: str) -> str:
+        ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=ns)))
+        wait_until(lambda: any(sa.metadata.name == "default" for sa in
+                               self.cluster.core.list_namespaced_service_account(ns).items),
+                   30, f"the default ServiceAccount of {ns}")
+        return ns
+
+    def operator(self, pools: dict[str, Any], *, track: bool = True,
+                 **overrides: Any) -> Operator:
+        """The operator as its own process (not started yet), authenticating as the counted
+        ServiceAccount; stopped with the testbed unless `track` is False."""
+        op = Operator(cluster=self.cluster, workdir=self.root / f"operator-{len(self.operators)}",
+                      redis_url=self.redis.url, overrides={"pools": pools, **overrides},
+                      env={"KUBECONFIG": str(self.operator_kubeconfig)})
+        op.workdir.mkdir(parents=True, exist_ok=True)  # the stage pods' ledger is written there
+        if track:
+            self.operators.append(op)
+        return op
+
+    def requests(self) -> dict[str, float]:
+        """The operator's API requests so far (cumulative since the API server started), as the
+        API server counts them: by verb, and for the resources in DETAILED by
+        "<verb> <resource>" too (those are included in their verb's figure)."""
+        text = self.cluster.kubectl("get", "--raw", "/metrics").stdout
+        labels = {schema_name(verb): verb for verb in (*VERBS, "other")}
+        labels.update({schema_name(verb, group, resource): detailed_label(verb, group, resource)
+                       for verb, group, resource in DETAILED})
+        out = dict.fromkeys(labels.values(), 0.0)
+        pattern = re.compile(r'^apiserver_flowcontrol_dispatched_requests_total\{([^}]*)\} (\S+)$')
+        for line in text.splitlines():
+            m = pattern.match(line)
+            schema = m and re.search(r'flow_schema="([^"]*)"', m.group(1))
+            if m and schema and schema.group(1) in labels:
+                out[labels[schema.group(1)]] += float(m.group(2))
+        for key in list(out):
+            if " " in key:
+                out[key.split(" ", 1)[0]] += out[key]
+        return out
+
+    def create_videojobs(self, namespace: str, names: list[str], spec: dict[str, Any]) -> None:
+        """Creates the VideoJobs from a few threads at once (a burst, as `kubectl apply -f dir`
+        of many files would be)."""
+        parallel(lambda name: self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
+                "metadata": {"name": name}, "spec": spec}), names)
+
+    def close(self) -> None:
+        for op in self.operators:
+            op.stop()
+        self.redis.stop()
+
+
+def parallel(fn: Callable[[Any], Any], items: list[Any], threads: int = 8) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(fn, items):
+            pass
+
+
+# (verb, group, resource) counted on their own, so the writes can be told apart; every other
+# request of the operator is counted under its verb alone.
+DETAILED = [
+    ("create", "batch", "jobs"), ("patch", "batch", "jobs"), ("delete", "batch", "jobs"),
+    ("create", "", "events"), ("create", "events.k8s.io", "events"),
+    ("patch", GROUP, "videojobs"), ("patch", GROUP, "videojobs/status"),
+    ("delete", GROUP, "videojobs"),
+    ("create", GROUP, "videojobpools"), ("patch", GROUP, "videojobpools"),
+    ("patch", GROUP, "videojobpools/status"),
+]
+
+
+def schema_name(verb: str, group: str | None = None, resource: str | None = None) -> str:
+    """videojob-bench-<verb>, or -<verb>-<resource>[-<group's first label>] for DETAILED."""
+    if resource is None:
+        return SCHEMA_PREFIX + verb
+    return "-".join(filter(None, (SCHEMA_PREFIX + verb, resource.replace("/", "-"),
+                                  (group or "").split(".")[0])))
+
+
+def detailed_label(verb: str, group: str, resource: str) -> str:
+    return f"{verb} {resource}" + (f" ({group})" if group == "events.k8s.io" else "")
+
+
+def events_created(requests: dict[str, float]) -> float:
+    return sum(v for k, v in requests.items() if k.startswith("create events"))
+
+
+def flow_schemas() -> list[dict[str, Any]]:
+    subject = {"kind": "ServiceAccount",
+               "serviceAccount": {"name": OPERATOR_SA, "namespace": OPERATOR_NS}}
+
+    def schema(name: str, precedence: int, rule: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+                "metadata": {"name": name},
+                "spec": {"matchingPrecedence": precedence,
+                         "priorityLevelConfiguration": {"name": "exempt"},
+                         "rules": [{"subjects": [subject], **rule}]}}
+
+    out = [schema(schema_name(verb, group, resource), 40,
+                  {"resourceRules": [{"verbs": [verb], "apiGroups": [group],
+                                      "resources": [resource], "clusterScope": True,
+                                      "namespaces": ["*"]}]})
+           for verb, group, resource in DETAILED]
+    out += [schema(schema_name(verb), 50, {"resourceRules": [{
+        "verbs": [verb], "apiGroups": ["*"], "resources": ["*"], "clusterScope": True,
+        "namespaces": ["*"]}]}) for verb in VERBS]
+    out.append(schema(schema_name("other"), 60, {"nonResourceRules": [{
+        "verbs": ["*"], "nonResourceURLs": ["*"]}]}))
+    return out
+
+
+def operator_identity(cluster: Cluster, root: Path) -> Path:
+    """The ServiceAccount, its binding, the FlowSchemas and a kubeconfig with its token."""
+    core = cluster.core
+    with contextlib.suppress(client.ApiException):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=OPERATOR_NS)))
+    with contextlib.suppress(client.ApiException):
+        core.create_namespaced_service_account(OPERATOR_NS, client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(name=OPERATOR_SA)))
+    docs = [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": "videojob-bench-operator"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "cluster-admin"},
+             "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA,
+                           "namespace": OPERATOR_NS}]}, *flow_schemas()]
+    manifest = root / "identity.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    cluster.kubectl("apply", "--server-side", "-f", str(manifest))
+    token = core.create_namespaced_service_account_token(
+        OPERATOR_SA, OPERATOR_NS, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=24 * 3600)))
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig = root / "operator.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": OPERATOR_SA, "user": {"token": token.status.token}}],
+        "contexts": [{"name": "operator", "context": {
+            "cluster": admin["clusters"][0]["name"], "user": OPERATOR_SA}}],
+        "current-context": "operator"}))
+    return kubeconfig
+
+
+@contextlib.contextmanager
+def testbed(name: str, pods: int, gpus: int) -> Iterator[Testbed]:
+    """A fresh benchmark cluster (torn down afterwards), redis-server and operator identity."""
+    root = REPO / ".cluster" / "bench" / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    layout = controlplane.Layout(root / "cluster")
+    previous = os.environ.get("LOCALCLUSTER_NODES")
+    os.environ["LOCALCLUSTER_NODES"] = str(nodes_file(root / "nodes.yaml", pods, gpus))
+    redis: RedisServer | None = None
+    bed: Testbed | None = None
+    try:
+        controlplane.up(layout, PORTS)
+        cluster = connect(layout.kubeconfig, local=True)
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                        "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev")
+        redis = RedisServer(port=free_port(), dir=Path(tempfile.mkdtemp(dir=root)))
+        redis.start()
+        bed = Testbed(root=root, cluster=cluster, redis=redis,
+                      operator_kubeconfig=operator_identity(cluster, root))
+        yield bed
+    finally:
+        if bed is not None:
+            bed.close()
+        elif redis is not None:
+            redis.stop()
+        controlplane.down(layout)
+        if previous is None:
+            os.environ.pop("LOCALCLUSTER_NODES", None)
+        else:
+            os.environ["LOCALCLUSTER_NODES"] = previous
+
+
+class Stream:
+    """A watch of one kind in one namespace on its own thread, calling `on_event(type, obj,
+    monotonic time received)` for each event until stopped; re-established when it ends."""
+
+    def __init__(self, list_fn: Callable[..., Any], namespace: str,
+                 on_event: Callable[[str, dict[str, Any], float], None],
+                 **kwargs: Any) -> None:
+        self.stopped = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(list_fn, namespace, on_event),
+                                       kwargs=kwargs, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("the watch did not start")
+
+    def _run(self, list_fn: Callable[..., Any], namespace: str,
+             on_event: Callable[[str, dict[str, Any], float], None], **kwargs: Any) -> None:
+        rv = None
+        while not self.stopped.is_set():
+            w = watch.Watch()
+            try:
+                if rv is None:
+                    listing = list_fn(namespace, **kwargs)
+                    rv = listing["metadata"]["resourceVersion"] if isinstance(listing, dict) \
+                        else listing.metadata.resource_version
+                    self.ready.set()
+                # Plain JSON, not the client's models: decoding models costs more CPU than
+                # everything else the recorder does, on a machine the cluster needs.
+                for ev in w.stream(list_fn, namespace, resource_version=rv,
+                                   timeout_seconds=300, deserialize=False, **kwargs):
+                    now = time.monotonic()
+                    obj = ev["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    on_event(ev["type"], obj, now)
+                    if self.stopped.is_set():
+                        break
+            except (client.ApiException, KeyError, urllib3.exceptions.HTTPError):
+                # Expired (410, or its ERROR event): list again; events in the gap are lost,
+                # which the benchmarks' checks of completeness would show.
+                rv = None
+
+    def stop(self) -> None:
+        self.stopped.set()
