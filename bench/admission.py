@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from report import describe, save
+from report import describe, percentile, save
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
@@ -39,13 +39,6 @@ from kubetest import connect  # noqa: E402
 from localcluster import controlplane  # noqa: E402
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 class Recorder:

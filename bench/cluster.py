@@ -26,20 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
-from report import describe, save
+from report import describe, percentile, save
 
 from localcluster import controlplane
 
 REPO = Path(__file__).resolve().parent.parent
 PORTS = controlplane.Ports(api=16443, etcd=22379, etcd_peer=22380, controller_manager=20257,
                           scheduler=20259, agent=20250)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def pod_body(name: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from report import describe, save
+from report import describe, percentile, save
 from testbed import (
     GROUP,
     PLURAL,
@@ -44,7 +44,6 @@ from testbed import (
     Testbed,
     events_created,
     parallel,
-    percentile,
     testbed,
     wait_until,
 )

@@ -25,8 +25,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from report import describe, save
-from testbed import GROUP, PLURAL, VERSION, Stream, percentile, testbed, wait_until
+from report import describe, percentile, save
+from testbed import GROUP, PLURAL, VERSION, Stream, testbed, wait_until
 
 STAGE = "keyframes"
 

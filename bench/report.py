@@ -1,4 +1,5 @@
-"""What every benchmark does with its figures: name the machine, save them, print them."""
+"""What every benchmark does with its figures: percentiles, name the machine, save them, print
+them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile, interpolated between the two nearest values."""
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def describe() -> str:

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,6 @@ SCHEMA_PREFIX = "videojob-bench-"
 # Away from the test cluster's ports and bench/cluster.py's (16000-24000 are the benchmarks').
 PORTS = controlplane.Ports(api=17443, etcd=23379, etcd_peer=23380, controller_manager=21257,
                           scheduler=21259, agent=21250)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def nodes_file(path: Path, pods: int, gpus: int) -> Path:
@@ -142,8 +136,6 @@ class Testbed:
 
 
 def parallel(fn: Callable[[Any], Any], items: list[Any], threads: int = 8) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(fn, items):
             pass

@@ -242,14 +242,14 @@ class Admitter:
             return 0
         self.at_creation.append((self.snapshot, pool_name, pods * per_pod))
         vj_meta = videojob["metadata"]
+        priority = int((videojob.get("spec") or {}).get("priority") or 0)
         self.creating[(meta["namespace"], meta["name"])] = Workload(
             namespace=meta["namespace"], job=meta["name"], videojob=vj_meta["name"],
-            stage=meta["labels"][LABEL_STAGE], pool=pool_name,
-            priority=int((videojob.get("spec") or {}).get("priority") or 0),
+            stage=meta["labels"][LABEL_STAGE], pool=pool_name, priority=priority,
             created=vj_meta.get("creationTimestamp") or "", completions=completions,
             succeeded=0, parallelism=pods, suspended=False, held=False, finished=False,
             slots_per_pod=per_pod)
-        band = admission.band(int((videojob.get("spec") or {}).get("priority") or 0))
+        band = admission.band(priority)
         self.admitted_total[pool_name] += 1
         metrics.ADMITTED.labels(pool_name, band).inc()
         metrics.ADMITTED_PODS.labels(pool_name).inc(pods)

@@ -346,8 +346,8 @@ class Controller:
         pods = await self.call_json(self.core.list_namespaced_pod, key[0],
                                     label_selector=selector)
         for kind, listing in (("job", jobs), ("pod", pods)):
-            for item in listing.get("items") or []:
-                self.observe_child(kind, "ADDED", _with_kind(item, kind))
+            for item in _items(listing, kind):
+                self.observe_child(kind, "ADDED", item)
         return bool(jobs.get("items") or pods.get("items"))
 
     async def _list_children(self, namespaces: list[str]) -> list[tuple[str, str | None, Obj]]:
@@ -370,8 +370,8 @@ class Controller:
         """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
         operator never takes "not in the cache yet" for "gone"."""
         for kind, _, listing in await self._list_children(namespaces):
-            for item in listing.get("items") or []:
-                self.observe_child(kind, "ADDED", _with_kind(item, kind))
+            for item in _items(listing, kind):
+                self.observe_child(kind, "ADDED", item)
 
     async def resync(self, namespaces: list[str], stop: asyncio.Event,
                      interval: float = RESYNC_INTERVAL) -> None:
@@ -390,7 +390,7 @@ class Controller:
                 log.warning("resync listing failed: %s", e)
                 continue
             for kind, ns, listing in listings:
-                self.refresh(kind, ns, [_with_kind(i, kind) for i in listing.get("items") or []],
+                self.refresh(kind, ns, _items(listing, kind),
                              int((listing.get("metadata") or {}).get("resourceVersion") or 0))
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
@@ -534,15 +534,14 @@ def _api_message(e: ApiException) -> str:
         return str(e.body or "")[:300]
 
 
-def _with_kind(item: Obj, kind: str) -> Obj:
-    """A list's item as a watch delivers it: the items of a list carry no apiVersion/kind."""
-    if kind == "job":
-        item.setdefault("apiVersion", "batch/v1")
-        item.setdefault("kind", "Job")
-    else:
-        item.setdefault("apiVersion", "v1")
-        item.setdefault("kind", "Pod")
-    return item
+def _items(listing: Obj, kind: str) -> list[Obj]:
+    """A list's items as a watch delivers them: the items of a list carry no apiVersion/kind."""
+    api_version, kind_name = ("batch/v1", "Job") if kind == "job" else ("v1", "Pod")
+    items: list[Obj] = listing.get("items") or []
+    for item in items:
+        item.setdefault("apiVersion", api_version)
+        item.setdefault("kind", kind_name)
+    return items
 
 
 def _rv(obj: Obj) -> int:
