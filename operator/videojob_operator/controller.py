@@ -11,6 +11,10 @@ take keys off the queue, build an `Observation`, ask `planner.plan` what to do, 
 - status is written only when it changed, in one merge patch of the status subresource; changes
   that are only progress figures are written at most once a second per VideoJob;
 - `requeue_after` from the planner becomes a timer, so deadlines fire without polling.
+
+The caches hold Jobs and pods trimmed to what the planner and admission read (`slim`): a pod's
+spec and every object's managedFields are most of its size, and an operator holding thousands
+of VideoJobs would otherwise keep tens of kilobytes per pod it has no use for.
 """
 
 from __future__ import annotations
@@ -105,15 +109,16 @@ class Controller:
             timer = self.timers.pop(key, None)
             if timer:
                 timer.cancel()
-            self.admitter.trigger()
+            self.admitter.changed(key)
             return
         old = self.videojobs.get(key)
         if old is not None and _rv(old) > _rv(obj):
             return  # an older copy than one we already hold (our own patch answered first)
+        meta.pop("managedFields", None)
         self.videojobs[key] = obj
         self.keys_by_uid[meta["uid"]] = key
         self.enqueue(key)
-        self.admitter.trigger()  # priority, suspension and deletion change the queue
+        self.admitter.changed(key)  # priority, suspension and deletion change the queue
 
     def observe_child(self, kind: str, event_type: str | None, obj: Obj) -> None:
         meta = obj["metadata"]
@@ -131,9 +136,9 @@ class Controller:
             if old is not None and old["metadata"].get("uid") == meta.get("uid") and (
                     _rv(old) > _rv(obj)):
                 return  # an older copy than the one held (listing and watch overlap)
-            cache[key][meta["name"]] = obj
+            cache[key][meta["name"]] = slim(kind, obj)
         self.enqueue(key)
-        self.admitter.trigger()  # a slot may have freed, or a Job joined the queue
+        self.admitter.changed(key)  # a slot may have freed, or a Job joined the queue
 
     def observe_progress(self, uid: str, view: planner.ProgressView) -> None:
         # Kept even before the VideoJob is in the cache: after a restart, the reports still in
@@ -346,7 +351,7 @@ class Controller:
         pods = await self.call_json(self.core.list_namespaced_pod, key[0],
                                     label_selector=selector)
         for kind, listing in (("job", jobs), ("pod", pods)):
-            for item in _items(listing, kind):
+            for item in _items(listing):
                 self.observe_child(kind, "ADDED", item)
         return bool(jobs.get("items") or pods.get("items"))
 
@@ -370,7 +375,7 @@ class Controller:
         """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
         operator never takes "not in the cache yet" for "gone"."""
         for kind, _, listing in await self._list_children(namespaces):
-            for item in _items(listing, kind):
+            for item in _items(listing):
                 self.observe_child(kind, "ADDED", item)
 
     async def resync(self, namespaces: list[str], stop: asyncio.Event,
@@ -390,7 +395,7 @@ class Controller:
                 log.warning("resync listing failed: %s", e)
                 continue
             for kind, ns, listing in listings:
-                self.refresh(kind, ns, _items(listing, kind),
+                self.refresh(kind, ns, _items(listing),
                              int((listing.get("metadata") or {}).get("resourceVersion") or 0))
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
@@ -478,6 +483,7 @@ class Controller:
         if isinstance(updated, dict) and updated.get("metadata"):
             old = self.videojobs.get(key)
             if old is None or _rv(updated) >= _rv(old):
+                updated["metadata"].pop("managedFields", None)
                 self.videojobs[key] = updated
 
     def _post_event(self, key: Key, vj: Obj, event: planner.Event) -> None:
@@ -534,14 +540,32 @@ def _api_message(e: ApiException) -> str:
         return str(e.body or "")[:300]
 
 
-def _items(listing: Obj, kind: str) -> list[Obj]:
-    """A list's items as a watch delivers them: the items of a list carry no apiVersion/kind."""
-    api_version, kind_name = ("batch/v1", "Job") if kind == "job" else ("v1", "Pod")
+def _items(listing: Obj) -> list[Obj]:
+    """A listing's items ([] for none)."""
     items: list[Obj] = listing.get("items") or []
-    for item in items:
-        item.setdefault("apiVersion", api_version)
-        item.setdefault("kind", kind_name)
     return items
+
+
+_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels",
+             "annotations", "ownerReferences", "creationTimestamp", "deletionTimestamp")
+
+
+def slim(kind: str, obj: Obj) -> Obj:
+    """A Job or pod as the caches keep it: the metadata and status, and of a Job's spec what
+    admission and the planner read (suspension, widths, the worker container's resources).
+    Everything else, a pod's spec and the managedFields above all, is dropped on arrival."""
+    meta = obj.get("metadata") or {}
+    out: Obj = {"metadata": {k: meta[k] for k in _METADATA if k in meta},
+                "status": obj.get("status") or {}}
+    if kind == "job":
+        spec = obj.get("spec") or {}
+        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+        out["spec"] = {k: spec[k] for k in ("suspend", "completions", "parallelism")
+                       if k in spec}
+        out["spec"]["template"] = {"spec": {"containers": [
+            {"name": c.get("name"), "resources": c.get("resources") or {}}
+            for c in containers]}}
+    return out
 
 
 def _rv(obj: Obj) -> int:

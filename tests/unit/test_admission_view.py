@@ -1,0 +1,151 @@
+"""The controller's caches and admission's view of them, kept up to date event by event.
+
+The caches keep trimmed copies of Jobs and pods (`slim`), and admission rebuilds only the
+VideoJobs an event touched: both must see exactly what the full objects and a full rebuild
+show, or a pool would count slots wrongly.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+from kubernetes import client
+
+from videojob_operator import planner
+from videojob_operator.admitter import Admitter
+from videojob_operator.api import FINALIZER
+from videojob_operator.config import OperatorConfig
+from videojob_operator.controller import Controller, slim
+from videojob_operator.pools import Pool
+
+Obj = dict[str, Any]
+MANAGED = [{"manager": "kube-controller-manager", "operation": "Update",
+            "fieldsV1": {"f:status": {f"f:field{i}": {} for i in range(50)}}}]
+
+
+def videojob(name: str, uid: str, **spec: Any) -> Obj:
+    return {"metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": 1,
+                         "finalizers": [FINALIZER], "resourceVersion": "1",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"prompt": "x", "scenes": 2, **spec}, "status": {}}
+
+
+def stage_job(vj: Obj, stage: str, *, gpus: int = 0, rv: int = 2, **status: Any) -> Obj:
+    """A stage Job as the API server returns it: the planner's manifest, stored."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    manifest: Obj = copy.deepcopy(
+        planner.plan(planner.Observation(vj, [], [], [], now), OperatorConfig()).create_jobs[0])
+    meta = manifest["metadata"]
+    meta["name"] = meta["name"].replace("-plan", f"-{stage}")
+    meta["labels"]["videojob.dev/stage"] = stage
+    meta.update(uid=f"{meta['name']}-uid", resourceVersion=str(rv), managedFields=MANAGED,
+                ownerReferences=[{"uid": vj["metadata"]["uid"], "kind": "VideoJob"}])
+    if gpus:
+        container = manifest["spec"]["template"]["spec"]["containers"][0]
+        container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
+    manifest["status"] = status
+    return manifest
+
+
+def pod(job: Obj, index: int, phase: str, rv: int = 3) -> Obj:
+    jmeta = job["metadata"]
+    return {"metadata": {"name": f"{jmeta['name']}-{index}", "namespace": "ns",
+                         "uid": f"{jmeta['name']}-{index}-uid", "resourceVersion": str(rv),
+                         "managedFields": MANAGED,
+                         "labels": {**jmeta["labels"],
+                                    "batch.kubernetes.io/job-name": jmeta["name"]},
+                         "annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
+            "spec": copy.deepcopy(job["spec"]["template"]["spec"]),
+            "status": {"phase": phase, "conditions": [{"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": [{"name": "worker", "state": {"terminated": {
+                           "message": '{"ok": true}', "finishedAt": "2026-01-01T00:00:09Z"}}}]}}
+
+
+def controller() -> Controller:
+    return Controller(OperatorConfig(), client.ApiClient())
+
+
+def rebuilt(c: Controller) -> list[Any]:
+    """Admission's view built from scratch, as a fresh operator would."""
+    return sorted(Admitter(c).workloads(), key=lambda w: (w.namespace, w.job))
+
+
+def incremental(c: Controller) -> list[Any]:
+    return sorted(c.admitter.workloads(), key=lambda w: (w.namespace, w.job))
+
+
+def test_slim_copies_read_the_same_to_the_planner_and_admission() -> None:
+    vj = videojob("clip", "u1")
+    job = stage_job(vj, "segments", gpus=2, active=1, succeeded=1,
+                    conditions=[{"type": "Complete", "status": "True"}])
+    p = pod(job, 0, "Succeeded")
+    assert planner.job_view(slim("job", job)) == planner.job_view(job)
+    assert planner.pod_view(slim("pod", p)) == planner.pod_view(p)
+    assert "managedFields" not in slim("job", job)["metadata"]
+    assert "spec" not in slim("pod", p)
+    assert len(repr(slim("pod", p))) < len(repr(p)) / 2
+
+    full, trimmed = controller(), controller()
+    for c, convert in ((full, lambda kind, o: o), (trimmed, slim)):
+        c.observe_videojob("ADDED", vj)
+        c.jobs[("ns", "clip")][job["metadata"]["name"]] = convert("job", job)
+        c.pods[("ns", "clip")][p["metadata"]["name"]] = convert("pod", p)
+    assert rebuilt(full) == rebuilt(trimmed)
+    assert rebuilt(trimmed)[0].slots_per_pod == 2  # the GPU limit survives the trim
+
+
+def test_the_incremental_view_matches_a_full_rebuild_through_a_videojobs_life() -> None:
+    c = controller()
+    a, b = videojob("a", "ua"), videojob("b", "ub", priority=5)
+    c.observe_videojob("ADDED", a)
+    c.observe_videojob("ADDED", b)
+    assert incremental(c) == rebuilt(c) == []
+
+    plan_a = stage_job(a, "plan")
+    c.observe_child("job", "ADDED", plan_a)
+    c.observe_child("job", "ADDED", stage_job(b, "segments", gpus=1))
+    assert incremental(c) == rebuilt(c)
+    assert len(incremental(c)) == 2
+
+    c.observe_child("pod", "ADDED", pod(plan_a, 0, "Pending"))
+    assert incremental(c) == rebuilt(c)
+    c.observe_child("pod", "MODIFIED", pod(plan_a, 0, "Running", rv=4))
+    assert incremental(c) == rebuilt(c)
+    assert [w.running_pods for w in incremental(c) if w.videojob == "a"] == [1]
+
+    held = copy.deepcopy(b)
+    held["spec"]["suspend"] = True
+    held["metadata"]["resourceVersion"] = "5"
+    c.observe_videojob("MODIFIED", held)  # the VideoJob alone changed: its Jobs are held now
+    assert incremental(c) == rebuilt(c)
+    assert [w.held for w in incremental(c) if w.videojob == "b"] == [True]
+
+    c.observe_child("job", "MODIFIED", stage_job(a, "plan", rv=6, succeeded=1, conditions=[
+        {"type": "Complete", "status": "True"}]))
+    assert incremental(c) == rebuilt(c)
+    c.observe_child("pod", "DELETED", pod(plan_a, 0, "Running", rv=4))
+    c.observe_child("job", "DELETED", plan_a)
+    assert incremental(c) == rebuilt(c)
+    assert [w.videojob for w in incremental(c)] == ["b"]
+
+    c.observe_videojob("DELETED", held)
+    assert incremental(c) == rebuilt(c)
+    assert [w.leaving for w in incremental(c)] == [True]  # its Job holds slots until it goes
+
+
+def test_a_configuration_change_rebuilds_every_videojobs_view() -> None:
+    c = controller()
+    vj = videojob("clip", "u1")
+    c.observe_videojob("ADDED", vj)
+    c.observe_child("job", "ADDED", stage_job(vj, "segments", gpus=2))
+    assert [w.pool for w in incremental(c)] == ["gpu"]
+
+    pools = dict(c.config.pools)
+    pools["cpu"] = Pool(stages=[*pools["cpu"].stages, "segments"], max_concurrency=4)
+    pools["gpu"] = Pool(stages=[s for s in pools["gpu"].stages if s != "segments"],
+                        max_concurrency="auto")
+    c.config = c.config.model_copy(update={"pools": pools})  # as config_watch.apply does
+    assert [w.pool for w in incremental(c)] == ["cpu"]
+    assert incremental(c) == rebuilt(c)
