@@ -5,8 +5,9 @@ N VideoJobs run at once on a testbed cluster (testbed.py), pools wide enough for
 the keyframes stage (scripted worker, `sleep:keyframes:<seconds>`) reports progress ten times a
 second through Redis, as the real worker does, and logs when each report left it. One watch of
 the VideoJobs timestamps every status it receives. An event counts as visible at the first status
-whose keyframes message is that event's or a later one's ("frame 12/50"); the latency is that
-moment minus the moment the worker sent it (one clock: the same machine).
+whose keyframes message is that event's or a later one's ("frame 12/50"), or says the stage is
+done; the latency is that moment minus the moment the worker sent it (one clock: the same
+machine).
 
 - `progress_p50_ms`, `progress_p99_ms`: over every event of every VideoJob;
 - `status_writes_per_s`: status changes per VideoJob per second while its keyframes stage
@@ -78,6 +79,7 @@ def main() -> int:
         evs.sort(key=lambda e: e[1])
         emitted += len(evs)
         order = {msg: i for i, (msg, _) in enumerate(evs)}
+        order["done"] = len(evs)  # the stage's completion shows (supersedes) every report
         observed = [(t, order[m]) for t, m in seen[uid] if m in order]
         for k, (_, sent) in enumerate(evs):
             shown = next((t for t, i in observed if i >= k and t >= sent), None)

@@ -226,7 +226,8 @@ class StageStatus(Model):
     name: Stage = Field(description="plan, keyframes, segments, stitch or publish.")
     phase: StagePhase = Field(description="Pending, Queued, Running, Suspended, Succeeded or "
                                           "Failed.")
-    attempts: int = Field(0, description="Pods started for this stage (all scenes for segments).")
+    attempts: int = Field(0, description="Pods started for this stage (all scenes for "
+                                         "segments); at least 1 once it runs.")
     progress: int = Field(0, ge=0, le=100, description="Progress of the stage, 0..100.")
     completed: int | None = Field(None, description="Scenes rendered (segments).")
     total: int | None = Field(None, description="Scenes to render (segments).")

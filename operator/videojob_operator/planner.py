@@ -456,7 +456,16 @@ def _stage(
         out.events.append(Event("Normal", Reason.STAGE_STARTED, f"stage {name} started"))
     # A stage starts when admitted, not when its Job is created and queued.
     update["start_time"] = st.start_time or ts(now) if phase == "Running" else st.start_time
+    if phase == "Running":
+        # The first attempt starts with the admission (the Job makes its pod at once): the
+        # pod's creation is no news worth a status write of its own.
+        update["attempts"] = max(update["attempts"], 1)
     percent, message = _progress(name, job, obs.progress, spec.duration_seconds * spec.fps)
+    if name != "segments" and percent >= 100:
+        # A one-pod stage's final report comes as its pod exits, and the Job's completion
+        # follows within the Job controller's next sync: that write shows it. Written on its
+        # own, it would cost a status write per stage to show "99 %" for under a second.
+        percent, message = st.progress, ""
     update["progress"] = max(min(int(percent), 99), 0)
     if message and phase == "Running":
         update["message"] = message

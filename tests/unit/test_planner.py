@@ -282,11 +282,33 @@ def test_ttl_deletes_the_finished_videojob() -> None:
     assert run(vj, now=T0 + dt.timedelta(seconds=61)).delete_videojob
 
 
-def test_a_stage_pod_starting_is_progress_not_a_transition() -> None:
+def test_a_stage_pod_starting_is_no_news() -> None:
     vj = advance(videojob(), run(videojob()))
     vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
-    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True), job("keyframes")]))
-    p = run(vj, [job("plan", succeeded=1, complete=True), job("keyframes", active=1)])
-    assert p.status is not None and p.progress_only  # attempts 0 -> 1, folded into progress
-    keyframes = next(s for s in p.status["stages"] if s["name"] == "keyframes")
-    assert keyframes["attempts"] == 1
+    started = run(vj, [job("plan", succeeded=1, complete=True), job("keyframes")])
+    keyframes = next(s for s in started.status["stages"] if s["name"] == "keyframes")  # type: ignore[index]
+    assert (keyframes["phase"], keyframes["attempts"]) == ("Running", 1)  # from the admission
+    vj = advance(vj, started)
+    assert run(vj, [job("plan", succeeded=1, complete=True),
+                    job("keyframes", active=1)]).status is None  # its pod: no write
+    retried = run(vj, [job("plan", succeeded=1, complete=True),
+                       job("keyframes", active=1, failed=1)])
+    assert retried.status is not None and retried.progress_only
+    assert [s["attempts"] for s in retried.status["stages"] if s["name"] == "keyframes"] == [2]
+
+
+def test_a_one_pod_stages_final_report_is_shown_with_its_completion() -> None:
+    vj = advance(videojob(), run(videojob()))
+    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
+    jobs = [job("plan", succeeded=1, complete=True), job("keyframes", active=1)]
+    vj = advance(vj, run(vj, jobs))
+    half = ProgressView("keyframes", None, 50.0, "frame 1/2", 1, 2)
+    vj = advance(vj, run(vj, jobs, progress=[half]))
+    final = ProgressView("keyframes", None, 100.0, "frame 2/2", 2, 2)
+    assert run(vj, jobs, progress=[final]).status is None  # the pod is exiting: wait for the Job
+    done = run(vj, [jobs[0], job("keyframes", succeeded=1, complete=True)], progress=[final])
+    assert done.status is not None and not done.progress_only
+    keyframes = next(s for s in done.status["stages"] if s["name"] == "keyframes")
+    assert (keyframes["phase"], keyframes["progress"]) == ("Succeeded", 100)
+
+
