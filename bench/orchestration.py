@@ -17,8 +17,10 @@ server, the Job controller and the node allow.
   through one watch, over every hand-off of every operator run at the largest N. The floor's
   figure (its watch, then one create) is reported beside it, and so is the time to the next
   Job's admission (`suspend: false`), which includes the queue.
-- `writes_per_videojob` and API requests per VideoJob by verb: the API server's own count of
-  the operator's requests (testbed.py) over the runs at the largest N, divided by N.
+- API requests per VideoJob by verb: the API server's own count of the operator's requests
+  (testbed.py) over the runs at the largest N, divided by N; `writes_per_videojob` (its own
+  objects), `events_per_videojob` and `writes_per_videojob_all` from them
+  (testbed.write_figures).
 """
 
 from __future__ import annotations
@@ -39,13 +41,12 @@ from testbed import (
     PLURAL,
     STAGES,
     VERSION,
-    WRITE_VERBS,
     Stream,
     Testbed,
-    events_created,
     parallel,
     testbed,
     wait_until,
+    write_figures,
 )
 
 from videojob_operator import jobs
@@ -239,9 +240,7 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
     total = {verb: sum(r.requests.get(verb, 0) for r in ops) for verb in ops[0].requests}
     per_vj = {verb: round(count / (largest * len(ops)), 2) for verb, count in total.items()}
     out["requests_per_videojob"] = per_vj
-    out["writes_per_videojob"] = round(sum(per_vj.get(v, 0) for v in WRITE_VERBS), 2)
-    out["writes_per_videojob_without_events"] = round(
-        out["writes_per_videojob"] - events_created(per_vj), 2)
+    out.update(write_figures(per_vj))
     out["writes_per_videojob_goal"] = 2 * len(STAGES) + 4
     return out
 

@@ -31,11 +31,10 @@ from testbed import (
     GROUP,
     PLURAL,
     VERSION,
-    WRITE_VERBS,
     Stream,
-    events_created,
     testbed,
     wait_until,
+    write_figures,
 )
 
 SPEC = {"prompt": "noop", "scenes": 1, "durationSeconds": 2, "fps": 4, "resolution": "64x64"}
@@ -111,7 +110,6 @@ def main() -> int:
     shares = [(c2 - c1) / (t2 - t1) for (t1, _, c1, _), (t2, _, c2, left) in
               itertools.pairwise(samples) if left > 0 and t2 > t1]
     per_vj = {verb: round((after[verb] - before.get(verb, 0)) / n, 2) for verb in after}
-    writes = round(sum(per_vj.get(v, 0) for v in WRITE_VERBS), 2)
     print(f"first {len(succeeded)} of {n} VideoJobs succeeded in {elapsed:.0f} s")
     results = {
         "machine": describe(),
@@ -125,9 +123,7 @@ def main() -> int:
         "operator_cpu_s_per_videojob": round((cpu_after - cpu_before) / n, 4),
         "operator_cpu_share_median": round(statistics.median(shares), 3) if shares else None,
         f"requests_per_videojob_{n}": per_vj,
-        f"writes_per_videojob_{n}_window": writes,
-        f"writes_per_videojob_{n}_window_without_events": round(
-            writes - events_created(per_vj), 2),
+        **{f"{k}_{n}_window": v for k, v in write_figures(per_vj).items()},
     }
     save("scale", results)
     return 0

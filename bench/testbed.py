@@ -169,6 +169,24 @@ def events_created(requests: dict[str, float]) -> float:
     return sum(v for k, v in requests.items() if k.startswith("create events"))
 
 
+def write_figures(per_vj: dict[str, float]) -> dict[str, float]:
+    """The writes of API requests per VideoJob (`requests`, / N), three ways:
+
+    - `writes_per_videojob`: writes to the VideoJob's own objects (its Jobs, the VideoJob, its
+      status): what reconciling one VideoJob costs, the figure the goal of 2 x stages + 4 (a
+      Job create and a status write per stage, the finalizer twice, the first and last status)
+      counts;
+    - `events_per_videojob`: the Events recorded about it, posted in the background;
+    - `writes_per_videojob_all`: every write, the shared VideoJobPool objects included (those
+      are at most one a second per pool, however many VideoJobs there are)."""
+    writes = sum(per_vj.get(v, 0) for v in WRITE_VERBS)
+    events = events_created(per_vj)
+    pools = sum(v for k, v in per_vj.items() if " videojobpools" in k)
+    return {"writes_per_videojob": round(writes - events - pools, 2),
+            "events_per_videojob": round(events, 2),
+            "writes_per_videojob_all": round(writes, 2)}
+
+
 def flow_schemas() -> list[dict[str, Any]]:
     subject = {"kind": "ServiceAccount",
                "serviceAccount": {"name": OPERATOR_SA, "namespace": OPERATOR_NS}}

@@ -461,10 +461,11 @@ def _stage(
         # pod's creation is no news worth a status write of its own.
         update["attempts"] = max(update["attempts"], 1)
     percent, message = _progress(name, job, obs.progress, spec.duration_seconds * spec.fps)
-    if name != "segments" and percent >= 100:
-        # A one-pod stage's final report comes as its pod exits, and the Job's completion
-        # follows within the Job controller's next sync: that write shows it. Written on its
-        # own, it would cost a status write per stage to show "99 %" for under a second.
+    if percent >= 100:
+        # The stage's last report (of its last scene, for segments) comes as its pod exits,
+        # and the Job's completion follows within the Job controller's next sync: that write
+        # shows it. Written on its own, it would cost a status write per stage to show "99 %"
+        # for under a second.
         percent, message = st.progress, ""
     update["progress"] = max(min(int(percent), 99), 0)
     if message and phase == "Running":

@@ -297,7 +297,7 @@ def test_a_stage_pod_starting_is_no_news() -> None:
     assert [s["attempts"] for s in retried.status["stages"] if s["name"] == "keyframes"] == [2]
 
 
-def test_a_one_pod_stages_final_report_is_shown_with_its_completion() -> None:
+def test_a_stages_final_report_is_shown_with_its_completion() -> None:
     vj = advance(videojob(), run(videojob()))
     vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
     jobs = [job("plan", succeeded=1, complete=True), job("keyframes", active=1)]
@@ -310,5 +310,20 @@ def test_a_one_pod_stages_final_report_is_shown_with_its_completion() -> None:
     assert done.status is not None and not done.progress_only
     keyframes = next(s for s in done.status["stages"] if s["name"] == "keyframes")
     assert (keyframes["phase"], keyframes["progress"]) == ("Succeeded", 100)
+
+
+def test_segments_last_scene_report_waits_for_the_completion_but_earlier_ones_show() -> None:
+    vj = advance(videojob(), run(videojob()))
+    done = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True)]
+    vj = advance(vj, run(vj, done[:1]))
+    vj = advance(vj, run(vj, done))
+    jobs = [*done, job("segments", active=2)]
+    vj = advance(vj, run(vj, jobs))
+    first = ProgressView("segments", 0, 100.0, "", 24, 24)
+    p = run(vj, jobs, progress=[first])
+    assert p.status is not None  # one scene of two: news
+    vj = advance(vj, p)
+    last = ProgressView("segments", 1, 100.0, "", 24, 24)
+    assert run(vj, jobs, progress=[first, last]).status is None
 
 
