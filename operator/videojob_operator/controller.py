@@ -47,6 +47,7 @@ log = logging.getLogger("videojob.controller")
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of one VideoJob
 RESYNC_INTERVAL = float(os.environ.get("VIDEOJOB_RESYNC_SECONDS") or 60)
+LIST_PAGE = 500  # objects per page when the operator lists Jobs or pods
 
 
 class Controller:
@@ -355,27 +356,48 @@ class Controller:
                 self.observe_child(kind, "ADDED", item)
         return bool(jobs.get("items") or pods.get("items"))
 
-    async def _list_children(self, namespaces: list[str]) -> list[tuple[str, str | None, Obj]]:
-        """(kind, namespace or None for all, listing) of the Jobs and pods of all VideoJobs."""
-        out: list[tuple[str, str | None, Obj]] = []
-        if namespaces:
-            for ns in namespaces:
-                out.append(("job", ns, await self.call_json(
-                    self.batch.list_namespaced_job, ns, label_selector=LABEL_NAME)))
-                out.append(("pod", ns, await self.call_json(
-                    self.core.list_namespaced_pod, ns, label_selector=LABEL_NAME)))
-        else:
-            out.append(("job", None, await self.call_json(
-                self.batch.list_job_for_all_namespaces, label_selector=LABEL_NAME)))
-            out.append(("pod", None, await self.call_json(
-                self.core.list_pod_for_all_namespaces, label_selector=LABEL_NAME)))
+    async def _list_children(self, namespaces: list[str]
+                             ) -> list[tuple[str, str | None, list[Obj], int]]:
+        """(kind, namespace or None for all, objects, the listing's resourceVersion) of the Jobs
+        and pods of all VideoJobs, the objects trimmed as the caches keep them."""
+        out: list[tuple[str, str | None, list[Obj], int]] = []
+        scopes: list[str | None] = list(namespaces) or [None]
+        for ns in scopes:
+            for kind in ("job", "pod"):
+                out.append((kind, ns, *await self._list(kind, ns)))
         return out
+
+    async def _list(self, kind: str, namespace: str | None) -> tuple[list[Obj], int]:
+        """Lists one kind a page at a time (`LIST_PAGE` objects), trimming each page before the
+        next is read: thousands of Jobs parsed in one answer would set the operator's peak
+        memory (and Python keeps that peak) for what the caches then throw away."""
+        if kind == "job":
+            fn: Callable[..., Any] = (self.batch.list_namespaced_job if namespace
+                                      else self.batch.list_job_for_all_namespaces)
+        else:
+            fn = (self.core.list_namespaced_pod if namespace
+                  else self.core.list_pod_for_all_namespaces)
+        args = (namespace,) if namespace else ()
+        items: list[Obj] = []
+        listing_rv, token = 0, None
+        while True:
+            kwargs: Obj = {"label_selector": LABEL_NAME, "limit": LIST_PAGE}
+            if token:
+                kwargs["_continue"] = token  # later pages are read at the first one's version
+            page = await self.call_json(fn, *args, **kwargs)
+            meta = page.get("metadata") or {}
+            listing_rv = listing_rv or int(meta.get("resourceVersion") or 0)
+            items += [slim(kind, o) for o in _items(page)]
+            del page
+            token = meta.get("continue")
+            if not token:
+                return items, listing_rv
 
     async def prime(self, namespaces: list[str]) -> None:
         """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
         operator never takes "not in the cache yet" for "gone"."""
-        for kind, _, listing in await self._list_children(namespaces):
-            for item in _items(listing):
+        for kind, _, items, _ in await self._list_children(namespaces):
+            for item in items:
                 self.observe_child(kind, "ADDED", item)
 
     async def resync(self, namespaces: list[str], stop: asyncio.Event,
@@ -391,12 +413,11 @@ class Controller:
                 return
             try:
                 listings = await self._list_children(namespaces)
-            except Exception as e:  # the next round tries again
+            except Exception as e:  # the next round tries again (an expired page token too)
                 log.warning("resync listing failed: %s", e)
                 continue
-            for kind, ns, listing in listings:
-                self.refresh(kind, ns, _items(listing),
-                             int((listing.get("metadata") or {}).get("resourceVersion") or 0))
+            for kind, ns, items, listing_rv in listings:
+                self.refresh(kind, ns, items, listing_rv)
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
                 listing_rv: int) -> int:

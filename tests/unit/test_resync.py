@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from kubernetes import client
 
 from videojob_operator.config import OperatorConfig
-from videojob_operator.controller import Controller
+from videojob_operator.controller import LIST_PAGE, Controller
 
 
 def job(name: str, rv: int, *, vj: str = "clip", ns: str = "a", uid: str = "u",
@@ -57,3 +59,40 @@ def test_a_recreated_object_with_the_same_name_replaces_the_old_one() -> None:
     c.observe_child("job", "ADDED", job("clip-plan", 30, uid="old"))
     assert c.refresh("job", None, [job("clip-plan", 12, uid="new")], 40) == 1
     assert c.jobs[("a", "clip")]["clip-plan"]["metadata"]["uid"] == "new-clip-plan"
+
+
+class Answer:
+    """What the client returns with `_preload_content=False`."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.data = json.dumps(doc).encode()
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_listings_are_read_a_page_at_a_time_at_the_first_pages_version() -> None:
+    c = controller()
+    calls: list[dict[str, Any]] = []
+    names = [f"clip{i}-plan" for i in range(5)]
+
+    def list_jobs(**kwargs: Any) -> Answer:
+        calls.append(kwargs)
+        start = int(kwargs.get("_continue") or 0)
+        items = [{**job(n, 10 + i), "spec": {"template": {"spec": {"containers": [
+            {"name": "worker", "env": [{"name": "BIG", "value": "x" * 1000}]}]}}}}
+            for i, n in enumerate(names)][start:start + 2]
+        more = {"continue": str(start + 2)} if start + 2 < len(names) else {}
+        return Answer({"metadata": {"resourceVersion": str(50 + start), **more},
+                       "items": items})
+
+    c.batch.list_job_for_all_namespaces = list_jobs  # type: ignore[method-assign]
+    c.core.list_pod_for_all_namespaces = (  # type: ignore[method-assign]
+        lambda **kwargs: Answer({"metadata": {"resourceVersion": "60"}, "items": []}))
+    listings = asyncio.run(c._list_children([]))
+    assert [(kind, ns, len(items), rv) for kind, ns, items, rv in listings] == [
+        ("job", None, 5, 50), ("pod", None, 0, 60)]
+    assert [call.get("_continue") for call in calls] == [None, "2", "4"]
+    assert all(call["limit"] == LIST_PAGE and call["label_selector"] for call in calls)
+    kept = listings[0][2][0]
+    assert "env" not in kept["spec"]["template"]["spec"]["containers"][0]  # trimmed on arrival
