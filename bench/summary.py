@@ -33,6 +33,8 @@ HEADLINE: dict[str, tuple[str, str, str, Any]] = {
     "operator_rss_mb_2000": ("scale", "operator_rss_mb_2000", "≤ 500", lambda v: v <= 500),
     "writes_per_videojob": ("orchestration", "writes_per_videojob", "≤ 14 (2 x stages + 4)",
                             lambda v: v <= 14),
+    "events_per_videojob": ("orchestration", "events_per_videojob", "", None),
+    "writes_per_videojob_all": ("orchestration", "writes_per_videojob_all", "", None),
     "encode_ratio": ("media", "encode_ratio", "≥ 0.9", lambda v: v >= 0.9),
     "segment_fps_720p": ("media", "segment_fps_720p", "", None),
 }
