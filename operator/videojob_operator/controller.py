@@ -76,6 +76,10 @@ class Controller:
         # The last Event posting of each VideoJob still under way (the next one waits for it).
         self.event_tails: dict[Key, asyncio.Task[None]] = {}
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
+        # Events have threads of their own: a burst of them (12 per VideoJob, 200 VideoJobs
+        # starting at once) queued on the shared pool would hold every Job create and status
+        # write behind it, and those are what moves VideoJobs on.
+        self.event_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="events")
         self.worker_count = workers
         self.tasks: list[asyncio.Task[None]] = []
         self.admitter = Admitter(self)
@@ -95,6 +99,7 @@ class Controller:
         for timer in self.timers.values():
             timer.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.event_executor.shutdown(wait=False, cancel_futures=True)
 
     # -- feeding the caches -----------------------------------------------------------------
 
@@ -241,7 +246,8 @@ class Controller:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
-    async def call_json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+    async def call_json(self, fn: Callable[..., Any], *args: Any,
+                        executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Obj:
         """`call` for an API call answering with an object or a list: its JSON as a dict. The
         client's models are skipped: decoding a Job into them and back to a dict costs more CPU
         than the request itself, and the caches hold dicts anyway."""
@@ -255,7 +261,7 @@ class Controller:
             return doc
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, run)
+        return await loop.run_in_executor(executor or self.executor, run)
 
     async def apply(self, key: Key, vj: Obj, plan: planner.Plan) -> None:
         ns, name = key
@@ -544,7 +550,8 @@ class Controller:
             "action": event.reason,
         }
         try:
-            await self.call_json(self.core.create_namespaced_event, meta["namespace"], body)
+            await self.call_json(self.core.create_namespaced_event, meta["namespace"], body,
+                                 executor=self.event_executor)
             metrics.EVENTS.labels(event.type).inc()
         except ApiException as e:
             log.warning("event %s not recorded: %s", event.reason, e.reason,
