@@ -38,6 +38,7 @@ from typing import Any
 from report import describe, percentile, save
 from testbed import (
     GROUP,
+    NO_WORK,
     PLURAL,
     STAGES,
     VERSION,
@@ -53,7 +54,6 @@ from videojob_operator import jobs
 from videojob_operator.api import VideoJobSpec
 from videojob_operator.config import OperatorConfig, effective
 
-SPEC = {"prompt": "noop", "scenes": 1, "durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 FLOOR_LABEL = "bench.videojob.dev"
 
 
@@ -100,7 +100,7 @@ class Run:
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
-    spec = VideoJobSpec.model_validate(SPEC)
+    spec = VideoJobSpec.model_validate(NO_WORK)
     eff = effective(spec, cfg, ns, vj, uid)
     manifest = jobs.stage_job(
         namespace=ns, videojob=vj, uid=uid, stage=stage, spec=spec, eff=eff,  # type: ignore[arg-type]
@@ -183,7 +183,7 @@ def run_operator(bed: Testbed, n: int) -> Run:
         GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
     before = bed.requests()
     began = time.monotonic()
-    bed.create_videojobs(ns, names, SPEC)
+    bed.create_videojobs(ns, names, NO_WORK)
     if not finished.wait(120 + 3 * n) or failed:
         raise RuntimeError(f"operator: {len(succeeded)} of {n} VideoJobs succeeded, "
                            f"failed: {failed[:5]}; log {op.log}")

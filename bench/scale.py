@@ -29,6 +29,7 @@ from typing import Any
 from report import describe, save
 from testbed import (
     GROUP,
+    NO_WORK,
     PLURAL,
     VERSION,
     Stream,
@@ -37,7 +38,6 @@ from testbed import (
     write_figures,
 )
 
-SPEC = {"prompt": "noop", "scenes": 1, "durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -94,7 +94,7 @@ def main() -> int:
         threading.Thread(target=sampler, daemon=True).start()
         before = bed.requests()
         began = time.monotonic()
-        bed.create_videojobs(ns, [f"vj{i:05d}" for i in range(n)], SPEC)
+        bed.create_videojobs(ns, [f"vj{i:05d}" for i in range(n)], NO_WORK)
         created_s = time.monotonic() - began
         until = min(args.until, n)
         wait_until(lambda: len(succeeded) + len(failed) >= until, 600 + 2 * n,

@@ -7,10 +7,10 @@ operator under an identity of its own, and the API server's count of that identi
   an empty etcd each time, so runs are comparable.
 - The operator authenticates as the ServiceAccount `videojob-system/videojob-operator` (bound to
   cluster-admin: the benchmark measures traffic, not RBAC). FlowSchemas of API Priority and
-  Fairness match that ServiceAccount, one per verb and one more for Event creates, all on the
-  `exempt` priority level so nothing is throttled that was not before. The API server's own
-  `apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}` then counts the operator's
-  requests by verb; no other client is in them.
+  Fairness match that ServiceAccount, one per verb and one per (verb, resource) in DETAILED,
+  all on the `exempt` priority level so nothing is throttled that was not before. The API
+  server's own `apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}` then counts
+  the operator's requests by verb and by resource; no other client is in them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ from kubetest import Cluster, connect  # noqa: E402
 from localcluster import controlplane  # noqa: E402
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
+# A VideoJob whose stages do no work (the scripted worker with no directives: each pod starts,
+# reports 100 % and exits 0).
+NO_WORK = {"prompt": "noop", "scenes": 1, "durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 STAGES = ("plan", "keyframes", "segments", "stitch", "publish")
 OPERATOR_NS, OPERATOR_SA = "videojob-system", "videojob-operator"
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -170,7 +173,8 @@ def events_created(requests: dict[str, float]) -> float:
 
 
 def write_figures(per_vj: dict[str, float]) -> dict[str, float]:
-    """The writes of API requests per VideoJob (`requests`, / N), three ways:
+    """Writes per VideoJob, from its API requests (`Testbed.requests` over a run, / N), three
+    ways:
 
     - `writes_per_videojob`: writes to the VideoJob's own objects (its Jobs, the VideoJob, its
       status): what reconciling one VideoJob costs, the figure the goal of 2 x stages + 4 (a

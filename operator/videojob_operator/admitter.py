@@ -35,6 +35,7 @@ from .logs import ctx
 from .planner import ts_micro
 
 if TYPE_CHECKING:
+    from .config import OperatorConfig
     from .controller import Controller, Key
 
 Obj = dict[str, Any]
@@ -219,9 +220,7 @@ class Admitter:
                 finished=bool(conditions & {"Complete", "Failed"}),
                 running_pods=phases["Running"],
                 pending_pods=phases["Pending"],
-                slots_per_pod=pools.slots_per_pod(
-                    config.pools[pool_name], _gpus(jspec, config.defaults.gpu_resource_name),
-                    config.defaults.gpu_count),
+                slots_per_pod=_slots_per_pod(config, pool_name, jspec),
                 queued_at=(meta.get("annotations") or {}).get(ANNOTATION_QUEUED_AT),
                 admitted_at=(meta.get("annotations") or {}).get(ANNOTATION_ADMITTED_AT),
             ))
@@ -256,9 +255,7 @@ class Admitter:
         slots = {(w.namespace, w.job): w.slots_per_pod for w in d.order}
         since = (sum(a.pods * slots.get((a.namespace, a.job), 1) for a in d.admits)
                  + sum(n for s, p, n in self.at_creation if p == pool_name and s >= snapshot))
-        per_pod = pools.slots_per_pod(config.pools[pool_name],
-                                      _gpus(spec, config.defaults.gpu_resource_name),
-                                      config.defaults.gpu_count)
+        per_pod = _slots_per_pod(config, pool_name, spec)
         completions = int(spec.get("completions") or 1)
         pods = admission.admit_at_creation(
             d.limits, scaling.PoolLoad(queued=0, running=d.load.running,
@@ -438,6 +435,13 @@ class Admitter:
                 self.pool_written[name] = (written, now)
                 continue
             self.pool_written[name] = (status, now)
+
+
+def _slots_per_pod(config: OperatorConfig, pool: str, job_spec: Obj) -> int:
+    """Slots one pod of a Job takes in its pool (GPUs per pod, for a pool counting GPUs)."""
+    return pools.slots_per_pod(config.pools[pool],
+                               _gpus(job_spec, config.defaults.gpu_resource_name),
+                               config.defaults.gpu_count)
 
 
 def _gpus(job_spec: Obj, resource: str) -> int:
