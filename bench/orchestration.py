@@ -17,6 +17,9 @@ server, the Job controller and the node allow.
   through one watch, over every hand-off of every operator run at the largest N. The floor's
   figure (its watch, then one create) is reported beside it, and so is the time to the next
   Job's admission (`suspend: false`), which includes the queue.
+- CPU seconds by part (cluster components, pods, operator, the driver; testbed.Testbed.cpu),
+  median over the runs at the largest N, for the operator and the floor: where the difference
+  in makespan goes.
 - API requests per VideoJob by verb: the API server's own count of the operator's requests
   (testbed.py) over the runs at the largest N, divided by N; `writes_per_videojob` (its own
   objects), `events_per_videojob` and `writes_per_videojob_all` from them
@@ -44,6 +47,7 @@ from testbed import (
     VERSION,
     Stream,
     Testbed,
+    cpu_spent,
     parallel,
     testbed,
     wait_until,
@@ -97,6 +101,7 @@ class Run:
     handoffs_ms: list[float]
     admitted_ms: list[float]
     requests: dict[str, float]
+    cpu: dict[str, float]
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
@@ -142,15 +147,17 @@ def run_floor(bed: Testbed, n: int) -> Run:
 
     stream = Stream(bed.cluster.batch.list_namespaced_job, ns, on_job,
                     label_selector=f"{FLOOR_LABEL}/name")
+    cpu_before = bed.cpu()
     began = time.monotonic()
     parallel(lambda vj: create(vj, STAGES[0]), names)
     if not finished.wait(120 + 3 * n):
         raise RuntimeError(f"floor: {len(times.complete)} of {n * len(STAGES)} Jobs completed")
     makespan = max(times.complete.values()) - began
+    cpu = cpu_spent(cpu_before, bed.cpu())
     stream.stop()
     creates.shutdown()
     delete_namespace(bed, ns)
-    return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {})
+    return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {}, cpu)
 
 
 def run_operator(bed: Testbed, n: int) -> Run:
@@ -182,6 +189,7 @@ def run_operator(bed: Testbed, n: int) -> Run:
     vj_stream = Stream(lambda namespace, **kw: bed.custom.list_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
     before = bed.requests()
+    cpu_before = bed.cpu()
     began = time.monotonic()
     bed.create_videojobs(ns, names, NO_WORK)
     if not finished.wait(120 + 3 * n) or failed:
@@ -191,12 +199,13 @@ def run_operator(bed: Testbed, n: int) -> Run:
     # The last status writes land just after the phase; let them be counted.
     time.sleep(0.5)
     after = bed.requests()
+    cpu = cpu_spent(cpu_before, bed.cpu())
     jobs_stream.stop()
     vj_stream.stop()
     delete_namespace(bed, ns)
     op.stop()
     return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
-               {k: after.get(k, 0) - before.get(k, 0) for k in after})
+               {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu)
 
 
 def delete_namespace(bed: Testbed, ns: str) -> None:
@@ -242,6 +251,11 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
     out["requests_per_videojob"] = per_vj
     out.update(write_figures(per_vj))
     out["writes_per_videojob_goal"] = 2 * len(STAGES) + 4
+    for kind in ("operator", "floor"):
+        group = [r for r in runs if r.n == largest and r.kind == kind]
+        out[f"{kind}_cpu_s_{largest}"] = {
+            part: round(statistics.median(r.cpu.get(part, 0.0) for r in group), 1)
+            for part in group[0].cpu}
     return out
 
 

@@ -10,6 +10,9 @@ done; the latency is that moment minus the moment the worker sent it (one clock:
 machine).
 
 - `progress_p50_ms`, `progress_p99_ms`: over every event of every VideoJob;
+- `freshest_report_p50_ms`, `freshest_report_p99_ms`: for each status that shows a report, how
+  old that report was when the status was seen: the path worker -> Redis -> operator -> API
+  server -> watch, without the wait for the next write that the once-a-second limit adds;
 - `status_writes_per_s`: status changes per VideoJob per second while its keyframes stage
   reports (median over VideoJobs; the maximum beside it). The operator writes a progress-only
   change at most once a second per VideoJob (controller.PROGRESS_WRITE_INTERVAL), so ten
@@ -73,6 +76,7 @@ def main() -> int:
         if stage == STAGE:
             events[uid].append((f"frame {d}/{total}", float(at)))
     latencies: list[float] = []
+    freshest: list[float] = []
     writes_per_s: list[float] = []
     emitted = 0
     for uid, evs in events.items():
@@ -85,6 +89,12 @@ def main() -> int:
             shown = next((t for t, i in observed if i >= k and t >= sent), None)
             if shown is not None:
                 latencies.append((shown - sent) * 1000)
+        sent_at = dict(evs)
+        first_shown: dict[str, float] = {}
+        for t, m in seen[uid]:
+            if m in sent_at:
+                first_shown.setdefault(m, t)
+        freshest += [(t - sent_at[m]) * 1000 for m, t in first_shown.items()]
         first, last = evs[0][1], evs[-1][1]
         writes = sum(1 for t, _ in seen[uid] if first <= t <= last + 1.0)
         writes_per_s.append(writes / max(last + 1.0 - first, 1e-3))
@@ -100,6 +110,8 @@ def main() -> int:
         "progress_p50_ms": round(statistics.median(latencies), 1),
         "progress_p99_ms": round(percentile(latencies, 99), 1),
         "progress_max_ms": round(max(latencies), 1),
+        "freshest_report_p50_ms": round(statistics.median(freshest), 1),
+        "freshest_report_p99_ms": round(percentile(freshest, 99), 1),
         "status_writes_per_s": round(statistics.median(writes_per_s), 2),
         "status_writes_per_s_max": round(max(writes_per_s), 2),
     }

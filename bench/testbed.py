@@ -77,6 +77,7 @@ class Testbed:
     cluster: Cluster
     redis: RedisServer
     operator_kubeconfig: Path
+    layout: controlplane.Layout
     operators: list[Operator] = field(default_factory=list)
 
     @property
@@ -124,6 +125,28 @@ class Testbed:
                 out[key.split(" ", 1)[0]] += out[key]
         return out
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far, by part: each cluster component, the node agent's pods
+        (its exited children), the operators started from this testbed, redis-server, this
+        benchmark process (its watches, and for the floor its driver), and the whole machine
+        (`machine`, from /proc/stat). Differences over a run say where its CPU went."""
+        out: dict[str, float] = {}
+        for name in controlplane.ORDER:
+            pid = controlplane.recorded_pid(self.layout, name)
+            if pid is not None:
+                own, children = process_cpu(pid)
+                out[name] = own
+                if name == "node-agent":
+                    out["pods"] = children
+        out["operator"] = sum(process_cpu(op.proc.pid)[0] for op in self.operators
+                              if op.proc is not None and op.proc.poll() is None)
+        if self.redis.proc is not None:
+            out["redis"] = process_cpu(self.redis.proc.pid)[0]
+        me = os.times()
+        out["benchmark"] = me.user + me.system
+        out["machine"] = machine_busy_cpu()
+        return out
+
     def create_videojobs(self, namespace: str, names: list[str], spec: dict[str, Any]) -> None:
         """Creates the VideoJobs from a few threads at once (a burst, as `kubectl apply -f dir`
         of many files would be)."""
@@ -136,6 +159,36 @@ class Testbed:
         for op in self.operators:
             op.stop()
         self.redis.stop()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(its own CPU seconds, its exited and reaped children's) from /proc/<pid>/stat; zeros
+    if it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])  # fields 14-17 of stat(5)
+    return (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
+
+
+def machine_busy_cpu() -> float:
+    """CPU seconds the machine has spent not idle (all cores), from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS  # guest time is already in user
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by part between two `Testbed.cpu` readings, with `other` (the machine's
+    less every part named)."""
+    spent = {k: max(0.0, after.get(k, 0.0) - before.get(k, 0.0)) for k in after}
+    spent["other"] = max(0.0, spent["machine"] - sum(v for k, v in spent.items()
+                                                     if k != "machine"))
+    return {k: round(v, 2) for k, v in spent.items()}
 
 
 def parallel(fn: Callable[[Any], Any], items: list[Any], threads: int = 8) -> None:
@@ -266,7 +319,7 @@ def testbed(name: str, pods: int, gpus: int) -> Iterator[Testbed]:
         redis = RedisServer(port=free_port(), dir=Path(tempfile.mkdtemp(dir=root)))
         redis.start()
         bed = Testbed(root=root, cluster=cluster, redis=redis,
-                      operator_kubeconfig=operator_identity(cluster, root))
+                      operator_kubeconfig=operator_identity(cluster, root), layout=layout)
         yield bed
     finally:
         if bed is not None:
