@@ -1,8 +1,9 @@
-"""The controller: caches fed by kopf's watches, a work queue, and the appliers of plans.
+"""The controller: caches fed by watches, a work queue, and the appliers of plans.
 
-kopf watches VideoJobs, their Jobs and their pods (handlers.py) and hands every event to
-`Controller.observe`, which updates an in-memory cache and queues the owning VideoJob. Workers
-take keys off the queue, build an `Observation`, ask `planner.plan` what to do, and do it:
+kopf watches VideoJobs (handlers.py), and threads of the controller's own watch their Jobs and
+pods (children.py). Every event goes to `Controller.observe_*`, which updates an in-memory cache
+and queues the owning VideoJob. Workers take keys off the queue, build an `Observation`, ask
+`planner.plan` what to do, and do it:
 
 - a key is never reconciled by two workers at once, and events arriving meanwhile coalesce into
   one more pass (the client-go work-queue discipline);
@@ -31,10 +32,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from . import metrics, planner
+from . import children, metrics, planner
 from .admitter import ANNOTATION_ADMITTED_AT, Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import OperatorConfig
@@ -82,6 +84,7 @@ class Controller:
         self.event_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="events")
         self.worker_count = workers
         self.tasks: list[asyncio.Task[None]] = []
+        self.watches: list[children.ChildWatch] = []
         self.admitter = Admitter(self)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -91,6 +94,8 @@ class Controller:
             self.tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-{i}"))
 
     async def stop(self) -> None:
+        for w in self.watches:
+            w.stop()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -121,10 +126,16 @@ class Controller:
         if old is not None and _rv(old) > _rv(obj):
             return  # an older copy than one we already hold (our own patch answered first)
         meta.pop("managedFields", None)
+        echo = old is not None and _rv(old) == _rv(obj) and (
+            old["metadata"].get("uid") == meta.get("uid"))
         self.videojobs[key] = obj
         self.keys_by_uid[meta["uid"]] = key
-        self.enqueue(key)
-        self.admitter.changed(key)  # priority, suspension and deletion change the queue
+        self.admitter.changed(key)  # priority, suspension, deletion and phase change the queue
+        if not echo:
+            # The echo of our own write is the version its answer put in the cache: planning
+            # from it again writes nothing (the planner settles in one step; test_planner), and
+            # whatever else changed since has queued the VideoJob itself.
+            self.enqueue(key)
 
     def observe_child(self, kind: str, event_type: str | None, obj: Obj) -> None:
         meta = obj["metadata"]
@@ -139,10 +150,13 @@ class Controller:
                 del cache[key]
         else:
             old = cache[key].get(meta["name"])
-            if old is not None and old["metadata"].get("uid") == meta.get("uid") and (
-                    _rv(old) > _rv(obj)):
+            same = old is not None and old["metadata"].get("uid") == meta.get("uid")
+            if old is not None and same and _rv(old) > _rv(obj):
                 return  # an older copy than the one held (listing and watch overlap)
-            cache[key][meta["name"]] = slim(kind, obj)
+            trimmed = slim(kind, obj)
+            cache[key][meta["name"]] = trimmed
+            if old is not None and same and essence(kind, old) == essence(kind, trimmed):
+                return  # nothing the planner or admission reads changed
         self.enqueue(key)
         self.admitter.changed(key)  # a slot may have freed, or a Job joined the queue
 
@@ -255,7 +269,7 @@ class Controller:
         def run() -> Obj:
             response = fn(*args, _preload_content=False, **kwargs)
             try:
-                doc: Obj = json.loads(response.data)
+                doc: Obj = orjson.loads(response.data)
             finally:
                 response.release_conn()
             return doc
@@ -370,20 +384,25 @@ class Controller:
         scopes: list[str | None] = list(namespaces) or [None]
         for ns in scopes:
             for kind in ("job", "pod"):
-                out.append((kind, ns, *await self._list(kind, ns)))
+                out.append((kind, ns, *await self.list_trimmed(kind, ns)))
         return out
 
-    async def _list(self, kind: str, namespace: str | None) -> tuple[list[Obj], int]:
-        """Lists one kind a page at a time (`LIST_PAGE` objects), trimming each page before the
-        next is read: thousands of Jobs parsed in one answer would set the operator's peak
-        memory (and Python keeps that peak) for what the caches then throw away."""
+    def list_fn(self, kind: str, namespace: str | None
+                ) -> tuple[Callable[..., Any], tuple[str, ...]]:
+        """The client's list (and watch) call for Jobs or pods, and its positional arguments."""
         if kind == "job":
             fn: Callable[..., Any] = (self.batch.list_namespaced_job if namespace
                                       else self.batch.list_job_for_all_namespaces)
         else:
             fn = (self.core.list_namespaced_pod if namespace
                   else self.core.list_pod_for_all_namespaces)
-        args = (namespace,) if namespace else ()
+        return fn, (namespace,) if namespace else ()
+
+    async def list_trimmed(self, kind: str, namespace: str | None) -> tuple[list[Obj], int]:
+        """Lists one kind a page at a time (`LIST_PAGE` objects), trimming each page before the
+        next is read: thousands of Jobs parsed in one answer would set the operator's peak
+        memory (and Python keeps that peak) for what the caches then throw away."""
+        fn, args = self.list_fn(kind, namespace)
         items: list[Obj] = []
         listing_rv, token = 0, None
         while True:
@@ -399,12 +418,20 @@ class Controller:
             if not token:
                 return items, listing_rv
 
-    async def prime(self, namespaces: list[str]) -> None:
+    async def prime(self, namespaces: list[str]) -> list[tuple[str, str | None, int]]:
         """Lists the Jobs and pods of all VideoJobs before the first reconcile, so a restarted
-        operator never takes "not in the cache yet" for "gone"."""
-        for kind, _, items, _ in await self._list_children(namespaces):
+        operator never takes "not in the cache yet" for "gone". Returns (kind, namespace or
+        None, resourceVersion) of each listing: where its watch starts."""
+        versions = []
+        for kind, ns, items, version in await self._list_children(namespaces):
             for item in items:
                 self.observe_child(kind, "ADDED", item)
+            versions.append((kind, ns, version))
+        return versions
+
+    def watch_children(self, versions: list[tuple[str, str | None, int]]) -> None:
+        """Starts the Job and pod watches (children.py) from the versions `prime` returned."""
+        self.watches = children.start(self, versions, asyncio.get_running_loop())
 
     async def resync(self, namespaces: list[str], stop: asyncio.Event,
                      interval: float = RESYNC_INTERVAL) -> None:
@@ -594,6 +621,20 @@ def slim(kind: str, obj: Obj) -> Obj:
             {"name": c.get("name"), "resources": c.get("resources") or {}}
             for c in containers]}}
     return out
+
+
+def essence(kind: str, obj: Obj) -> tuple[Any, ...]:
+    """What the planner and admission read of a trimmed Job or pod. An event that leaves it
+    as it was (a pod bound to its node or given its IP, a Job's ready count, the Job controller's
+    tracking finalizer) changes no plan and no admission: the cache takes the new copy and
+    nothing is queued. Most of a stage's events are of that kind."""
+    meta = obj["metadata"]
+    common = (tuple(r.get("uid") for r in meta.get("ownerReferences") or []),
+              tuple(sorted((meta.get("labels") or {}).items())),
+              tuple(sorted((meta.get("annotations") or {}).items())))
+    if kind == "pod":
+        return (planner.pod_view(obj), *common)
+    return (planner.job_view(obj), (obj.get("spec") or {}).get("parallelism"), *common)
 
 
 def _rv(obj: Obj) -> int:

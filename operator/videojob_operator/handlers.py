@@ -1,7 +1,8 @@
 """kopf handlers: thin adapters that feed the controller's caches.
 
-kopf watches the resources and calls these for every event (including the initial listing after
-a start, which is how a restarted operator resumes). All decisions are the planner's; these
+kopf watches the VideoJobs and the nodes and calls these for every event (including the initial
+listing after a start, which is how a restarted operator resumes); the stage Jobs and pods have
+watches of the controller's own (children.py). All decisions are the planner's; these
 handlers only route events. No kopf `on.delete` handler, daemon or timer is registered, so kopf
 adds no finalizer of its own (see nolar/kopf#1305 and #882 for what those get wrong on
 deletion): the VideoJob's `videojob.dev/cancel` finalizer is the controller's, added and removed
@@ -21,7 +22,6 @@ from . import config as operator_config
 from . import config_watch, metrics, progress
 from .api import GROUP, PLURAL, VERSION
 from .controller import Controller
-from .jobs import LABEL_NAME
 from .redis_queue import RedisQueue
 
 log = logging.getLogger("videojob.handlers")
@@ -89,7 +89,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     cfg = operator_config.load()
     controller = Controller(cfg, api_client())
     metrics.watch_phases(lambda: list(controller.videojobs.values()))
-    await controller.prime(NAMESPACES)
+    controller.watch_children(await controller.prime(NAMESPACES))  # Jobs, pods: children.py
     controller.start()
     memo["controller"] = controller
     stop = asyncio.Event()
@@ -120,16 +120,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def videojob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].observe_videojob(event["type"], dict(event["object"]))
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT})
-async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].observe_child("job", event["type"], dict(event["object"]))
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT})
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].observe_child("pod", event["type"], dict(event["object"]))
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -51,6 +51,9 @@ RECONCILE_SECONDS = Histogram(
 JOBS_CREATED = Counter("videojob_stage_jobs_created", "Stage Jobs created.", ["stage"],
                        registry=REGISTRY)
 EVENTS = Counter("videojob_events", "Events posted, by type.", ["type"], registry=REGISTRY)
+WATCH_RESTARTS = Counter(
+    "videojob_watch_restarts", "Stage Job and pod watches reopened other than on their timeout: "
+    "`expired` (listed again) or `error`.", ["kind", "cause"], registry=REGISTRY)
 
 
 # Series that exist from the start, at 0, so rates and alerts see them before the first event.

@@ -422,7 +422,10 @@ def _stage(
     update: Obj = {"job_name": job.name, "attempts": max(attempts, st.attempts),
                    "start_time": st.start_time or job.start_time or ts(now)}
     if name == "segments":
-        update["completed"] = job.succeeded
+        # The last scene's pod succeeding is shown by the Job's completion, which follows
+        # within the Job controller's next sync, as the stage's last report is (below).
+        last_scene = job.succeeded >= job.completions and not job.complete
+        update["completed"] = st.completed if last_scene else job.succeeded
         update["total"] = job.completions
     if (job.complete or job.failure is not None) and st.phase in ("Queued", "Pending"):
         # Admitted and done between two looks: the start is still part of the story.

@@ -149,3 +149,57 @@ def test_a_configuration_change_rebuilds_every_videojobs_view() -> None:
     c.config = c.config.model_copy(update={"pools": pools})  # as config_watch.apply does
     assert [w.pool for w in incremental(c)] == ["cpu"]
     assert incremental(c) == rebuilt(c)
+
+
+def queued(c: Controller) -> set[tuple[str, str]]:
+    keys = set(c.queued)
+    c.queued.clear()
+    while not c.queue.empty():
+        c.queue.get_nowait()
+    return keys
+
+
+def test_events_that_change_nothing_read_queue_no_reconcile() -> None:
+    c = controller()
+    key = ("ns", "clip")
+    vj = videojob("clip", "u1")
+    c.observe_videojob("ADDED", vj)
+    job = stage_job(vj, "plan")
+    c.observe_child("job", "ADDED", job)
+    p = pod(job, 0, "Pending")
+    c.observe_child("pod", "ADDED", p)
+    assert queued(c) == {key}
+
+    bound = copy.deepcopy(p)  # the scheduler's binding and the node's IP: nothing read changed
+    bound["metadata"]["resourceVersion"] = "4"
+    bound["spec"]["nodeName"] = "local-cpu"
+    bound["status"]["podIP"] = "10.0.0.9"
+    c.observe_child("pod", "MODIFIED", bound)
+    ready = copy.deepcopy(job)
+    ready["metadata"]["resourceVersion"] = "5"
+    ready["status"]["ready"] = 1
+    c.observe_child("job", "MODIFIED", ready)
+    assert queued(c) == set()
+    assert c.pods[key][p["metadata"]["name"]]["metadata"]["resourceVersion"] == "4"
+    assert incremental(c) == rebuilt(c)
+
+    running = copy.deepcopy(bound)
+    running["metadata"]["resourceVersion"] = "6"
+    running["status"]["phase"] = "Running"
+    c.observe_child("pod", "MODIFIED", running)
+    assert queued(c) == {key}
+    assert [w.running_pods for w in incremental(c)] == [1] and incremental(c) == rebuilt(c)
+
+    # Our own status write: its answer is cached, and the watch's echo of it queues nothing,
+    # though admission still sees the new phase.
+    written = copy.deepcopy(vj)
+    written["metadata"]["resourceVersion"] = "7"
+    written["status"] = {"phase": "Succeeded"}
+    c._remember(key, copy.deepcopy(written))
+    c.observe_videojob("MODIFIED", copy.deepcopy(written))
+    assert queued(c) == set()
+    assert [w.leaving for w in incremental(c)] == [True] and incremental(c) == rebuilt(c)
+    newer = copy.deepcopy(written)
+    newer["metadata"]["resourceVersion"] = "8"
+    c.observe_videojob("MODIFIED", newer)
+    assert queued(c) == {key}

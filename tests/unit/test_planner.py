@@ -36,7 +36,26 @@ def job(stage: str, **kw: Any) -> JobView:
 
 def run(vj: dict[str, Any], jobs: list[JobView] = (), pods: list[PodView] = (),  # type: ignore[assignment]
         progress: list[ProgressView] = (), now: dt.datetime = T0) -> Plan:  # type: ignore[assignment]
-    return plan(Observation(vj, list(jobs), list(pods), list(progress), now), CONFIG)
+    obs = Observation(vj, list(jobs), list(pods), list(progress), now)
+    p = plan(obs, CONFIG)
+    assert_settled(obs, p)
+    return p
+
+
+def assert_settled(obs: Observation, p: Plan) -> None:
+    """Planning again from the status the plan wrote, nothing else changed, writes nothing: the
+    operator does not reconcile on the watch's echo of its own status write (controller.py). A
+    plan that creates or patches a Job is left out: that Job's answer enters the cache, and
+    queues another reconcile, whatever the status."""
+    if (p.status is None or p.add_finalizer or p.remove_finalizer or p.delete_videojob
+            or p.create_jobs or p.suspend_jobs):
+        return
+    again = plan(Observation({**obs.videojob, "status": p.status}, obs.jobs, obs.pods,
+                             obs.progress, obs.now, queue_position=obs.queue_position), CONFIG)
+    assert again.status is None, (p.status, again.status)
+    assert not again.events, again.events
+    assert not again.create_jobs and not again.suspend_jobs
+    assert set(again.delete_jobs) <= set(p.delete_jobs)
 
 
 def advance(vj: dict[str, Any], p: Plan) -> dict[str, Any]:
@@ -325,5 +344,20 @@ def test_segments_last_scene_report_waits_for_the_completion_but_earlier_ones_sh
     vj = advance(vj, p)
     last = ProgressView("segments", 1, 100.0, "", 24, 24)
     assert run(vj, jobs, progress=[first, last]).status is None
+
+
+def test_segments_scenes_done_show_but_the_last_waits_for_the_completion() -> None:
+    vj = advance(videojob(), run(videojob()))
+    done = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True)]
+    vj = advance(vj, run(vj, done[:1]))
+    vj = advance(vj, run(vj, done))
+    vj = advance(vj, run(vj, [*done, job("segments", active=2)]))
+    p = run(vj, [*done, job("segments", active=1, succeeded=1)])
+    assert p.status is not None and p.status["stages"][2]["completed"] == 1  # 1 of 2: news
+    vj = advance(vj, p)
+    assert run(vj, [*done, job("segments", succeeded=2)]).status is None
+    p = run(vj, [*done, job("segments", succeeded=2, complete=True)])
+    assert p.status is not None and p.status["stages"][2]["completed"] == 2
+    assert p.status["stages"][2]["phase"] == "Succeeded"
 
 

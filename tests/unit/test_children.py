@@ -1,0 +1,100 @@
+"""The stage Job and pod watches' reading of a stream (children.py), without a cluster: events
+split across chunks, bookmarks, an expired version, and the hand-over to the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from videojob_operator import children
+from videojob_operator.config import OperatorConfig
+from videojob_operator.controller import Controller
+
+Obj = dict[str, Any]
+
+
+class Response:
+    """A watch response as urllib3 hands it over, in the chunks given."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.released = False
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Any:
+        yield from self.chunks
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+def pod_event(kind: str, name: str, rv: int, phase: str = "Pending") -> bytes:
+    return json.dumps({"type": kind, "object": {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"{name}-uid",
+                     "resourceVersion": str(rv), "managedFields": [{"manager": "x"}],
+                     "labels": {"videojob.dev/name": "clip"}},
+        "spec": {"containers": [{"name": "worker"}]},
+        "status": {"phase": phase}}}).encode() + b"\n"
+
+
+def watch_of(responses: list[Response | Exception]) -> tuple[children.ChildWatch, list[Obj]]:
+    controller = Controller(OperatorConfig(), client.ApiClient())
+    calls: list[Obj] = []
+
+    def fn(**kwargs: Any) -> Response:
+        calls.append(kwargs)
+        answer = responses.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    controller.list_fn = lambda kind, ns: (fn, ())  # type: ignore[method-assign]
+    w = children.ChildWatch(controller, "pod", None, 10, asyncio.new_event_loop())
+    return w, calls
+
+
+def test_events_split_across_chunks_arrive_whole_and_trimmed() -> None:
+    added, modified = pod_event("ADDED", "p0", 11), pod_event("MODIFIED", "p0", 12, "Running")
+    bookmark = json.dumps({"type": "BOOKMARK", "object": {
+        "metadata": {"resourceVersion": "20"}}}).encode() + b"\n"
+    response = Response([added[:7], added[7:] + modified[:30], modified[30:], bookmark])
+    w, calls = watch_of([response])
+    events = list(w._stream())
+    assert [(t, o["metadata"]["resourceVersion"]) for t, o in events] == [
+        ("ADDED", "11"), ("MODIFIED", "12")]
+    assert "spec" not in events[0][1] and "managedFields" not in events[0][1]["metadata"]
+    assert w.resource_version == 20  # the bookmark moved it on
+    assert calls[0]["resource_version"] == "10" and calls[0]["watch"] is True
+    assert calls[0]["allow_watch_bookmarks"] is True
+    assert calls[0]["label_selector"] == "videojob.dev/name"
+    assert response.released
+
+
+def test_an_expired_version_asks_for_a_new_listing() -> None:
+    expired = json.dumps({"type": "ERROR", "object": {
+        "kind": "Status", "code": 410, "message": "too old resource version"}}).encode()
+    w, _ = watch_of([Response([pod_event("ADDED", "p0", 11) + expired + b"\n"])])
+    stream = w._stream()
+    assert next(stream)[0] == "ADDED"
+    with pytest.raises(children.Gone):
+        next(stream)
+    w, _ = watch_of([client.ApiException(status=410)])
+    with pytest.raises(children.Gone):
+        list(w._stream())
+
+
+def test_a_burst_is_handed_over_in_one_drain() -> None:
+    w, _ = watch_of([])
+    scheduled: list[Any] = []
+    w.loop.call_soon_threadsafe = lambda cb, *a: scheduled.append(cb)  # type: ignore[method-assign]
+    for rv in (11, 12, 13):
+        w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", rv))["object"])
+    assert len(scheduled) == 1
+    scheduled[0]()
+    held = w.controller.pods[("ns", "clip")]["p0"]
+    assert held["metadata"]["resourceVersion"] == "13"
+    w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", 14, "Running"))["object"])
+    assert len(scheduled) == 2  # a new drain once the last one ran
