@@ -573,10 +573,31 @@ def _cancel(obs: Observation, status: VideoJobStatus, old_doc: Obj, config: Oper
 
 
 def _finish(out: Plan, status: VideoJobStatus, old_doc: Obj) -> Plan:
+    out.events = one_per_hand_off(out.events)
     new_doc = dump_status(status)
     if new_doc != old_doc:
         out.status = new_doc
         out.progress_only = strip_progress(new_doc) == strip_progress(old_doc)
+    return out
+
+
+def one_per_hand_off(events: list[Event]) -> list[Event]:
+    """A stage that starts in the same look as the step before it (the VideoJob accepted, the
+    previous stage succeeded, a resume) is told in that step's Event, and the last stage's
+    success in the VideoJob's: "stage plan succeeded; stage keyframes started". One Event per
+    hand-off, every transition still told; a stage that waits in the queue first gets
+    StageQueued, then StageStarted of its own."""
+    out: list[Event] = []
+    for e in events:
+        prev = out[-1] if out else None
+        if prev is not None and prev.type == e.type == "Normal" and (
+                (e.reason == Reason.STAGE_STARTED
+                 and prev.reason in (Reason.CREATED, Reason.STAGE_SUCCEEDED, Reason.RESUMED))
+                or (e.reason == Reason.SUCCEEDED and prev.reason == Reason.STAGE_SUCCEEDED)):
+            reason = e.reason if e.reason == Reason.SUCCEEDED else prev.reason
+            out[-1] = Event("Normal", reason, f"{prev.message}; {e.message}")
+            continue
+        out.append(e)
     return out
 
 

@@ -117,6 +117,32 @@ def test_a_stage_admitted_and_done_between_two_looks_still_reports_its_start() -
     assert reasons(p)[:2] == ["StageStarted", "StageSucceeded"]
 
 
+def test_each_hand_off_is_one_event_when_the_next_stage_starts_at_once() -> None:
+    """Admitted at creation (controller.apply plans again once the new Job is cached): the
+    step before and the stage's start are one Event; six for a whole run."""
+    events = []
+    vj = videojob()
+    running: list[JobView] = [job("plan")]
+    p = run(vj, running)
+    events += p.events
+    vj = advance(vj, p)
+    done: list[JobView] = []
+    for i, stage in enumerate(STAGES):
+        done.append(job(stage, succeeded=2 if stage == "segments" else 1, complete=True))
+        nxt = [job(STAGES[i + 1])] if stage != "publish" else []
+        p = run(vj, done + nxt, now=T0 + dt.timedelta(seconds=i + 1))
+        events += p.events
+        vj = advance(vj, p)
+    assert [(e.reason, e.message) for e in events[1:]] == [
+        ("StageSucceeded", "stage plan succeeded; stage keyframes started"),
+        ("StageSucceeded", "stage keyframes succeeded; stage segments started"),
+        ("StageSucceeded", "stage segments succeeded; stage stitch started"),
+        ("StageSucceeded", "stage stitch succeeded; stage publish started"),
+        ("Succeeded", f"stage publish succeeded; video published to {p.status['outputURI']}"),
+    ]
+    assert events[0].reason == "Created" and events[0].message.endswith("; stage plan started")
+
+
 def test_queue_position_is_exact_near_the_head_and_coarse_far_back() -> None:
     assert position_worth_writing(None, 40) and position_worth_writing(12, 10)
     assert position_worth_writing(3, 2) and not position_worth_writing(2, 2)
