@@ -16,7 +16,9 @@ server, the Job controller and the node allow.
 - `handoff_p50_ms`, `handoff_p99_ms`: Job seen Complete -> the next stage's Job seen created,
   through one watch, over every hand-off of every operator run at the largest N. The floor's
   figure (its watch, then one create) is reported beside it, and so is the time to the next
-  Job's admission (`suspend: false`), which includes the queue.
+  Job's admission (`suspend: false`), which includes the queue. The same p50 and p99 by third
+  of the run (by when the Job completed) say whether the slow hand-offs are those of the first
+  burst.
 - CPU seconds by part (cluster components, pods, operator, the driver; testbed.Testbed.cpu),
   median over the runs at the largest N, for the operator and the floor: where the difference
   in makespan goes.
@@ -82,6 +84,11 @@ class JobTimes:
 
     def handoffs(self, to: str = "added") -> list[float]:
         """Milliseconds from each stage's Job Complete to the next stage's Job `to`."""
+        return [ms for _, ms in self.timed_handoffs(to)]
+
+    def timed_handoffs(self, to: str = "added") -> list[tuple[float, float]]:
+        """(when the Job was seen Complete, monotonic; milliseconds to the next stage's Job
+        `to`) for each hand-off."""
         target = self.added if to == "added" else self.admitted
         out = []
         for (vj, stage), done in self.complete.items():
@@ -89,7 +96,14 @@ class JobTimes:
                 continue
             nxt = (vj, STAGES[STAGES.index(stage) + 1])
             if nxt in target:
-                out.append((target[nxt] - done) * 1000)
+                out.append((done, (target[nxt] - done) * 1000))
+        return out
+
+    def by_third(self, began: float, makespan: float) -> list[list[float]]:
+        """The hand-offs' milliseconds in each third of the run, by when the Job completed."""
+        out: list[list[float]] = [[], [], []]
+        for done, ms in self.timed_handoffs():
+            out[min(2, int(3 * (done - began) / makespan))].append(ms)
         return out
 
 
@@ -102,6 +116,7 @@ class Run:
     admitted_ms: list[float]
     requests: dict[str, float]
     cpu: dict[str, float]
+    thirds: list[list[float]] = field(default_factory=list)  # hand-offs by third of the run
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
@@ -157,7 +172,8 @@ def run_floor(bed: Testbed, n: int) -> Run:
     stream.stop()
     creates.shutdown()
     delete_namespace(bed, ns)
-    return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {}, cpu)
+    return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {}, cpu,
+               times.by_third(began, makespan))
 
 
 def run_operator(bed: Testbed, n: int) -> Run:
@@ -205,7 +221,8 @@ def run_operator(bed: Testbed, n: int) -> Run:
     delete_namespace(bed, ns)
     op.stop()
     return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
-               {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu)
+               {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu,
+               times.by_third(began, makespan))
 
 
 def delete_namespace(bed: Testbed, ns: str) -> None:
@@ -253,6 +270,11 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
     out["writes_per_videojob_goal"] = 2 * len(STAGES) + 4
     for kind in ("operator", "floor"):
         group = [r for r in runs if r.n == largest and r.kind == kind]
+        thirds = [[ms for r in group for ms in r.thirds[i]] for i in range(3)]
+        out[f"{kind}_handoff_p50_ms_by_third"] = [
+            round(statistics.median(t), 1) if t else None for t in thirds]
+        out[f"{kind}_handoff_p99_ms_by_third"] = [
+            round(percentile(t, 99), 1) if t else None for t in thirds]
         out[f"{kind}_cpu_s_{largest}"] = {
             part: round(statistics.median(r.cpu.get(part, 0.0) for r in group), 1)
             for part in group[0].cpu}
