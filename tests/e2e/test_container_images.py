@@ -19,7 +19,9 @@ from operator_support import free_port, wait_until
 
 from kubetest import REPO, Cluster
 
-pytestmark = pytest.mark.e2e
+# A cold build (a changed lock: every package downloaded into the image) takes minutes; the
+# first test carries the module's build fixture.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 PODMAN = [
     "podman",
