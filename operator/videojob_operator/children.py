@@ -181,7 +181,7 @@ class ChildWatch:
             self.drain_pending = False
         for event_type, obj in events:
             try:
-                self.controller.observe_child(self.kind, event_type, obj)
+                self.controller.observe_child(self.kind, event_type, obj, trimmed=True)
             except Exception:
                 log.exception("%s event not applied", self.kind)
 

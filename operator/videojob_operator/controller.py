@@ -143,7 +143,9 @@ class Controller:
             # whatever else changed since has queued the VideoJob itself.
             self.enqueue(key)
 
-    def observe_child(self, kind: str, event_type: str | None, obj: Obj) -> None:
+    def observe_child(self, kind: str, event_type: str | None, obj: Obj, *,
+                      trimmed: bool = False) -> None:
+        """A Job or pod event; `trimmed`: `obj` is already as the caches keep it (`slim`)."""
         meta = obj["metadata"]
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
         if not owner:
@@ -160,9 +162,9 @@ class Controller:
             same = old is not None and old["metadata"].get("uid") == meta.get("uid")
             if old is not None and same and _rv(old) > _rv(obj):
                 return  # an older copy than the one held (listing and watch overlap)
-            trimmed = slim(kind, obj)
-            cache[key][meta["name"]] = trimmed
-            seen = essence(kind, trimmed)
+            held = obj if trimmed else slim(kind, obj)
+            cache[key][meta["name"]] = held
+            seen = essence(kind, held)
             if old is not None and same and essence(kind, old) == seen:
                 return  # nothing the planner or admission reads changed
             view = seen[0]
