@@ -455,7 +455,7 @@ class Controller:
         versions = []
         for kind, ns, items, version in await self._list_children(namespaces):
             for item in items:
-                self.observe_child(kind, "ADDED", item)
+                self.observe_child(kind, "ADDED", item, trimmed=True)
             versions.append((kind, ns, version))
         return versions
 
@@ -484,8 +484,9 @@ class Controller:
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
                 listing_rv: int) -> int:
-        """Feeds a fresh listing into a cache: objects newer or missing there as events, cached
-        ones the listing no longer has (and older than it) as deletions. Returns the changes."""
+        """Feeds a fresh listing (trimmed, as `list_trimmed` returns it) into a cache: objects
+        newer or missing there as events, cached ones the listing no longer has (and older than
+        it) as deletions. Returns the changes."""
         cache = self.jobs if kind == "job" else self.pods
         changes = 0
         present: set[tuple[str, str]] = set()
@@ -498,7 +499,7 @@ class Controller:
             held = cache.get((meta["namespace"], owner), {}).get(meta["name"])
             if held is None or (held["metadata"].get("uid") != meta.get("uid")
                                 or _rv(held) < _rv(obj)):
-                self.observe_child(kind, "MODIFIED" if held else "ADDED", obj)
+                self.observe_child(kind, "MODIFIED" if held else "ADDED", obj, trimmed=True)
                 changes += 1
         for key, objs in list(cache.items()):
             if namespace is not None and key[0] != namespace:
