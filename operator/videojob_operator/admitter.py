@@ -42,7 +42,12 @@ Obj = dict[str, Any]
 log = logging.getLogger("videojob.admission")
 
 ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
-POOL_STATUS_INTERVAL = 1.0  # seconds between writes of one VideoJobPool object
+# Seconds between writes of one VideoJobPool object. Visibility only (admission reads the
+# cluster, and the Redis mirror and the metrics are live): a write of a custom resource costs
+# the API server about 12 ms of CPU, and during a burst the counts change at every pass, so a
+# write a second per pool was a write a second for as long as anything ran. Kueue refreshes its
+# queue visibility every 5 s by default too.
+POOL_STATUS_INTERVAL = 5.0
 # Seconds from one admission pass's start to the next's at least. Under load, events arrive
 # faster than passes run and each pass orders every pool's Jobs; a pass every 50 ms at most
 # takes the events of that time together and keeps a freed slot's reaction well inside its
@@ -68,6 +73,7 @@ class Admitter:
         self.last_busy: dict[str, float] = {}
         self.last_desired: dict[str, int] = {}
         self.pool_written: dict[str, tuple[Obj, float]] = {}
+        self.pool_due: set[str] = set()  # pools with a pass to come for their status
         self.publish: list[Any] = []  # callbacks(decisions, held) after each pass
         self.passes = 0
         self.pool_owner: list[Obj] | None = None
@@ -92,6 +98,10 @@ class Admitter:
 
     def trigger(self) -> None:
         self.wake.set()
+
+    def _pool_due(self, name: str) -> None:
+        self.pool_due.discard(name)
+        self.trigger()
 
     def changed(self, key: Key) -> None:
         """A Job, pod or the VideoJob itself of `key` changed."""
@@ -400,6 +410,15 @@ class Admitter:
         owners = await self._pool_owner()
         now = time.monotonic()
         for name, d in decisions.items():
+            written, at = self.pool_written.get(name, ({}, 0.0))
+            if now - at < POOL_STATUS_INTERVAL:
+                # Written lately: look again when the next write may happen (one pass then),
+                # without building a status that could not be written now anyway.
+                if name not in self.pool_due:
+                    self.pool_due.add(name)
+                    asyncio.get_running_loop().call_later(
+                        POOL_STATUS_INTERVAL - (now - at), self._pool_due, name)
+                continue
             pool = c.config.pools[name]
             decision, when = self.last_decision.get(name, ("nothing admitted yet", None))
             status = PoolStatus(
@@ -414,12 +433,7 @@ class Admitter:
                 last_scale_time=when,
                 head=[f"{w.namespace}/{w.videojob}:{w.stage}" for w in d.order[:10]],
             ).model_dump(by_alias=True, exclude_none=True, mode="json")
-            written, at = self.pool_written.get(name, ({}, 0.0))
             if status == written:
-                continue
-            if now - at < POOL_STATUS_INTERVAL:
-                loop = asyncio.get_running_loop()
-                loop.call_later(POOL_STATUS_INTERVAL - (now - at), self.trigger)
                 continue
             meta: Obj = {"name": name, "labels": {
                 "app.kubernetes.io/managed-by": "videojob-operator"}}
