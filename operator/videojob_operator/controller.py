@@ -144,8 +144,10 @@ class Controller:
             self.enqueue(key)
 
     def observe_child(self, kind: str, event_type: str | None, obj: Obj, *,
-                      trimmed: bool = False) -> None:
-        """A Job or pod event; `trimmed`: `obj` is already as the caches keep it (`slim`)."""
+                      trimmed: bool = False, queue: bool = True) -> None:
+        """A Job or pod event; `trimmed`: `obj` is already as the caches keep it (`slim`);
+        `queue`: False for the answer to a create of the reconcile under way, which goes on from
+        it (the planner then has nothing more to do: test_planner.assert_settled_after_create)."""
         meta = obj["metadata"]
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
         if not owner:
@@ -170,7 +172,8 @@ class Controller:
             view = seen[0]
             urgent = isinstance(view, planner.JobView) and (view.complete
                                                             or view.failure is not None)
-        self.enqueue(key, urgent=urgent)
+        if queue:
+            self.enqueue(key, urgent=urgent)
         self.admitter.changed(key)  # a slot may have freed, or a Job joined the queue
 
     def observe_progress(self, uid: str, view: planner.ProgressView) -> None:
@@ -333,7 +336,7 @@ class Controller:
             try:
                 created = await self.call_json(self.batch.create_namespaced_job, ns, manifest)
                 log.info("created Job %s", job_name, extra=ctx(ns, name, stage))
-                self.observe_child("job", "ADDED", created)  # queue it at once
+                self.observe_child("job", "ADDED", created, queue=False)
                 metrics.JOBS_CREATED.labels(stage).inc()
                 admitted_on_create = admitted_on_create or bool(pods)
             except ApiException as e:

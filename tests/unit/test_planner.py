@@ -14,6 +14,7 @@ from videojob_operator.planner import (
     Plan,
     PodView,
     ProgressView,
+    job_view,
     plan,
     position_worth_writing,
 )
@@ -39,7 +40,27 @@ def run(vj: dict[str, Any], jobs: list[JobView] = (), pods: list[PodView] = (), 
     obs = Observation(vj, list(jobs), list(pods), list(progress), now)
     p = plan(obs, CONFIG)
     assert_settled(obs, p)
+    assert_settled_after_create(obs, p)
     return p
+
+
+def assert_settled_after_create(obs: Observation, p: Plan) -> None:
+    """Planning again once the plan's Jobs exist as created (and its finalizer and status are
+    written) does nothing more: the reconcile that creates a Job does not queue another for the
+    create's answer (controller.apply)."""
+    if not p.create_jobs or p.remove_finalizer or p.delete_videojob:
+        return
+    created = [job_view({**m, "status": {}}) for m in p.create_jobs]
+    meta = obs.videojob["metadata"]
+    if p.add_finalizer:
+        meta = {**meta, "finalizers": [*(meta.get("finalizers") or []), FINALIZER]}
+    vj = {**obs.videojob, "metadata": meta,
+          "status": p.status if p.status is not None else obs.videojob["status"]}
+    again = plan(Observation(vj, [*obs.jobs, *created], obs.pods, obs.progress, obs.now,
+                             queue_position=obs.queue_position), CONFIG)
+    assert again.status is None, (p.status, again.status)
+    assert not again.events, again.events
+    assert not again.create_jobs and not again.suspend_jobs
 
 
 def assert_settled(obs: Observation, p: Plan) -> None:
@@ -385,5 +406,6 @@ def test_segments_scenes_done_show_but_the_last_waits_for_the_completion() -> No
     p = run(vj, [*done, job("segments", succeeded=2, complete=True)])
     assert p.status is not None and p.status["stages"][2]["completed"] == 2
     assert p.status["stages"][2]["phase"] == "Succeeded"
+
 
 
