@@ -9,8 +9,11 @@ KEDA scaler) see it:
 - `videojob:pool:<pool>`   hash: queued, queued_pods, running, pending, max, desired, and
   `admitted_total` (incremented on each admission).
 
-Every sync compares with what Redis holds and fixes the difference, so a restarted or flushed
-Redis is rebuilt on the next sync; while Redis is unreachable admission goes on without it.
+A pool whose queue, held set and counters are as last written is skipped (during a burst, most
+syncs change one pool or none), but at least every VERIFY_INTERVAL seconds a sync compares every
+pool with what Redis holds and fixes the difference, and so does the first sync after a broken
+connection: a restarted or flushed Redis is rebuilt within that time. While Redis is unreachable
+admission goes on without it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .admission import PoolDecision
 
 log = logging.getLogger("videojob.redis_queue")
 MIN_INTERVAL = 0.2  # seconds between syncs: a burst of passes makes one write
+VERIFY_INTERVAL = 10.0  # seconds between syncs that read Redis back, changed or not
 
 
 def queue_key(pool: str) -> str:
@@ -49,6 +53,8 @@ class RedisQueue:
         self.admitted: dict[str, int] = {}
         self.wake = asyncio.Event()
         self.healthy = False
+        self.written: dict[str, tuple[Any, ...]] = {}  # per pool, what the last sync wrote
+        self.verified_at = float("-inf")  # when a sync last read every pool back
 
     def publish(self, decisions: dict[str, PoolDecision], held: dict[str, list[str]]) -> None:
         self.latest, self.held = decisions, held
@@ -74,6 +80,7 @@ class RedisQueue:
                     log.warning("Redis queue mirror unavailable (%s); admission carries on "
                                 "from the cluster and the queue is rebuilt on reconnect", e)
                 self.healthy = False
+                self.verified_at = float("-inf")  # whatever Redis holds now, check it all
                 metrics.REDIS_QUEUE_UP.set(0)
                 self.wake.set()  # try again after the back-off
                 with contextlib.suppress(TimeoutError):
@@ -84,23 +91,33 @@ class RedisQueue:
     async def sync(self) -> None:
         if self.latest is None:
             return
+        loop = asyncio.get_running_loop()
+        verify = loop.time() - self.verified_at >= VERIFY_INTERVAL
         for pool, d in self.latest.items():
             admitted = {(a.namespace, a.job) for a in d.admits if not a.widen}
             queued = [f"{w.namespace}/{w.job}" for w in d.order
                       if w.queued and (w.namespace, w.job) not in admitted]
-            await self._mirror(queue_key(pool), queued)
-            await self._mirror(held_key(pool), self.held.get(pool, []))
+            held = self.held.get(pool, [])
             fields: dict[Any, Any] = {
                 "queued": len(queued), "queued_pods": d.load.queued,
                 "running": d.load.running, "pending": d.load.pending,
                 "max": d.limits.max_concurrency, "desired": d.desired}
             count = self.admitted.get(pool, 0)
+            content = (queued, held, fields)
+            if not verify and not count and self.written.get(pool) == content:
+                continue
+            self.written.pop(pool, None)  # unknown until this pool's writes are done
+            await self._mirror(queue_key(pool), queued)
+            await self._mirror(held_key(pool), held)
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(pool_key(pool), mapping=fields)
             if count:
                 pipe.hincrby(pool_key(pool), "admitted_total", count)
             await pipe.execute()
             self.admitted[pool] -= count
+            self.written[pool] = content
+        if verify:
+            self.verified_at = loop.time()
 
     async def _mirror(self, key: str, members: list[str]) -> None:
         want = {m: float(i) for i, m in enumerate(members)}
