@@ -2,17 +2,23 @@
 VideoJob's status, and how many status writes that costs.
 
 N VideoJobs run at once on a testbed cluster (testbed.py), pools wide enough for all; in each,
-the keyframes stage (scripted worker, `sleep:keyframes:<seconds>`) reports progress ten times a
-second through Redis, as the real worker does, and logs when each report left it. One watch of
-the VideoJobs timestamps every status it receives. An event counts as visible at the first status
-whose keyframes message is that event's or a later one's ("frame 12/50"), or says the stage is
-done; the latency is that moment minus the moment the worker sent it (one clock: the same
-machine).
+the keyframes stage (scripted worker, `sleep:keyframes:<seconds>`, 20 s by default) reports
+progress ten times a second through Redis, as the real worker does, and logs when each report
+left it. The VideoJobs are created in one burst, so their keyframes stages start (and end) within
+a few seconds of each other, while the other VideoJobs' pods start (and stop) on the same 2 cores;
+a stage of 20 s has a steady middle between those two bursts, as a real stage of minutes has.
+One watch of the VideoJobs timestamps every status it receives. An event counts as visible at
+the first status whose keyframes message is that event's or a later one's ("frame 12/50"), or
+says the stage is done; the latency is that moment minus the moment the worker sent it (one
+clock: the same machine).
 
 - `progress_p50_ms`, `progress_p99_ms`: over every event of every VideoJob;
 - `freshest_report_p50_ms`, `freshest_report_p99_ms`: for each status that shows a report, how
   old that report was when the status was seen: the path worker -> Redis -> operator -> API
   server -> watch, without the wait for the next write that the once-a-second limit adds;
+- `progress_p50_ms_by_third`, `progress_p99_ms_by_third`: the same, for the reports sent in each
+  third of the time between the first and the last report: the first and last thirds hold the
+  bursts of pods starting and stopping, the middle one the steady state;
 - `status_writes_per_s`: status changes per VideoJob per second while its keyframes stage
   reports (median over VideoJobs; the maximum beside it). The operator writes a progress-only
   change at most once a second per VideoJob (controller.PROGRESS_WRITE_INTERVAL), so ten
@@ -38,7 +44,7 @@ STAGE = "keyframes"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--videojobs", type=int, default=40)
-    parser.add_argument("--seconds", type=float, default=6.0, help="keyframes stage length")
+    parser.add_argument("--seconds", type=float, default=20.0, help="keyframes stage length")
     args = parser.parse_args()
     n = args.videojobs
     with testbed("progress", pods=4 * n + 100, gpus=4 * n) as bed:
@@ -76,6 +82,7 @@ def main() -> int:
         if stage == STAGE:
             events[uid].append((f"frame {d}/{total}", float(at)))
     latencies: list[float] = []
+    timed: list[tuple[float, float]] = []  # (when sent, latency in ms)
     freshest: list[float] = []
     writes_per_s: list[float] = []
     emitted = 0
@@ -89,6 +96,7 @@ def main() -> int:
             shown = next((t for t, i in observed if i >= k and t >= sent), None)
             if shown is not None:
                 latencies.append((shown - sent) * 1000)
+                timed.append((sent, (shown - sent) * 1000))
         sent_at = dict(evs)
         first_shown: dict[str, float] = {}
         for t, m in seen[uid]:
@@ -101,6 +109,10 @@ def main() -> int:
     if not latencies or len(events) < n:
         print(f"progress seen for {len(events)} of {n} VideoJobs", file=sys.stderr)
         return 1
+    start, end = min(t for t, _ in timed), max(t for t, _ in timed)
+    thirds: list[list[float]] = [[], [], []]
+    for sent, ms in timed:
+        thirds[min(2, int(3 * (sent - start) / max(end - start, 1e-3)))].append(ms)
     results = {
         "machine": describe(),
         "videojobs": n,
@@ -110,6 +122,11 @@ def main() -> int:
         "progress_p50_ms": round(statistics.median(latencies), 1),
         "progress_p99_ms": round(percentile(latencies, 99), 1),
         "progress_max_ms": round(max(latencies), 1),
+        "progress_p50_ms_by_third": [round(statistics.median(t), 1) if t else None
+                                     for t in thirds],
+        "progress_p99_ms_by_third": [round(percentile(t, 99), 1) if t else None
+                                     for t in thirds],
+        "stage_seconds": args.seconds,
         "freshest_report_p50_ms": round(statistics.median(freshest), 1),
         "freshest_report_p99_ms": round(percentile(freshest, 99), 1),
         "status_writes_per_s": round(statistics.median(writes_per_s), 2),
