@@ -157,8 +157,27 @@ def order(queue: list[Workload], admitted_per_namespace: Counter[str],
     return out
 
 
-def decide(pool: str, limits: PoolLimits, workloads: list[Workload]) -> PoolDecision:
-    """What to admit in one pool now."""
+def settled(w: Workload) -> bool:
+    """Finished, with no pod left: it takes no slot, waits for nothing and is in no count, and
+    only its admission time still matters (a namespace's last service, `order`). Such Jobs are
+    most of a busy cluster's (every finished stage of every VideoJob still there); admission
+    passes leave them out (`decide`'s `served`)."""
+    return w.finished and w.running_pods == 0 and w.pending_pods == 0
+
+
+def served_at(workloads: list[Workload]) -> dict[str, str]:
+    """Namespace -> the latest admission among `workloads` (RFC 3339)."""
+    out: dict[str, str] = {}
+    for w in workloads:
+        if w.admitted_at and w.admitted_at > out.get(w.namespace, ""):
+            out[w.namespace] = w.admitted_at
+    return out
+
+
+def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
+           served: dict[str, str] | None = None) -> PoolDecision:
+    """What to admit in one pool now. `served`: the last admission per namespace of the pool's
+    Jobs left out of `workloads` (`settled` ones); the decision is the same as with them in."""
     mine = [w for w in workloads if w.pool == pool]
     occupied = sum(w.occupied for w in mine)
     running = min(sum(w.running_pods * w.slots_per_pod for w in mine), occupied)
@@ -169,10 +188,10 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload]) -> PoolDeci
                                  min_concurrency=limits.min_concurrency,
                                  target_queue_length=limits.target_queue_length)
     per_ns: Counter[str] = Counter(w.namespace for w in mine if w.admitted)
-    last_served: dict[str, str] = {}
-    for w in mine:
-        if w.admitted_at and w.admitted_at > last_served.get(w.namespace, ""):
-            last_served[w.namespace] = w.admitted_at
+    last_served = dict(served or {})
+    for ns, at in served_at(mine).items():
+        if at > last_served.get(ns, ""):
+            last_served[ns] = at
     queue = order(waiting, per_ns, last_served)
     decision = PoolDecision(
         pool=pool, limits=limits, load=load,

@@ -49,10 +49,11 @@ ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
 # queue visibility every 5 s by default too.
 POOL_STATUS_INTERVAL = 5.0
 # Seconds from one admission pass's start to the next's at least. Under load, events arrive
-# faster than passes run and each pass orders every pool's Jobs; a pass every 50 ms at most
+# faster than passes run and each pass orders every pool's Jobs; a pass every 100 ms at most
 # takes the events of that time together and keeps a freed slot's reaction well inside its
-# 250 ms goal (bench/admission.py).
-MIN_PASS_GAP = 0.05
+# 250 ms goal (bench/admission.py). A stage that need not wait is admitted as it is created,
+# without a pass (admit_on_create).
+MIN_PASS_GAP = 0.1
 
 
 # The cluster-scoped object VideoJobPools are owned by (the Helm chart's ClusterRole), so that
@@ -91,6 +92,9 @@ class Admitter:
         # The admission view of each VideoJob's Jobs, rebuilt for the VideoJobs marked `stale`
         # (all of them when the configuration changes: pools and slots depend on it).
         self.view: dict[Key, list[Workload]] = {}
+        self.live: dict[Key, list[Workload]] = {}  # the view less its settled workloads
+        self.served: dict[Key, dict[str, dict[str, str]]] = {}  # pool -> ns -> last admission
+        self.served_total: dict[str, dict[str, str]] | None = None  # over all keys; None: stale
         self.stale: set[Key] = set()
         self.view_config: object = None
 
@@ -142,7 +146,8 @@ class Admitter:
         self.snapshot += 1
         snapshot = self.snapshot
         by_pool: dict[str, list[Workload]] = defaultdict(list)
-        for w in self.workloads():
+        live, served = self.live_workloads()
+        for w in live:
             by_pool[w.pool].append(w)
         decisions: dict[str, PoolDecision] = {}
         for name, pool in config.pools.items():
@@ -155,7 +160,7 @@ class Admitter:
                 min_concurrency=pool.min_concurrency,
                 target_queue_length=pool.target_queue_length,
                 strategy=pool.strategy)
-            decisions[name] = admission.decide(name, limits, by_pool[name])
+            decisions[name] = admission.decide(name, limits, by_pool[name], served.get(name))
             self.decided[name] = (snapshot, decisions[name])
         self.decided = {name: self.decided[name] for name in decisions}  # pools removed
         self.at_creation = [e for e in self.at_creation if e[0] >= snapshot]
@@ -183,17 +188,57 @@ class Admitter:
 
     def workloads(self) -> list[Workload]:
         """Every stage Job as admission sees it (and the Jobs being created admitted)."""
+        self._refresh()
+        return [w for ws in self.view.values() for w in ws] + list(self.creating.values())
+
+    def live_workloads(self) -> tuple[list[Workload], dict[str, dict[str, str]]]:
+        """What a pass decides from: the workloads less the settled ones (admission.settled),
+        and, per pool, the last admission per namespace among those left out."""
+        self._refresh()
+        if self.served_total is None:
+            total: dict[str, dict[str, str]] = defaultdict(dict)
+            for by_pool in self.served.values():
+                for pool, by_ns in by_pool.items():
+                    mine = total[pool]
+                    for ns, at in by_ns.items():
+                        if at > mine.get(ns, ""):
+                            mine[ns] = at
+            self.served_total = dict(total)
+        live = [w for ws in self.live.values() for w in ws] + list(self.creating.values())
+        return live, self.served_total
+
+    def _refresh(self) -> None:
+        """The view brought up to date for the VideoJobs whose Jobs, pods or selves changed."""
         c = self.controller
         if c.config is not self.view_config:
             self.view_config = c.config
             self.stale |= set(self.view) | set(c.jobs)
         for key in self.stale:
             if c.jobs.get(key):
-                self.view[key] = self._workloads(key)
+                ws = self._workloads(key)
+                self.view[key] = ws
+                done = [w for w in ws if admission.settled(w)]
+                live = [w for w in ws if not admission.settled(w)]
+                if live:
+                    self.live[key] = live
+                else:
+                    self.live.pop(key, None)
+                by_pool: dict[str, list[Workload]] = defaultdict(list)
+                for w in done:
+                    by_pool[w.pool].append(w)
+                served = {pool: admission.served_at(d) for pool, d in by_pool.items()}
+                if self.served.get(key, {}) != served:
+                    self.served_total = None
+                if served:
+                    self.served[key] = served
+                else:
+                    self.served.pop(key, None)
             else:
                 self.view.pop(key, None)
+                self.live.pop(key, None)
+                if self.served.pop(key, None):
+                    self.served_total = None
         self.stale.clear()
-        return [w for ws in self.view.values() for w in ws] + list(self.creating.values())
 
     def _workloads(self, key: Key) -> list[Workload]:
         c = self.controller

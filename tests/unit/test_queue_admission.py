@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,8 @@ from videojob_operator.admission import (
     admit_at_creation,
     band,
     decide,
+    served_at,
+    settled,
     wait_seconds,
 )
 
@@ -177,3 +180,33 @@ def test_nothing_is_admitted_at_creation_into_a_full_pool() -> None:
     full = decide("gpu", PoolLimits(2), [running("a"), running("b")]).load
     assert admit_at_creation(PoolLimits(2), full, 1, 1) == 0
     assert admit_at_creation(PoolLimits(3), full, 4, 1) == 1  # narrower, widened later
+
+
+def test_settled_jobs_left_out_with_their_service_times_decide_the_same() -> None:
+    # Admission passes leave finished Jobs with no pod left out, passing on only when each
+    # namespace was last served (admitter.live_workloads): the decision must not change.
+    rng = random.Random(7)
+    for trial in range(300):
+        pool = []
+        for i in range(rng.randint(1, 12)):
+            finished = rng.random() < 0.4
+            suspended = not finished and rng.random() < 0.6
+            pool.append(work(
+                f"v{i}", rng.choice("abc"), priority=rng.choice([0, 0, 10]),
+                created=f"2026-01-01T00:00:{rng.randint(0, 59):02d}Z",
+                suspended=suspended, finished=finished,
+                held=suspended and rng.random() < 0.2,
+                running_pods=0 if suspended or rng.random() < 0.5 else 1,
+                pending_pods=int(not suspended and rng.random() < 0.2),
+                admitted_at=None if suspended and rng.random() < 0.5
+                else f"2026-01-01T00:01:{rng.randint(0, 59):02d}.000000Z"))
+        limits = PoolLimits(rng.randint(1, 4))
+        settled_ones = [w for w in pool if settled(w)]
+        live = [w for w in pool if not settled(w)]
+        whole, split = decide("gpu", limits, pool), decide("gpu", limits, live,
+                                                           served_at(settled_ones))
+        assert split.admits == whole.admits, trial
+        assert [w.job for w in split.order] == [w.job for w in whole.order], trial
+        assert (split.load, split.queued_jobs, split.held_jobs, split.desired,
+                split.queued_by_priority) == (whole.load, whole.queued_jobs, whole.held_jobs,
+                                              whole.desired, whole.queued_by_priority), trial
