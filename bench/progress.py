@@ -81,8 +81,7 @@ def main() -> int:
         uid, stage, d, total, at = line.split()
         if stage == STAGE:
             events[uid].append((f"frame {d}/{total}", float(at)))
-    latencies: list[float] = []
-    timed: list[tuple[float, float]] = []  # (when sent, latency in ms)
+    timed: list[tuple[float, float]] = []  # (when sent, latency in ms) of every event shown
     freshest: list[float] = []
     writes_per_s: list[float] = []
     emitted = 0
@@ -95,7 +94,6 @@ def main() -> int:
         for k, (_, sent) in enumerate(evs):
             shown = next((t for t, i in observed if i >= k and t >= sent), None)
             if shown is not None:
-                latencies.append((shown - sent) * 1000)
                 timed.append((sent, (shown - sent) * 1000))
         sent_at = dict(evs)
         first_shown: dict[str, float] = {}
@@ -106,6 +104,7 @@ def main() -> int:
         first, last = evs[0][1], evs[-1][1]
         writes = sum(1 for t, _ in seen[uid] if first <= t <= last + 1.0)
         writes_per_s.append(writes / max(last + 1.0 - first, 1e-3))
+    latencies = [ms for _, ms in timed]
     if not latencies or len(events) < n:
         print(f"progress seen for {len(events)} of {n} VideoJobs", file=sys.stderr)
         return 1
