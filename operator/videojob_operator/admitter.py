@@ -217,15 +217,17 @@ class Admitter:
             if c.jobs.get(key):
                 ws = self._workloads(key)
                 self.view[key] = ws
-                done = [w for w in ws if admission.settled(w)]
-                live = [w for w in ws if not admission.settled(w)]
+                live: list[Workload] = []
+                by_pool: dict[str, list[Workload]] = defaultdict(list)  # the settled ones
+                for w in ws:
+                    if admission.settled(w):
+                        by_pool[w.pool].append(w)
+                    else:
+                        live.append(w)
                 if live:
                     self.live[key] = live
                 else:
                     self.live.pop(key, None)
-                by_pool: dict[str, list[Workload]] = defaultdict(list)
-                for w in done:
-                    by_pool[w.pool].append(w)
                 served = {pool: admission.served_at(d) for pool, d in by_pool.items()}
                 if self.served.get(key, {}) != served:
                     self.served_total = None
