@@ -368,7 +368,7 @@ class Admitter:
             body["metadata"]["annotations"] = {ANNOTATION_ADMITTED_AT: ts_micro(now)}
             body["spec"]["suspend"] = False
         try:
-            updated = await c.call_json(c.batch.patch_namespaced_job, a.job, a.namespace, body)
+            updated = await c.call(c.kube.patch_job, a.namespace, a.job, body)
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("admitting Job %s failed: %s %s", a.job, e.status, e.reason,

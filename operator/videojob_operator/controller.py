@@ -42,6 +42,7 @@ from .admitter import ANNOTATION_ADMITTED_AT, Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .jobs import ANNOTATION_QUEUED_AT, LABEL_NAME, LABEL_UID
+from .kube import Kube
 from .logs import ctx
 
 Obj = dict[str, Any]
@@ -61,6 +62,7 @@ class Controller:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.kube = Kube(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.videojobs: dict[Key, Obj] = {}
@@ -289,9 +291,11 @@ class Controller:
         plan = planner.plan(obs, self.config)
         await self.apply(key, obs.videojob, plan)
 
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def call(self, fn: Callable[..., Any], *args: Any,
+                   executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs) on an API thread: a blocking request, off the loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(executor or self.executor, lambda: fn(*args, **kwargs))
 
     async def call_json(self, fn: Callable[..., Any], *args: Any,
                         executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Obj:
@@ -334,7 +338,7 @@ class Controller:
                     self.clock())
                 manifest["spec"].update(suspend=False, parallelism=pods)
             try:
-                created = await self.call_json(self.batch.create_namespaced_job, ns, manifest)
+                created = await self.call(self.kube.create_job, ns, manifest)
                 log.info("created Job %s", job_name, extra=ctx(ns, name, stage))
                 self.observe_child("job", "ADDED", created, queue=False)
                 metrics.JOBS_CREATED.labels(stage).inc()
@@ -357,7 +361,7 @@ class Controller:
         for job_name, suspend in plan.suspend_jobs.items():
             # Back in the queue from now on: admission unsuspends it again after a resume.
             queued_at = planner.ts_micro(self.clock())
-            updated = await self.call_json(self.batch.patch_namespaced_job, job_name, ns, {
+            updated = await self.call(self.kube.patch_job, ns, job_name, {
                 "metadata": {"annotations": {ANNOTATION_QUEUED_AT: queued_at}},
                 "spec": {"suspend": suspend}})
             self.observe_child("job", "MODIFIED", updated)
@@ -366,8 +370,7 @@ class Controller:
             try:
                 # Foreground: the Job stays until its pods are gone, so "no Job left" also
                 # means "no pod left"; an explicit policy, as a bare delete can orphan pods.
-                await self.call(self.batch.delete_namespaced_job, job_name, ns,
-                                 propagation_policy="Foreground")
+                await self.call(self.kube.delete_job, ns, job_name, "Foreground")
                 log.info("deleted Job %s", job_name, extra=extra)
             except ApiException as e:
                 if e.status != 404:
@@ -534,9 +537,7 @@ class Controller:
         }
         kind = "progress" if plan.progress_only else "transition"
         try:
-            updated = await self.call(
-                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
-                name, body)
+            updated = await self.call(self.kube.patch_videojob_status, ns, name, body)
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -554,8 +555,7 @@ class Controller:
     async def _patch_videojob(self, key: Key, body: Obj) -> Obj | None:
         ns, name = key
         try:
-            updated: Obj = await self.call(self.custom.patch_namespaced_custom_object, GROUP,
-                                            VERSION, ns, PLURAL, name, body)
+            updated: Obj = await self.call(self.kube.patch_videojob, ns, name, body)
         except ApiException as e:
             if e.status == 409:  # stale resourceVersion: the next event brings the new one
                 self.enqueue_after(key, 0.1)
@@ -611,8 +611,8 @@ class Controller:
             "action": event.reason,
         }
         try:
-            await self.call_json(self.core.create_namespaced_event, meta["namespace"], body,
-                                 executor=self.event_executor)
+            await self.call(self.kube.create_event, meta["namespace"], body,
+                            executor=self.event_executor)
             metrics.EVENTS.labels(event.type).inc()
         except ApiException as e:
             log.warning("event %s not recorded: %s", event.reason, e.reason,
