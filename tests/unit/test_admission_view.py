@@ -165,8 +165,10 @@ def test_a_configuration_change_rebuilds_every_videojobs_view() -> None:
 
 
 def queued(c: Controller) -> set[tuple[str, str]]:
-    keys = set(c.queued)
+    """The keys queued now or to be queued after the child events' delay, taken out."""
+    keys = set(c.queued) | c.later
     c.queued.clear()
+    c.later.clear()
     while not c.queue.empty():
         c.queue.get_nowait()
     return keys
