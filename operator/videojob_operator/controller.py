@@ -50,9 +50,6 @@ Key = tuple[str, str]  # (namespace, VideoJob name)
 log = logging.getLogger("videojob.controller")
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of one VideoJob
-# Job and pod events that finish no stage Job are planned together, this long after the first
-# of them (observe_child).
-CHILD_EVENT_DELAY = 0.25
 RESYNC_INTERVAL = float(os.environ.get("VIDEOJOB_RESYNC_SECONDS") or 60)
 LIST_PAGE = 500  # objects per page when the operator lists Jobs or pods
 
@@ -86,8 +83,6 @@ class Controller:
         self.active: set[Key] = set()
         self.dirty: set[Key] = set()
         self.timers: dict[Key, asyncio.TimerHandle] = {}
-        self.later: set[Key] = set()  # keys to queue when the child events' delay is up
-        self.later_armed = False
         # The last Event posting of each VideoJob still under way (the next one waits for it).
         self.event_tails: dict[Key, asyncio.Task[None]] = {}
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
@@ -179,10 +174,8 @@ class Controller:
             view = seen[0]
             urgent = isinstance(view, planner.JobView) and (view.complete
                                                             or view.failure is not None)
-        if queue and urgent:
-            self.enqueue(key, urgent=True)
-        elif queue:
-            self.enqueue_soon(key)
+        if queue:
+            self.enqueue(key, urgent=urgent)
         self.admitter.changed(key)  # a slot may have freed, or a Job joined the queue
 
     def observe_progress(self, uid: str, view: planner.ProgressView) -> None:
@@ -223,29 +216,6 @@ class Controller:
         if urgent:
             self.queued_urgent.add(key)
 
-    def enqueue_soon(self, key: Key) -> None:
-        """Queues a reconcile of `key` within CHILD_EVENT_DELAY, with whatever else comes in
-        meanwhile. A stage's pod is added, scheduled, started and finished within a second or
-        two, between the Job controller's own updates of the Job; planning each of those
-        events on its own came to some 45 reconciles per VideoJob that changed nothing
-        (bench/orchestration.py, N = 50). Planned together they are a few. A stage Job that
-        finished is queued at once instead (enqueue, urgent): the next stage waits on it."""
-        self.later.add(key)
-        if self.later_armed:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # off the loop (the caches' unit tests): `later` is theirs to read
-        loop.call_later(CHILD_EVENT_DELAY, self._queue_later)
-        self.later_armed = True
-
-    def _queue_later(self) -> None:
-        self.later_armed = False
-        keys, self.later = self.later, set()
-        for key in keys:
-            self.enqueue(key)
-
     def enqueue_after(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + delay
@@ -267,7 +237,6 @@ class Controller:
                 continue  # the other entry of a key queued twice (enqueue) ran it already
             self.queued.discard(key)
             self.queued_urgent.discard(key)
-            self.later.discard(key)  # this reconcile sees those events already
             self.active.add(key)
             started = time.perf_counter()
             metrics.RECONCILES.inc()

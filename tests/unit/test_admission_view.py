@@ -165,10 +165,8 @@ def test_a_configuration_change_rebuilds_every_videojobs_view() -> None:
 
 
 def queued(c: Controller) -> set[tuple[str, str]]:
-    """The keys queued now or to be queued after the child events' delay, taken out."""
-    keys = set(c.queued) | c.later
+    keys = set(c.queued)
     c.queued.clear()
-    c.later.clear()
     while not c.queue.empty():
         c.queue.get_nowait()
     return keys
