@@ -551,7 +551,10 @@ def _cancel(obs: Observation, status: VideoJobStatus, old_doc: Obj, config: Oper
         return out
     out.delete_jobs = [j.name for j in obs.jobs if not j.deleting]
     left = [p.name for p in obs.pods]
-    if status.phase != "Cancelling" and (obs.jobs or left):
+    # Told once: when the phase turns Cancelling, or, for a finished VideoJob (whose phase
+    # stays), when its Jobs are deleted; not at every look while they go.
+    finished = status.phase in ("Succeeded", "Failed")
+    if out.delete_jobs if finished else status.phase != "Cancelling" and (obs.jobs or left):
         out.events.append(Event("Normal", Reason.CANCELLING,
                                 f"deleting {len(obs.jobs)} stage Jobs and {len(left)} pods"))
     if status.phase not in ("Succeeded", "Failed"):

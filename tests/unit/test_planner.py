@@ -290,6 +290,21 @@ def test_deletion_stops_jobs_then_releases_the_finalizer() -> None:
     assert gone.remove_finalizer
 
 
+def test_deleting_a_finished_videojob_tells_of_it_once() -> None:
+    # A finished VideoJob keeps its phase while its Jobs go: the Event is not repeated at every
+    # look until they are gone (a Forbidden storm in a terminating namespace).
+    vj = videojob({"phase": "Succeeded"})
+    vj["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+    done = PodView(name="p", stage="publish", phase="Succeeded")
+    first = run(vj, [job("publish", complete=True)], [done])
+    assert first.delete_jobs == [job_name("clip", "u1", "publish")]
+    assert [e.reason for e in first.events] == ["Cancelling"]
+    later = run(advance(vj, first), [job("publish", complete=True, deleting=True)], [done])
+    assert later.events == [] and later.delete_jobs == []
+    assert later.status is None or later.status.get("phase") == "Succeeded"
+    assert run(advance(vj, later), [], []).remove_finalizer
+
+
 def test_deletion_gives_up_waiting_after_the_bound_and_says_so() -> None:
     vj = advance(videojob(), run(videojob()))
     vj["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
