@@ -553,8 +553,11 @@ def _cancel(obs: Observation, status: VideoJobStatus, old_doc: Obj, config: Oper
     left = [p.name for p in obs.pods]
     # Told once: when the phase turns Cancelling, or, for a finished VideoJob (whose phase
     # stays), when its Jobs are deleted; not at every look while they go.
-    finished = status.phase in ("Succeeded", "Failed")
-    if out.delete_jobs if finished else status.phase != "Cancelling" and (obs.jobs or left):
+    if status.phase in ("Succeeded", "Failed"):
+        tell = bool(out.delete_jobs)
+    else:
+        tell = status.phase != "Cancelling" and bool(obs.jobs or left)
+    if tell:
         out.events.append(Event("Normal", Reason.CANCELLING,
                                 f"deleting {len(obs.jobs)} stage Jobs and {len(left)} pods"))
     if status.phase not in ("Succeeded", "Failed"):
