@@ -297,11 +297,10 @@ class Controller:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor or self.executor, lambda: fn(*args, **kwargs))
 
-    async def call_json(self, fn: Callable[..., Any], *args: Any,
-                        executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Obj:
-        """`call` for an API call answering with an object or a list: its JSON as a dict. The
-        client's models are skipped: decoding a Job into them and back to a dict costs more CPU
-        than the request itself, and the caches hold dicts anyway."""
+    async def call_json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        """`call` for a listing: its JSON as a dict. The client's models are skipped: decoding
+        Jobs into them and back to dicts costs more CPU than the request itself, and the caches
+        hold dicts anyway. (The writes skip the generated methods altogether: kube.py.)"""
 
         def run() -> Obj:
             response = fn(*args, _preload_content=False, **kwargs)
@@ -312,7 +311,7 @@ class Controller:
             return doc
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor or self.executor, run)
+        return await loop.run_in_executor(self.executor, run)
 
     async def apply(self, key: Key, vj: Obj, plan: planner.Plan) -> None:
         ns, name = key
