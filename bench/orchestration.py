@@ -16,7 +16,11 @@ server, the Job controller and the node allow.
 - `handoff_p50_ms`, `handoff_p99_ms`: Job seen Complete -> the next stage's Job seen created,
   through one watch, over every hand-off of every operator run at the largest N. The floor's
   figure (its watch, then one create) is reported beside it, and so is the time to the next
-  Job's admission (`suspend: false`), which includes the queue. The same p50 and p99 by third
+  Job's admission (`suspend: false`), which includes the queue. The operator's own histograms
+  split a hand-off in two (handoff.py): `handoff_operator_p50_ms`/`_p99_ms` (its Complete
+  seen -> the next create answered) and `watch_delay_p50_ms`/`_p99_ms` (a create answered ->
+  its event on the watch, the API server's delivery that every watcher waits on), as fine as
+  the histograms' buckets. The same p50 and p99 by third
   of the run (by when the Job completed) say whether the slow hand-offs are those of the first
   burst.
 - CPU seconds by part (cluster components, pods, operator, the driver; testbed.Testbed.cpu),
@@ -40,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from report import describe, percentile, save
+from report import describe, histogram_quantile, percentile, save
 from testbed import (
     GROUP,
     NO_WORK,
@@ -49,7 +53,9 @@ from testbed import (
     VERSION,
     Stream,
     Testbed,
+    add_buckets,
     cpu_spent,
+    operator_histograms,
     parallel,
     testbed,
     wait_until,
@@ -61,6 +67,7 @@ from videojob_operator.api import VideoJobSpec
 from videojob_operator.config import OperatorConfig, effective
 
 FLOOR_LABEL = "bench.videojob.dev"
+OPERATOR_HISTOGRAMS = ("videojob_handoff_seconds", "videojob_watch_delay_seconds")
 
 
 @dataclass
@@ -117,6 +124,8 @@ class Run:
     requests: dict[str, float]
     cpu: dict[str, float]
     thirds: list[list[float]] = field(default_factory=list)  # hand-offs by third of the run
+    # The operator's own histograms (handoff.py): {name: {upper bound: cumulative count}}
+    histograms: dict[str, dict[float, float]] = field(default_factory=dict)
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
@@ -216,13 +225,14 @@ def run_operator(bed: Testbed, n: int) -> Run:
     time.sleep(0.5)
     after = bed.requests()
     cpu = cpu_spent(cpu_before, bed.cpu())
+    histograms = operator_histograms(op.metrics_port, OPERATOR_HISTOGRAMS)
     jobs_stream.stop()
     vj_stream.stop()
     delete_namespace(bed, ns)
     op.stop()
     return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
                {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu,
-               times.by_third(began, makespan))
+               times.by_third(began, makespan), histograms)
 
 
 def delete_namespace(bed: Testbed, ns: str) -> None:
@@ -236,6 +246,25 @@ def delete_namespace(bed: Testbed, ns: str) -> None:
         return False
 
     wait_until(gone, 300, f"namespace {ns} deleted")
+
+
+def handoff_parts(ops: list[Run]) -> dict[str, Any]:
+    """The two parts of a hand-off as the operator timed them (handoff.py), over the runs and
+    run by run: its own (`handoff_operator_*`: Complete seen -> next create answered) and the
+    API server's delivery (`watch_delay_*`: a create answered -> its event on the watch)."""
+    out: dict[str, Any] = {}
+    for name, key in zip(OPERATOR_HISTOGRAMS, ("handoff_operator", "watch_delay"), strict=True):
+        merged: dict[float, float] = {}
+        for r in ops:
+            merged = add_buckets(merged, r.histograms.get(name, {}))
+        if not merged:
+            continue
+        for q in (50, 99):
+            out[f"{key}_p{q}_ms"] = round(1000 * histogram_quantile(q / 100, merged), 1)
+        out[f"{key}_p50_ms_by_run"] = [
+            round(1000 * histogram_quantile(0.5, r.histograms[name]), 1)
+            for r in ops if r.histograms.get(name)]
+    return out
 
 
 def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
@@ -253,6 +282,7 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
     hand = [h for r in ops for h in r.handoffs_ms]
     floor_hand = [h for r in floors for h in r.handoffs_ms]
     admitted = [h for r in ops for h in r.admitted_ms]
+    out.update(handoff_parts(ops))
     out.update({
         "handoff_n": largest,
         "handoffs": len(hand),

@@ -21,6 +21,23 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus' histogram_quantile over cumulative bucket counts {upper bound: count}:
+    linear within the bucket the quantile falls in (so only as fine as the buckets)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if not total:
+        return float("nan")
+    rank, below, lower = q * total, 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(buckets[le] - below, 1e-12)
+        below, lower = buckets[le], le
+    return lower
+
+
 def describe() -> str:
     cpu = "unknown CPU"
     try:

@@ -164,6 +164,23 @@ class Testbed:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def operator_histograms(port: int, names: tuple[str, ...]) -> dict[str, dict[float, float]]:
+    """The cumulative bucket counts {upper bound: count} of the operator's histograms `names`,
+    from its own /metrics."""
+    text = urllib3.request("GET", f"http://127.0.0.1:{port}/metrics", timeout=10).data.decode()
+    out: dict[str, dict[float, float]] = {name: {} for name in names}
+    pattern = re.compile(r'^(\w+)_bucket\{le="([^"]+)"\} (\S+)$')
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if m and m.group(1) in out:
+            out[m.group(1)][float(m.group(2))] = float(m.group(3))
+    return out
+
+
+def add_buckets(total: dict[float, float], more: dict[float, float]) -> dict[float, float]:
+    return {le: total.get(le, 0.0) + more.get(le, 0.0) for le in {*total, *more}}
+
+
 def process_cpu(pid: int) -> tuple[float, float]:
     """(its own CPU seconds, its exited and reaped children's) from /proc/<pid>/stat; zeros
     if it has gone."""

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,8 @@ class ChildWatch:
         self.resource_version = resource_version
         self.loop = loop
         self.stopping = threading.Event()
-        self.arrived: collections.deque[tuple[str, Obj]] = collections.deque()
+        # (type, trimmed object, when read: monotonic)
+        self.arrived: collections.deque[tuple[str, Obj, float]] = collections.deque()
         self.drain_pending = False
         self.lock = threading.Lock()
         self.response: Any = None
@@ -88,9 +90,11 @@ class ChildWatch:
         backoff = 0.5
         while not self.stopping.is_set():
             try:
+                opened = time.monotonic()
                 for event_type, obj in self._stream():
-                    self._hand_over(event_type, obj)
+                    self._hand_over(event_type, obj, time.monotonic())
                     backoff = 0.5
+                self._ended(time.monotonic() - opened)
             except Gone:
                 log.info("%s watch expired at resourceVersion %s; listing again",
                          self.kind, self.resource_version)
@@ -108,6 +112,16 @@ class ChildWatch:
                 metrics.WATCH_RESTARTS.labels(self.kind, "error").inc()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _ended(self, lasted: float) -> None:
+        """A stream the API server ended. Before its timeout, the server closed it: one it took
+        for too slow a reader ("Forcing watcher close due to unresponsiveness" in its log), or
+        one shutting down. The watch goes on from its last version either way."""
+        if self.stopping.is_set() or lasted >= WATCH_TIMEOUT - 5:
+            return
+        log.info("%s watch closed by the API server after %.1fs; reopening from "
+                 "resourceVersion %s", self.kind, lasted, self.resource_version)
+        metrics.WATCH_RESTARTS.labels(self.kind, "closed").inc()
 
     def _stream(self) -> Iterator[tuple[str, Obj]]:
         """The events of one watch request, objects trimmed; BOOKMARKs only move the version."""
@@ -164,9 +178,9 @@ class ChildWatch:
         self.resource_version = version
         return True
 
-    def _hand_over(self, event_type: str, obj: Obj) -> None:
+    def _hand_over(self, event_type: str, obj: Obj, at: float) -> None:
         with self.lock:
-            self.arrived.append((event_type, obj))
+            self.arrived.append((event_type, obj, at))
             if self.drain_pending:
                 return
             self.drain_pending = True
@@ -179,9 +193,10 @@ class ChildWatch:
             events = list(self.arrived)
             self.arrived.clear()
             self.drain_pending = False
-        for event_type, obj in events:
+        for event_type, obj, at in events:
             try:
-                self.controller.observe_child(self.kind, event_type, obj, trimmed=True)
+                self.controller.observe_child(self.kind, event_type, obj, trimmed=True,
+                                              arrived=at)
             except Exception:
                 log.exception("%s event not applied", self.kind)
 

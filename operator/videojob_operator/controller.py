@@ -39,8 +39,9 @@ from kubernetes.client import ApiException
 
 from . import children, metrics, planner
 from .admitter import ANNOTATION_ADMITTED_AT, Admitter
-from .api import FINALIZER, GROUP, PLURAL, VERSION
+from .api import FINALIZER, GROUP, PLURAL, STAGES, VERSION
 from .config import OperatorConfig
+from .handoff import HandoffClock
 from .jobs import ANNOTATION_QUEUED_AT, LABEL_NAME, LABEL_UID
 from .kube import Kube
 from .logs import ctx
@@ -73,6 +74,7 @@ class Controller:
         self.progress: dict[str, dict[tuple[str, int | None], planner.ProgressView]] = (
             defaultdict(dict))
         self.last_status_write: dict[Key, float] = {}
+        self.handoffs = HandoffClock()
         # (0 for a hand-off, 1 for the rest; arrival; key): a stage Job that just finished is
         # reconciled ahead of everything queued before it (see enqueue).
         self.queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
@@ -125,6 +127,7 @@ class Controller:
             if self.keys_by_uid.get(meta.get("uid", "")) == key:
                 del self.keys_by_uid[meta["uid"]]
             self.last_status_write.pop(key, None)
+            self.handoffs.forget(key)
             timer = self.timers.pop(key, None)
             if timer:
                 timer.cancel()
@@ -146,10 +149,12 @@ class Controller:
             self.enqueue(key)
 
     def observe_child(self, kind: str, event_type: str | None, obj: Obj, *,
-                      trimmed: bool = False, queue: bool = True) -> None:
+                      trimmed: bool = False, queue: bool = True,
+                      arrived: float | None = None) -> None:
         """A Job or pod event; `trimmed`: `obj` is already as the caches keep it (`slim`);
         `queue`: False for the answer to a create of the reconcile under way, which goes on from
-        it (the planner then has nothing more to do: test_planner.assert_settled_after_create)."""
+        it (the planner then has nothing more to do: test_planner.assert_settled_after_create);
+        `arrived`: when the watch read it (monotonic), for the hand-off figures (handoff.py)."""
         meta = obj["metadata"]
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
         if not owner:
@@ -168,12 +173,20 @@ class Controller:
                 return  # an older copy than the one held (listing and watch overlap)
             held = obj if trimmed else slim(kind, obj)
             cache[key][meta["name"]] = held
+            if kind == "job" and event_type == "ADDED" and arrived is not None:
+                self.handoffs.job_added((meta["namespace"], meta["name"]), arrived)
             seen = essence(kind, held)
-            if old is not None and same and essence(kind, old) == seen:
+            was = essence(kind, old) if old is not None and same else None
+            if was == seen:
                 return  # nothing the planner or admission reads changed
             view = seen[0]
             urgent = isinstance(view, planner.JobView) and (view.complete
                                                             or view.failure is not None)
+            if (isinstance(view, planner.JobView) and view.complete
+                    and not (was is not None and was[0].complete)
+                    and view.stage != STAGES[-1]):
+                self.handoffs.stage_finished(
+                    key, arrived if arrived is not None else time.monotonic())
         if queue:
             self.enqueue(key, urgent=urgent)
         self.admitter.changed(key)  # a slot may have freed, or a Job joined the queue
@@ -338,6 +351,10 @@ class Controller:
                 manifest["spec"].update(suspend=False, parallelism=pods)
             try:
                 created = await self.call(self.kube.create_job, ns, manifest)
+                answered = time.monotonic()
+                self.handoffs.job_created((ns, job_name), answered)
+                if stage != STAGES[0]:
+                    self.handoffs.next_stage_created(key, answered)
                 log.info("created Job %s", job_name, extra=ctx(ns, name, stage))
                 self.observe_child("job", "ADDED", created, queue=False)
                 metrics.JOBS_CREATED.labels(stage).inc()
@@ -486,6 +503,7 @@ class Controller:
                 continue
             for kind, ns, items, listing_rv in listings:
                 self.refresh(kind, ns, items, listing_rv)
+            self.handoffs.prune(time.monotonic())
 
     def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
                 listing_rv: int) -> int:

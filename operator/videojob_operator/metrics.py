@@ -51,9 +51,22 @@ RECONCILE_SECONDS = Histogram(
 JOBS_CREATED = Counter("videojob_stage_jobs_created", "Stage Jobs created.", ["stage"],
                        registry=REGISTRY)
 EVENTS = Counter("videojob_events", "Events posted, by type.", ["type"], registry=REGISTRY)
+# Fine enough below a second for the benchmarks' p50 (bench/orchestration.py reads them).
+HANDOFF_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3,
+                   5, 7.5, 10, 15, 30, 60)
+HANDOFF_SECONDS = Histogram(
+    "videojob_handoff_seconds", "A stage Job seen Complete on the watch -> the next stage's Job "
+    "created (the create answered): the operator's part of a hand-off (handoff.py).",
+    buckets=HANDOFF_BUCKETS, registry=REGISTRY)
+WATCH_DELAY_SECONDS = Histogram(
+    "videojob_watch_delay_seconds", "The operator's own stage Job creates: the create answered "
+    "-> the Job's ADDED event on the operator's watch. The API server's delivery delay, which "
+    "every event the operator reacts to waits on too.",
+    buckets=HANDOFF_BUCKETS, registry=REGISTRY)
 WATCH_RESTARTS = Counter(
     "videojob_watch_restarts", "Stage Job and pod watches reopened other than on their timeout: "
-    "`expired` (listed again) or `error`.", ["kind", "cause"], registry=REGISTRY)
+    "`expired` (listed again), `error`, or `closed` (ended by the API server before its "
+    "timeout).", ["kind", "cause"], registry=REGISTRY)
 
 
 # Series that exist from the start, at 0, so rates and alerts see them before the first event.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from videojob_operator import children
+from videojob_operator import children, metrics
 from videojob_operator.config import OperatorConfig
 from videojob_operator.controller import Controller
 
@@ -91,10 +91,27 @@ def test_a_burst_is_handed_over_in_one_drain() -> None:
     scheduled: list[Any] = []
     w.loop.call_soon_threadsafe = lambda cb, *a: scheduled.append(cb)  # type: ignore[method-assign]
     for rv in (11, 12, 13):
-        w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", rv))["object"])
+        w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", rv))["object"], 0.0)
     assert len(scheduled) == 1
     scheduled[0]()
     held = w.controller.pods[("ns", "clip")]["p0"]
     assert held["metadata"]["resourceVersion"] == "13"
-    w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", 14, "Running"))["object"])
+    w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", 14, "Running"))["object"],
+                0.0)
     assert len(scheduled) == 2  # a new drain once the last one ran
+
+
+def test_a_stream_the_api_server_ends_early_is_counted_as_closed() -> None:
+    w, _ = watch_of([])
+
+    def closed() -> float:
+        return metrics.REGISTRY.get_sample_value(
+            "videojob_watch_restarts_total", {"kind": "pod", "cause": "closed"}) or 0.0
+
+    before = closed()
+    w._ended(12.0)  # the API server dropped a reader it took for too slow
+    assert closed() == before + 1
+    w._ended(children.WATCH_TIMEOUT)  # the stream's own timeout: routine
+    w.stopping.set()
+    w._ended(1.0)  # closed by the operator itself, on the way out
+    assert closed() == before + 1

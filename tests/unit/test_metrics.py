@@ -5,7 +5,7 @@ from __future__ import annotations
 from videojob_operator import metrics
 
 ALLOWED_LABELS = {"pool", "priority_band", "stage", "outcome", "phase", "reason", "kind",
-                  "result", "type", "version", "python", "le"}
+                  "result", "type", "version", "python", "le", "cause"}
 
 
 def value(name: str, **labels: str) -> float:

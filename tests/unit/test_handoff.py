@@ -1,0 +1,95 @@
+"""The hand-off figures (handoff.py): what the operator times of a stage hand-off, fed as the
+watch and the creates feed it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from videojob_operator import handoff, metrics
+from videojob_operator.config import OperatorConfig
+from videojob_operator.controller import Controller
+
+
+def histogram(name: str) -> tuple[float, float]:
+    """(count, sum) of a histogram so far."""
+    return (metrics.REGISTRY.get_sample_value(f"{name}_count") or 0.0,
+            metrics.REGISTRY.get_sample_value(f"{name}_sum") or 0.0)
+
+
+def grew(before: tuple[float, float], name: str) -> tuple[float, float]:
+    count, total = histogram(name)
+    return count - before[0], round(total - before[1], 6)
+
+
+def stage_job(stage: str, rv: int, *, complete: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "Complete", "status": "True"}] if complete else []
+    return {"metadata": {"name": f"clip-{stage}", "namespace": "a", "uid": f"u-{stage}",
+                         "resourceVersion": str(rv),
+                         "labels": {"videojob.dev/name": "clip", "videojob.dev/stage": stage}},
+            "spec": {}, "status": {"conditions": conditions}}
+
+
+def controller() -> Controller:
+    c = Controller(OperatorConfig(), client.ApiClient())
+    c.admitter.trigger = lambda: None  # type: ignore[method-assign]
+    return c
+
+
+def test_the_watch_delay_is_from_the_answer_to_the_event_whichever_comes_first() -> None:
+    clock = handoff.HandoffClock()
+    before = histogram("videojob_watch_delay_seconds")
+    clock.job_created(("a", "j1"), 10.0)
+    clock.job_added(("a", "j1"), 10.25)
+    clock.job_added(("a", "j2"), 11.0)  # the event before the answer: no delay at all
+    clock.job_created(("a", "j2"), 11.5)
+    assert grew(before, "videojob_watch_delay_seconds") == (2, 0.25)
+    assert not clock.created and not clock.added
+
+
+def test_a_handoff_runs_from_the_last_completion_to_the_next_create() -> None:
+    clock = handoff.HandoffClock()
+    before = histogram("videojob_handoff_seconds")
+    clock.next_stage_created(("a", "clip"), 1.0)  # nothing finished: not a hand-off
+    clock.stage_finished(("a", "clip"), 5.0)
+    clock.stage_finished(("a", "clip"), 6.0)  # a later Job of the same stage
+    clock.next_stage_created(("a", "clip"), 6.5)
+    clock.next_stage_created(("a", "clip"), 6.6)  # the stage's second Job: counted once
+    assert grew(before, "videojob_handoff_seconds") == (1, 0.5)
+
+
+def test_marks_without_a_partner_are_dropped_when_old() -> None:
+    clock = handoff.HandoffClock()
+    clock.job_added(("a", "from-before-a-restart"), 0.0)
+    clock.job_created(("a", "seen-through-a-listing"), 100.0)
+    clock.stage_finished(("a", "clip"), 100.0)
+    clock.prune(handoff.MAX_AGE + 1)
+    assert not clock.added and clock.created and clock.finished
+    clock.prune(100 + handoff.MAX_AGE + 1)
+    assert not clock.created and not clock.finished
+
+
+def test_the_controller_times_only_watch_events_and_first_completions() -> None:
+    c = controller()
+    c.handoffs.job_created(("a", "clip-plan"), 1.0)
+    delay = histogram("videojob_watch_delay_seconds")
+    c.observe_child("job", "ADDED", stage_job("plan", 10), queue=False)  # a create's answer
+    assert grew(delay, "videojob_watch_delay_seconds") == (0, 0)
+    c.observe_child("job", "ADDED", stage_job("plan", 10), trimmed=False, arrived=1.5)
+    assert grew(delay, "videojob_watch_delay_seconds") == (1, 0.5)
+
+    c.observe_child("job", "MODIFIED", stage_job("plan", 11, complete=True), arrived=7.0)
+    assert c.handoffs.finished == {("a", "clip"): 7.0}
+    c.handoffs.finished.clear()
+    job = stage_job("plan", 12, complete=True)
+    job["metadata"]["labels"]["extra"] = "x"  # a change while Complete: not a second finish
+    c.observe_child("job", "MODIFIED", job, arrived=8.0)
+    assert not c.handoffs.finished
+    c.observe_child("job", "ADDED", stage_job("publish", 20, complete=True), arrived=9.0)
+    assert not c.handoffs.finished  # the last stage hands off to nothing
+
+    c.observe_videojob("DELETED", {"metadata": {"namespace": "a", "name": "clip", "uid": "u"}})
+    c.handoffs.stage_finished(("a", "clip"), 1.0)
+    c.observe_videojob("DELETED", {"metadata": {"namespace": "a", "name": "clip", "uid": "u"}})
+    assert not c.handoffs.finished
