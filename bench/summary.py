@@ -25,6 +25,10 @@ HEADLINE: dict[str, tuple[str, str, str, Any]] = {
                                 lambda v: v <= 1.2),
     "handoff_p50_ms": ("orchestration", "handoff_p50_ms", "≤ 100", lambda v: v <= 100),
     "handoff_p99_ms": ("orchestration", "handoff_p99_ms", "≤ 500", lambda v: v <= 500),
+    # The hand-off's context: the floor's own, and the operator's two parts (handoff.py).
+    "floor_handoff_p50_ms": ("orchestration", "floor_handoff_p50_ms", "", None),
+    "handoff_operator_p50_ms": ("orchestration", "handoff_operator_p50_ms", "", None),
+    "watch_delay_p50_ms": ("orchestration", "watch_delay_p50_ms", "", None),
     "progress_p50_ms": ("progress", "progress_p50_ms", "≤ 1000", lambda v: v <= 1000),
     "progress_p99_ms": ("progress", "progress_p99_ms", "", None),
     "status_writes_per_s": ("progress", "status_writes_per_s", "≤ 1", lambda v: v <= 1),
