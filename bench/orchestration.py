@@ -20,9 +20,8 @@ server, the Job controller and the node allow.
   split a hand-off in two (handoff.py): `handoff_operator_p50_ms`/`_p99_ms` (its Complete
   seen -> the next create answered) and `watch_delay_p50_ms`/`_p99_ms` (a create answered ->
   its event on the watch, the API server's delivery that every watcher waits on), as fine as
-  the histograms' buckets. The same p50 and p99 by third
-  of the run (by when the Job completed) say whether the slow hand-offs are those of the first
-  burst.
+  the histograms' buckets. The same p50 and p99 by third of the run (by when the Job
+  completed) say whether the slow hand-offs are those of the first burst.
 - CPU seconds by part (cluster components, pods, operator, the driver; testbed.Testbed.cpu),
   median over the runs at the largest N, for the operator and the floor: where the difference
   in makespan goes.
