@@ -29,6 +29,7 @@ import urllib3
 import yaml
 
 from . import images
+from .cgroups import PodGroups
 from .kube import STRATEGIC_MERGE_PATCH, ApiError, Kube, WatchExpired, path_segment
 from .podstatus import NODE_IP, DeviceAllocator, now
 from .runtime import PodRunner
@@ -140,6 +141,7 @@ class NodeAgent:
         self.runners: dict[str, PodRunner] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.cgroups: PodGroups | None = None  # found in run()
 
     # -- AgentContext -----------------------------------------------------------------------
 
@@ -433,6 +435,7 @@ class NodeAgent:
 
     def run(self) -> None:
         self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.cgroups = PodGroups.detect(str(self.pods_dir))
         server = self.serve_logs()
         for cfg in self.nodes:
             self.register(cfg)
@@ -453,6 +456,8 @@ class NodeAgent:
         for r in runners:
             for p in list(r.procs.values()):
                 p.signal(signal.SIGKILL, group=True)
+        if self.cgroups is not None:
+            self.cgroups.close()
 
 
 def main(argv: list[str] | None = None) -> int:

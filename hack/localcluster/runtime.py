@@ -34,6 +34,7 @@ from typing import IO, Any, Protocol
 import urllib3
 
 from . import envvars, images
+from .cgroups import PodCpu, PodGroups
 from .kube import ApiError, Kube, path_segment
 from .podstatus import ContainerRecord, DeviceAllocator, now, pod_status
 from .volumes import VolumeBuilder, VolumeError
@@ -61,6 +62,7 @@ class AgentContext(Protocol):
     restart_backoff: float
     marker: dict[str, str]
     stopping: threading.Event
+    cgroups: PodGroups | None
 
     def allocator(self, node: str) -> DeviceAllocator | None: ...
 
@@ -155,6 +157,7 @@ class PodRunner:
         self.final = False
         self.mounts: dict[str, Path] = {}
         self.devices: list[int] = []
+        self.cgroup_procs: Path | None = None  # the file a process joins the pod's cgroup by
         self._last_posted: Obj | None = None
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"pod {self.namespace}/{self.name}")
@@ -219,6 +222,8 @@ class PodRunner:
             if alloc is not None:
                 alloc.release(self.uid)
             shutil.rmtree(self.staging, ignore_errors=True)
+            if self.cgroup_procs is not None and self.agent.cgroups is not None:
+                self.agent.cgroups.remove(self.uid)
             self.finished.set()
             if self._stopping():
                 self._finalize_delete()
@@ -240,6 +245,12 @@ class PodRunner:
                     f"nvidia.com/gpu. Requested: {gpu_request}")
                 return False
             self.devices = devices
+        if self.agent.cgroups is not None:
+            try:
+                self.cgroup_procs = self.agent.cgroups.create(self.uid, PodCpu.of(self.pod))
+            except (OSError, ValueError) as e:
+                log.warning("pod %s/%s: runs without its CPU weight: %s", self.namespace,
+                            self.name, e)
         backoff = 0.5
         while not self._stopping():
             try:
@@ -401,7 +412,12 @@ class PodRunner:
                    for t in targets):
                 binds.append((root, str(root), False))
         stage = self.staging / spec["name"]
-        lines = ["set -e", f"mkdir -p {shlex.quote(str(stage))}"]
+        lines = ["set -e"]
+        if self.cgroup_procs is not None:
+            # First, so that everything the container runs is in the pod's cgroup (cgroups.py);
+            # sh is the container's main process (unshare execs it).
+            lines.append(f"echo $$ > {shlex.quote(str(self.cgroup_procs))}")
+        lines.append(f"mkdir -p {shlex.quote(str(stage))}")
 
         def mountpoint(path: str, is_dir: bool) -> None:
             p = shlex.quote(path)

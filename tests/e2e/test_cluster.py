@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,34 @@ def test_a_missing_executable_is_a_start_error(cluster: Cluster, namespace: str)
     assert done.status.phase == "Failed"
     assert term.exit_code == 128 and term.reason == "StartError"
     assert "no-such-program-videojob" in term.message
+
+
+CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
+CPU_LINE = "awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print $3}' /proc/self/cgroup"
+OWN_CPU_GROUP = (f"{CPU_LINE}; g=/sys/fs/cgroup/cpu$({CPU_LINE}); "
+                 "cat $g/cpu.shares $g/cpu.cfs_quota_us")
+
+
+@pytest.mark.skipif(not (CPU_CGROUP / "cpu.shares").exists(), reason="needs cgroup v1's cpu")
+@pytest.mark.parametrize(("resources", "shares", "quota"), [
+    ({"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}}, "512", "100000"),
+    ({}, "2", "-1"),
+], ids=["burstable", "best-effort"])
+def test_a_pod_runs_in_a_cgroup_of_its_own_with_the_kubelets_cpu_weight(
+        cluster: Cluster, namespace: str, resources: dict[str, Any], shares: str,
+        quota: str) -> None:
+    if not cluster.local:
+        pytest.skip("the node agent's cgroups; a kubelet's are laid out by its runtime")
+    name = f"weighted-{shares}"
+    done = run_pod(cluster, namespace, pod(name, OWN_CPU_GROUP,
+                                           container={"resources": resources}))
+    out = logs(cluster, namespace, name).split()
+    assert done.status.phase == "Succeeded", out
+    group, got_shares, got_quota = out
+    assert group.endswith(f"/pod{done.metadata.uid}")
+    assert (got_shares, got_quota) == (shares, quota)
+    # The group goes with the pod's processes.
+    deadline = time.monotonic() + 10
+    while (CPU_CGROUP / group.lstrip("/")).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (CPU_CGROUP / group.lstrip("/")).exists()
