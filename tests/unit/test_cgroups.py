@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -102,3 +103,26 @@ def test_a_pods_group_has_its_weight_and_removing_it_kills_what_is_left() -> Non
     finally:
         groups.close()
     assert not groups.base.exists()
+
+
+def test_on_cgroup_v2_weights_and_quotas_go_in_its_own_files(tmp_path: Path) -> None:
+    # A stand-in for the unified hierarchy: the files the kernel would create are made here.
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("memory\n")
+    probe = PodGroups(tmp_path, 2, "agent")
+    probe.base.mkdir()
+    (probe.base / "cgroup.subtree_control").write_text("")
+    groups = PodGroups.detect("agent", mount=tmp_path)
+    assert groups is not None and groups.version == 2 and groups.base == probe.base
+    # The cpu controller is handed down to the agent's group and from it to the pods'.
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu"
+    assert (groups.base / "cgroup.subtree_control").read_text() == "+cpu"
+    cpus = os.cpu_count() or 1
+    assert (groups.base / "cpu.weight").read_text() == str(weight(shares(1000 * cpus)))
+    procs = groups.create("uid-1", PodCpu.of(pod(container("500m", limits="1"))))
+    assert procs == groups.base / "poduid-1" / "cgroup.procs"
+    assert (procs.parent / "cpu.weight").read_text() == str(weight(512))
+    assert (procs.parent / "cpu.max").read_text() == "100000 100000"
+    groups.create("uid-2", PodCpu.of(pod(container())))
+    assert (groups.base / "poduid-2" / "cpu.weight").read_text() == "1"
+    assert (groups.base / "poduid-2" / "cpu.max").read_text() == "max 100000"
