@@ -9,6 +9,7 @@ termination messages.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,18 +171,22 @@ class DeviceAllocator:
 
     count: int
     owners: dict[int, str] = field(default_factory=dict)
+    # Each pod runner allocates and releases from its own thread.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def allocate(self, owner: str, n: int) -> list[int] | None:
-        mine = sorted(i for i, o in self.owners.items() if o == owner)
-        if len(mine) >= n:
-            return mine[:n]
-        free = [i for i in range(self.count) if i not in self.owners]
-        if len(free) < n - len(mine):
-            return None
-        for i in free[: n - len(mine)]:
-            self.owners[i] = owner
-        return sorted(i for i, o in self.owners.items() if o == owner)
+        with self.lock:
+            mine = sorted(i for i, o in self.owners.items() if o == owner)
+            if len(mine) >= n:
+                return mine[:n]
+            free = [i for i in range(self.count) if i not in self.owners]
+            if len(free) < n - len(mine):
+                return None
+            for i in free[: n - len(mine)]:
+                self.owners[i] = owner
+            return sorted(i for i, o in self.owners.items() if o == owner)
 
     def release(self, owner: str) -> None:
-        for i in [i for i, o in self.owners.items() if o == owner]:
-            del self.owners[i]
+        with self.lock:
+            for i in [i for i, o in self.owners.items() if o == owner]:
+                del self.owners[i]

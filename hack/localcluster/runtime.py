@@ -207,6 +207,7 @@ class PodRunner:
         return self.stop_grace is not None
 
     def _run(self) -> None:
+        crashed: Exception | None = None
         try:
             if self._setup() and self._run_init():
                 self._run_main()
@@ -215,15 +216,24 @@ class PodRunner:
             else:
                 self.final = True
                 self._post()
-        except Exception:
+        except Exception as e:
             log.exception("pod %s/%s: runner failed", self.namespace, self.name)
+            crashed = e
         finally:
             alloc = self.agent.allocator(self.node)
             if alloc is not None:
                 alloc.release(self.uid)
             shutil.rmtree(self.staging, ignore_errors=True)
+            if crashed is not None:
+                for p in list(self.procs.values()):
+                    p.signal(signal.SIGKILL, group=True)
             if self.cgroup_procs is not None and self.agent.cgroups is not None:
                 self.agent.cgroups.remove(self.uid)
+            if crashed is not None and not self._stopping():
+                # A pod the agent can no longer follow fails with the reason, rather than
+                # staying Pending or Running with no one to end it; its Job replaces it.
+                self._fail_admission("NodeAgentError", f"the node agent failed to run the "
+                                                        f"pod: {crashed}")
             self.finished.set()
             if self._stopping():
                 self._finalize_delete()

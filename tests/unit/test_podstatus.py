@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 from localcluster.podstatus import ContainerRecord, DeviceAllocator, phase, pod_status
@@ -81,3 +83,35 @@ def test_device_allocator_hands_out_distinct_indices_and_reuses_freed_ones() -> 
     gpus.release("a")
     assert gpus.allocate("c", 1) == [0]
     assert gpus.allocate("d", 2) is None
+
+
+def test_device_allocation_holds_up_when_pods_start_and_end_at_once() -> None:
+    # Every pod runner allocates and releases from its own thread. Unguarded, a release during
+    # another pod's allocation broke it ("dictionary changed size during iteration") and left
+    # that pod without a status for good.
+    gpus = DeviceAllocator(64)
+    errors: list[BaseException] = []
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def pod_lives(worker: int) -> None:
+        try:
+            for i in range(300):
+                owner = f"pod-{worker}-{i}"
+                got = gpus.allocate(owner, 2)
+                assert got is not None and len(got) == 2
+                assert all(gpus.owners[d] == owner for d in got)
+                gpus.release(owner)
+        except BaseException as e:  # reported below, from the main thread
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=pod_lives, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert errors == []
+    assert gpus.owners == {}
