@@ -30,9 +30,11 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING
 from pathlib import Path
 from typing import Any
+
+from .envvars import parse_quantity
 
 log = logging.getLogger("localcluster.cgroups")
 
@@ -47,14 +49,13 @@ SHARES_PER_CPU = 1024
 def millicores(quantity: str | int | float) -> int:
     """A CPU quantity ("500m", "1", "0.25", 2) in millicores, rounded up as the API server
     does. ValueError names the quantity when it is not one."""
-    text = str(quantity).strip()
     try:
-        value = Decimal(text[:-1]) if text.endswith("m") else Decimal(text) * 1000
-    except InvalidOperation:
+        value = parse_quantity(quantity) * 1000
+    except ValueError:
         raise ValueError(f"not a CPU quantity: {quantity!r}") from None
     if value < 0:
         raise ValueError(f"not a CPU quantity: {quantity!r}")
-    return int(value.to_integral_value(rounding="ROUND_CEILING"))
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
 @dataclass(frozen=True)

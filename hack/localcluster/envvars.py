@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 Obj = dict[str, Any]
@@ -66,16 +67,22 @@ def field_value(pod: Obj, field_path: str) -> str:
     raise EnvError(f"unsupported fieldRef.fieldPath {field_path!r}")
 
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6,
-           "G": 10**9, "T": 10**12, "m": 1e-3}
+_SUFFIX = {"Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+           "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12),
+           "m": Decimal("0.001")}
 
 
-def parse_quantity(q: str | int | float) -> float:
-    s = str(q)
-    for suffix in sorted(_SUFFIX, key=len, reverse=True):
-        if s.endswith(suffix):
-            return float(s[: -len(suffix)]) * _SUFFIX[suffix]
-    return float(s)
+def parse_quantity(q: str | int | float) -> Decimal:
+    """A resource quantity ("500m", "2Gi", "1.5"), exactly: in binary floating point 1001m / 1m
+    came to 1001.0000000000001, which rounds up to 1002. ValueError names a non-quantity."""
+    s = str(q).strip()
+    try:
+        for suffix in sorted(_SUFFIX, key=len, reverse=True):
+            if s.endswith(suffix):
+                return Decimal(s[: -len(suffix)]) * _SUFFIX[suffix]
+        return Decimal(s)
+    except InvalidOperation:
+        raise ValueError(f"not a quantity: {q!r}") from None
 
 
 def resource_value(container: Obj, ref: Obj) -> str:

@@ -31,7 +31,7 @@ def test_cpu_quantities_in_millicores(quantity: str | int, milli: int) -> None:
     assert millicores(quantity) == milli
 
 
-@pytest.mark.parametrize("bad", ["lots", "-1", "1Gi"])
+@pytest.mark.parametrize("bad", ["lots", "-1", "1.5.2"])
 def test_a_bad_quantity_is_named(bad: str) -> None:
     with pytest.raises(ValueError, match=repr(bad)):
         millicores(bad)

@@ -95,6 +95,14 @@ def test_resource_field_ref_uses_divisor() -> None:
     assert env["CPU"] == "1"  # rounded up, as the kubelet does
 
 
+@pytest.mark.parametrize("milli", [1, 100, 1001, 1003, 2999])
+def test_resource_field_ref_in_millicores_is_exact(milli: int) -> None:
+    container = {"resources": {"requests": {"cpu": f"{milli}m"}}, "env": [
+        {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu",
+                                                             "divisor": "1m"}}}]}
+    assert resolve(POD, container, {}, cm, secret)["CPU_M"] == str(milli)
+
+
 @pytest.mark.parametrize(("container", "message"), [
     ({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}]},
      'secret "missing" not found'),
