@@ -103,8 +103,6 @@ class PodCpu:
 
 def shares(milli: int) -> int:
     """The kubelet's MilliCPUToShares."""
-    if milli == 0:
-        return MIN_SHARES
     return max(MIN_SHARES, min(MAX_SHARES, milli * SHARES_PER_CPU // 1000))
 
 

@@ -232,7 +232,7 @@ class PodRunner:
             if crashed is not None and not self._stopping():
                 # A pod the agent can no longer follow fails with the reason, rather than
                 # staying Pending or Running with no one to end it; its Job replaces it.
-                self._fail_admission("NodeAgentError", f"the node agent failed to run the "
+                self._fail_pod("NodeAgentError", f"the node agent failed to run the "
                                                         f"pod: {crashed}")
             self.finished.set()
             if self._stopping():
@@ -249,7 +249,7 @@ class PodRunner:
             alloc = self.agent.allocator(self.node)
             devices = alloc.allocate(self.uid, gpu_request) if alloc else None
             if devices is None:
-                self._fail_admission(
+                self._fail_pod(
                     "UnexpectedAdmissionError",
                     f"Allocate failed due to requested number of devices unavailable for "
                     f"nvidia.com/gpu. Requested: {gpu_request}")
@@ -278,7 +278,7 @@ class PodRunner:
         self.sandbox_ready = True
         return True
 
-    def _fail_admission(self, reason: str, message: str) -> None:
+    def _fail_pod(self, reason: str, message: str) -> None:
         status = {"phase": "Failed", "reason": reason, "message": message,
                   "startTime": self.start_time}
         self._patch_status(status)
