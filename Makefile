@@ -63,6 +63,7 @@ bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.p
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/admission.py
 	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/handoff.py
 	$(BIN)/python bench/writes.py
 	$(BIN)/python bench/progress.py
 	$(BIN)/python bench/scale.py

@@ -55,7 +55,7 @@ from testbed import (
     add_buckets,
     cpu_spent,
     operator_histograms,
-    parallel,
+    paced,
     testbed,
     wait_until,
     write_figures,
@@ -125,6 +125,7 @@ class Run:
     thirds: list[list[float]] = field(default_factory=list)  # hand-offs by third of the run
     # The operator's own histograms (handoff.py): {name: {upper bound: cumulative count}}
     histograms: dict[str, dict[float, float]] = field(default_factory=dict)
+    interval_s: float = 0.0  # seconds between VideoJob arrivals; 0: all at once
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
@@ -142,7 +143,9 @@ def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) 
     return manifest
 
 
-def run_floor(bed: Testbed, n: int) -> Run:
+def run_floor(bed: Testbed, n: int, interval: float = 0.0) -> Run:
+    """The floor driver over n VideoJobs' worth of Jobs, all at once or one every `interval`
+    seconds."""
     # The configuration an operator would run with, for the operator's own manifests.
     cfg = OperatorConfig.model_validate(bed.operator({}, track=False).config())
     ns = bed.namespace("floor")
@@ -172,7 +175,7 @@ def run_floor(bed: Testbed, n: int) -> Run:
                     label_selector=f"{FLOOR_LABEL}/name")
     cpu_before = bed.cpu()
     began = time.monotonic()
-    parallel(lambda vj: create(vj, STAGES[0]), names)
+    paced(lambda vj: create(vj, STAGES[0]), names, interval)
     if not finished.wait(120 + 3 * n):
         raise RuntimeError(f"floor: {len(times.complete)} of {n * len(STAGES)} Jobs completed")
     makespan = max(times.complete.values()) - began
@@ -181,10 +184,11 @@ def run_floor(bed: Testbed, n: int) -> Run:
     creates.shutdown()
     delete_namespace(bed, ns)
     return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {}, cpu,
-               times.by_third(began, makespan))
+               times.by_third(began, makespan), interval_s=interval)
 
 
-def run_operator(bed: Testbed, n: int) -> Run:
+def run_operator(bed: Testbed, n: int, interval: float = 0.0) -> Run:
+    """The operator over n VideoJobs, all created at once or one every `interval` seconds."""
     wide = {"gpu": {"maxConcurrency": 4 * n}, "cpu": {"maxConcurrency": 4 * n}}
     op = bed.operator(wide)
     op.start()
@@ -215,7 +219,7 @@ def run_operator(bed: Testbed, n: int) -> Run:
     before = bed.requests()
     cpu_before = bed.cpu()
     began = time.monotonic()
-    bed.create_videojobs(ns, names, NO_WORK)
+    bed.create_videojobs(ns, names, NO_WORK, interval)
     if not finished.wait(120 + 3 * n) or failed:
         raise RuntimeError(f"operator: {len(succeeded)} of {n} VideoJobs succeeded, "
                            f"failed: {failed[:5]}; log {op.log}")
@@ -231,7 +235,7 @@ def run_operator(bed: Testbed, n: int) -> Run:
     op.stop()
     return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
                {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu,
-               times.by_third(began, makespan), histograms)
+               times.by_third(began, makespan), histograms, interval)
 
 
 def delete_namespace(bed: Testbed, ns: str) -> None:

@@ -147,13 +147,14 @@ class Testbed:
         out["machine"] = machine_busy_cpu()
         return out
 
-    def create_videojobs(self, namespace: str, names: list[str], spec: dict[str, Any]) -> None:
+    def create_videojobs(self, namespace: str, names: list[str], spec: dict[str, Any],
+                         interval: float = 0.0) -> None:
         """Creates the VideoJobs from a few threads at once (a burst, as `kubectl apply -f dir`
-        of many files would be)."""
-        parallel(lambda name: self.custom.create_namespaced_custom_object(
+        of many files would be), or one every `interval` seconds (`paced`)."""
+        paced(lambda name: self.custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
-                "metadata": {"name": name}, "spec": spec}), names)
+                "metadata": {"name": name}, "spec": spec}), names, interval)
 
     def close(self) -> None:
         for op in self.operators:
@@ -212,6 +213,25 @@ def parallel(fn: Callable[[Any], Any], items: list[Any], threads: int = 8) -> No
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(fn, items):
             pass
+
+
+def paced(fn: Callable[[Any], Any], items: list[Any], interval: float) -> None:
+    """fn(item) for each item, the i-th started `i * interval` seconds after the first (an
+    open-loop arrival rate: a slow call delays no later start beyond its own); all at once,
+    from a few threads, when `interval` is 0."""
+    if interval <= 0:
+        parallel(fn, items)
+        return
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = []
+        for i, item in enumerate(items):
+            delay = began + i * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(fn, item))
+        for f in futures:
+            f.result()
 
 
 # (verb, group, resource) counted on their own, so the writes can be told apart; every other
