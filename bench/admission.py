@@ -1,9 +1,9 @@
 """Admission reaction: a slot frees -> the next queued stage Job is unsuspended.
 
-The local cluster (started if needed), a real redis-server and the operator as its own process,
-with the gpu pool at `maxConcurrency: 1`, so every GPU stage waits for the one before it. N
-VideoJobs run the scripted worker (tests/e2e/scripted_worker.py; each GPU stage sleeps briefly).
-One process watches pods and Jobs and timestamps what it receives:
+The local cluster (started if needed, and then stopped again), a real redis-server and the
+operator as its own process, with the gpu pool at `maxConcurrency: 1`, so every GPU stage waits
+for the one before it. N VideoJobs run the scripted worker (tests/e2e/scripted_worker.py; each
+GPU stage sleeps briefly). One process watches pods and Jobs and timestamps what it receives:
 
 - slot freed: a GPU stage pod seen Succeeded;
 - refilled: a queued GPU stage Job seen with `suspend: false`, where that Job was already queued
@@ -54,27 +54,39 @@ class Recorder:
         for t in self.threads:
             t.start()
 
+    def _follow(self, list_fn: Any, ns: str, on_event: Any) -> None:
+        """on_event(object, monotonic time) for each event until `done`; a watch that ends or
+        breaks is opened again, and one broken by the cluster stopping afterwards is quiet."""
+        while not self.done.is_set():
+            try:
+                for ev in watch.Watch().stream(list_fn, ns, timeout_seconds=900,
+                                               label_selector="videojob.dev/pool=gpu"):
+                    on_event(ev["object"], time.monotonic())
+            except Exception:
+                if self.done.is_set():
+                    return
+                raise
+
     def _pods(self, core: client.CoreV1Api, ns: str) -> None:
         seen: set[str] = set()
-        while not self.done.is_set():
-            for ev in watch.Watch().stream(core.list_namespaced_pod, ns, timeout_seconds=900,
-                                           label_selector="videojob.dev/pool=gpu"):
-                p = ev["object"]
-                if p.status.phase == "Succeeded" and p.metadata.name not in seen:
-                    seen.add(p.metadata.name)
-                    self.freed.append(time.monotonic())
+
+        def on_pod(p: Any, now: float) -> None:
+            if p.status.phase == "Succeeded" and p.metadata.name not in seen:
+                seen.add(p.metadata.name)
+                self.freed.append(now)
+
+        self._follow(core.list_namespaced_pod, ns, on_pod)
 
     def _jobs(self, batch: client.BatchV1Api, ns: str) -> None:
-        while not self.done.is_set():
-            for ev in watch.Watch().stream(batch.list_namespaced_job, ns, timeout_seconds=900,
-                                           label_selector="videojob.dev/pool=gpu"):
-                j, now = ev["object"], time.monotonic()
-                name = j.metadata.name
-                if j.spec.suspend and name not in self.queued_since:
-                    self.queued_since[name] = now
-                elif not j.spec.suspend and name in self.queued_since and name not in {
-                        n for _, n in self.admitted}:
-                    self.admitted.append((now, name))
+        def on_job(j: Any, now: float) -> None:
+            name = j.metadata.name
+            if j.spec.suspend and name not in self.queued_since:
+                self.queued_since[name] = now
+            elif not j.spec.suspend and name in self.queued_since and name not in {
+                    n for _, n in self.admitted}:
+                self.admitted.append((now, name))
+
+        self._follow(batch.list_namespaced_job, ns, on_job)
 
     def reactions(self) -> list[float]:
         """Milliseconds from each slot freed to the admission it allowed."""
@@ -94,7 +106,18 @@ def main() -> int:
     parser.add_argument("--videojobs", type=int, default=20)
     args = parser.parse_args()
     layout = controlplane.Layout(Path(os.environ.get("LOCALCLUSTER_ROOT", REPO / ".cluster")))
+    # A cluster this benchmark starts is stopped after it, so that it does not run idle beside
+    # the benchmarks after it; one already running is left as it was.
+    started = controlplane.recorded_pid(layout, "kube-apiserver") is None
     controlplane.up(layout)
+    try:
+        return measure(layout, args)
+    finally:
+        if started:
+            controlplane.down(layout)
+
+
+def measure(layout: controlplane.Layout, args: argparse.Namespace) -> int:
     cluster = connect(layout.kubeconfig, local=True)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
