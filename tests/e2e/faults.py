@@ -124,6 +124,14 @@ class Batch:
         return len(left)
 
 
+def cmdline(pid: int) -> bytes:
+    """The process's command line, NUL-separated; empty for one that has already gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def worker_processes(uids: set[str]) -> list[int]:
     """Processes on this machine running a stage of one of these VideoJobs."""
     out = []

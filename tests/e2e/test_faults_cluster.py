@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import videojobs as vjs
 import yaml
-from faults import FAILED, REPORT, Batch, Figures, worker_processes
+from faults import FAILED, REPORT, Batch, Figures, cmdline, worker_processes
 from operator_support import Operator, RedisServer, free_port, wait_until
 
 from kubetest import REPO, Cluster, wait_for
@@ -230,12 +230,15 @@ def test_a_worker_sigkilled_mid_stage_is_retried_and_the_video_is_whole(
         wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
                  namespace=namespace, label_selector="videojob.dev/stage=segments",
                  timeout=180, what="segments running")
-        def workers() -> list[int]:  # the worker itself, not its ffmpeg
-            return [pid for pid in worker_processes({uid})
-                    if b"videojob-worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        found: list[int] = []
 
-        wait_until(lambda: bool(workers()), 60, "a segments worker process")
-        victim = workers()[0]
+        def a_worker() -> bool:  # the worker itself, not its ffmpeg (nor a process just gone)
+            found[:] = [pid for pid in worker_processes({uid})
+                        if b"videojob-worker" in cmdline(pid)]
+            return bool(found)
+
+        wait_until(a_worker, 60, "a segments worker process")
+        victim = found[0]
         os.kill(victim, signal.SIGKILL)
         figures.faults += 1
         final = batch.wait_terminal(300)
