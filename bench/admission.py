@@ -55,8 +55,8 @@ class Recorder:
             t.start()
 
     def _follow(self, list_fn: Any, ns: str, on_event: Any) -> None:
-        """on_event(object, monotonic time) for each event until `done`; a watch that ends or
-        breaks is opened again, and one broken by the cluster stopping afterwards is quiet."""
+        """on_event(object, monotonic time) for each event until `done`. A watch that ends is
+        opened again; one that breaks after `done` (the cluster stopping) ends quietly."""
         while not self.done.is_set():
             try:
                 for ev in watch.Watch().stream(list_fn, ns, timeout_seconds=900,

@@ -216,9 +216,9 @@ def parallel(fn: Callable[[Any], Any], items: list[Any], threads: int = 8) -> No
 
 
 def paced(fn: Callable[[Any], Any], items: list[Any], interval: float) -> None:
-    """fn(item) for each item, the i-th started `i * interval` seconds after the first (an
-    open-loop arrival rate: a slow call delays no later start beyond its own); all at once,
-    from a few threads, when `interval` is 0."""
+    """fn(item) for each item, the i-th started `i * interval` seconds after the first, on one
+    of 4 threads (an open-loop arrival rate: a slow call does not hold back the next start
+    while a thread is free); all at once, from a few threads, when `interval` is 0."""
     if interval <= 0:
         parallel(fn, items)
         return
