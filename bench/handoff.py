@@ -4,8 +4,9 @@ The orchestration benchmark (orchestration.py) creates 50 or 200 VideoJobs at on
 of such a run both cores are busy, and a hand-off there is mostly time spent waiting for the
 CPU, the floor's as much as the operator's. This one measures the hand-off as a reaction time,
 at loads the machine sustains: VideoJobs whose stages do no work (the scripted worker with no
-directives) arrive one every 1/rate seconds over `--window` seconds (an open loop: a slow
-create delays no later arrival), for each rate in `--rates`. The floor runs in the same run on
+directives) arrive one every 1/rate seconds over `--window` seconds (an open loop,
+testbed.paced: a slow create holds back no later arrival while a thread is free), for each
+rate in `--rates`. The floor runs in the same run on
 the same cluster, alternating with the operator: the driver of orchestration.py, its plan Jobs
 created at the same rate.
 
