@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "binaries":
         print(controlplane.binaries())
     elif args.command == "up":
-        took = controlplane.up(layout, timeout=args.timeout)
-        print(f"local cluster ready in {took:.1f}s")
+        runtime = controlplane.runtime_from_env()
+        took = controlplane.up(layout, timeout=args.timeout, runtime=runtime)
+        print(f"local cluster ({runtime} runtime) ready in {took:.1f}s")
         print(f"  export KUBECONFIG={layout.kubeconfig}")
         print(f"  kubectl: {controlplane.binaries() / 'kubectl'}")
         print(f"  logs:    {layout.logs}/")

@@ -1,4 +1,8 @@
-"""Bringing the local cluster up and down: etcd, the control plane and the node agent.
+"""Bringing the local cluster up and down: etcd, the control plane, and the nodes.
+
+The nodes are either the node agent (`agent`, the default: pods as local processes) or real
+kubelets and containerd (`containerd`, realnodes.py), chosen with LOCALCLUSTER_RUNTIME and
+recorded in the state directory, so `down` and `status` know what they are looking at.
 
 `up` is idempotent: a component whose recorded PID is alive is left alone, the others are
 started, and it returns once the API server is ready, every node is Ready and schedulable and the
@@ -12,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,36 +24,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import pki
+from . import pki, realnodes
 from .agent import DEFAULT_NODES, load_nodes
 from .kube import ApiError, Kube
+from .network import Addresses
+from .processes import (
+    Layout,
+    alive,
+    marked_processes,
+    recorded_pid,
+    start,
+    stop,
+    wait_for,
+)
+
+__all__ = ["RUNTIMES", "Layout", "Ports", "alive", "binaries", "commands", "down",
+           "marked_processes", "recorded_pid", "recorded_runtime", "runtime_from_env", "start",
+           "status", "stop", "up", "wait_for"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-
-
-@dataclass(frozen=True)
-class Layout:
-    root: Path
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.root / "kubeconfig"
-
-    @property
-    def pki(self) -> Path:
-        return self.root / "pki"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def pids(self) -> Path:
-        return self.root / "pids"
-
-    def component_kubeconfig(self, name: str) -> Path:
-        return self.root / "kubeconfigs" / f"{name}.kubeconfig"
 
 
 def _port(var: str, default: int) -> int:
@@ -77,14 +70,43 @@ def binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def extra_args(component: str) -> list[str]:
-    """LOCALCLUSTER_<COMPONENT>_ARGS adds flags, e.g. LOCALCLUSTER_KUBE_CONTROLLER_MANAGER_ARGS."""
-    var = "LOCALCLUSTER_" + component.upper().replace("-", "_") + "_ARGS"
-    return shlex.split(os.environ.get(var, ""))
+RUNTIMES = ("agent", "containerd")
 
 
-def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]]:
+def runtime_from_env() -> str:
+    """LOCALCLUSTER_RUNTIME: `agent` (default) or `containerd`."""
+    runtime = os.environ.get("LOCALCLUSTER_RUNTIME", "agent") or "agent"
+    if runtime not in RUNTIMES:
+        raise ValueError(f"LOCALCLUSTER_RUNTIME={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def recorded_runtime(layout: Layout) -> str:
+    try:
+        return layout.runtime_file.read_text().strip() or "agent"
+    except OSError:
+        return "agent"
+
+
+def api_host(runtime: str) -> str:
+    """Where the API server listens: loopback with the agent; with real nodes, the address pods
+    reach it at through the `kubernetes` Service (network.py)."""
+    return Addresses().api_server if runtime == "containerd" else "127.0.0.1"
+
+
+def commands(layout: Layout, bin_dir: Path, ports: Ports, runtime: str = "agent"
+             ) -> dict[str, list[str]]:
+    """The control plane's command lines, and the node agent's when it runs the nodes."""
     p = layout.pki
+    host = api_host(runtime)
+    if runtime == "containerd":
+        # Real nodes: pods reach the API server through the `kubernetes` Service, whose
+        # endpoint the API server keeps (the default lease reconciler) at its address.
+        endpoints = ["--endpoint-reconciler-type=lease"]
+    else:
+        # Pods share the host network: the `kubernetes` Service cannot point at a loopback
+        # address (Endpoints reject it), and the pods reach the API server directly anyway.
+        endpoints = ["--endpoint-reconciler-type=none"]
     etcd_url = f"http://127.0.0.1:{ports.etcd}"
     return {
         "etcd": [
@@ -101,7 +123,7 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]
         "kube-apiserver": [
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={host}", f"--advertise-address={host}",
             f"--secure-port={ports.api}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -112,10 +134,8 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p / 'sa.pub'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
-            # Pods share the host network: the `kubernetes` Service cannot point at a loopback
-            # address (Endpoints reject it), and the pods reach the API server directly anyway.
-            "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={Addresses().services_cidr}",
+            *endpoints,
             f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
@@ -156,58 +176,19 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports) -> dict[str, list[str]
     }
 
 
-ORDER = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent"]
+CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+ORDER = [*CONTROL_PLANE, "node-agent"]  # the agent runtime's components, in start order
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except OSError:
-        return False
+def components(layout: Layout, runtime: str) -> list[str]:
+    """Every long-running component of a cluster of this runtime, in start order."""
+    if runtime == "agent":
+        return ORDER
+    return [*CONTROL_PLANE, *realnodes.component_names(node_file())]
 
 
-def recorded_pid(layout: Layout, name: str) -> int | None:
-    try:
-        pid = int((layout.pids / f"{name}.pid").read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid) else None
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, log_file: Path | None = None,
-             interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(interval)
-    hint = f"; see {log_file}" if log_file else ""
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{hint}")
-
-
-def start(layout: Layout, name: str, cmd: list[str]) -> int:
-    layout.logs.mkdir(parents=True, exist_ok=True)
-    layout.pids.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, LOCALCLUSTER_DIR=str(layout.root.resolve()))
-    if name == "node-agent":
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
-    with (layout.logs / f"{name}.log").open("ab") as out:
-        proc = subprocess.Popen(cmd + extra_args(name), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                cwd=layout.root)
-    (layout.pids / f"{name}.pid").write_text(str(proc.pid))
-    return proc.pid
+def node_file() -> Path:
+    return Path(os.environ.get("LOCALCLUSTER_NODES", DEFAULT_NODES))
 
 
 def _api_ready(kube: Kube) -> bool:
@@ -237,37 +218,59 @@ def _default_sa(kube: Kube) -> bool:
     return True
 
 
-def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0) -> float:
+def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0,
+       runtime: str = "agent") -> float:
     """Starts whatever is not running and waits for a usable cluster; returns seconds taken."""
     ports = ports or Ports()
     began = time.monotonic()
+    previous = recorded_runtime(layout)
+    if previous != runtime and any(status(layout).values()):
+        raise RuntimeError(f"a cluster with the {previous} runtime is running in {layout.root}; "
+                           "stop it first (make cluster-down)")
+    if previous != runtime and (layout.root / "etcd").exists():
+        # The other runtime's Nodes and pods mean nothing to this one: start from an empty store.
+        subprocess.run(["rm", "-rf", str(layout.root / "etcd")], check=True)
     bin_dir = binaries()
     layout.root.mkdir(parents=True, exist_ok=True)
-    pki.ensure(layout.pki)
-    server = f"https://127.0.0.1:{ports.api}"
+    layout.runtime_file.write_text(runtime + "\n")
+    nodes = load_nodes(node_file())
+    real = realnodes.plan(layout, nodes) if runtime == "containerd" else []
+    pki.ensure(layout.pki, realnodes.identities(real))
+    server = f"https://{api_host(runtime)}:{ports.api}"
     pki.kubeconfig(layout.pki, "admin", server, layout.kubeconfig)
     for ident in ("controller-manager", "scheduler", "node-agent"):
         pki.kubeconfig(layout.pki, ident, server, layout.component_kubeconfig(ident))
-    cmds = commands(layout, bin_dir, ports)
+    if real:
+        realnodes.prepare(layout, real, server)
+    cmds = commands(layout, bin_dir, ports, runtime)
     api = Kube(str(layout.kubeconfig))
     etcd_health = f"http://127.0.0.1:{ports.etcd}/health"
     ready: dict[str, tuple[str, Callable[[], bool]]] = {
         "etcd": ("etcd", lambda: b'"health":"true"' in _http_get(etcd_health)),
         "kube-apiserver": ("the API server", lambda: _api_ready(api)),
     }
-    for name in ORDER:
+    for name in CONTROL_PLANE if real else ORDER:
         if recorded_pid(layout, name) is None:
-            start(layout, name, cmds[name])
+            env = {"PYTHONPATH": _agent_pythonpath()} if name == "node-agent" else None
+            start(layout, name, cmds[name], env)
         if name in ready:
             what, check = ready[name]
             wait_for(what, check, timeout, layout.logs / f"{name}.log")
-    node_names = [n.name for n in load_nodes(
-        Path(os.environ.get("LOCALCLUSTER_NODES", DEFAULT_NODES)))]
+    if real:
+        realnodes.up(layout, real, bin_dir, api, timeout)
+    node_names = [n.name for n in nodes]
     wait_for(f"nodes {', '.join(node_names)} to be Ready", lambda: _nodes_ready(api, node_names),
-             timeout, layout.logs / "node-agent.log")
+             timeout, layout.logs / ("kubelet-" + node_names[0] + ".log" if real
+                                     else "node-agent.log"))
     wait_for("the default ServiceAccount", lambda: _default_sa(api), timeout,
              layout.logs / "kube-controller-manager.log")
+    if real:
+        realnodes.addons_up(layout, real, bin_dir, api, timeout)
     return time.monotonic() - began
+
+
+def _agent_pythonpath() -> str:
+    return os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
 
 
 def _http_get(url: str) -> bytes:
@@ -278,44 +281,18 @@ def _http_get(url: str) -> bytes:
         return body
 
 
-def marked_processes(layout: Layout) -> list[int]:
-    """PIDs of processes started by this cluster (they carry LOCALCLUSTER_DIR=<root>)."""
-    mark = f"LOCALCLUSTER_DIR={layout.root.resolve()}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if mark in env.split(b"\0") and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-def stop(layout: Layout, name: str, grace: float = 10.0) -> bool:
-    """SIGTERM to a started process, SIGKILL to its group after `grace`. False if not running."""
-    pid = recorded_pid(layout, name)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    (layout.pids / f"{name}.pid").unlink(missing_ok=True)
-    return True
-
-
 def down(layout: Layout, grace: float = 10.0) -> list[str]:
-    """Stops every component and every process the cluster started. Returns what was stopped."""
+    """Stops every component and every process the cluster started (with real nodes, the
+    containers too, and the network guard goes). Returns what was stopped."""
+    runtime = recorded_runtime(layout)
+    names = components(layout, runtime)
     stopped = []
     extra = sorted(p.stem for p in layout.pids.glob("*.pid")) if layout.pids.exists() else []
-    for name in [n for n in extra if n not in ORDER] + list(reversed(ORDER)):
+    for name in [n for n in extra if n not in names] + list(reversed(names)):
         if stop(layout, name, grace):
             stopped.append(name)
+    if runtime == "containerd":
+        realnodes.down(layout, realnodes.plan(layout, load_nodes(node_file())))
     for _ in range(50):
         left = marked_processes(layout)
         if not left:
@@ -332,4 +309,5 @@ def down(layout: Layout, grace: float = 10.0) -> list[str]:
 
 
 def status(layout: Layout) -> dict[str, int | None]:
-    return {name: recorded_pid(layout, name) for name in ORDER}
+    return {name: recorded_pid(layout, name)
+            for name in components(layout, recorded_runtime(layout))}

@@ -20,6 +20,8 @@ DAYS = "3650"
 API_SANS = [
     "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
     "DNS:kubernetes.default.svc.cluster.local", "IP:127.0.0.1", "IP:10.96.0.1",
+    # The real-node mode's API server address (network.Addresses.api_server).
+    "IP:10.250.0.1",
 ]
 
 
@@ -46,6 +48,19 @@ IDENTITIES = [
 ]
 
 
+def kubelet_identities(node: str, ip: str) -> list[Identity]:
+    """A real node's kubelet: its client identity is the one the Node authorizer and
+    NodeRestriction expect; its serving certificate names the node's IP, or the API server's
+    `kubectl logs`/`exec` requests fail TLS verification."""
+    return [Identity(f"kubelet-{node}", f"system:node:{node}", ("system:nodes",)),
+            Identity(f"kubelet-{node}-serving", f"system:node:{node}", usage="serverAuth",
+                     sans=(f"IP:{ip}", f"DNS:{node}"))]
+
+
+# kube-proxy's user, bound to the built-in `system:node-proxier` ClusterRole.
+KUBE_PROXY = Identity("kube-proxy", "system:kube-proxy")
+
+
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
@@ -56,7 +71,9 @@ def _ec_key(path: Path) -> None:
     path.chmod(0o600)
 
 
-def ensure(pki: Path) -> None:
+def ensure(pki: Path, extra: list[Identity] | None = None) -> None:
+    """Creates what is missing: the CA, every identity's key and certificate (those of `extra`
+    too), the service-account key pair. A certificate whose SANs no longer match is reissued."""
     pki.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = pki / "ca.key", pki / "ca.crt"
     if not ca_crt.exists():
@@ -65,9 +82,11 @@ def ensure(pki: Path) -> None:
                  "-days", DAYS, "-out", str(ca_crt),
                  "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
-    for ident in IDENTITIES:
+    for ident in [*IDENTITIES, *(extra or [])]:
         key, crt = pki / f"{ident.name}.key", pki / f"{ident.name}.crt"
-        if crt.exists():
+        sans_file = pki / f"{ident.name}.sans"
+        issued = sans_file.read_text() if sans_file.exists() else ""
+        if crt.exists() and issued == ",".join(ident.sans):
             continue
         _ec_key(key)
         subject = f"/CN={ident.cn}" + "".join(f"/O={g}" for g in ident.groups)
@@ -84,6 +103,7 @@ def ensure(pki: Path) -> None:
                  "-CAcreateserial", "-days", DAYS, "-extfile", str(ext), "-out", str(crt))
         csr.unlink()
         ext.unlink()
+        sans_file.write_text(",".join(ident.sans))
     sa_key = pki / "sa.key"
     if not sa_key.exists():
         _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
