@@ -1,6 +1,11 @@
 """The images built by `make images` (hack/build-images.sh, podman): the operator image runs
 against the cluster and answers its liveness endpoint; the worker image renders a tiny VideoJob
-to a file, as user 65532 on a read-only root filesystem."""
+to a file, as user 65532 on a read-only root filesystem; the bundled Redis serves its clients;
+the real nodes' pause and CoreDNS images (when the node binaries are built) run as non-root.
+
+Containers run as Kubernetes runs them with `readOnlyRootFilesystem`: podman's default tmpfs on
+/tmp, /var/tmp and /run is turned off (`--read-only-tmpfs=false`), and only the paths a pod mounts
+an emptyDir at are writable (a host directory of mode 0777, as the kubelet makes one)."""
 
 from __future__ import annotations
 
@@ -34,16 +39,36 @@ PODMAN = [
 ]
 # Container limits within what this machine's hard limits allow.
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+READ_ONLY = ["--read-only", "--read-only-tmpfs=false"]
+
+
+def empty_dir(tmp_path: Path, name: str) -> Path:
+    """A host directory like an emptyDir volume (mode 0777; `--tmpfs`'s `mode=` is not honoured
+    by podman 4.3 here, and the mount would be root's 0755)."""
+    path = tmp_path / name
+    path.mkdir()
+    path.chmod(0o777)
+    return path
 
 
 @pytest.fixture(scope="module")
 def images() -> dict[str, str]:
-    """Builds the images (layers cached between runs)."""
+    """Builds the images (layers cached between runs); the script prints `<name> <reference>`."""
     out = subprocess.run(
         [str(REPO / "hack" / "build-images.sh")], capture_output=True, text=True, timeout=1800
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    return {name: f"localhost/videojob/{name}:{VERSION}" for name in ("operator", "worker")}
+    built = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert built["operator"] == f"localhost/videojob/operator:{VERSION}"
+    assert built["worker"] == f"localhost/videojob/worker:{VERSION}"
+    assert built["redis"] == "localhost/videojob/redis:7.0"
+    return built
+
+
+def node_image(images: dict[str, str], name: str) -> str:
+    if name not in images:
+        pytest.skip(f"no {name} image: the node binaries are built by hack/build-node-tools.sh")
+    return images[name]
 
 
 def inspect(image: str) -> dict[str, object]:
@@ -93,7 +118,11 @@ def test_operator_image_answers_its_liveness_endpoint(
             container_name,
             "--network",
             "host",
-            "--read-only",
+            *READ_ONLY,
+            # The chart's emptyDir: the Kubernetes client writes a kubeconfig's embedded
+            # certificates to temporary files (in a pod, with the service account, it does not).
+            "-v",
+            f"{empty_dir(tmp_path, 'tmp')}:/tmp",
             "-v",
             f"{kubeconfig}:/etc/videojob/kubeconfig:ro",
             "-e",
@@ -158,9 +187,9 @@ def test_worker_image_renders_a_tiny_videojob(
             container_name,
             "--network",
             "none",
-            "--read-only",
-            "--tmpfs",
-            "/scratch:rw,size=256m",
+            *READ_ONLY,
+            "-v",
+            f"{empty_dir(tmp_path, 'scratch')}:/scratch",  # the emptyDir of stage pods
             "-v",
             f"{work}:/io",
             images["worker"],
@@ -196,3 +225,137 @@ def test_worker_image_renders_a_tiny_videojob(
     (stream,) = json.loads(probe.stdout)["streams"]
     assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 128, 72)
     assert int(stream["nb_read_frames"]) == 2 * 6
+
+
+def podman_exec(container: str, *argv: str) -> str:
+    out = subprocess.run(
+        [*PODMAN, "exec", container, *argv], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_redis_image_serves_clients_with_the_charts_arguments(
+    images: dict[str, str], container_name: str, tmp_path: Path
+) -> None:
+    config = inspect(images["redis"])
+    assert config["User"] == "999:999"
+    port = "6390"
+    subprocess.run(
+        [
+            *PODMAN,
+            "run",
+            *LIMITS,
+            "-d",
+            "--name",
+            container_name,
+            "--network",
+            "none",
+            *READ_ONLY,
+            "-v",
+            f"{empty_dir(tmp_path, 'data')}:/data",  # the chart's emptyDir
+            images["redis"],
+            # What the chart appends to the entry point.
+            "--port",
+            port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/data",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    cli = ["redis-cli", "-p", port]
+
+    def pong() -> bool:
+        out = subprocess.run(
+            [*PODMAN, "exec", container_name, *cli, "ping"], capture_output=True, text=True
+        )
+        return out.stdout.strip() == "PONG"
+
+    wait_until(pong, 30, "the Redis image answering PING")
+    assert podman_exec(container_name, *cli, "set", "k", "v").strip() == "OK"
+    assert podman_exec(container_name, *cli, "get", "k").strip() == "v"
+    # Clients come from other pods' addresses, with no password: protected mode would refuse them.
+    got = podman_exec(container_name, *cli, "config", "get", "protected-mode").split()
+    assert got == ["protected-mode", "no"]
+
+
+def test_pause_image_runs_as_65535_and_stops_on_sigterm(
+    images: dict[str, str], container_name: str
+) -> None:
+    image = node_image(images, "pause")
+    config = inspect(image)
+    assert (config["User"], config["Entrypoint"]) == ("65535:65535", ["/pause"])
+    subprocess.run(
+        [
+            *PODMAN,
+            "run",
+            *LIMITS,
+            "-d",
+            "--name",
+            container_name,
+            "--network",
+            "none",
+            *READ_ONLY,
+            "--cap-drop",
+            "all",
+            image,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    def state() -> list[str]:
+        out = subprocess.run(
+            [*PODMAN, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container_name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.split()
+
+    wait_until(lambda: state()[0] == "running", 30, "the pause container running")
+    # SIGTERM, and SIGKILL after 10 s: a sandbox that ignores SIGTERM slows every pod deletion.
+    subprocess.run(
+        [*PODMAN, "stop", "-t", "10", container_name], check=True, capture_output=True, timeout=60
+    )
+    assert state() == ["exited", "0"]
+
+
+def test_coredns_image_is_the_static_binary_as_65532(
+    images: dict[str, str], container_name: str
+) -> None:
+    image = node_image(images, "coredns")
+    config = inspect(image)
+    assert (config["User"], config["Entrypoint"]) == ("65532:65532", ["/coredns"])
+    run = subprocess.run(
+        [
+            *PODMAN,
+            "run",
+            *LIMITS,
+            "--rm",
+            "--name",
+            container_name,
+            "--network",
+            "none",
+            *READ_ONLY,
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
+            image,
+            "-version",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    # The tag is the version the binary reports.
+    assert run.stdout.startswith(f"CoreDNS-{image.rsplit(':', 1)[1]}")
