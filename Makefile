@@ -8,7 +8,7 @@ export KUBECONFIG_LOCAL := $(LOCALCLUSTER_ROOT)/kubeconfig
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv binaries cluster-up cluster-down cluster-status operator-up operator-down \
-        test test-unit test-e2e faults demo bench lint clean manifests images
+        test test-unit test-e2e test-realnodes faults demo bench lint clean manifests images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,14 +43,18 @@ operator-down: ## stop the operator and redis-server
 cluster-status: ## which components are running
 	$(BIN)/python -m localcluster status
 
-test: setup ## unit and e2e tests (starts the local cluster if needed, stops it after)
-	$(BIN)/pytest -m 'not disruptive'
+test: setup ## unit and e2e tests, then the real-node tests (each starts its cluster, stops it after)
+	$(BIN)/pytest -m 'not disruptive and not realnode'
+	$(MAKE) --no-print-directory test-realnodes
+
+test-realnodes: setup ## the user path on real kubelets and containerd (LOCALCLUSTER_RUNTIME=containerd)
+	LOCALCLUSTER_RUNTIME=containerd $(BIN)/pytest -m realnode
 
 test-unit: venv ## unit tests only (no cluster)
 	$(BIN)/pytest -m 'not e2e'
 
-test-e2e: setup ## e2e tests only
-	$(BIN)/pytest -m e2e
+test-e2e: setup ## e2e tests only (on the node agent)
+	$(BIN)/pytest -m 'e2e and not realnode'
 
 faults: setup ## the fault suite (the disruptive scenarios only run here), with figures
 	$(BIN)/pytest -m fault
@@ -67,9 +71,10 @@ bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.p
 	$(BIN)/python bench/writes.py
 	$(BIN)/python bench/progress.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/realnodes.py
 	$(BIN)/python bench/summary.py
 
-images: ## build the operator and worker images with podman (localhost/videojob/*)
+images: ## build the images with podman (localhost/videojob/*: operator, worker, redis, pause, coredns)
 	hack/build-images.sh
 
 manifests: venv binaries ## render manifests/ from the Helm chart (a test fails when they drift)

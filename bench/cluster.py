@@ -35,15 +35,18 @@ PORTS = controlplane.Ports(api=16443, etcd=22379, etcd_peer=22380, controller_ma
                           scheduler=20259, agent=20250)
 
 
-def pod_body(name: str) -> dict[str, Any]:
+# What the node agent runs for a pod: `sleep 1` on the host (no image to pull).
+AGENT_CONTAINER: dict[str, Any] = {"name": "main", "image": "busybox", "command": ["sleep", "1"]}
+
+
+def pod_body(name: str, container: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
-                     "containers": [{"name": "main", "image": "busybox",
-                                     "command": ["sleep", "1"]}]}}
+                     "containers": [container]}}
 
 
 def pod_start_latencies(core: client.CoreV1Api, namespace: str, count: int,
-                        burst: bool) -> list[float]:
+                        burst: bool, container: dict[str, Any] = AGENT_CONTAINER) -> list[float]:
     created: dict[str, float] = {}
     running: dict[str, float] = {}
     done = threading.Event()
@@ -67,7 +70,7 @@ def pod_start_latencies(core: client.CoreV1Api, namespace: str, count: int,
     for i in range(count):
         name = f"{prefix}-{i}"
         created[name] = time.monotonic()
-        core.create_namespaced_pod(namespace, pod_body(name))
+        core.create_namespaced_pod(namespace, pod_body(name, container))
         if not burst:
             deadline = time.monotonic() + 30
             while name not in running and time.monotonic() < deadline:

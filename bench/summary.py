@@ -16,7 +16,8 @@ from typing import Any
 
 from report import RESULTS, describe
 
-BENCHMARKS = ("orchestration", "handoff", "progress", "admission", "scale", "media", "cluster")
+BENCHMARKS = ("orchestration", "handoff", "progress", "admission", "scale", "media", "cluster",
+              "realnodes")
 # headline key -> (benchmark, its key, goal in words, check)
 HEADLINE: dict[str, tuple[str, str, str, Any]] = {
     "orchestration_ratio_50": ("orchestration", "orchestration_ratio_50", "≤ 1.2",
@@ -52,6 +53,15 @@ HEADLINE: dict[str, tuple[str, str, str, Any]] = {
     "writes_per_videojob_all": ("orchestration", "writes_per_videojob_all", "", None),
     "encode_ratio": ("media", "encode_ratio", "≥ 0.9", lambda v: v >= 0.9),
     "segment_fps_720p": ("media", "segment_fps_720p", "", None),
+    # Real kubelets and containerd (bench/realnodes.py), the node agent's beside them.
+    "realnodes_start_cold_s": ("realnodes", "realnodes_start_cold_s", "", None),
+    "realnodes_start_warm_s": ("realnodes", "realnodes_start_warm_s", "", None),
+    "realnodes_pod_start_p50_ms": ("realnodes", "realnodes_pod_start_p50_ms", "", None),
+    "realnodes_pod_start_p95_ms": ("realnodes", "realnodes_pod_start_p95_ms", "", None),
+    "agent_pod_start_p50_ms": ("realnodes", "agent_pod_start_p50_ms", "", None),
+    "realnodes_example_s": ("realnodes", "realnodes_example_s", "", None),
+    "agent_example_s": ("realnodes", "agent_example_s", "", None),
+    "realnodes_example_ratio": ("realnodes", "realnodes_example_ratio", "", None),
 }
 
 

@@ -11,7 +11,8 @@
 # NAMEs (operator worker redis pause coredns) build only those; naming pause or coredns needs the
 # node binaries as --node-images does.
 # --push REGISTRY (e.g. 127.0.0.1:5000, plain HTTP) pushes each image to
-# REGISTRY/videojob/<name>:<tag>, and the printed references are those. NODE_TOOLS_DIR=DIR takes
+# REGISTRY/videojob/<name>:<tag>, and the printed references are those, with the digest pushed
+# (REGISTRY/videojob/<name>:<tag>@sha256:…). NODE_TOOLS_DIR=DIR takes
 # the static `pause` and `coredns` binaries from DIR instead of running hack/build-node-tools.sh.
 #
 # The base image (Debian bookworm + python3) is made with debootstrap, since no registry is
@@ -215,9 +216,12 @@ for image in "${images[@]}"; do
   else
     "${podman[@]}" push --quiet --tls-verify=false --digestfile "$marker.digest" \
       "$tag" "docker://$dest" >&2
-    echo "$id $(cat "$marker.digest")" > "$marker"
+    last_digest=$(cat "$marker.digest")
+    echo "$id $last_digest" > "$marker"
     rm -f "$marker.digest"
     echo "pushed $dest in $(( $(date +%s) - t ))s" >&2
   fi
-  echo "$name $dest"
+  # The reference printed carries the digest: a node that has an older image under the same tag
+  # pulls the new one (a tag alone would be found "already present" there).
+  echo "$name $dest@$last_digest"
 done

@@ -11,6 +11,14 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)        # the worker's encoder (li
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v redis-server >/dev/null || need+=(redis-server)  # progress and the admission queue
 command -v promtool >/dev/null || need+=(prometheus)  # promtool: metrics lint, alert rule tests
+# The real-node cluster (LOCALCLUSTER_RUNTIME=containerd): containerd 1.6 with runc, the CNI
+# plugins (bridge, host-local, portmap), and what kube-proxy calls (iptables, conntrack).
+[ -x /usr/bin/containerd ] || need+=(containerd)
+[ -x /usr/sbin/runc ] || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v nsenter >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

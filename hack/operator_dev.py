@@ -1,8 +1,16 @@
-"""`make operator-up` / `make operator-down`: the operator and a redis-server on the local cluster.
+"""`make operator-up` / `make operator-down`: the operator and Redis on the local cluster.
 
-Both run in the background against .cluster/kubeconfig, with the CRDs applied first; logs go to
-.cluster/logs/{operator,redis}.log. They carry the cluster's process marker, so `make
-cluster-down` stops them too. Artifacts are stored as local files under .cluster/artifacts.
+With the node agent (the default), both run in the background against .cluster/kubeconfig, with
+the CRDs applied first; logs go to .cluster/logs/{operator,redis}.log. They carry the cluster's
+process marker, so `make cluster-down` stops them too.
+
+With real nodes (a cluster started with LOCALCLUSTER_RUNTIME=containerd), the images are built
+from the Dockerfiles and pushed to the local registry, and the chart is installed as a user would
+(`helm upgrade --install`, examples/helm/values-local.yaml): the operator and the bundled Redis
+run as containers in `videojob-system`.
+
+Either way artifacts are local files under .cluster/artifacts, so a finished video's path is a
+path on this machine.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from localcluster import controlplane
+from localcluster import controlplane, realnodes
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_PORT = int(os.environ.get("VIDEOJOB_DEV_REDIS_PORT", "16379"))
@@ -32,11 +40,42 @@ def kubectl(lay: controlplane.Layout, *args: str) -> None:
                     *args], check=True, stdout=subprocess.DEVNULL)
 
 
+RELEASE = "videojob-operator"
+RELEASE_NAMESPACE = "videojob-system"
+
+
+def helm() -> str:
+    out = subprocess.run([str(REPO / "hack" / "build-helm.sh")], check=True,
+                         stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def up_real_nodes(lay: controlplane.Layout) -> None:
+    """The chart, from the images built here and pushed to the local registry."""
+    refs = realnodes.push_images(["operator", "worker", "redis"])
+    artifacts = lay.root / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    os.chown(artifacts, 65532, 65532)  # the worker image's user
+    subprocess.run([helm(), "upgrade", "--install", RELEASE, str(REPO / "helm" / RELEASE),
+                    f"--kubeconfig={lay.kubeconfig}", "-n", RELEASE_NAMESPACE,
+                    "--create-namespace", "-f", str(REPO / "examples/helm/values-local.yaml"),
+                    "--set", f"storage.root=file://{artifacts}",
+                    "--set", f"storage.volume.hostPath.path={artifacts}",
+                    "--set", "worker.serviceAccount.namespaces={default}",
+                    *realnodes.chart_image_sets(refs), "--wait", "--timeout=300s"],
+                   check=True, stdout=subprocess.DEVNULL)
+    print(f"operator installed with Helm: release {RELEASE} in {RELEASE_NAMESPACE} "
+          f"(kubectl -n {RELEASE_NAMESPACE} logs deploy/{RELEASE})")
+
+
 def up() -> None:
     lay = layout()
     kubectl(lay, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl(lay, "wait", "--for=condition=Established", "--timeout=60s",
             "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev")
+    if controlplane.recorded_runtime(lay) == "containerd":
+        up_real_nodes(lay)
+        return
     if controlplane.recorded_pid(lay, "redis") is None:
         controlplane.start(lay, "redis", ["redis-server", "--port", str(REDIS_PORT),
                                           "--bind", "127.0.0.1", "--save", "",
@@ -67,6 +106,10 @@ def _healthy() -> bool:
 
 
 def down() -> None:
+    lay = layout()
+    if controlplane.recorded_runtime(lay) == "containerd" and lay.kubeconfig.exists():
+        subprocess.run([helm(), "uninstall", RELEASE, f"--kubeconfig={lay.kubeconfig}", "-n",
+                        RELEASE_NAMESPACE, "--wait", "--ignore-not-found"], check=False)
     for name in ("operator", "redis"):
         if controlplane.stop(layout(), name, grace=15):
             print(f"stopped {name}")

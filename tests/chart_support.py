@@ -35,9 +35,10 @@ def helm_path() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def helm(*args: str, check: bool = True, timeout: float = 120
+         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm_path(), *args], capture_output=True, text=True, check=check,
-                          timeout=120)
+                          timeout=timeout)
 
 
 def template_text(values: Obj | None = None, *, release: str = "vj",

@@ -23,9 +23,10 @@ def cluster() -> Iterator[Cluster]:
     from localcluster import controlplane
 
     layout = controlplane.Layout(Path(os.environ.get("LOCALCLUSTER_ROOT", REPO / ".cluster")))
+    runtime = controlplane.runtime_from_env()
     was_up = all(controlplane.status(layout).values())
-    controlplane.up(layout)
-    yield connect(layout.kubeconfig, local=True)
+    controlplane.up(layout, runtime=runtime, timeout=300 if runtime == "containerd" else 120)
+    yield connect(layout.kubeconfig, local=True, runtime=runtime)
     if not was_up and os.environ.get("VIDEOJOB_KEEP_CLUSTER") != "1":
         controlplane.down(layout)
 

@@ -29,7 +29,8 @@ class Cluster:
     kubeconfig: Path
     kubectl_path: str
     api: client.ApiClient
-    local: bool  # the project's local cluster (node agent) rather than an external one
+    local: bool  # the project's local cluster rather than an external one
+    runtime: str = "agent"  # the local cluster's nodes: the node agent, or real (containerd)
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -46,7 +47,7 @@ class Cluster:
             capture_output=True, text=True, check=check, timeout=timeout)
 
 
-def connect(kubeconfig: Path, local: bool) -> Cluster:
+def connect(kubeconfig: Path, local: bool, runtime: str = "agent") -> Cluster:
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     kubectl = None
@@ -56,7 +57,7 @@ def connect(kubeconfig: Path, local: bool) -> Cluster:
         kubectl = str(controlplane.binaries() / "kubectl")
     kubectl = kubectl or os.environ.get("KUBECTL") or shutil.which("kubectl") or "kubectl"
     return Cluster(kubeconfig=kubeconfig, kubectl_path=kubectl, api=client.ApiClient(cfg),
-                   local=local)
+                   local=local, runtime=runtime)
 
 
 def wait_for(list_fn: Callable[..., Any], predicate: Callable[[Any], bool], *, timeout: float,

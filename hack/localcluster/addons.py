@@ -21,7 +21,6 @@ from .kube import ApiError, Kube
 
 Obj = dict[str, Any]
 
-COREDNS_IMAGE = "videojob/coredns:local"
 COREDNS_PORT = 1053
 COREFILE = f"""\
 .:{COREDNS_PORT} {{

@@ -256,8 +256,7 @@ def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0,
         if name in ready:
             what, check = ready[name]
             wait_for(what, check, timeout, layout.logs / f"{name}.log")
-    if real:
-        realnodes.up(layout, real, bin_dir, api, timeout)
+    refs = realnodes.up(layout, real, bin_dir, api, timeout) if real else {}
     node_names = [n.name for n in nodes]
     wait_for(f"nodes {', '.join(node_names)} to be Ready", lambda: _nodes_ready(api, node_names),
              timeout, layout.logs / ("kubelet-" + node_names[0] + ".log" if real
@@ -265,7 +264,7 @@ def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0,
     wait_for("the default ServiceAccount", lambda: _default_sa(api), timeout,
              layout.logs / "kube-controller-manager.log")
     if real:
-        realnodes.addons_up(layout, real, bin_dir, api, timeout)
+        realnodes.addons_up(layout, real, bin_dir, api, timeout, refs)
     return time.monotonic() - began
 
 
@@ -292,7 +291,7 @@ def down(layout: Layout, grace: float = 10.0) -> list[str]:
         if stop(layout, name, grace):
             stopped.append(name)
     if runtime == "containerd":
-        realnodes.down(layout, realnodes.plan(layout, load_nodes(node_file())))
+        realnodes.down(layout, realnodes.plan(layout, load_nodes(node_file())), binaries())
     for _ in range(50):
         left = marked_processes(layout)
         if not left:

@@ -4,10 +4,13 @@ Every address the real-node cluster uses is one it creates here:
 
 | range            | what                                                              |
 |------------------|-------------------------------------------------------------------|
-| 10.250.0.0/24    | node addresses, /32s on the dummy interface `vjnodes0`: the API   |
-|                  | server 10.250.0.1, the nodes 10.250.0.11, 10.250.0.12, ...        |
+| 10.250.0.0/24    | node addresses, /32s on the interface `vjnodes0`: the API server  |
+|                  | 10.250.0.1, the nodes 10.250.0.11, 10.250.0.12, ...               |
 | 10.244.0.0/16    | pods: node i gets 10.244.i.0/24 on its CNI bridge `vjbr<i>`       |
 | 10.96.0.0/16     | Services (ClusterIPs, programmed by kube-proxy); DNS 10.96.0.10   |
+
+`vjnodes0` is a bridge with no ports rather than a dummy interface: these machines' kernels have
+no `dummy` link type, and a port-less bridge holds local addresses the same way.
 
 The guard, set up before kube-proxy starts and removed by `down`:
 - each range above is routed to a `blackhole` in the main table. The node addresses are local
@@ -30,7 +33,7 @@ import ipaddress
 import subprocess
 from dataclasses import dataclass
 
-DUMMY = "vjnodes0"
+NODES_LINK = "vjnodes0"
 GUARD_CHAIN = "VIDEOJOB-GUARD"
 
 
@@ -77,12 +80,12 @@ def bridge_name(index: int) -> str:
 
 
 def guard_up(addrs: Addresses, node_count: int) -> list[list[str]]:
-    """Commands that create the dummy interface with the node addresses and the guard. Each
+    """Commands that create the node addresses' interface and the guard. Each
     is safe to run again (the caller ignores 'exists' answers from `ip`)."""
-    cmds = [["ip", "link", "add", DUMMY, "type", "dummy"],
-            ["ip", "link", "set", DUMMY, "up"],
-            ["ip", "addr", "add", f"{addrs.api_server}/32", "dev", DUMMY]]
-    cmds += [["ip", "addr", "add", f"{addrs.node_ip(i)}/32", "dev", DUMMY]
+    cmds = [["ip", "link", "add", NODES_LINK, "type", "bridge"],
+            ["ip", "link", "set", NODES_LINK, "up"],
+            ["ip", "addr", "add", f"{addrs.api_server}/32", "dev", NODES_LINK]]
+    cmds += [["ip", "addr", "add", f"{addrs.node_ip(i)}/32", "dev", NODES_LINK]
              for i in range(node_count)]
     cmds += [["ip", "route", "add", "blackhole", cidr] for cidr in addrs.ranges]
     cmds += [["iptables", "-w", "-N", GUARD_CHAIN]]
@@ -104,7 +107,7 @@ def guard_down(addrs: Addresses) -> list[list[str]]:
             ["iptables", "-w", "-F", GUARD_CHAIN],
             ["iptables", "-w", "-X", GUARD_CHAIN]]
     cmds += [["ip", "route", "del", "blackhole", cidr] for cidr in addrs.ranges]
-    cmds += [["ip", "link", "del", DUMMY]]
+    cmds += [["ip", "link", "del", NODES_LINK]]
     return cmds
 
 
@@ -115,8 +118,9 @@ def bridges_down(node_count: int) -> list[list[str]]:
 def run_all(cmds: list[list[str]]) -> None:
     """Runs each command; an answer that the thing already exists (or is already gone) is fine,
     any other failure raises with the command and its message."""
-    benign = ("File exists", "already exists", "Cannot find device", "No such process",
-              "does not exist", "No chain/target/match", "Bad rule", "RTNETLINK answers: No such")
+    benign = ("File exists", "already exists", "already assigned", "Cannot find device",
+              "No such process", "does not exist", "No chain/target/match", "Bad rule",
+              "RTNETLINK answers: No such")
     for cmd in cmds:
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0 and not any(b in out.stderr for b in benign):

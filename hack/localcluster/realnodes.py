@@ -245,12 +245,20 @@ def node_labels(node: RealNode) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(node.labels.items()))
 
 
+# What each node has of its own, bound over the machine's path in the node's namespace. The
+# kubelet also removes the log directories of pods it does not know, so two kubelets sharing
+# /var/log/pods delete each other's container logs.
+NODE_BINDS = [("kubelet", "/var/lib/kubelet"), ("log/pods", "/var/log/pods"),
+              ("log/containers", "/var/log/containers")]
+
+
 def holder_command(node: RealNode) -> list[str]:
-    """The process that holds the node's mount namespace: /var/lib/kubelet is the node's own
-    there, and the mounts made under it (the pods' volumes) are the node's alone."""
-    kubelet_dir = node.state / "kubelet"
-    script = (f"mkdir -p /var/lib/kubelet && mount --bind {kubelet_dir} /var/lib/kubelet "
-              "&& exec sleep infinity")
+    """The process that holds the node's mount namespace: /var/lib/kubelet and the pod logs are
+    the node's own there, and the mounts made under them (the pods' volumes) its alone."""
+    binds = " && ".join(f"mkdir -p {target} {node.state / source} && "
+                        f"mount --bind {node.state / source} {target}"
+                        for source, target in NODE_BINDS)
+    script = f"{binds} && exec sleep infinity"
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script]
 
 
@@ -291,7 +299,9 @@ def registry_command(tools: Path) -> list[str]:
 
 def registry_env(storage: Path) -> dict[str, str]:
     return {"REGISTRY_HTTP_ADDR": registry(),
-            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(storage)}
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(storage),
+            # It would otherwise try to send traces to localhost:4318 and log each failure.
+            "OTEL_TRACES_EXPORTER": "none"}
 
 
 def write_node_files(node: RealNode, addrs: Addresses, pki: Path) -> None:
@@ -404,9 +414,29 @@ def node_tools() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def push_images(names: list[str]) -> None:
-    """Builds (or finds) the named images and pushes them to the local registry."""
-    subprocess.run([str(HACK / "build-images.sh"), "--push", registry(), *names], check=True)
+def push_images(names: list[str]) -> dict[str, str]:
+    """Builds (or finds) the named images, pushes them to the local registry, and returns each
+    one's reference there, digest included (`127.0.0.1:5000/videojob/worker:0.1.0@sha256:…`)."""
+    out = subprocess.run([str(HACK / "build-images.sh"), "--push", registry(), *names],
+                         check=True, stdout=subprocess.PIPE, text=True)
+    return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+
+
+# The chart's value for each image (repository and tag; a tag may carry a digest).
+CHART_IMAGE_VALUES = {"operator": "image", "worker": "worker.image",
+                      "redis": "redis.bundled.image"}
+
+
+def chart_image_sets(refs: dict[str, str]) -> list[str]:
+    """`helm --set` arguments that point the chart at pushed images, by digest."""
+    sets = []
+    for name, key in CHART_IMAGE_VALUES.items():
+        if name in refs:
+            named, _, digest = refs[name].partition("@")
+            repository, _, tag = named.rpartition(":")
+            sets += ["--set", f"{key}.repository={repository}",
+                     "--set", f"{key}.tag={tag}@{digest}" if digest else f"{key}.tag={tag}"]
+    return sets
 
 
 def _registry_ready() -> bool:
@@ -414,7 +444,8 @@ def _registry_ready() -> bool:
         return bool(r.status == 200)
 
 
-def up(layout: Layout, nodes: list[RealNode], bin_dir: Path, api: Kube, timeout: float) -> None:
+def up(layout: Layout, nodes: list[RealNode], bin_dir: Path, api: Kube, timeout: float
+       ) -> dict[str, str]:
     """Starts what is not running: the registry (with the pause and CoreDNS images in it), each
     node's namespace holder, containerd, kubelet and device plugin, then kube-proxy."""
     tools = node_tools()
@@ -423,7 +454,7 @@ def up(layout: Layout, nodes: list[RealNode], bin_dir: Path, api: Kube, timeout:
         storage.mkdir(parents=True, exist_ok=True)
         start(layout, "registry", registry_command(tools), registry_env(storage))
     wait_for("the local registry", _registry_ready, timeout, layout.logs / "registry.log")
-    push_images(["pause", "coredns"])
+    refs = push_images(["pause", "coredns"])
     for n in nodes:
         _node_up(layout, n, bin_dir, tools, timeout)
     if recorded_pid(layout, "kube-proxy") is None:
@@ -433,6 +464,7 @@ def up(layout: Layout, nodes: list[RealNode], bin_dir: Path, api: Kube, timeout:
             wait_for(f"{n.gpus} GPUs on {n.name} (device plugin)",
                      functools.partial(_has_gpus, api, n), timeout,
                      layout.logs / f"device-plugin-{n.name}.log")
+    return refs
 
 
 def _node_up(layout: Layout, n: RealNode, bin_dir: Path, tools: Path, timeout: float) -> None:
@@ -471,20 +503,21 @@ def _has_gpus(api: Kube, node: RealNode) -> bool:
 
 
 def addons_up(layout: Layout, nodes: list[RealNode], bin_dir: Path, api: Kube,
-              timeout: float) -> None:
+              timeout: float, refs: dict[str, str]) -> None:
     """CoreDNS, as kubeadm installs it; returns once it answers (its Deployment is available)."""
     addons.apply(bin_dir / "kubectl", layout.kubeconfig,
-                 addons.coredns(f"{registry()}/{addons.COREDNS_IMAGE}", ADDRS.dns_service))
+                 addons.coredns(refs["coredns"], ADDRS.dns_service))
     wait_for("CoreDNS to be available", lambda: addons.coredns_available(api), timeout,
              layout.logs / f"kubelet-{nodes[0].name}.log")
 
 
-def down(layout: Layout, nodes: list[RealNode]) -> None:
-    """After the processes were stopped: the containers (by cgroup), the node cgroups, the
-    bridges and the guard."""
+def down(layout: Layout, nodes: list[RealNode], bin_dir: Path) -> None:
+    """After the processes were stopped: the containers (by cgroup), the node cgroups,
+    kube-proxy's rules, the bridges and the guard."""
     deadline = time.monotonic() + 10
     for n in nodes:
         while kill_cgroup_tree(n) and time.monotonic() < deadline:
             time.sleep(0.1)
         remove_cgroup_tree(n)
+    subprocess.run([str(bin_dir / "kube-proxy"), "--cleanup"], capture_output=True)
     network.remove_guard(ADDRS, len(nodes))

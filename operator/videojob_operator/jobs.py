@@ -133,10 +133,11 @@ def stage_job(
         "automountServiceAccountToken": False,  # the worker never calls the Kubernetes API
         # The worker stops within 2 s of SIGTERM (contract); keep deletion snappy.
         "terminationGracePeriodSeconds": 10,
+        # The user is the image's own (the worker image's is numeric, 65532): the kubelet then
+        # verifies it is not root and refuses to start a container whose image would run as
+        # root. Setting runAsUser here would run any image, a root one too, as that user.
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],

@@ -96,7 +96,8 @@ def test_kube_proxy_opens_node_ports_only_on_node_addresses(tmp_path: Path) -> N
 def test_node_processes_share_the_node_mount_namespace(nodes: list[realnodes.RealNode]) -> None:
     holder = realnodes.holder_command(nodes[0])
     assert holder[:4] == ["unshare", "--mount", "--propagation", "private"]
-    assert f"mount --bind {nodes[0].state / 'kubelet'} /var/lib/kubelet" in holder[-1]
+    for target in ("/var/lib/kubelet", "/var/log/pods", "/var/log/containers"):
+        assert f" {target} && " in holder[-1]
     assert realnodes.in_node(42, ["kubelet"]) == ["nsenter", "--mount=/proc/42/ns/mnt", "--",
                                                  "kubelet"]
     names = realnodes.component_names(DEFAULT_NODES)

@@ -1,0 +1,284 @@
+"""The user path on real nodes (LOCALCLUSTER_RUNTIME=containerd): kubelets and containerd run the
+images built from our Dockerfiles, pulled from the local registry; `helm install` of the chart
+runs the operator and the bundled Redis as containers; a VideoJob runs its five stages in
+containers, with GPUs from the device plugin, DNS from CoreDNS and Services from kube-proxy.
+
+The tests of this module share one release (module scope) and run in file order: the VideoJob
+tests use the install, and the last test uninstalls it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import videojobs as vjs
+from chart_support import helm
+from kubernetes import client
+from operator_support import wait_until
+
+from kubetest import REPO, Cluster, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.timeout(1800)]
+REGISTRY = "127.0.0.1:5000"
+CHART = str(REPO / "helm" / "videojob-operator")
+RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",
+                 "serviceaccounts", "roles", "rolebindings", "networkpolicies")
+Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_nodes(cluster: Cluster) -> None:
+    if cluster.runtime != "containerd":
+        pytest.fail("run with LOCALCLUSTER_RUNTIME=containerd (make test does: `-m realnode`)")
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    """The operator, worker and Redis images, built from the Dockerfiles and pushed; their
+    references by digest."""
+    from localcluster import realnodes
+
+    return realnodes.push_images(["operator", "worker", "redis"])
+
+
+@pytest.fixture(scope="module")
+def tenant(cluster: Cluster) -> Iterator[str]:
+    name = f"realnodes-{uuid.uuid4().hex[:5]}"
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    cluster.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster, crds: None, images: dict[str, str], tenant: str) -> Iterator[Obj]:
+    """`helm install` with examples/helm/values-local.yaml, VideoJobs served in `tenant`."""
+    from localcluster import realnodes
+
+    name = f"vj-{uuid.uuid4().hex[:5]}"
+    namespace = f"videojob-system-{name}"
+    storage = REPO / ".cluster" / "e2e" / f"real-{name}"
+    storage.mkdir(parents=True)
+    shutil.chown(storage, 65532, 65532)  # the worker image's user writes there
+    install = helm("install", name, CHART, f"--kubeconfig={cluster.kubeconfig}", "-n", namespace,
+                   "--create-namespace", "-f", str(REPO / "examples/helm/values-local.yaml"),
+                   "--set", f"watch.namespaces={{{tenant}}}",
+                   "--set", f"storage.root=file://{storage}",
+                   "--set", f"storage.volume.hostPath.path={storage}",
+                   *realnodes.chart_image_sets(images),
+                   "--wait", "--timeout=300s", check=False, timeout=330)
+    assert install.returncode == 0, install.stderr + pod_report(cluster, namespace)
+    yield {"name": name, "namespace": namespace, "storage": storage, "tenant": tenant}
+    helm("uninstall", name, f"--kubeconfig={cluster.kubeconfig}", "-n", namespace, check=False)
+
+
+def pod_report(cluster: Cluster, namespace: str) -> str:
+    out = cluster.kubectl("get", "pods,events", "-n", namespace, "-o", "wide", check=False)
+    return "\n" + out.stdout + out.stderr
+
+
+def run_pod(cluster: Cluster, namespace: str, name: str, spec: Obj, timeout: float = 120) -> str:
+    """Runs a pod to completion and returns its log."""
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, **spec}})
+    pod = wait_for(cluster.core.list_namespaced_pod,
+                   lambda p: p.metadata.name == name and p.status.phase in ("Succeeded", "Failed"),
+                   namespace=namespace, timeout=timeout, what=f"pod {name} to finish")
+    logs = cluster.core.read_namespaced_pod_log(name, namespace)
+    assert pod.status.phase == "Succeeded", logs
+    return str(logs)
+
+
+def python_pod(image: str, code: str, **extra: Any) -> Obj:
+    return {"containers": [{"name": "main", "image": image, "command": ["python3", "-c", code],
+                            "securityContext": {"readOnlyRootFilesystem": True,
+                                                "allowPrivilegeEscalation": False,
+                                                "capabilities": {"drop": ["ALL"]}},
+                            **extra}],
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}}
+
+
+def push_root_image() -> str:
+    """An image with no USER (so root), made from the pause image and pushed."""
+    podman = ["podman", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
+              "--runtime", "/usr/sbin/runc"]
+    local, remote = "localhost/videojob/root-check:1", f"{REGISTRY}/videojob/root-check:1"
+    subprocess.run([*podman, "build", "-t", local, "-f", "-", str(REPO / "hack" / "images")],
+                   input="FROM localhost/videojob/pause:3.10\nUSER 0:0\n", text=True,
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([*podman, "push", "--tls-verify=false", local, f"docker://{remote}"],
+                   check=True, capture_output=True, timeout=300)
+    return remote
+
+
+def test_nodes_are_kubelets_on_containerd_with_gpus_from_the_device_plugin(
+        cluster: Cluster) -> None:
+    nodes = {n.metadata.name: n for n in cluster.core.list_node().items}
+    assert set(nodes) == {"local-cpu", "local-gpu"}
+    for node in nodes.values():
+        assert node.status.node_info.container_runtime_version.startswith("containerd://1.6")
+        assert node.status.node_info.kubelet_version == "v1.36.3"
+    gpu = nodes["local-gpu"]
+    assert gpu.status.allocatable["nvidia.com/gpu"] == "2"
+    assert "nvidia.com/gpu" not in nodes["local-cpu"].status.allocatable
+    assert gpu.metadata.labels["nvidia.com/gpu.present"] == "true"
+    assert [(t.key, t.effect) for t in gpu.spec.taints] == [("nvidia.com/gpu", "NoSchedule")]
+
+
+def test_a_gpu_pod_gets_its_device_from_the_device_plugin(
+        cluster: Cluster, images: dict[str, str], namespace: str) -> None:
+    code = "import os; print(os.environ['NVIDIA_VISIBLE_DEVICES'])"
+    spec = python_pod(images["worker"], code, resources={"limits": {"nvidia.com/gpu": "1"}})
+    spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists",
+                            "effect": "NoSchedule"}]
+    logs = run_pod(cluster, namespace, "gpu", spec)
+    assert logs.strip() in ("0", "1")
+    pod = cluster.core.read_namespaced_pod("gpu", namespace)
+    assert pod.spec.node_name == "local-gpu"
+
+
+def test_cluster_dns_and_services_work_and_nothing_outside_resolves(
+        cluster: Cluster, images: dict[str, str], release: Obj) -> None:
+    redis = f"{release['name']}-videojob-operator-redis.{release['namespace']}.svc"
+    code = f"""
+import socket
+for name in ("kubernetes.default.svc.cluster.local", "{redis}"):
+    print(name, socket.gethostbyname(name))
+s = socket.create_connection(("{redis}", 6379), timeout=5)
+s.sendall(b"PING\\r\\n"); print("redis", s.recv(64).decode().strip())
+try:
+    socket.gethostbyname("example.com")
+    print("outside resolved")
+except OSError:
+    print("outside refused")
+"""
+    logs = run_pod(cluster, release["tenant"], f"dns-{uuid.uuid4().hex[:4]}",
+                   python_pod(images["worker"], code))
+    lines = dict(line.split(" ", 1) for line in logs.strip().splitlines())
+    assert lines["kubernetes.default.svc.cluster.local"] == "10.96.0.1"
+    assert lines[redis].startswith("10.96.")
+    assert lines["redis"] == "+PONG"
+    assert lines["outside"] == "refused"
+
+
+def test_operator_pod_is_ready_through_its_probes_and_uses_redis_by_service_name(
+        cluster: Cluster, release: Obj) -> None:
+    (pod,) = cluster.core.list_namespaced_pod(
+        release["namespace"], label_selector="app.kubernetes.io/name=videojob-operator").items
+    (container,) = pod.spec.containers
+    assert container.readiness_probe and container.liveness_probe
+    ready = {c.type: c.status for c in pod.status.conditions}
+    assert ready["Ready"] == "True", pod.status
+    assert pod.status.container_statuses[0].container_id.startswith("containerd://")
+    assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
+    # The operator's connection, as the bundled Redis sees it: through the Service, from the
+    # operator pod's address.
+    clients = cluster.kubectl("exec", "-n", release["namespace"],
+                              f"deploy/{release['name']}-videojob-operator-redis", "--",
+                              "redis-cli", "CLIENT", "LIST").stdout
+    assert f"addr={pod.status.pod_ip}:" in clients, clients
+
+
+def test_the_readme_example_runs_all_five_stages_in_containers(
+        cluster: Cluster, release: Obj) -> None:
+    tenant = release["tenant"]
+    cluster.kubectl("apply", "-n", tenant, "-f", str(REPO / "examples" / "videojob.yaml"))
+    done = vjs.wait(cluster, tenant, "coastal-sunset", vjs.phase_is("Succeeded", "Failed"),
+                    timeout=1500)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    output = Path(done["status"]["outputURI"].removeprefix("file://"))
+    assert output.is_relative_to(release["storage"])
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries",
+         "format=duration:stream=codec_name,width,height", "-of", "json", str(output)],
+        capture_output=True, text=True, check=True)
+    info = json.loads(probe.stdout)
+    video = next(s for s in info["streams"] if s["codec_name"] == "h264")
+    assert (video["width"], video["height"]) == (1280, 720)
+    assert abs(float(info["format"]["duration"]) - 12) < 0.5
+    jobs = cluster.batch.list_namespaced_job(tenant).items
+    stages = {j.metadata.labels["videojob.dev/stage"] for j in jobs}
+    assert stages == {"plan", "keyframes", "segments", "stitch", "publish"}
+    pods = cluster.core.list_namespaced_pod(tenant, label_selector="videojob.dev/name").items
+    assert pods and all(
+        cs.container_id.startswith("containerd://")
+        for p in pods for cs in p.status.container_statuses or [])
+    assert {p.spec.node_name for p in pods if p.metadata.labels.get("videojob.dev/stage")
+            in ("keyframes", "segments")} == {"local-gpu"}
+
+
+def test_logs_exec_and_deleting_a_running_videojob_leaves_no_pod(
+        cluster: Cluster, release: Obj) -> None:
+    tenant = release["tenant"]
+    vjs.create(cluster, tenant, "long", prompt="a slow pan over hills", scenes=2,
+               durationSeconds=30, fps=24, resolution="1280x720")
+    pod = wait_for(cluster.core.list_namespaced_pod,
+                   lambda p: p.status.phase == "Running"
+                   and p.metadata.labels.get("videojob.dev/stage") in ("keyframes", "segments"),
+                   namespace=tenant, label_selector="videojob.dev/name=long", timeout=300,
+                   what="a running GPU stage pod of VideoJob long")
+    name = pod.metadata.name
+    who = cluster.kubectl("exec", "-n", tenant, name, "--", "id", "-u").stdout.strip()
+    assert who == "65532"
+    wait_until(lambda: cluster.kubectl("logs", "-n", tenant, name).stdout.strip() != "", 60,
+               f"logs of {name}")
+    vjs.delete(cluster, tenant, "long")
+    wait_until(lambda: not cluster.core.list_namespaced_pod(
+        tenant, label_selector="videojob.dev/name=long").items, 120, "no pod of VideoJob long")
+
+
+def test_a_stage_pod_whose_image_runs_as_root_is_refused_by_the_kubelet(
+        cluster: Cluster, release: Obj) -> None:
+    tenant = release["tenant"]
+    root_image = push_root_image()
+    # The pod template of a stage Job, as the operator wrote it for the README example.
+    (job, *_) = cluster.batch.list_namespaced_job(
+        tenant, label_selector="videojob.dev/name=coastal-sunset").items
+    template = cluster.api.sanitize_for_serialization(job.spec.template)
+    spec = template["spec"]
+    spec["containers"][0]["image"] = root_image
+    spec.pop("nodeSelector", None)
+    cluster.core.create_namespaced_pod(tenant, {"apiVersion": "v1", "kind": "Pod",
+                                                "metadata": {"name": "as-root"}, "spec": spec})
+
+    def refused(p: client.V1Pod) -> bool:
+        waiting = [cs.state.waiting for cs in p.status.container_statuses or []
+                   if cs.state.waiting]
+        return any(w.reason == "CreateContainerConfigError"
+                   and "runAsNonRoot and image will run as root" in (w.message or "")
+                   for w in waiting)
+
+    wait_for(cluster.core.list_namespaced_pod, refused, namespace=tenant,
+             field_selector="metadata.name=as-root", timeout=120,
+             what="the kubelet refusing a root image under runAsNonRoot")
+
+
+def test_helm_uninstall_leaves_nothing_behind(cluster: Cluster, release: Obj) -> None:
+    tenant = release["tenant"]
+    for vj in vjs.custom(cluster).list_namespaced_custom_object(
+            "videojob.dev", "v1alpha1", tenant, "videojobs")["items"]:
+        vjs.delete(cluster, tenant, vj["metadata"]["name"])
+    wait_until(lambda: not vjs.custom(cluster).list_namespaced_custom_object(
+        "videojob.dev", "v1alpha1", tenant, "videojobs")["items"], 120,
+        "VideoJobs gone (their finalizer removed by the operator)")
+    out = helm("uninstall", release["name"], f"--kubeconfig={cluster.kubeconfig}",
+               "-n", release["namespace"], "--wait", "--timeout=120s", check=False, timeout=150)
+    assert out.returncode == 0, out.stderr
+    selector = f"app.kubernetes.io/instance={release['name']}"
+
+    def leftovers() -> list[str]:
+        a = cluster.kubectl("get", ",".join(RELEASE_KINDS), "-A", "-l", selector, "-o", "name")
+        b = cluster.kubectl("get", "clusterroles,clusterrolebindings", "-l", selector,
+                            "-o", "name")
+        return (a.stdout + b.stdout).split()
+
+    wait_until(lambda: leftovers() == [], 120, "no object of the release left")
+    wait_until(lambda: not cluster.core.list_namespaced_pod(release["namespace"]).items, 120,
+               "no pod left in the release namespace")
