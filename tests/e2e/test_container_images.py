@@ -86,6 +86,19 @@ def test_images_run_as_a_numeric_non_root_user(images: dict[str, str], name: str
     assert config["Entrypoint"] == [f"/opt/videojob/bin/videojob-{name}"]
 
 
+@pytest.mark.parametrize("name", ["operator", "worker"])
+def test_images_know_their_user_by_name(images: dict[str, str], name: str) -> None:
+    # A kubelet, unlike podman, adds no /etc/passwd entry for the image's user; kopf names its
+    # peering identity after getpass.getuser(), which raises for a UID /etc/passwd lacks.
+    run = subprocess.run(
+        [*PODMAN, "run", *LIMITS, *READ_ONLY, "--rm", "--passwd=false", "--network", "none",
+         "--entrypoint", "/opt/videojob/bin/python", images[name], "-c",
+         "import getpass, os; print(os.getuid(), getpass.getuser())"],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["65532", "videojob"]
+
+
 @pytest.fixture
 def container_name() -> Iterator[str]:
     name = f"videojob-image-test-{os.getpid()}"

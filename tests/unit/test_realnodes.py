@@ -114,3 +114,16 @@ def test_coredns_answers_the_cluster_only() -> None:
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {p["port"] for p in svc["spec"]["ports"]} == {53, 9153}
+
+
+def test_the_chart_is_pointed_at_pushed_images_by_digest() -> None:
+    digest = "sha256:" + "ab" * 32
+    refs = {"operator": f"127.0.0.1:5000/videojob/operator:0.1.0@{digest}",
+            "redis": "127.0.0.1:5000/videojob/redis:7.0", "pause": "ignored"}
+    sets = realnodes.chart_image_sets(refs)
+    pairs = dict(s.split("=", 1) for s in sets[1::2])
+    assert sets[::2] == ["--set"] * 4
+    assert pairs == {"image.repository": "127.0.0.1:5000/videojob/operator",
+                     "image.tag": f"0.1.0@{digest}",
+                     "redis.bundled.image.repository": "127.0.0.1:5000/videojob/redis",
+                     "redis.bundled.image.tag": "7.0"}
