@@ -136,8 +136,12 @@ def stage_job(
         # The user is the image's own (the worker image's is numeric, 65532): the kubelet then
         # verifies it is not root and refuses to start a container whose image would run as
         # root. Setting runAsUser here would run any image, a root one too, as that user.
+        # fsGroup: a fresh shared volume (the chart's artifacts claim) is root's; the kubelet
+        # makes it writable by the group, once (OnRootMismatch: no recursive walk of a full one).
         "securityContext": {
             "runAsNonRoot": True,
+            "fsGroup": 65532,
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],

@@ -229,7 +229,36 @@ def test_monitoring_objects_carry_the_repository_rules_and_dashboards() -> None:
 def test_switches_off_render_no_optional_objects() -> None:
     kinds = {d["kind"] for d in render()}
     assert kinds == {"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
-                     "RoleBinding", "Deployment", "Service"}
+                     "RoleBinding", "Deployment", "Service", "PersistentVolumeClaim"}
+
+
+def test_the_default_file_root_is_a_shared_claim_kept_on_uninstall() -> None:
+    docs = render({"watch": {"namespaces": ["team-a", "team-b"]}})
+    claims = find(docs, "PersistentVolumeClaim")
+    assert {c["metadata"]["namespace"] for c in claims} == {"team-a", "team-b"}
+    for claim in claims:
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # pods on several nodes
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    cfg = load(text=yaml.safe_dump(operator_config(docs)), environ={})
+    assert cfg.worker_volumes == [{"name": "storage", "persistentVolumeClaim": {
+        "claimName": "videojob-artifacts"}}]
+    assert cfg.worker_volume_mounts == [{"name": "storage",
+                                         "mountPath": "/var/lib/videojob/artifacts"}]
+
+
+@pytest.mark.parametrize("storage", [
+    {"volume": {"hostPath": {"path": "/srv/videojob"}}},
+    {"root": "gs://bucket/videos"},
+])
+def test_a_given_volume_or_a_bucket_needs_no_claim(storage: dict[str, object]) -> None:
+    assert not find(render({"storage": storage}), "PersistentVolumeClaim")
+
+
+def test_a_file_root_on_no_volume_is_refused_with_the_values_named() -> None:
+    with pytest.raises(ValueError) as refused:
+        render({"storage": {"persistence": {"enabled": False}}})
+    assert "storage.volume" in str(refused.value)
+    assert "storage.persistence.enabled" in str(refused.value)
 
 
 def test_configuration_docs_match_the_values() -> None:

@@ -85,6 +85,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* The path of a file:// storage root. */}}
+{{/* "true" when the chart creates the artifacts claim: a file:// root, no storage.volume. */}}
+{{- define "videojob.storageClaim" -}}
+{{- if and (hasPrefix "file://" .Values.storage.root) (not .Values.storage.volume) .Values.storage.persistence.enabled }}true{{- end }}
+{{- end }}
+
 {{- define "videojob.storagePath" -}}
 {{- trimPrefix "file://" .Values.storage.root }}
 {{- end }}
