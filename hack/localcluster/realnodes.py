@@ -335,31 +335,32 @@ def make_cgroup_root(node: RealNode) -> None:
                 (d / f).write_text((d.parent / f).read_text())
 
 
+def cgroup_tree(node: RealNode) -> list[Path]:
+    """Every cgroup under the node's roots, deepest first, the roots last."""
+    tree: list[Path] = []
+    for top in (t for t in cgroup_dirs(node) if t.exists()):
+        tree += sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        tree.append(top)
+    return tree
+
+
 def kill_cgroup_tree(node: RealNode) -> int:
-    """Kills every process under the node's cgroup root (the containers outlive their shims
-    otherwise) and removes the groups, deepest first. Returns how many processes it killed."""
+    """Kills every process under the node's cgroup roots (the containers outlive their shims
+    otherwise). Returns how many it signalled."""
     killed = 0
-    for top in cgroup_dirs(node):
-        if not top.exists():
-            continue
-        groups = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for group in [*groups, top]:
-            with contextlib.suppress(OSError):
-                for pid in (group / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-                        killed += 1
+    for group in cgroup_tree(node):
+        with contextlib.suppress(OSError):
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed += 1
     return killed
 
 
 def remove_cgroup_tree(node: RealNode) -> None:
-    for top in cgroup_dirs(node):
-        if not top.exists():
-            continue
-        groups = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for group in [*groups, top]:
-            with contextlib.suppress(OSError):
-                group.rmdir()
+    for group in cgroup_tree(node):
+        with contextlib.suppress(OSError):
+            group.rmdir()
 
 
 # ---- bringing the nodes up and down (the adapters over the functions above) ----
