@@ -79,6 +79,7 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
         pytest.skip("runs the operator image as the local cluster's node agent does")
     release = f"vj-{uuid.uuid4().hex[:5]}"
     storage = REPO / ".cluster" / "e2e" / f"helm-{release}"
+    storage.mkdir(parents=True)  # the hostPath volume the stage pods share
     metrics_port, liveness_port = free_port(), free_port()
     # Redis with its URL in a Secret: the operator reads it in its namespace, stage pods in theirs.
     for ns in (release_namespace, namespace):
@@ -88,7 +89,8 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
     kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
     chart = str(REPO / "helm" / "videojob-operator")
     sets = [f"watch.namespaces={{{namespace}}}", "redis.existingSecret=redis",
-            f"storage.root=file://{storage}", f"operator.metricsPort={metrics_port}",
+            f"storage.root=file://{storage}", f"storage.volume.hostPath.path={storage}",
+            f"operator.metricsPort={metrics_port}",
             f"operator.livenessPort={liveness_port}"]
     install = helm("install", release, chart, kubeconfig, "-n", release_namespace, "--wait",
                    "--timeout=120s", *[a for s in sets for a in ("--set", s)], check=False)
