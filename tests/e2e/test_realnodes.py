@@ -9,6 +9,7 @@ tests use the install, and the last test uninstalls it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -282,3 +283,55 @@ def test_helm_uninstall_leaves_nothing_behind(cluster: Cluster, release: Obj) ->
     wait_until(lambda: leftovers() == [], 120, "no object of the release left")
     wait_until(lambda: not cluster.core.list_namespaced_pod(release["namespace"]).items, 120,
                "no pod left in the release namespace")
+
+
+def test_the_charts_defaults_run_a_videojob_on_a_shared_claim(
+        cluster: Cluster, crds: None, images: dict[str, str], namespace: str) -> None:
+    """`helm install` with the chart's defaults, the images' references alone set (the default
+    ghcr.io ones are not reachable here): artifacts on the chart's ReadWriteMany claim. Runs
+    after the module's release is gone: two operators must never share VideoJobPools. The
+    claim binds to a PersistentVolume made here as an NFS provisioner would: a directory that
+    anyone may write."""
+    from localcluster import realnodes
+
+    name = f"vj-{uuid.uuid4().hex[:5]}"
+    release_namespace = f"videojob-system-{name}"
+    share = REPO / ".cluster" / "e2e" / f"share-{name}"
+    share.mkdir(parents=True)
+    share.chmod(0o777)
+    cluster.core.create_persistent_volume({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"share-{name}"},
+        "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteMany"],
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(share)},
+                 "claimRef": {"namespace": namespace, "name": "videojob-artifacts"}}})
+    try:
+        install = helm("install", name, CHART, f"--kubeconfig={cluster.kubeconfig}",
+                       "-n", release_namespace, "--create-namespace",
+                       "--set", f"watch.namespaces={{{namespace}}}",
+                       *realnodes.chart_image_sets(images),
+                       "--wait", "--timeout=300s", check=False, timeout=330)
+        assert install.returncode == 0, install.stderr + pod_report(cluster, release_namespace)
+        vjs.create(cluster, namespace, "defaults", prompt="a harbour at noon", scenes=2,
+                   durationSeconds=2, fps=8, resolution="320x180")
+        done = vjs.wait(cluster, namespace, "defaults", vjs.phase_is("Succeeded", "Failed"),
+                        timeout=300)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        inside = done["status"]["outputURI"].removeprefix("file:///var/lib/videojob/artifacts/")
+        assert (share / inside).stat().st_size > 0  # on the claim, seen from this machine
+        vjs.delete(cluster, namespace, "defaults")
+        wait_until(lambda: not vjs.custom(cluster).list_namespaced_custom_object(
+            "videojob.dev", "v1alpha1", namespace, "videojobs")["items"], 120, "VideoJob gone")
+        out = helm("uninstall", name, f"--kubeconfig={cluster.kubeconfig}", "-n",
+                   release_namespace, "--wait", "--timeout=120s", check=False, timeout=150)
+        assert out.returncode == 0, out.stderr
+        # The claim holds the videos: uninstall keeps it.
+        assert cluster.core.read_namespaced_persistent_volume_claim(
+            "videojob-artifacts", namespace).status.phase == "Bound"
+    finally:
+        helm("uninstall", name, f"--kubeconfig={cluster.kubeconfig}", "-n", release_namespace,
+             check=False)
+        with contextlib.suppress(client.ApiException):
+            cluster.core.delete_namespaced_persistent_volume_claim("videojob-artifacts",
+                                                                   namespace)
+        cluster.core.delete_persistent_volume(f"share-{name}")
+        cluster.core.delete_namespace(release_namespace, propagation_policy="Background")
