@@ -16,12 +16,16 @@ from pathlib import Path
 
 import yaml
 
+from .network import Addresses
+
 DAYS = "3650"
+_ADDRS = Addresses()
 API_SANS = [
     "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-    "DNS:kubernetes.default.svc.cluster.local", "IP:127.0.0.1", "IP:10.96.0.1",
-    # The real-node mode's API server address (network.Addresses.api_server).
-    "IP:10.250.0.1",
+    "DNS:kubernetes.default.svc.cluster.local", "IP:127.0.0.1",
+    f"IP:{_ADDRS.kubernetes_service}",
+    # The real-node mode's API server address: pods reach it there through the Service.
+    f"IP:{_ADDRS.api_server}",
 ]
 
 

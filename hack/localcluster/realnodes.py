@@ -50,7 +50,7 @@ from .processes import Layout, recorded_pid, start, stop, wait_for
 Obj = dict[str, Any]
 
 HACK = Path(__file__).resolve().parents[1]
-REGISTRY_PORT = int(os.environ.get("LOCALCLUSTER_REGISTRY_PORT", "5000"))
+REGISTRY_PORT = 5000  # examples/helm/values-local.yaml and the tests name it too
 PAUSE_IMAGE = "videojob/pause:3.10"
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CONTAINERD = "/usr/bin/containerd"
