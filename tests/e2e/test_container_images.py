@@ -42,6 +42,21 @@ LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 READ_ONLY = ["--read-only", "--read-only-tmpfs=false"]
 
 
+def run_container(name: str, image: str, *args: str, options: tuple[str, ...] = (),
+                  network: str = "none", detach: bool = False,
+                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`podman run` of an image the way a kubelet runs it here: a read-only root filesystem with
+    no tmpfs of podman's, this machine's limits; `options` before the image, `args` after it. A
+    detached container must start (its failure fails the test); a foreground one's result is
+    returned."""
+    mode = ["-d"] if detach else ["--rm"]
+    run = subprocess.run([*PODMAN, "run", *LIMITS, *mode, "--name", name, "--network", network,
+                          *READ_ONLY, *options, image, *args],
+                         capture_output=True, text=True, timeout=timeout)
+    assert not detach or run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
 def empty_dir(tmp_path: Path, name: str) -> Path:
     """A host directory like an emptyDir volume (mode 0777; `--tmpfs`'s `mode=` is not honoured
     by podman 4.3 here, and the mount would be root's 0755)."""
@@ -121,34 +136,16 @@ def test_operator_image_answers_its_liveness_endpoint(
     kubeconfig.write_text(flat)
     kubeconfig.chmod(0o644)
     liveness, metrics = free_port(), free_port()
-    subprocess.run(
-        [
-            *PODMAN,
-            "run",
-            *LIMITS,
-            "-d",
-            "--name",
-            container_name,
-            "--network",
-            "host",
-            *READ_ONLY,
-            # The chart's emptyDir: the Kubernetes client writes a kubeconfig's embedded
-            # certificates to temporary files (in a pod, with the service account, it does not).
-            "-v",
-            f"{empty_dir(tmp_path, 'tmp')}:/tmp",
-            "-v",
-            f"{kubeconfig}:/etc/videojob/kubeconfig:ro",
-            "-e",
-            "KUBECONFIG=/etc/videojob/kubeconfig",
-            images["operator"],
-            f"--liveness=http://127.0.0.1:{liveness}/healthz",
-            f"--metrics-port={metrics}",
-            f"--namespace={namespace}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    run_container(
+        container_name, images["operator"],
+        f"--liveness=http://127.0.0.1:{liveness}/healthz", f"--metrics-port={metrics}",
+        f"--namespace={namespace}",
+        # The chart's emptyDir: the Kubernetes client writes a kubeconfig's embedded
+        # certificates to temporary files (in a pod, with the service account, it does not).
+        options=("-v", f"{empty_dir(tmp_path, 'tmp')}:/tmp",
+                 "-v", f"{kubeconfig}:/etc/videojob/kubeconfig:ro",
+                 "-e", "KUBECONFIG=/etc/videojob/kubeconfig"),
+        network="host", detach=True)
 
     def answers(port: int, path: str, needle: bytes) -> bool:
         state = subprocess.run(
@@ -190,32 +187,12 @@ def test_worker_image_renders_a_tiny_videojob(
     work.mkdir()
     work.chmod(0o777)  # written by the image's user, 65532
     (work / "tiny.yaml").write_text(yaml.safe_dump(spec))
-    run = subprocess.run(
-        [
-            *PODMAN,
-            "run",
-            *LIMITS,
-            "--rm",
-            "--name",
-            container_name,
-            "--network",
-            "none",
-            *READ_ONLY,
-            "-v",
-            f"{empty_dir(tmp_path, 'scratch')}:/scratch",  # the emptyDir of stage pods
-            "-v",
-            f"{work}:/io",
-            images["worker"],
-            "run",
-            "--spec",
-            "/io/tiny.yaml",
-            "--output",
-            "/io/tiny.mp4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_container(
+        container_name, images["worker"], "run", "--spec", "/io/tiny.yaml",
+        "--output", "/io/tiny.mp4",
+        options=("-v", f"{empty_dir(tmp_path, 'scratch')}:/scratch",  # stage pods' emptyDir
+                 "-v", f"{work}:/io"),
+        timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     probe = subprocess.run(
         [
@@ -254,34 +231,13 @@ def test_redis_image_serves_clients_with_the_charts_arguments(
     config = inspect(images["redis"])
     assert config["User"] == "999:999"
     port = "6390"
-    subprocess.run(
-        [
-            *PODMAN,
-            "run",
-            *LIMITS,
-            "-d",
-            "--name",
-            container_name,
-            "--network",
-            "none",
-            *READ_ONLY,
-            "-v",
-            f"{empty_dir(tmp_path, 'data')}:/data",  # the chart's emptyDir
-            images["redis"],
-            # What the chart appends to the entry point.
-            "--port",
-            port,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/data",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    run_container(
+        container_name, images["redis"],
+        # What the chart appends to the entry point.
+        "--port", port, "--protected-mode", "no", "--save", "", "--appendonly", "no",
+        "--dir", "/data",
+        options=("-v", f"{empty_dir(tmp_path, 'data')}:/data"),  # the chart's emptyDir
+        detach=True)
     cli = ["redis-cli", "-p", port]
 
     def pong() -> bool:
@@ -304,25 +260,7 @@ def test_pause_image_runs_as_65535_and_stops_on_sigterm(
     image = node_image(images, "pause")
     config = inspect(image)
     assert (config["User"], config["Entrypoint"]) == ("65535:65535", ["/pause"])
-    subprocess.run(
-        [
-            *PODMAN,
-            "run",
-            *LIMITS,
-            "-d",
-            "--name",
-            container_name,
-            "--network",
-            "none",
-            *READ_ONLY,
-            "--cap-drop",
-            "all",
-            image,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    run_container(container_name, image, options=("--cap-drop", "all"), detach=True)
 
     def state() -> list[str]:
         out = subprocess.run(
@@ -347,28 +285,8 @@ def test_coredns_image_is_the_static_binary_as_65532(
     image = node_image(images, "coredns")
     config = inspect(image)
     assert (config["User"], config["Entrypoint"]) == ("65532:65532", ["/coredns"])
-    run = subprocess.run(
-        [
-            *PODMAN,
-            "run",
-            *LIMITS,
-            "--rm",
-            "--name",
-            container_name,
-            "--network",
-            "none",
-            *READ_ONLY,
-            "--cap-drop",
-            "all",
-            "--security-opt",
-            "no-new-privileges",
-            image,
-            "-version",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_container(container_name, image, "-version",
+                        options=("--cap-drop", "all", "--security-opt", "no-new-privileges"))
     assert run.returncode == 0, run.stderr[-2000:]
     # The tag is the version the binary reports.
     assert run.stdout.startswith(f"CoreDNS-{image.rsplit(':', 1)[1]}")
