@@ -81,8 +81,8 @@ manifests: venv binaries ## render manifests/ from the Helm chart (a test fails 
 	$(BIN)/python hack/render_manifests.py
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check hack operator worker_image tests bench
-	$(BIN)/mypy hack/localcluster operator/videojob_operator operator/videojob_cli worker_image/videojob_worker
+	$(BIN)/ruff check hack operator worker_image common tests bench
+	$(BIN)/mypy common/videojob_common hack/localcluster operator/videojob_operator operator/videojob_cli worker_image/videojob_worker
 
 clean: cluster-down ## remove local state (.cluster/, .venv/)
 	rm -rf $(LOCALCLUSTER_ROOT) $(VENV)

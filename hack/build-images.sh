@@ -149,10 +149,10 @@ build() {
 wanted operator && build operator "localhost/videojob/operator:$version" . Dockerfile.operator \
   --build-arg "VERSION=$version" -- \
   Dockerfile.operator requirements/operator.lock pyproject.toml .dockerignore \
-  operator/videojob_operator
+  operator/videojob_operator common
 wanted worker && build worker "localhost/videojob/worker:$version" . Dockerfile.worker \
   --build-arg "VERSION=$version" -- \
-  Dockerfile.worker requirements/worker.lock pyproject.toml .dockerignore worker_image
+  Dockerfile.worker requirements/worker.lock pyproject.toml .dockerignore worker_image common
 # Bookworm's redis-server is 7.0.
 wanted redis && build redis localhost/videojob/redis:7.0 hack/images/redis \
   hack/images/redis/Dockerfile -- hack/images/redis

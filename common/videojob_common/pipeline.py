@@ -1,0 +1,49 @@
+"""A VideoJob's pipeline: its stages in order, which of them run one pod per scene and which
+need a GPU, and the phases a VideoJob and a stage go through."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+Obj = dict[str, Any]  # a Kubernetes object (or any JSON document) as a dict
+
+
+class Stage(StrEnum):
+    PLAN = "plan"
+    KEYFRAMES = "keyframes"
+    SEGMENTS = "segments"
+    STITCH = "stitch"
+    PUBLISH = "publish"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)  # in the order they run
+PER_SCENE: frozenset[Stage] = frozenset({Stage.SEGMENTS})  # an Indexed Job, a pod per scene
+GPU_STAGES: frozenset[Stage] = frozenset({Stage.KEYFRAMES, Stage.SEGMENTS})
+
+
+class Phase(StrEnum):
+    """`status.phase` of a VideoJob."""
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLING = "Cancelling"
+
+
+TERMINAL: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+
+
+class StagePhase(StrEnum):
+    """`status.stages[].phase`."""
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
