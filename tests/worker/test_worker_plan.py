@@ -13,9 +13,10 @@ import pytest
 from videojob_worker import backends, motion, transitions
 from videojob_worker.errors import PermanentError
 from videojob_worker.ffmpeg import Frame
-from videojob_worker.plan import Camera, Plan, Scene, SceneDraft, frame_ranges, make_plan
+from videojob_worker.plan import Camera, Plan, Scene, SceneDraft, frame_ranges
 from videojob_worker.procedural import ProceduralBackend, scene_descriptions, split_prompt
 from videojob_worker.spec import VideoSpec, load_manifest, parse_spec
+from videojob_worker.stages.plan import make_plan
 
 
 def test_defaults_are_the_crds() -> None:
@@ -125,7 +126,7 @@ def test_ken_burns_stays_inside_the_image() -> None:
     assert np.array_equal(motion.render(image, still, 0.3, (160, 90)), image)
 
 
-class Solid(backends.Backend):
+class Solid(backends.RenderBackend):
     """A plug-in as a separate package would write it: one colour per scene."""
 
     def describe_scenes(self, spec: VideoSpec) -> list[SceneDraft]:

@@ -14,6 +14,7 @@ import pytest
 import redis
 from worker_support import free_port, start_redis, stop, wait_until
 
+from videojob_common.pipeline import PER_SCENE, Stage
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import Identity, StageEnvironment
 from videojob_worker.progress import CHANNEL, ProgressReporter, ProgressUpdate
@@ -27,25 +28,26 @@ FIELDS = {"namespace", "name", "uid", "stage", "index", "attempt", "percent", "m
           "total", "ts"}
 
 
-def environment(tmp_path: Path, stage: str, uid: str, redis_url: str | None) -> StageEnvironment:
+def environment(tmp_path: Path, stage: Stage, uid: str,
+                redis_url: str | None) -> StageEnvironment:
     return StageEnvironment(
         identity=Identity("ns", "job", uid), stage=stage, spec=SPEC,
         artifact_root=file_uri(tmp_path / "artifacts"), output_uri=None, redis_url=redis_url,
-        attempt=2, pod_name=None, index=0 if stage == "segments" else None,
+        attempt=2, pod_name=None, index=0 if stage in PER_SCENE else None,
         termination_log=tmp_path / "termination-log")
 
 
 @pytest.fixture
 def planned(tmp_path: Path) -> Path:
     """Plan and keyframes done, so segments can run (again and again)."""
-    for stage in ("plan", "keyframes"):
+    for stage in (Stage.PLAN, Stage.KEYFRAMES):
         assert execute(environment(tmp_path, stage, "p", None), Cancellation()) == 0
     return tmp_path
 
 
 def run_segments(tmp_path: Path, redis_url: str | None) -> float:
     started = time.monotonic()
-    code = execute(environment(tmp_path, "segments", "p", redis_url), Cancellation())
+    code = execute(environment(tmp_path, Stage.SEGMENTS, "p", redis_url), Cancellation())
     assert code == 0, (tmp_path / "termination-log").read_text()
     return time.monotonic() - started
 
@@ -99,7 +101,7 @@ def test_updates_are_throttled_to_four_a_second() -> None:
             pass
 
     now = [0.0]
-    reporter = ProgressReporter(Identity("ns", "job", "u"), "segments", 3, 1, [Sink()],
+    reporter = ProgressReporter(Identity("ns", "job", "u"), Stage.SEGMENTS, 3, 1, [Sink()],
                                 clock=lambda: now[0])
     for frame in range(1, 241):  # 240 frames over 10 s
         now[0] = frame / 24

@@ -30,7 +30,9 @@ from worker_support import (
     write_wav,
 )
 
-from videojob_worker import inputs
+from videojob_common.pipeline import STAGES
+from videojob_worker import inputs, runner
+from videojob_worker.environment import read_environment
 from videojob_worker.errors import PermanentError
 from videojob_worker.retry import RetryPolicy
 from videojob_worker.storage import Storage, file_uri
@@ -237,6 +239,16 @@ def test_missing_environment_is_permanent(tmp_path: Path) -> None:
     result = run_stage("segments", env)  # no JOB_COMPLETION_INDEX
     assert result.returncode == 42
     assert log.read_text() == "permanent: JOB_COMPLETION_INDEX is not set for segments"
+
+
+def test_the_stages_are_the_shared_ones(tmp_path: Path) -> None:
+    """The stage list is `videojob_common.pipeline`'s, which the operator creates Jobs from:
+    the runner has a function for each stage, in order, and any other name is refused."""
+    assert list(runner.STAGE_RUNS) == list(STAGES)
+    env = stage_env(SPEC, "render", file_uri(tmp_path), termination_log=tmp_path / "log")
+    with pytest.raises(PermanentError, match=r"^unknown stage 'render' \(one of plan, "
+                                             r"keyframes, segments, stitch, publish\)$"):
+        read_environment("render", env)
 
 
 def test_missing_artifact_is_transient(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from videojob_common.pipeline import STAGES
 from videojob_worker import __version__, logs, termination
 from videojob_worker.cancellation import GRACE_SECONDS, Cancellation
-from videojob_worker.environment import STAGES, read_environment, termination_log_path
+from videojob_worker.environment import read_environment, termination_log_path
 from videojob_worker.errors import PermanentError
 from videojob_worker.local import run_local
 from videojob_worker.runner import EXIT_PERMANENT, execute

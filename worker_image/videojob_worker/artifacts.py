@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from videojob_common.pipeline import Stage
 from videojob_worker.environment import Identity
 from videojob_worker.storage import join
 
@@ -26,19 +27,16 @@ class ArtifactLayout:
     def prefix(self) -> str:
         return join(self.root, self.identity.namespace, self.identity.name, self.identity.uid)
 
-    def stage_dir(self, stage: str) -> str:
-        return join(self.prefix, stage)
-
     @property
     def plan(self) -> str:
-        return join(self.prefix, "plan", "plan.json")
+        return join(self.prefix, Stage.PLAN, "plan.json")
 
     def keyframe(self, index: int) -> str:
-        return join(self.prefix, "keyframes", scene_file(index, "png"))
+        return join(self.prefix, Stage.KEYFRAMES, scene_file(index, "png"))
 
     def segment(self, index: int) -> str:
-        return join(self.prefix, "segments", scene_file(index, "mp4"))
+        return join(self.prefix, Stage.SEGMENTS, scene_file(index, "mp4"))
 
     @property
     def video(self) -> str:
-        return join(self.prefix, "stitch", "video.mp4")
+        return join(self.prefix, Stage.STITCH, "video.mp4")

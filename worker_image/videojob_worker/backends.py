@@ -1,4 +1,4 @@
-"""Backends: what plans the scenes, draws the keyframes and moves the camera.
+"""Render backends: what plans the scenes, draws the keyframes and moves the camera.
 
 `spec.backend` names one. `procedural` is built in; any other comes from a separately installed
 package that declares a Python entry point in the group `videojob.backends`:
@@ -6,11 +6,13 @@ package that declares a Python entry point in the group `videojob.backends`:
     [project.entry-points."videojob.backends"]
     sdxl = "videojob_sdxl:SdxlBackend"
 
-The entry point is a zero-argument callable (usually the class) returning a `Backend`. A plug-in
-subclasses `Backend`, or `ProceduralBackend` to replace only some steps (a language-model
-planner overrides `describe_scenes` and keeps the procedural drawing). The stages never look at
-which backend they run: plan, keyframes and segments go through the three methods below, and
-transitions, encoding, storage, progress and cancellation stay in the core.
+The entry point is a zero-argument callable (usually the class) returning a `RenderBackend`.
+A plug-in subclasses `RenderBackend`, or `ProceduralBackend` to replace only some steps (a
+language-model planner overrides `describe_scenes` and keeps the procedural drawing). The stages
+never look at which backend they run: plan, keyframes and segments go through the three methods
+below, and transitions, encoding, storage, progress and cancellation stay in the core.
+
+(Not to be confused with `storage.StorageBackend`, which is where artifacts are kept.)
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from videojob_worker.spec import VideoSpec
 
 ENTRY_POINT_GROUP = "videojob.backends"
 _BUILTIN: dict[str, str] = {"procedural": "videojob_worker.procedural:ProceduralBackend"}
-_registered: dict[str, Callable[[], Backend]] = {}
+_registered: dict[str, Callable[[], RenderBackend]] = {}
 
 
-class Backend(ABC):
+class RenderBackend(ABC):
     """The generative part of the pipeline. Every method must be deterministic for a given
     plan (seed included): a retried or re-run stage overwrites its outputs with identical ones."""
 
@@ -62,7 +64,7 @@ class Backend(ABC):
         return next(iter(self.render_clip(scene, keyframe, plan, scene.frames)))
 
 
-def register(name: str, factory: Callable[[], Backend]) -> None:
+def register(name: str, factory: Callable[[], RenderBackend]) -> None:
     """Add a backend in-process (tests, embedding); entry points are the packaged way."""
     _registered[name] = factory
 
@@ -73,13 +75,13 @@ def available() -> list[str]:
     return sorted(names)
 
 
-def _import(target: str) -> Callable[[], Backend]:
+def _import(target: str) -> Callable[[], RenderBackend]:
     module, _, attribute = target.partition(":")
-    factory: Callable[[], Backend] = getattr(importlib.import_module(module), attribute)
+    factory: Callable[[], RenderBackend] = getattr(importlib.import_module(module), attribute)
     return factory
 
 
-def load(name: str) -> Backend:
+def load(name: str) -> RenderBackend:
     """The backend `name`; an unknown name is a permanent error (the spec asks for something
     this image cannot do)."""
     if name in _registered:
@@ -93,8 +95,8 @@ def load(name: str) -> Backend:
                                  f"(available: {', '.join(available())})")
         factory = matches[0].load()
     backend = factory()
-    if not isinstance(backend, Backend):
-        raise TypeError(f"backend {name!r} ({factory!r}) did not return a Backend")
+    if not isinstance(backend, RenderBackend):
+        raise TypeError(f"backend {name!r} ({factory!r}) did not return a RenderBackend")
     if not backend.name:
         backend.name = name
     return backend

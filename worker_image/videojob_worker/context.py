@@ -1,6 +1,6 @@
 """What a stage function gets: the spec, storage, a private workspace, progress and the
-cancellation flag. Stage functions take a `StageContext` and nothing else, so the CLI, the local
-runner and the tests drive them the same way."""
+cancellation flag. Stage functions take a `StageContext` and nothing else, and return a
+`StageResult`, so the CLI, the local runner and the tests drive them the same way."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from videojob_common.pipeline import Obj, Stage
 from videojob_worker.artifacts import ArtifactLayout
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import Identity
@@ -25,11 +26,15 @@ from videojob_worker.progress import ProgressReporter
 from videojob_worker.spec import VideoSpec
 from videojob_worker.storage import ObjectNotFound, Storage
 
+# What a stage function returns: None, or the JSON document the runner writes as the termination
+# message (publish's uri, bytes and checksums).
+StageResult = Obj | None
+
 
 @dataclass
 class StageContext:
     identity: Identity
-    stage: str
+    stage: Stage
     spec: VideoSpec
     layout: ArtifactLayout
     storage: Storage
@@ -64,7 +69,8 @@ class StageContext:
 
 
 @contextlib.contextmanager
-def workspace(stage: str, cancellation: Cancellation, parent: Path | None = None) -> Iterator[Path]:
+def workspace(stage: Stage, cancellation: Cancellation,
+              parent: Path | None = None) -> Iterator[Path]:
     """A private temporary directory for the stage, removed however the stage ends (also by
     the cancellation watchdog)."""
     path = Path(tempfile.mkdtemp(prefix=f"videojob-{stage}-", dir=parent))

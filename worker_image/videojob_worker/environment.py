@@ -1,4 +1,8 @@
-"""The environment of a stage pod, as docs/contract.md defines it, read into one typed value."""
+"""The environment of a stage pod, as docs/contract.md defines it, read into one typed value.
+
+The stage names, and which stages run a pod per scene, come from `videojob_common.pipeline`:
+the operator creates the Jobs from the same definition.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from videojob_common.pipeline import PER_SCENE, STAGES, Stage
 from videojob_worker.errors import PermanentError
 from videojob_worker.spec import VideoSpec, spec_from_json
 
-STAGES = ("plan", "keyframes", "segments", "stitch", "publish")
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
 
 
@@ -26,7 +30,7 @@ class Identity:
 @dataclass(frozen=True)
 class StageEnvironment:
     identity: Identity
-    stage: str
+    stage: Stage
     spec: VideoSpec
     artifact_root: str
     output_uri: str | None
@@ -60,27 +64,29 @@ def _required(env: Mapping[str, str], key: str) -> str:
     return value
 
 
-def read_environment(stage: str, env: Mapping[str, str] | None = None) -> StageEnvironment:
-    """Read and check the contract's variables for `stage` (the command-line argument)."""
+def read_environment(name: str, env: Mapping[str, str] | None = None) -> StageEnvironment:
+    """Read and check the contract's variables for stage `name` (the command-line argument)."""
     env = os.environ if env is None else env
-    if stage not in STAGES:
-        raise PermanentError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+    if name not in STAGES:
+        raise PermanentError(f"unknown stage {name!r} (one of {', '.join(STAGES)})")
+    stage = Stage(name)
     declared = env.get("VIDEOJOB_STAGE", "").strip()
     if declared and declared != stage:
         raise PermanentError(f"VIDEOJOB_STAGE={declared} but the argument is {stage}")
     index = _optional_int(env, "JOB_COMPLETION_INDEX")
     spec = spec_from_json(_required(env, "VIDEOJOB_SPEC"))
-    if stage == "segments":
+    if stage in PER_SCENE:
         if index is None:
-            raise PermanentError("JOB_COMPLETION_INDEX is not set for segments")
+            raise PermanentError(f"JOB_COMPLETION_INDEX is not set for {stage}")
         if not 0 <= index < spec.scene_count:
             raise PermanentError(f"JOB_COMPLETION_INDEX={index} is outside the "
                                  f"{spec.scene_count} scenes")
     else:
-        # Only segments runs as an Indexed Job; an index elsewhere is meaningless, not an error.
+        # Only the per-scene stage (segments) runs as an Indexed Job; an index elsewhere is
+        # meaningless, not an error.
         index = None
     output_uri = env.get("VIDEOJOB_OUTPUT_URI", "").strip() or None
-    if stage == "publish" and output_uri is None:
+    if stage == Stage.PUBLISH and output_uri is None:
         raise PermanentError("VIDEOJOB_OUTPUT_URI is not set for publish")
     return StageEnvironment(
         identity=Identity(namespace=_required(env, "VIDEOJOB_NAMESPACE"),

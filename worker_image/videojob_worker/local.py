@@ -14,8 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from videojob_common.pipeline import PER_SCENE, STAGES
 from videojob_worker.cancellation import Cancellation
-from videojob_worker.environment import STAGES, Identity, StageEnvironment
+from videojob_worker.environment import Identity, StageEnvironment
 from videojob_worker.errors import PermanentError
 from videojob_worker.progress import PrintSink
 from videojob_worker.runner import EXIT_OK, EXIT_PERMANENT, execute
@@ -29,7 +30,7 @@ def stage_environments(identity: Identity, spec: VideoSpec, root: str, output_ur
     """The environments the operator would give the pipeline's pods, in order."""
     environments = []
     for stage in STAGES:
-        indices: list[int | None] = (list(range(spec.scene_count)) if stage == "segments"
+        indices: list[int | None] = (list(range(spec.scene_count)) if stage in PER_SCENE
                                      else [None])
         for index in indices:
             environments.append(StageEnvironment(

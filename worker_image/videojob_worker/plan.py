@@ -6,21 +6,21 @@ other. Field names are camelCase, like the CRD's.
 
 Frame ranges split `durationSeconds x fps` frames as evenly as whole frames allow (scene i owns
 frames `[i·N/S, (i+1)·N/S)`), so the segments add up to exactly the frames of the final video.
+
+This module is the document and its arithmetic only: render backends import it (a backend
+drafts scenes and draws from a plan), so it imports no backend. The plan stage
+(`stages/plan.py`) asks the backend for the drafts and places them on the frame grid.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from videojob_worker.errors import PermanentError
 from videojob_worker.spec import Transition, VideoSpec
-
-if TYPE_CHECKING:
-    from videojob_worker.backends import Backend
 
 PLAN_VERSION = 1
 TRANSITION_SECONDS = 0.5
@@ -100,26 +100,3 @@ def transition_frames(spec: VideoSpec, shortest_scene: int) -> int:
     if spec.transition == "none" or spec.scene_count < 2:
         return 0
     return max(0, min(round(TRANSITION_SECONDS * spec.fps), shortest_scene // 2))
-
-
-def make_plan(spec: VideoSpec, backend: Backend) -> Plan:
-    """The plan for `spec`: the backend's scene drafts placed on the frame grid."""
-    count = spec.scene_count
-    drafts = backend.describe_scenes(spec)
-    if len(drafts) != count:
-        raise RuntimeError(f"backend {backend.name} planned {len(drafts)} scenes, not {count}")
-    ranges = frame_ranges(spec.total_frames, count)
-    shortest = min(end - start for start, end in ranges)
-    if shortest < 1:
-        raise PermanentError(f"{spec.total_frames} frames cannot hold {count} scenes")
-    width, height = spec.size
-    scenes = [
-        Scene(index=i, description=d.description, camera=d.camera, palette=d.palette,
-              frame_start=start, frame_end=end,
-              image=spec.images[i] if spec.images else None)
-        for i, (d, (start, end)) in enumerate(zip(drafts, ranges, strict=True))
-    ]
-    return Plan(backend=backend.name, prompt=spec.prompt, seed=spec.seed, width=width,
-                height=height, fps=spec.fps, total_frames=spec.total_frames,
-                transition=spec.transition, transition_frames=transition_frames(spec, shortest),
-                scenes=scenes)

@@ -1,5 +1,5 @@
-"""The built-in `procedural` backend: scenes from the prompt's sentences, keyframes drawn with
-OpenCV, Ken Burns motion.
+"""The built-in `procedural` render backend: scenes from the prompt's sentences, keyframes drawn
+with OpenCV, Ken Burns motion.
 
 No model and no GPU: it exists so the whole pipeline (and its tests) run anywhere, and as the
 reference a generative backend replaces. It is deterministic: every choice comes from a
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from videojob_worker import motion
-from videojob_worker.backends import Backend
+from videojob_worker.backends import RenderBackend
 from videojob_worker.ffmpeg import Frame
 from videojob_worker.plan import Camera, Motion, Plan, Scene, SceneDraft
 from videojob_worker.spec import VideoSpec
@@ -412,7 +412,7 @@ def draw_keyframe(scene: Scene, plan: Plan) -> Frame:
     return canvas
 
 
-class ProceduralBackend(Backend):
+class ProceduralBackend(RenderBackend):
     name = "procedural"
 
     def describe_scenes(self, spec: VideoSpec) -> list[SceneDraft]:

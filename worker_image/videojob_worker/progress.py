@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Protocol
 
+from videojob_common.pipeline import Stage
 from videojob_worker.environment import Identity
 from videojob_worker.logs import get_logger
 
@@ -70,7 +71,6 @@ class RedisSink:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        self.url = url
         self.cool_down = cool_down
         self.close_timeout = close_timeout
         # No client-side retries: an update that does not go now is overtaken by the next one.
@@ -84,7 +84,6 @@ class RedisSink:
         self._idle.set()
         self._closing = False
         self._failed_until = 0.0
-        self.sent = 0
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="progress-redis", daemon=True)
         self._thread.start()
@@ -119,7 +118,6 @@ class RedisSink:
             pipe.set(update.key, payload, ex=KEY_TTL_SECONDS)
             pipe.publish(CHANNEL, payload)
             pipe.execute()
-            self.sent += 1
         except Exception as err:
             self.failures += 1
             self._failed_until = time.monotonic() + self.cool_down
@@ -155,7 +153,7 @@ class PrintSink:
 class ProgressReporter:
     """The stage's side: `update(done, total, message)` as often as it likes, throttled here."""
 
-    def __init__(self, identity: Identity, stage: str, index: int | None, attempt: int | None,
+    def __init__(self, identity: Identity, stage: Stage, index: int | None, attempt: int | None,
                  sinks: list[ProgressSink], min_interval: float = MIN_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.identity = identity
@@ -167,7 +165,6 @@ class ProgressReporter:
         self.min_interval = min_interval
         self._last_sent = -float("inf")
         self._sent_any = False
-        self.last: ProgressUpdate | None = None
 
     def update(self, done: int, total: int, message: str, *, percent: float | None = None,
                force: bool = False) -> None:
@@ -185,7 +182,6 @@ class ProgressReporter:
             total=total, ts=time.time())
         self._last_sent = now
         self._sent_any = True
-        self.last = update
         for sink in self.sinks:
             sink.send(update)
 

@@ -12,22 +12,33 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from videojob_common.pipeline import Stage
 from videojob_worker import logs, termination
 from videojob_worker.artifacts import ArtifactLayout
 from videojob_worker.cancellation import EXIT_CANCELLED, Cancellation
-from videojob_worker.context import StageContext, workspace
+from videojob_worker.context import StageContext, StageResult, workspace
 from videojob_worker.environment import StageEnvironment
 from videojob_worker.errors import Cancelled, PermanentError, TransientError
 from videojob_worker.progress import ProgressReporter, ProgressSink, RedisSink
-from videojob_worker.stages import STAGES
+from videojob_worker.stages import keyframes, plan, publish, segments, stitch
 from videojob_worker.storage import Storage
 
 EXIT_OK = 0
 EXIT_TRANSIENT = 1
 EXIT_PERMANENT = 42
+
+# Each stage's function, keyed by the shared stage names (a test checks every stage has one).
+STAGE_RUNS: dict[Stage, Callable[[StageContext], StageResult]] = {
+    Stage.PLAN: plan.run,
+    Stage.KEYFRAMES: keyframes.run,
+    Stage.SEGMENTS: segments.run,
+    Stage.STITCH: stitch.run,
+    Stage.PUBLISH: publish.run,
+}
 
 
 def log_context(env: StageEnvironment) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def execute(env: StageEnvironment, cancellation: Cancellation, *,
     progress = ProgressReporter(env.identity, env.stage, env.index, env.attempt, all_sinks)
     storage = storage or Storage(cancellation)
     started = time.monotonic()
-    result: dict[str, Any] | None = None
+    result: StageResult = None
     try:
         with workspace(env.stage, cancellation, workspace_parent) as path:
             context = StageContext(
@@ -70,7 +81,7 @@ def execute(env: StageEnvironment, cancellation: Cancellation, *,
                 workspace=path, progress=progress, cancellation=cancellation, index=env.index,
                 output_uri=env.output_uri, attempt=env.attempt)
             log.info("stage %s started", env.stage)
-            result = STAGES[env.stage](context)
+            result = STAGE_RUNS[env.stage](context)
     except PermanentError as err:
         fail(env.termination_log, f"permanent: {err}")
         return EXIT_PERMANENT

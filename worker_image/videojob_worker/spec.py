@@ -93,10 +93,6 @@ class VideoSpec(BaseModel):
         """Slideshow mode has one scene per image; otherwise `scenes`."""
         return len(self.images) if self.images else self.scenes
 
-    def to_json(self) -> str:
-        """The effective spec as the operator would pass it in VIDEOJOB_SPEC."""
-        return self.model_dump_json(by_alias=True)
-
 
 def parse_spec(raw: dict[str, Any]) -> VideoSpec:
     """Validate a spec mapping; any problem is a permanent error naming the field."""

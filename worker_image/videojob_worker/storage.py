@@ -1,12 +1,13 @@
 """Storage: where artifacts, inputs and the final video live, behind one small interface.
 
-`Storage` takes URIs and dispatches on the scheme:
+`Storage` takes URIs and dispatches on the scheme to a `StorageBackend`:
 
-- `file:///path` — local files (a local run, or a volume mounted into every stage pod);
-- `gs://bucket/object` — Google Cloud Storage through google-cloud-storage, credentials found the
-  standard way (GOOGLE_APPLICATION_CREDENTIALS, Workload Identity, the metadata server), or the
-  emulator named by STORAGE_EMULATOR_HOST;
-- `http://`, `https://` — read-only, for input images and audio.
+- `file:///path` — `LocalFiles`: local files (a local run, or a volume mounted into every stage
+  pod);
+- `gs://bucket/object` — `GoogleCloudStorage`: Google Cloud Storage through google-cloud-storage,
+  credentials found the standard way (GOOGLE_APPLICATION_CREDENTIALS, Workload Identity, the
+  metadata server), or the emulator named by STORAGE_EMULATOR_HOST;
+- `http://`, `https://` — `Web`: read-only, for input images and audio.
 
 Writes are atomic. A local write goes to a hidden temporary name in the same directory and is
 renamed over the final name once complete and flushed. A GCS object only becomes visible when its
@@ -168,8 +169,9 @@ class CancellableReader:
         return getattr(self._file, name)
 
 
-class Backend(Protocol):
-    """One scheme's operations; `Storage` adds dispatch and retries."""
+class StorageBackend(Protocol):
+    """One URI scheme's operations (`LocalFiles`, `GoogleCloudStorage`, `Web`); `Storage` adds
+    dispatch and retries. Not to be confused with `backends.RenderBackend`, which draws frames."""
 
     def read_bytes(self, uri: str, max_bytes: int | None) -> bytes: ...
 
@@ -193,12 +195,12 @@ class Storage:
 
     def __init__(self, cancellation: Cancellation | None = None,
                  policy: RetryPolicy = DEFAULT_POLICY,
-                 backends: dict[str, Backend] | None = None) -> None:
+                 backends: dict[str, StorageBackend] | None = None) -> None:
         self.cancellation = cancellation or Cancellation()
         self.policy = policy
-        self._backends: dict[str, Backend] = dict(backends or {})
+        self._backends: dict[str, StorageBackend] = dict(backends or {})
 
-    def backend(self, uri: str) -> Backend:
+    def backend(self, uri: str) -> StorageBackend:
         scheme = scheme_of(uri)
         if scheme == "":
             scheme = "file"
@@ -214,16 +216,13 @@ class Storage:
                                  "(file://, gs://, http:// or https://)")
         return self._backends[scheme]
 
-    def _retry(self, uri: str, what: str, action: Callable[[Backend], T]) -> T:
+    def _retry(self, uri: str, what: str, action: Callable[[StorageBackend], T]) -> T:
         backend = self.backend(uri)
         return with_retries(lambda: action(backend), f"{what} {uri}", backend.is_transient,
                             self.policy, self.cancellation)
 
     def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         return self._retry(uri, "reading", lambda b: b.read_bytes(uri, max_bytes))
-
-    def read_text(self, uri: str) -> str:
-        return self.read_bytes(uri).decode()
 
     def download(self, uri: str, path: Path) -> None:
         """Copy the object to `path`, atomically (a retried download never leaves half a file)."""

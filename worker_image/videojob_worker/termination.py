@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+
+from videojob_common.pipeline import Obj
 
 MAX_BYTES = 4096
 
@@ -20,7 +21,7 @@ def write_message(path: Path, text: str) -> bool:
     return _write(path, " ".join(text.split()).encode())
 
 
-def write_result(path: Path, result: dict[str, Any]) -> bool:
+def write_result(path: Path, result: Obj) -> bool:
     """Write a stage's result as a JSON object (publish: uri, bytes, md5, crc32c)."""
     return _write(path, json.dumps(result, separators=(",", ":")).encode())
 

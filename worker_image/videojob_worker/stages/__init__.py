@@ -1,23 +1,7 @@
-"""The five stages, each a function of a `StageContext`, in pipeline order.
+"""The five stages, one module each, named after the stage: `run(ctx: StageContext)`.
 
 A stage returns None, or a JSON-able result the CLI writes as the termination message
-(publish: uri, bytes, md5, crc32c).
+(publish: uri, bytes, md5, crc32c). The table from stage name to function is `runner.STAGE_RUNS`,
+not here: importing a stage module runs this `__init__` first, so it imports none of them and no
+import loops back through it.
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
-from videojob_worker.context import StageContext
-from videojob_worker.stages import keyframes, plan, publish, segments, stitch
-
-StageResult = dict[str, Any] | None
-
-STAGES: dict[str, Callable[[StageContext], StageResult]] = {
-    "plan": plan.run,
-    "keyframes": keyframes.run,
-    "segments": segments.run,
-    "stitch": stitch.run,
-    "publish": publish.run,
-}

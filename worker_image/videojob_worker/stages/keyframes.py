@@ -6,16 +6,14 @@ fetched, checked and fitted to the resolution.
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 
 from videojob_worker import backends, inputs
-from videojob_worker.context import StageContext
+from videojob_worker.context import StageContext, StageResult
 from videojob_worker.ffmpeg import Frame
 
 
-def run(ctx: StageContext) -> dict[str, Any] | None:
+def run(ctx: StageContext) -> StageResult:
     plan = ctx.read_plan()
     total = len(plan.scenes)
     backend = None if ctx.spec.images else backends.load(plan.backend)

@@ -1,15 +1,43 @@
-"""plan: the spec → `plan/plan.json` (scene descriptions, camera moves, palettes, frames)."""
+"""plan: the spec → `plan/plan.json` (scene descriptions, camera moves, palettes, frames).
+
+`make_plan` lives here, not in `plan.py`: it is the one step that needs both the render backend
+and the plan document, and `backends.py` already imports the document.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from videojob_worker import backends
-from videojob_worker.context import StageContext
-from videojob_worker.plan import make_plan
+from videojob_worker.backends import RenderBackend
+from videojob_worker.context import StageContext, StageResult
+from videojob_worker.errors import PermanentError
+from videojob_worker.plan import Plan, Scene, frame_ranges, transition_frames
+from videojob_worker.spec import VideoSpec
 
 
-def run(ctx: StageContext) -> dict[str, Any] | None:
+def make_plan(spec: VideoSpec, backend: RenderBackend) -> Plan:
+    """The plan for `spec`: the backend's scene drafts placed on the frame grid."""
+    count = spec.scene_count
+    drafts = backend.describe_scenes(spec)
+    if len(drafts) != count:
+        raise RuntimeError(f"backend {backend.name} planned {len(drafts)} scenes, not {count}")
+    ranges = frame_ranges(spec.total_frames, count)
+    shortest = min(end - start for start, end in ranges)
+    if shortest < 1:
+        raise PermanentError(f"{spec.total_frames} frames cannot hold {count} scenes")
+    width, height = spec.size
+    scenes = [
+        Scene(index=i, description=d.description, camera=d.camera, palette=d.palette,
+              frame_start=start, frame_end=end,
+              image=spec.images[i] if spec.images else None)
+        for i, (d, (start, end)) in enumerate(zip(drafts, ranges, strict=True))
+    ]
+    return Plan(backend=backend.name, prompt=spec.prompt, seed=spec.seed, width=width,
+                height=height, fps=spec.fps, total_frames=spec.total_frames,
+                transition=spec.transition, transition_frames=transition_frames(spec, shortest),
+                scenes=scenes)
+
+
+def run(ctx: StageContext) -> StageResult:
     ctx.progress.update(0, 1, "planning scenes")
     backend = backends.load(ctx.spec.backend)
     plan = make_plan(ctx.spec, backend)

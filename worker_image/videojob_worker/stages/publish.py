@@ -6,13 +6,11 @@ the termination message; the operator records it in `status.output`.
 
 from __future__ import annotations
 
-from typing import Any
-
-from videojob_worker.context import StageContext
+from videojob_worker.context import StageContext, StageResult
 from videojob_worker.storage import ObjectNotFound
 
 
-def run(ctx: StageContext) -> dict[str, Any] | None:
+def run(ctx: StageContext) -> StageResult:
     assert ctx.output_uri is not None, "publish needs VIDEOJOB_OUTPUT_URI"
     ctx.progress.update(0, 2, "downloading video")
     local = ctx.workspace / "video.mp4"

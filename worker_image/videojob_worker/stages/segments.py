@@ -6,17 +6,15 @@ into the next scene. Frames go straight from the renderer into the encoder's std
 
 from __future__ import annotations
 
-from typing import Any
-
 from videojob_worker import backends, transitions
 from videojob_worker.artifacts import scene_file
-from videojob_worker.context import StageContext
+from videojob_worker.context import StageContext, StageResult
 from videojob_worker.ffmpeg import FrameEncoder
 
 RENDER_SHARE = 99.0  # percent of the pod's work that is rendering; the upload is the rest
 
 
-def run(ctx: StageContext, threads: int | None = None) -> dict[str, Any] | None:
+def run(ctx: StageContext, threads: int | None = None) -> StageResult:
     assert ctx.index is not None, "segments needs the scene index"
     plan = ctx.read_plan()
     scene = plan.scenes[ctx.index]

@@ -10,11 +10,10 @@ moves the index (moov atom) to the front so a browser starts playing before the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from videojob_worker import ffmpeg, inputs
 from videojob_worker.artifacts import scene_file
-from videojob_worker.context import StageContext
+from videojob_worker.context import StageContext, StageResult
 from videojob_worker.plan import Plan
 
 AUDIO_BITRATE = "192k"
@@ -39,7 +38,7 @@ def check_output(path: Path, plan: Plan, audio: bool) -> None:
         raise RuntimeError("stitched file lost its audio stream")
 
 
-def run(ctx: StageContext) -> dict[str, Any] | None:
+def run(ctx: StageContext) -> StageResult:
     plan = ctx.read_plan()
     count = len(plan.scenes)
     duration = plan.total_frames / plan.fps
