@@ -37,8 +37,11 @@ from operator_support import Operator, RedisServer, free_port, wait_until  # noq
 
 from kubetest import connect  # noqa: E402
 from localcluster import controlplane  # noqa: E402
+from videojob_common.pipeline import GPU_STAGES, STAGES, TERMINAL  # noqa: E402
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
+# The scripted worker's directives: each GPU stage sleeps 0.2 s, the others do no work.
+GPU_SLEEPS = " ".join(f"sleep:{stage}:0.2" for stage in STAGES if stage in GPU_STAGES)
 
 
 class Recorder:
@@ -142,12 +145,12 @@ def measure(layout: controlplane.Layout, args: argparse.Namespace) -> int:
                 custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, {
                     "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
                     "metadata": {"name": name},
-                    "spec": {"prompt": "sleep:keyframes:0.2 sleep:segments:0.2", "scenes": 1,
+                    "spec": {"prompt": GPU_SLEEPS, "scenes": 1,
                              "durationSeconds": 2, "fps": 4, "resolution": "64x64"}})
 
             def all_done() -> bool:
                 items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
-                return all((i.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+                return all((i.get("status") or {}).get("phase") in TERMINAL
                            for i in items) and len(items) == len(names)
 
             wait_until(all_done, 60 + 10 * args.videojobs, "every VideoJob finished")

@@ -28,21 +28,19 @@ from typing import Any
 
 from report import describe, save
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "worker_image"))
-
-from videojob_worker import ffmpeg  # noqa: E402
-from videojob_worker.artifacts import ArtifactLayout  # noqa: E402
-from videojob_worker.cancellation import Cancellation  # noqa: E402
-from videojob_worker.context import StageContext  # noqa: E402
-from videojob_worker.environment import Identity  # noqa: E402
-from videojob_worker.ffmpeg import Frame, FrameEncoder  # noqa: E402
-from videojob_worker.plan import make_plan  # noqa: E402
-from videojob_worker.procedural import ProceduralBackend  # noqa: E402
-from videojob_worker.progress import ProgressReporter  # noqa: E402
-from videojob_worker.spec import parse_spec  # noqa: E402
-from videojob_worker.stages import keyframes, plan, segments  # noqa: E402
-from videojob_worker.storage import Storage, file_uri  # noqa: E402
+from videojob_common.pipeline import Stage
+from videojob_worker import ffmpeg
+from videojob_worker.artifacts import ArtifactLayout
+from videojob_worker.cancellation import Cancellation
+from videojob_worker.context import StageContext
+from videojob_worker.environment import Identity
+from videojob_worker.ffmpeg import Frame, FrameEncoder
+from videojob_worker.stages.plan import make_plan
+from videojob_worker.procedural import ProceduralBackend
+from videojob_worker.progress import ProgressReporter
+from videojob_worker.spec import parse_spec
+from videojob_worker.stages import keyframes, plan, segments
+from videojob_worker.storage import Storage, file_uri
 
 WIDTH, HEIGHT, FPS = 1280, 720, 24
 
@@ -98,18 +96,18 @@ def segment_fps(workdir: Path, seconds: float) -> float:
     cancellation = Cancellation()
     workdir.mkdir(parents=True, exist_ok=True)
 
-    def context(stage: str, index: int | None = None) -> StageContext:
+    def context(stage: Stage, index: int | None = None) -> StageContext:
         return StageContext(identity=identity, stage=stage, spec=spec,
                             layout=ArtifactLayout(file_uri(workdir / "artifacts"), identity),
                             storage=Storage(cancellation), workspace=workdir,
                             progress=ProgressReporter(identity, stage, index, 1, []),
                             cancellation=cancellation, index=index)
 
-    plan.run(context("plan"))
-    keyframes.run(context("keyframes"))
-    frames = context("segments", 0).read_plan().scenes[0].frames
+    plan.run(context(Stage.PLAN))
+    keyframes.run(context(Stage.KEYFRAMES))
+    frames = context(Stage.SEGMENTS, 0).read_plan().scenes[0].frames
     started = time.perf_counter()
-    segments.run(context("segments", 0), threads=1)
+    segments.run(context(Stage.SEGMENTS, 0), threads=1)
     return frames / (time.perf_counter() - started)
 
 

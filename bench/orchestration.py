@@ -17,7 +17,7 @@ server, the Job controller and the node allow.
   through one watch, over every hand-off of every operator run at the largest N. The floor's
   figure (its watch, then one create) is reported beside it, and so is the time to the next
   Job's admission (`suspend: false`), which includes the queue. The operator's own histograms
-  split a hand-off in two (handoff.py): `handoff_operator_p50_ms`/`_p99_ms` (its Complete
+  split a hand-off in two (handoff_metrics.py): `handoff_operator_p50_ms`/`_p99_ms` (its Complete
   seen -> the next create answered) and `watch_delay_p50_ms`/`_p99_ms` (a create answered ->
   its event on the watch, the API server's delivery that every watcher waits on), as fine as
   the histograms' buckets. The same p50 and p99 by third of the run (by when the Job
@@ -48,7 +48,6 @@ from testbed import (
     GROUP,
     NO_WORK,
     PLURAL,
-    STAGES,
     VERSION,
     Stream,
     Testbed,
@@ -61,6 +60,7 @@ from testbed import (
     write_figures,
 )
 
+from videojob_common.pipeline import STAGES, Phase
 from videojob_operator import jobs
 from videojob_operator.api import VideoJobSpec
 from videojob_operator.config import OperatorConfig, effective
@@ -123,7 +123,7 @@ class Run:
     requests: dict[str, float]
     cpu: dict[str, float]
     thirds: list[list[float]] = field(default_factory=list)  # hand-offs by third of the run
-    # The operator's own histograms (handoff.py): {name: {upper bound: cumulative count}}
+    # The operator's own histograms (handoff_metrics.py): {name: {upper bound: cumulative count}}
     histograms: dict[str, dict[float, float]] = field(default_factory=dict)
     interval_s: float = 0.0  # seconds between VideoJob arrivals; 0: all at once
 
@@ -205,9 +205,9 @@ def run_operator(bed: Testbed, n: int, interval: float = 0.0) -> Run:
     def on_videojob(_: str, obj: dict[str, Any], now: float) -> None:
         phase = (obj.get("status") or {}).get("phase")
         name = obj["metadata"]["name"]
-        if phase == "Succeeded" and name not in succeeded:
+        if phase == Phase.SUCCEEDED and name not in succeeded:
             succeeded[name] = now
-        elif phase == "Failed":
+        elif phase == Phase.FAILED:
             failed.append(name)
         if len(succeeded) == n or failed:
             finished.set()
@@ -252,7 +252,7 @@ def delete_namespace(bed: Testbed, ns: str) -> None:
 
 
 def handoff_parts(ops: list[Run]) -> dict[str, Any]:
-    """The two parts of a hand-off as the operator timed them (handoff.py), over the runs and
+    """The two parts of a hand-off as the operator timed them (handoff_metrics.py), over the runs and
     run by run: its own (`handoff_operator_*`: Complete seen -> next create answered) and the
     API server's delivery (`watch_delay_*`: a create answered -> its event on the watch)."""
     out: dict[str, Any] = {}

@@ -38,7 +38,9 @@ from typing import Any
 from report import describe, percentile, save
 from testbed import GROUP, PLURAL, VERSION, Stream, testbed, wait_until
 
-STAGE = "keyframes"
+from videojob_common.pipeline import TERMINAL, Stage
+
+STAGE = Stage.KEYFRAMES
 
 
 def main() -> int:
@@ -65,7 +67,7 @@ def main() -> int:
             with lock:
                 uids[obj["metadata"]["name"]] = obj["metadata"]["uid"]
                 seen[obj["metadata"]["uid"]].append((now + wall, stage.get("message")))
-                if status.get("phase") in ("Succeeded", "Failed"):
+                if status.get("phase") in TERMINAL:
                     done.add(obj["metadata"]["name"])
 
         stream = Stream(lambda namespace, **kw: bed.custom.list_namespaced_custom_object(

@@ -35,6 +35,7 @@ from kubernetes import client, config
 from report import describe, percentile, save
 
 from localcluster import controlplane, realnodes
+from videojob_common.pipeline import TERMINAL, Phase
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / ".cluster-bench"
@@ -71,12 +72,12 @@ def example_runs(layout: controlplane.Layout, repeats: int) -> list[float]:
         while True:
             status = json.loads(kubectl(layout, "-n", "default", "get", "-f", str(EXAMPLE),
                                         "-o", "json")).get("status") or {}
-            if status.get("phase") in ("Succeeded", "Failed"):
+            if status.get("phase") in TERMINAL:
                 break
             if time.monotonic() - began > 1800:
                 raise TimeoutError(f"the README example did not finish: {status}")
             time.sleep(0.2)
-        if status["phase"] != "Succeeded":
+        if status["phase"] != Phase.SUCCEEDED:
             raise RuntimeError(f"the README example failed: {status}")
         took.append(time.monotonic() - began)
     kubectl(layout, "-n", "default", "delete", "-f", str(EXAMPLE), "--wait=true")

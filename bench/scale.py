@@ -38,6 +38,8 @@ from testbed import (
     write_figures,
 )
 
+from videojob_common.pipeline import Phase
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,9 +76,9 @@ def main() -> int:
             nonlocal existing
             existing += 1 if kind == "ADDED" else 0
             phase = (obj.get("status") or {}).get("phase")
-            if phase == "Succeeded":
+            if phase == Phase.SUCCEEDED:
                 succeeded.add(obj["metadata"]["name"])
-            elif phase == "Failed":
+            elif phase == Phase.FAILED:
                 failed.add(obj["metadata"]["name"])
 
         stream = Stream(lambda namespace, **kw: bed.custom.list_namespaced_custom_object(

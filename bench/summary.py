@@ -1,96 +1,202 @@
-"""One result file for a `make bench` run: the newest result of every benchmark, merged.
+"""One result file for a `make bench` run: the headline figures of every benchmark, merged.
 
-Reads the newest bench/results/<timestamp>-<name>.json of each benchmark, writes
-bench/results/<timestamp>.json with the headline keys (and every benchmark's own figures under
-its name), and prints the headline figures against their goals as a Markdown table, the one
-docs/benchmarks.md carries. A headline figure whose benchmark has not been run is null.
+For each benchmark, takes the newest bench/results/<timestamp>-<name>.json that carries all of
+that benchmark's headline figures (a partial run, such as `orchestration.py --sizes 50`, does not
+blank the figures of the last full one), or the newest at all when none does. Writes
+bench/results/<timestamp>.json with the headline keys (flat, one value each; null for a
+benchmark not run), `sources` (benchmark -> the result file its figures came from, relative to
+the repository) and `machines` (benchmark -> the machine that result names), and prints the
+figures against their goals as a Markdown table. Each benchmark's full figures stay in its own
+file; the merged one does not copy them.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+import re
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from report import RESULTS, describe
 
-BENCHMARKS = ("orchestration", "handoff", "progress", "admission", "scale", "media", "cluster",
-              "realnodes")
-# headline key -> (benchmark, its key, goal in words, check)
-HEADLINE: dict[str, tuple[str, str, str, Any]] = {
-    "orchestration_ratio_50": ("orchestration", "orchestration_ratio_50", "≤ 1.2",
-                               lambda v: v <= 1.2),
-    "orchestration_ratio_200": ("orchestration", "orchestration_ratio_200", "≤ 1.2",
-                                lambda v: v <= 1.2),
+from videojob_common.pipeline import Obj
+
+REPO = RESULTS.parent.parent
+# <UTC timestamp>-<benchmark>.json; the merged files are <UTC timestamp>.json
+RESULT_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<bench>[a-z_]+)\.json$")
+
+
+class Headline(NamedTuple):
+    bench: str  # the benchmark whose result holds it
+    field: str  # its key there; dotted for a nested one ("cpu_ms_per_request.x.y")
+    goal: str = ""
+    check: Callable[[Any], bool] | None = None
+
+
+def _writes(request: str, part: str = "kube-apiserver") -> Headline:
+    """A figure of bench/writes.py: CPU milliseconds per request of one kind, by part."""
+    return Headline("writes", f"cpu_ms_per_request.{request}.{part}")
+
+
+# Merged key -> where it comes from. The key names are read by docs/benchmarks.md; keep them.
+HEADLINE: dict[str, Headline] = {
+    "orchestration_ratio_50": Headline("orchestration", "orchestration_ratio_50", "≤ 1.2",
+                                       lambda v: v <= 1.2),
+    "orchestration_ratio_200": Headline("orchestration", "orchestration_ratio_200", "≤ 1.2",
+                                        lambda v: v <= 1.2),
     # The hand-off as a reaction time, at a steady arrival rate the machine sustains
     # (bench/handoff.py), with the load it was measured at and the floor's beside it.
-    "handoff_p50_ms": ("handoff", "handoff_p50_ms", "≤ 100", lambda v: v <= 100),
-    "handoff_p99_ms": ("handoff", "handoff_p99_ms", "≤ 500", lambda v: v <= 500),
-    "handoff_rate_per_s": ("handoff", "handoff_rate_per_s", "", None),
-    "handoff_machine_busy": ("handoff", "handoff_machine_busy", "", None),
-    "floor_handoff_p50_ms": ("handoff", "floor_handoff_p50_ms", "", None),
-    "floor_handoff_p99_ms": ("handoff", "floor_handoff_p99_ms", "", None),
+    "handoff_p50_ms": Headline("handoff", "handoff_p50_ms", "≤ 100", lambda v: v <= 100),
+    "handoff_p99_ms": Headline("handoff", "handoff_p99_ms", "≤ 500", lambda v: v <= 500),
+    "handoff_rate_per_s": Headline("handoff", "handoff_rate_per_s"),
+    "handoff_machine_busy": Headline("handoff", "handoff_machine_busy"),
+    "floor_handoff_p50_ms": Headline("handoff", "floor_handoff_p50_ms"),
+    "floor_handoff_p99_ms": Headline("handoff", "floor_handoff_p99_ms"),
     # The hand-offs of the orchestration benchmark's largest burst (200 VideoJobs at once, both
-    # cores busy): mostly waiting for the CPU, the floor's as well. Its figures with the
-    # operator's two parts (operator/videojob_operator/handoff.py).
-    "burst_handoff_p50_ms": ("orchestration", "handoff_p50_ms", "", None),
-    "burst_handoff_p99_ms": ("orchestration", "handoff_p99_ms", "", None),
-    "burst_floor_handoff_p50_ms": ("orchestration", "floor_handoff_p50_ms", "", None),
-    "burst_floor_handoff_p99_ms": ("orchestration", "floor_handoff_p99_ms", "", None),
-    "burst_handoff_operator_p50_ms": ("orchestration", "handoff_operator_p50_ms", "", None),
-    "burst_watch_delay_p50_ms": ("orchestration", "watch_delay_p50_ms", "", None),
-    "progress_p50_ms": ("progress", "progress_p50_ms", "≤ 1000", lambda v: v <= 1000),
-    "progress_p99_ms": ("progress", "progress_p99_ms", "", None),
-    "status_writes_per_s": ("progress", "status_writes_per_s", "≤ 1", lambda v: v <= 1),
-    "admission_p50_ms": ("admission", "admission_p50_ms", "≤ 250", lambda v: v <= 250),
-    "admission_p95_ms": ("admission", "admission_p95_ms", "", None),
-    "operator_rss_mb_2000": ("scale", "operator_rss_mb_2000", "≤ 500", lambda v: v <= 500),
-    "writes_per_videojob": ("orchestration", "writes_per_videojob", "≤ 14 (2 x stages + 4)",
-                            lambda v: v <= 14),
-    "events_per_videojob": ("orchestration", "events_per_videojob", "", None),
-    "writes_per_videojob_all": ("orchestration", "writes_per_videojob_all", "", None),
-    "encode_ratio": ("media", "encode_ratio", "≥ 0.9", lambda v: v >= 0.9),
-    "segment_fps_720p": ("media", "segment_fps_720p", "", None),
+    # cores busy): mostly waiting for the CPU, the floor's as well; with the operator's own
+    # part of it and the API server's delivery, from the operator's histograms.
+    "burst_handoff_p50_ms": Headline("orchestration", "handoff_p50_ms"),
+    "burst_handoff_p99_ms": Headline("orchestration", "handoff_p99_ms"),
+    "burst_floor_handoff_p50_ms": Headline("orchestration", "floor_handoff_p50_ms"),
+    "burst_floor_handoff_p99_ms": Headline("orchestration", "floor_handoff_p99_ms"),
+    "burst_handoff_operator_p50_ms": Headline("orchestration", "handoff_operator_p50_ms"),
+    "burst_watch_delay_p50_ms": Headline("orchestration", "watch_delay_p50_ms"),
+    "progress_p50_ms": Headline("progress", "progress_p50_ms", "≤ 1000", lambda v: v <= 1000),
+    "progress_p99_ms": Headline("progress", "progress_p99_ms"),
+    "status_writes_per_s": Headline("progress", "status_writes_per_s", "≤ 1",
+                                    lambda v: v <= 1),
+    "admission_p50_ms": Headline("admission", "admission_p50_ms", "≤ 250", lambda v: v <= 250),
+    "admission_p95_ms": Headline("admission", "admission_p95_ms"),
+    "operator_rss_mb_2000": Headline("scale", "operator_rss_mb_2000", "≤ 500",
+                                     lambda v: v <= 500),
+    "writes_per_videojob": Headline("orchestration", "writes_per_videojob",
+                                    "≤ 14 (2 x stages + 4)", lambda v: v <= 14),
+    "events_per_videojob": Headline("orchestration", "events_per_videojob"),
+    "writes_per_videojob_all": Headline("orchestration", "writes_per_videojob_all"),
+    # What one request costs the API server (and etcd), measured alone (bench/writes.py).
+    "writes_videojob_status_patch_apiserver_ms": _writes("videojob_status_patch"),
+    "writes_videojob_status_patch_etcd_ms": _writes("videojob_status_patch", "etcd"),
+    "writes_videojob_metadata_patch_apiserver_ms": _writes("videojob_metadata_patch"),
+    "writes_videojob_status_patch_no_cel_apiserver_ms": _writes("videojob_status_patch_no_cel"),
+    "writes_schemaless_status_patch_apiserver_ms": _writes("thing_status_patch"),
+    "writes_configmap_patch_apiserver_ms": _writes("configmap_patch"),
+    "writes_videojob_create_apiserver_ms": _writes("videojob_create"),
+    "writes_videojob_get_apiserver_ms": _writes("videojob_get"),
+    "encode_ratio": Headline("media", "encode_ratio", "≥ 0.9", lambda v: v >= 0.9),
+    "encode_cpu_ratio": Headline("media", "encode_cpu_ratio"),
+    "segment_fps_720p": Headline("media", "segment_fps_720p"),
+    # The local cluster (node agent) on its own (bench/cluster.py).
+    "cluster_start_fresh_s": Headline("cluster", "cluster_start_fresh_s", "< 30",
+                                      lambda v: v < 30),
+    "cluster_start_restart_s": Headline("cluster", "cluster_start_restart_s"),
+    "cluster_pod_start_p50_ms": Headline("cluster", "pod_start_p50_ms", "< 1000",
+                                         lambda v: v < 1000),
+    "cluster_pod_start_burst_p50_ms": Headline("cluster", "pod_start_burst_p50_ms"),
     # Real kubelets and containerd (bench/realnodes.py), the node agent's beside them.
-    "realnodes_start_cold_s": ("realnodes", "realnodes_start_cold_s", "", None),
-    "realnodes_start_warm_s": ("realnodes", "realnodes_start_warm_s", "", None),
-    "realnodes_pod_start_p50_ms": ("realnodes", "realnodes_pod_start_p50_ms", "", None),
-    "realnodes_pod_start_p95_ms": ("realnodes", "realnodes_pod_start_p95_ms", "", None),
-    "agent_pod_start_p50_ms": ("realnodes", "agent_pod_start_p50_ms", "", None),
-    "realnodes_example_s": ("realnodes", "realnodes_example_s", "", None),
-    "agent_example_s": ("realnodes", "agent_example_s", "", None),
-    "realnodes_example_ratio": ("realnodes", "realnodes_example_ratio", "", None),
+    "realnodes_start_cold_s": Headline("realnodes", "realnodes_start_cold_s"),
+    "realnodes_start_warm_s": Headline("realnodes", "realnodes_start_warm_s"),
+    "realnodes_pod_start_p50_ms": Headline("realnodes", "realnodes_pod_start_p50_ms"),
+    "realnodes_pod_start_p95_ms": Headline("realnodes", "realnodes_pod_start_p95_ms"),
+    "agent_pod_start_p50_ms": Headline("realnodes", "agent_pod_start_p50_ms"),
+    "realnodes_example_s": Headline("realnodes", "realnodes_example_s"),
+    "agent_example_s": Headline("realnodes", "agent_example_s"),
+    "realnodes_example_ratio": Headline("realnodes", "realnodes_example_ratio"),
 }
+BENCHMARKS: tuple[str, ...] = tuple(dict.fromkeys(h.bench for h in HEADLINE.values()))
 
 
-def newest(name: str) -> tuple[Path, dict[str, Any]] | None:
-    files = sorted(RESULTS.glob(f"*-{name}.json"))
-    if not files:
+def lookup(doc: Obj, field: str) -> Any:
+    """doc's value at a dotted path, or None where any part of it is missing."""
+    value: Any = doc
+    for part in field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def complete(bench: str, doc: Obj) -> bool:
+    """Whether a result of `bench` carries every headline figure taken from it."""
+    return all(lookup(doc, h.field) is not None for h in HEADLINE.values() if h.bench == bench)
+
+
+def choose(bench: str, results: list[tuple[str, Obj]]) -> tuple[str, Obj] | None:
+    """Of one benchmark's results, oldest first: the newest complete one, else the newest."""
+    if not results:
         return None
-    return files[-1], json.loads(files[-1].read_text())
+    return next((r for r in reversed(results) if complete(bench, r[1])), results[-1])
 
 
-def main() -> int:
-    found = {name: hit for name in BENCHMARKS if (hit := newest(name)) is not None}
-    merged: dict[str, Any] = {"machine": describe(),
-                              "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+def merge(chosen: Mapping[str, tuple[str, Obj]], machine: str, date: str) -> Obj:
+    """The merged result: `machine` and `date` (of the merge), every headline key (None for a
+    benchmark not in `chosen`), then `sources` and `machines` by benchmark. `chosen` maps a
+    benchmark to (its result file, that result)."""
+    out: Obj = {"machine": machine, "date": date}
+    for key, h in HEADLINE.items():
+        out[key] = lookup(chosen[h.bench][1], h.field) if h.bench in chosen else None
+    out["sources"] = {bench: chosen[bench][0] for bench in BENCHMARKS if bench in chosen}
+    out["machines"] = {bench: chosen[bench][1].get("machine") for bench in BENCHMARKS
+                       if bench in chosen}
+    return out
+
+
+def table(merged: Obj) -> str:
+    """The headline figures against their goals, as Markdown (✓ met, ✗ not)."""
     rows = ["| figure | value | goal | from |", "|---|---|---|---|"]
-    for key, (bench, field, goal, check) in HEADLINE.items():
-        value = found[bench][1].get(field) if bench in found else None
-        merged[key] = value
-        verdict = "" if value is None or check is None else (" ✓" if check(value) else " ✗")
-        source = found[bench][0].name if bench in found else "not run"
-        rows.append(f"| `{key}` | {value}{verdict} | {goal} | {source} |")
-    merged["sources"] = {name: path.name for name, (path, _) in found.items()}
-    for name, (_, doc) in found.items():
-        merged[name] = doc
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"{stamp}.json"
-    out.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
-    print("\n".join(rows))
-    print(f"\nwritten: {out.relative_to(RESULTS.parent.parent)}")
+    for key, h in HEADLINE.items():
+        value = merged.get(key)
+        verdict = "" if value is None or h.check is None else (" ✓" if h.check(value) else " ✗")
+        source = Path(merged["sources"][h.bench]).name if h.bench in merged["sources"] \
+            else "not run"
+        rows.append(f"| `{key}` | {value}{verdict} | {h.goal} | {source} |")
+    return "\n".join(rows)
+
+
+def results_by_benchmark(paths: Iterable[Path]) -> dict[str, list[Path]]:
+    """The result files of each benchmark, oldest first (merged files and others left out)."""
+    out: dict[str, list[Path]] = {}
+    for path in sorted(paths, key=lambda p: p.name):
+        m = RESULT_NAME.match(path.name)
+        if m and m.group("bench") in BENCHMARKS:
+            out.setdefault(m.group("bench"), []).append(path)
+    return out
+
+
+def shown(path: Path) -> str:
+    """The path as `sources` records it: relative to the repository where it is inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of the result files (default: bench/results)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the table and the merged result; write nothing")
+    args = parser.parse_args(argv)
+    chosen: dict[str, tuple[str, Obj]] = {}
+    for bench, paths in results_by_benchmark(args.results.glob("*.json")).items():
+        hit = choose(bench, [(shown(p), json.loads(p.read_text())) for p in paths])
+        if hit is not None:
+            chosen[bench] = hit
+    now = dt.datetime.now(dt.UTC)
+    merged = merge(chosen, describe(), now.isoformat(timespec="seconds"))
+    text = json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
+    print(table(merged))
+    if args.dry_run:
+        print("\n" + text, end="")
+        return 0
+    out = args.results / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(text)
+    print(f"\nwritten: {shown(out)}")
     return 0
 
 

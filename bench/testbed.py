@@ -46,7 +46,6 @@ GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
 # A VideoJob whose stages do no work (the scripted worker with no directives: each pod starts,
 # reports 100 % and exits 0).
 NO_WORK = {"prompt": "noop", "scenes": 1, "durationSeconds": 2, "fps": 4, "resolution": "64x64"}
-STAGES = ("plan", "keyframes", "segments", "stitch", "publish")
 OPERATOR_NS, OPERATOR_SA = "videojob-system", "videojob-operator"
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")

@@ -38,6 +38,7 @@ from testbed import (
 )
 
 from localcluster import controlplane
+from videojob_common.pipeline import Phase
 
 PARTS = ("kube-apiserver", "etcd")
 OBJECTS = 100
@@ -68,7 +69,7 @@ def finished_status(bed: Testbed) -> dict[str, Any]:
 
         def done() -> bool:
             vj = bed.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "sample")
-            return (vj.get("status") or {}).get("phase") == "Succeeded"
+            return bool((vj.get("status") or {}).get("phase") == Phase.SUCCEEDED)
 
         wait_until(done, 120, "the sample VideoJob to succeed")
     finally:

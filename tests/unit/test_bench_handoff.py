@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+# bench/ is a folder of scripts (`python bench/<name>.py`) importing each other by bare name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import handoff
