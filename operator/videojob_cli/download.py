@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from videojob_common.pipeline import Phase
+
 from . import render, videojobs
 from .cluster import Target
 from .errors import CommandError
@@ -171,7 +173,7 @@ def checks(vj: videojobs.Obj) -> str:
 def save(vj: videojobs.Obj, dest: Path | None) -> int:
     """Fetches and checks the output of `vj` into the file `dest` (None: stdout); its size."""
     view = VideoJobView.of(vj)
-    if view.phase != "Succeeded":
+    if view.phase != Phase.SUCCEEDED:
         raise CommandError(f"videojob {view.name} has no output to download: it is "
                            f"{render.state(vj)}; only a Succeeded VideoJob has one")
     uri = view.output_uri

@@ -16,7 +16,7 @@ import argparse
 from dataclasses import dataclass
 from typing import NoReturn
 
-from videojob_operator.api import STAGES
+from videojob_common.pipeline import STAGES
 
 
 class UsageError(Exception):

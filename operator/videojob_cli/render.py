@@ -18,6 +18,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from videojob_common.pipeline import StagePhase
+
 from .resource import STAGES, StageView, VideoJobView, display_name
 
 ABSENT = ""  # kubectl shows an absent value of a CRD column as an empty cell
@@ -25,7 +27,7 @@ BAR_WIDTH = 20
 COLUMNS = ["NAME", "PHASE", "PROGRESS", "STAGE", "QUEUE", "AGE"]
 WIDE_COLUMNS = [*COLUMNS, "OUTPUT", "MESSAGE"]
 STAGE_WIDTH = max(len(s) for s in STAGES)
-PHASE_WIDTH = len("Succeeded")
+PHASE_WIDTH = max(len(p) for p in StagePhase)
 
 Obj = Mapping[str, Any]
 
@@ -136,7 +138,7 @@ def stage_detail(stage: StageView) -> str:
 
 def stage_line(stage: StageView, unicode: bool = False) -> str:
     """`  segments   [########------------]  40%  Running    frame 120/288, 2/4 scenes …`"""
-    percent = 100 if stage.phase == "Succeeded" else max(0, min(100, stage.progress))
+    percent = 100 if stage.phase == StagePhase.SUCCEEDED else max(0, min(100, stage.progress))
     line = (f"  {stage.name:<{STAGE_WIDTH}}  {progress_bar(percent, unicode=unicode)} "
             f"{percent:>3}%  {stage.phase:<{PHASE_WIDTH}}  {stage_detail(stage)}")
     return line.rstrip()

@@ -15,12 +15,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from videojob_operator.api import API_VERSION, GROUP, KIND, PLURAL, STAGES, VERSION
+from videojob_common.pipeline import STAGES, TERMINAL
+from videojob_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "STAGES", "VERSION", "VideoJobView"]
 
 RESOURCE = f"videojob.{GROUP}"  # how kubectl names the kind in its messages
-FINISHED = ("Succeeded", "Failed")
+FINISHED = TERMINAL
 
 
 class View(BaseModel):

@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Protocol, TextIO
 
+from videojob_common.pipeline import Phase
+
 from . import render, videojobs
 from .cluster import Target
 from .errors import CommandError
@@ -89,11 +91,11 @@ def run(target: Target, name: str, timeout: float | None, out: TextIO | None = N
         last = vj
         display.show(render.watch_lines(vj, live=live, unicode=unicode))
         phase = VideoJobView.of(vj).phase
-        if phase == "Succeeded":
+        if phase == Phase.SUCCEEDED:
             out.write(render.output_line(vj) + "\n")
             out.flush()
             return 0
-        if phase == "Failed":
+        if phase == Phase.FAILED:
             raise CommandError(render.failure(vj))
     where = f"; it is {render.state(last)}" if last else ""
     raise CommandError(f"timed out after {timeout or 0:g}s waiting for videojob {name} to finish"

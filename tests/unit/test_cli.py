@@ -33,7 +33,8 @@ from videojob_cli.__main__ import main
 from videojob_cli.cluster import Target, connect, server_message
 from videojob_cli.errors import CommandError
 from videojob_cli.watch import ChangedLines, LiveBlock, display_for
-from videojob_operator.api import STAGES, OutputStatus, Stage, StageStatus, VideoJobStatus
+from videojob_common.pipeline import STAGES, Stage
+from videojob_operator.api import OutputStatus, StageStatus, VideoJobStatus
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 URI = "file:///data/videojob/ns/clip/u1/output.mp4"
