@@ -1,9 +1,18 @@
 """The VideoJob operator: runs video-generation pipelines as Kubernetes Jobs.
 
-Modules: `api` (the VideoJob API, source of the CRD), `crd` (CRD generation), `config`
-(operator configuration, effective values), `jobs` (stage Job manifests), `planner` (the pure
-reconcile logic), `controller` (caches, work queue, applying plans), `handlers` (kopf wiring),
-`progress` (worker progress from Redis), `logs` (JSON logging).
+Modules, by what they own (docs/architecture.md has the same map):
+- the API: `api` (the models, source of the CRDs), `crd` (CRD generation);
+- configuration: `config` (loaded once; `LiveConfig`), `config_watch` (pools at run time);
+- the pure reconcile: `planner` (the steps, in order), `stages` (one stage's next step),
+  `cancellation` (a deleted VideoJob), `status` (reasons, conditions), `progress` (the
+  figures), `views` (what a reconcile observes), `actions` (what a plan asks for), `jobs` (the
+  stage Job manifests);
+- reading the cluster: `store` (the caches, listings, resync), `child_watches` (Job and pod
+  watches), `progress_feed` (worker progress from Redis), `handlers` (kopf's events);
+- acting: `controller` (observe, plan, apply), `workqueue`, `events`, `kube` (API calls);
+- admission: `admission_policy` (pure decisions), `scaling` (KEDA's formulas), `pools`,
+  `admission_loop` (runs it), `redis_queue` (the Redis mirror);
+- `metrics`, `handoff_metrics`, `logs`.
 """
 
 __version__ = "0.1.0"

@@ -11,7 +11,8 @@ import sys
 
 import kopf
 
-from . import handlers, logs, metrics
+from . import config, logs, metrics
+from . import handlers as handlers  # importing it registers the handlers with kopf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logs.setup(args.log_level)
-    handlers.NAMESPACES[:] = args.namespace  # importing handlers registered them with kopf
+    try:
+        # The one configuration: the file, the environment and the command line, once.
+        cfg = config.load().model_copy(update={"namespaces": list(args.namespace)})
+    except config.ConfigError as e:
+        parser.error(str(e))
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     asyncio.run(kopf.operator(
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=not args.peering,
         peering_name=args.peering or None,
         priority=args.priority,
+        memo=kopf.Memo(config=config.LiveConfig(cfg)),
     ))
     return 0
 

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from videojob_common.pipeline import Phase, Stage, StagePhase
+
 GROUP = "videojob.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -27,13 +29,7 @@ FINALIZER = "videojob.dev/cancel"
 POOL_KIND = "VideoJobPool"
 POOL_PLURAL = "videojobpools"
 
-Stage = Literal["plan", "keyframes", "segments", "stitch", "publish"]
-STAGES: tuple[Stage, ...] = ("plan", "keyframes", "segments", "stitch", "publish")
-Phase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Cancelling"]
-StagePhase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Skipped"]
 URI_PATTERN = r"^(gs|file|https?)://.+"
-# Fields that may change after creation; everything else in spec is immutable (CEL below).
-MUTABLE_FIELDS = ("suspend", "priority", "ttl_seconds_after_finished")
 
 
 ImageURI = Annotated[str, Field(pattern=URI_PATTERN, max_length=2048,
@@ -295,16 +291,6 @@ class VideoJobStatus(Model):
                                                               "with, after defaults.")
     conditions: list[Condition] | None = Field(None, description="Ready, Progressing, Failed, "
                                                                  "Suspended, Queued.")
-
-
-class VideoJob(BaseModel):
-    """A VideoJob object as the operator sees it (metadata kept raw)."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    metadata: dict[str, Any]
-    spec: VideoJobSpec
-    status: VideoJobStatus = Field(default_factory=VideoJobStatus)
 
 
 class PoolStatus(Model):

@@ -10,6 +10,7 @@ a default.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,17 @@ class OperatorConfig(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     # Admission pools (pools.py); the only part that changes at run time (config_watch.py).
     pools: dict[str, Pool] = Field(default_factory=pool_config.default_pools)
+    # How this process runs (environment and command line, not usually the ConfigMap):
+    # the namespaces it serves (empty: all; `--namespace`);
+    namespaces: list[str] = Field(default_factory=list)
+    # seconds between the listings that correct the caches (store.Store.resync);
+    resync_seconds: float = Field(60.0, gt=0)
+    # the ConfigMap (<namespace>/<name>) whose `pools:` it follows at run time, and its key;
+    configmap: str = ""
+    configmap_key: str = "config.yaml"
+    # the cluster-scoped object VideoJobPools are owned by (the Helm chart's ClusterRole), so
+    # that uninstalling the operator garbage-collects them; unset: the pools are left in place.
+    pool_owner_clusterrole: str = ""
 
     @field_validator("worker_volumes", "worker_volume_mounts")
     @classmethod
@@ -118,6 +130,10 @@ ENV_KEYS = {
     "VIDEOJOB_STORAGE_ROOT": "storage_root",
     "VIDEOJOB_WORKER_IMAGE": "worker_image",
     "VIDEOJOB_REDIS_URL": "redis_url",
+    "VIDEOJOB_RESYNC_SECONDS": "resync_seconds",
+    "VIDEOJOB_CONFIGMAP": "configmap",
+    "VIDEOJOB_CONFIGMAP_KEY": "configmap_key",
+    "VIDEOJOB_POOL_OWNER_CLUSTERROLE": "pool_owner_clusterrole",
 }
 
 
@@ -150,6 +166,28 @@ def load(path: str | None = None, environ: dict[str, str] | None = None,
             str(err["ctx"]["error"]) if err["type"] == "value_error" and "ctx" in err
             else f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid operator configuration: {problems}") from e
+
+
+class LiveConfig:
+    """The configuration in force: built once at start (`load`, in __main__), passed to
+    everything that reads it, and with new pools when the ConfigMap changes (config_watch.py).
+    Readers take `current` when they need it, so a change reaches them at their next look."""
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.current = config
+        self.listeners: list[Callable[[OperatorConfig], None]] = []
+
+    def subscribe(self, listener: Callable[[OperatorConfig], None]) -> None:
+        self.listeners.append(listener)
+
+    def replace_pools(self, pools: dict[str, Pool]) -> bool:
+        """Puts `pools` in force; False if they are the pools in force already."""
+        if pools == self.current.pools:
+            return False
+        self.current = self.current.model_copy(update={"pools": pools})
+        for listener in self.listeners:
+            listener(self.current)
+        return True
 
 
 def artifact_root(config: OperatorConfig) -> str:

@@ -2,58 +2,54 @@
 
 The configuration file is read once at start (`VIDEOJOB_CONFIG`, mounted from the ConfigMap the
 chart renders). A mounted ConfigMap only changes on disk a minute or so after an edit, so the
-operator also watches the ConfigMap itself (`VIDEOJOB_CONFIGMAP=<namespace>/<name>`, key
-`VIDEOJOB_CONFIGMAP_KEY`, default `config.yaml`) and applies a changed `pools:` section at once,
-with an admission pass. Other settings need a restart (they shape Jobs already created); an
-edit that does not validate is reported and ignored, keeping the pools in force.
+operator also watches the ConfigMap itself (`configmap`: `VIDEOJOB_CONFIGMAP=<namespace>/<name>`,
+key `VIDEOJOB_CONFIGMAP_KEY`, default `config.yaml`) and puts a changed `pools:` section in force
+at once (config.LiveConfig; admission makes a pass). Other settings need a restart (they shape
+Jobs already created); an edit that does not validate is reported and ignored, keeping the pools
+in force.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubernetes import client, watch
 
 from . import config as operator_config
 
-if TYPE_CHECKING:
-    from .controller import Controller
-
 log = logging.getLogger("videojob.config")
-CONFIGMAP = os.environ.get("VIDEOJOB_CONFIGMAP", "")
-KEY = os.environ.get("VIDEOJOB_CONFIGMAP_KEY", "config.yaml")
 
 
-def apply(controller: Controller, text: str) -> bool:
-    """Applies the pools of a new configuration document; False if it is invalid."""
+def apply(live: operator_config.LiveConfig, text: str) -> bool:
+    """Puts the pools of a new configuration document in force; False if it is invalid."""
     try:
         new = operator_config.load(text=text)
     except operator_config.ConfigError as e:
         log.warning("configuration change ignored: %s", e)
         return False
-    if new.pools == controller.config.pools:
-        return True
-    controller.config = controller.config.model_copy(update={"pools": new.pools})
-    log.info("pools changed: %s", ", ".join(
-        f"{name} max={p.max_concurrency} strategy={p.strategy}" for name, p in new.pools.items()))
-    controller.admitter.trigger()
+    if live.replace_pools(new.pools):
+        log.info("pools changed: %s", ", ".join(
+            f"{name} max={p.max_concurrency} strategy={p.strategy}"
+            for name, p in new.pools.items()))
     return True
 
 
-async def follow(controller: Controller, stop: asyncio.Event) -> None:
-    namespace, _, name = CONFIGMAP.partition("/")
+async def follow(live: operator_config.LiveConfig, api: client.ApiClient,
+                 stop: asyncio.Event) -> None:
+    """Follows the ConfigMap `live.current.configmap` until `stop`."""
+    configmap, key = live.current.configmap, live.current.configmap_key
+    namespace, _, name = configmap.partition("/")
     loop = asyncio.get_running_loop()
-    core = client.CoreV1Api(controller.api)
+    core = client.CoreV1Api(api)
     done = threading.Event()
 
     def changed(obj: Any) -> None:
-        text = (obj.data or {}).get(KEY)
+        text = (obj.data or {}).get(key)
         if text is not None:
-            apply(controller, text)
+            apply(live, text)
 
     def watch_loop() -> None:
         while not done.is_set():
@@ -68,7 +64,7 @@ async def follow(controller: Controller, stop: asyncio.Event) -> None:
                     if event["type"] in ("ADDED", "MODIFIED"):
                         loop.call_soon_threadsafe(changed, event["object"])
             except Exception as e:
-                log.warning("watching ConfigMap %s failed (%s); retrying", CONFIGMAP, e)
+                log.warning("watching ConfigMap %s failed (%s); retrying", configmap, e)
                 done.wait(2.0)
 
     thread = threading.Thread(target=watch_loop, name="config-watch", daemon=True)

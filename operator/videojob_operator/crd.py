@@ -9,6 +9,7 @@ means "not set"), no `title`s or `additionalProperties: false`, defaults only wh
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -35,7 +36,8 @@ KEEP = {"type", "description", "default", "minimum", "maximum", "maxLength", "mi
 
 def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     if "$ref" in schema:
-        target = defs[schema["$ref"].split("/")[-1]]
+        # A copy: an enum shared by two fields would otherwise come out as a YAML anchor.
+        target = copy.deepcopy(defs[schema["$ref"].split("/")[-1]])
         merged = {**structural(target, defs), **{k: v for k, v in schema.items() if k != "$ref"}}
         if "description" in schema:
             merged["description"] = schema["description"]
@@ -53,19 +55,9 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
 def structural_clean(schema: Schema, defs: dict[str, Schema]) -> Schema:
     out: Schema = {}
     for key, value in schema.items():
-        if key not in KEEP:
-            continue
-        if key == "default" and value is None:
-            continue
-        if key == "properties":
-            value = {name: structural(sub, defs) for name, sub in value.items()}
-        elif key == "items":
-            value = structural(value, defs)
-        elif key == "additionalProperties":
-            if value is False:
-                continue
-            value = structural(value, defs) if isinstance(value, dict) else value
-        out[key] = value
+        kept = _kept(key, value, defs)
+        if kept is not _DROP:
+            out[key] = kept
     if "const" in schema:
         out["enum"] = [schema["const"]]
     if "enum" in out and "type" not in out:
@@ -73,6 +65,24 @@ def structural_clean(schema: Schema, defs: dict[str, Schema]) -> Schema:
     if "properties" in out or "additionalProperties" in out:
         out.setdefault("type", "object")
     return out
+
+
+_DROP = object()
+
+
+def _kept(key: str, value: Any, defs: dict[str, Schema]) -> Any:
+    """One keyword of a schema as a structural schema has it (`_DROP`: left out)."""
+    if key not in KEEP or (key == "default" and value is None):
+        return _DROP
+    if key == "properties":
+        return {name: structural(sub, defs) for name, sub in value.items()}
+    if key == "items":
+        return structural(value, defs)
+    if key == "additionalProperties":
+        if value is False:
+            return _DROP
+        return structural(value, defs) if isinstance(value, dict) else value
+    return value
 
 
 def model_schema(model: type[BaseModel]) -> Schema:

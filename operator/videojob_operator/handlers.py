@@ -1,8 +1,9 @@
-"""kopf handlers: thin adapters that feed the controller's caches.
+"""kopf handlers: thin adapters that feed the store and start the operator's parts.
 
 kopf watches the VideoJobs and the nodes and calls these for every event (including the initial
 listing after a start, which is how a restarted operator resumes); the stage Jobs and pods have
-watches of the controller's own (children.py). All decisions are the planner's; these
+watches of the operator's own (child_watches.py). The configuration comes in kopf's memo, built
+once by __main__. All decisions are the planner's; these
 handlers only route events. No kopf `on.delete` handler, daemon or timer is registered, so kopf
 adds no finalizer of its own (see nolar/kopf#1305 and #882 for what those get wrong on
 deletion): the VideoJob's `videojob.dev/cancel` finalizer is the controller's, added and removed
@@ -18,15 +19,13 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from . import config as operator_config
-from . import config_watch, metrics, progress
+from . import config_watch, metrics, progress_feed
 from .api import GROUP, PLURAL, VERSION
+from .config import LiveConfig
 from .controller import Controller
 from .redis_queue import RedisQueue
 
 log = logging.getLogger("videojob.handlers")
-# The namespaces the operator serves (empty: all); set by __main__ before kopf starts.
-NAMESPACES: list[str] = []
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -86,24 +85,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.progress_storage = NoProgress()
-    cfg = operator_config.load()
-    controller = Controller(cfg, api_client())
-    metrics.watch_phases(lambda: list(controller.videojobs.values()))
-    controller.watch_children(await controller.prime(NAMESPACES))  # Jobs, pods: children.py
+    live: LiveConfig = memo["config"]
+    cfg = live.current
+    api = api_client()
+    controller = Controller(live, api)
+    metrics.watch_phases(lambda: list(controller.store.videojobs.values()))
+    await controller.start_watches(cfg.namespaces)  # Jobs, pods: child_watches.py
     controller.start()
     memo["controller"] = controller
     stop = asyncio.Event()
     memo["stop"] = stop
     tasks = [asyncio.create_task(controller.admitter.run(stop), name="admission"),
-             asyncio.create_task(controller.resync(NAMESPACES, stop), name="resync")]
+             asyncio.create_task(controller.store.resync(cfg.namespaces, stop,
+                                                         cfg.resync_seconds), name="resync")]
     if cfg.redis_url:
         tasks.append(asyncio.create_task(
-            progress.follow(cfg.redis_url, controller.observe_progress, stop)))
+            progress_feed.follow(cfg.redis_url, controller.store.observe_progress, stop)))
         mirror = RedisQueue(cfg.redis_url)
         controller.admitter.publish.append(mirror.publish)
         tasks.append(asyncio.create_task(mirror.run(stop), name="redis-queue"))
-    if config_watch.CONFIGMAP:
-        tasks.append(asyncio.create_task(config_watch.follow(controller, stop)))
+    if cfg.configmap:
+        tasks.append(asyncio.create_task(config_watch.follow(live, api, stop)))
     memo["tasks"] = tasks
     log.info("operator started: storage root %s, worker image %s, redis %s",
              cfg.storage_root, cfg.worker_image, cfg.redis_url or "off")
@@ -119,7 +121,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def videojob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].observe_videojob(event["type"], dict(event["object"]))
+    memo["controller"].store.observe_videojob(event["type"], dict(event["object"]))
 
 
 @kopf.on.event("", "v1", "nodes")

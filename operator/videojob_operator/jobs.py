@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
-from .api import API_VERSION, KIND, EffectiveSpec, Stage, VideoJobSpec
+from videojob_common.pipeline import GPU_STAGES, PER_SCENE, Obj, Stage
 
-Obj = dict[str, Any]
+from .api import API_VERSION, KIND, EffectiveSpec, VideoJobSpec
 
 PERMANENT_ERROR_EXIT_CODE = 42
-GPU_STAGES: frozenset[str] = frozenset({"keyframes", "segments"})
 LABEL_NAME = "videojob.dev/name"
 LABEL_STAGE = "videojob.dev/stage"
 LABEL_UID = "videojob.dev/uid"
 LABEL_POOL = "videojob.dev/pool"
 # When the Job (re-)entered the admission queue (RFC 3339, microseconds): admission wait.
 ANNOTATION_QUEUED_AT = "videojob.dev/queued-at"
+# When admission last unsuspended it (RFC 3339, microseconds).
+ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
 CONTAINER = "worker"
 SCRATCH = "/scratch"
 MAX_NAME = 63  # Job names end up in pod labels (batch.kubernetes.io/job-name): 63 characters.
@@ -63,7 +63,7 @@ def spec_json(spec: VideoJobSpec, eff: EffectiveSpec) -> str:
 
 
 def completions(stage: Stage, eff: EffectiveSpec) -> int:
-    return eff.scenes if stage == "segments" else 1
+    return eff.scenes if stage in PER_SCENE else 1
 
 
 def stage_job(
@@ -74,9 +74,8 @@ def stage_job(
     stage: Stage,
     spec: VideoJobSpec,
     eff: EffectiveSpec,
-    suspend: bool,
     pool: str,
-    queued_at: str,
+    now: str,
     redis_url: str | None,
     service_account: str,
     extra_env: dict[str, str],
@@ -161,16 +160,16 @@ def stage_job(
             "name": name,
             "namespace": namespace,
             "labels": lbl,
-            "annotations": {ANNOTATION_QUEUED_AT: queued_at},
+            "annotations": {ANNOTATION_QUEUED_AT: now},
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": KIND, "name": videojob, "uid": uid,
                 "controller": True, "blockOwnerDeletion": True,
             }],
         },
         "spec": {
-            # Created suspended and admitted from the pool's queue (admission.py), the way Kueue
-            # admits Jobs; `parallelism` is set at admission to what fits.
-            "suspend": suspend,
+            # Created suspended and admitted from the pool's queue (admission_loop.py), the way
+            # Kueue admits Jobs; `parallelism` is set at admission to what fits (or `admitted`).
+            "suspend": True,
             "completionMode": "Indexed",
             "completions": count,
             "parallelism": count,
@@ -195,3 +194,12 @@ def stage_job(
             },
         },
     }
+
+
+def admitted(manifest: Obj, pods: int, now: str) -> Obj:
+    """A stage Job's manifest admitted as it is created: `pods` of it may run at once."""
+    meta, spec = manifest["metadata"], manifest["spec"]
+    return {**manifest,
+            "metadata": {**meta, "annotations": {**meta["annotations"],
+                                                 ANNOTATION_ADMITTED_AT: now}},
+            "spec": {**spec, "suspend": False, "parallelism": pods}}

@@ -12,6 +12,9 @@ with the generated methods (`_preload_content=False`).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,9 +23,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.client.rest import RESTResponse
 
-from .api import GROUP, PLURAL, VERSION
+from videojob_common.pipeline import Obj
 
-Obj = dict[str, Any]
+from .api import GROUP, PLURAL, POOL_PLURAL, VERSION
 
 JSON = "application/json"
 # Custom resources take JSON merge patches; built-in kinds also strategic ones (the client's
@@ -81,6 +84,83 @@ class Kube:
 
     def create_event(self, namespace: str, event: Obj) -> Obj:
         return self.request("POST", f"/api/v1/namespaces/{_seg(namespace)}/events", event)
+
+
+class Api:
+    """The operator's API access from the event loop: every request runs on a thread of a pool
+    (the client blocks), Events on a pool of their own. The caches (store.py), the reconciles
+    (controller.py) and admission (admission_loop.py) are each given this object."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.client = api
+        self.kube = Kube(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
+        # Events have threads of their own: a burst of them (12 per VideoJob, 200 VideoJobs
+        # starting at once) queued on the shared pool would hold every Job create and status
+        # write behind it, and those are what moves VideoJobs on.
+        self.event_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="events")
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.event_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def call(self, fn: Callable[..., Any], *args: Any,
+                   executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs) on an API thread: a blocking request, off the loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor or self.executor, lambda: fn(*args, **kwargs))
+
+    async def call_json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        """`call` for a listing: its JSON as a dict. The client's models are skipped: decoding
+        Jobs into them and back to dicts costs more CPU than the request itself, and the caches
+        hold dicts anyway. (The writes skip the generated methods altogether: `Kube`.)"""
+
+        def run() -> Obj:
+            response = fn(*args, _preload_content=False, **kwargs)
+            try:
+                doc: Obj = orjson.loads(response.data)
+            finally:
+                response.release_conn()
+            return doc
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, run)
+
+    def list_fn(self, kind: str, namespace: str | None
+                ) -> tuple[Callable[..., Any], tuple[str, ...]]:
+        """The client's list (and watch) call for Jobs or pods, and its positional arguments."""
+        if kind == "job":
+            fn: Callable[..., Any] = (self.batch.list_namespaced_job if namespace
+                                      else self.batch.list_job_for_all_namespaces)
+        else:
+            fn = (self.core.list_namespaced_pod if namespace
+                  else self.core.list_pod_for_all_namespaces)
+        return fn, (namespace,) if namespace else ()
+
+    # -- what admission writes (admission_loop.AdmissionWriter) ------------------------------
+
+    async def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj:
+        result: Obj = await self.call(self.kube.patch_job, namespace, name, patch)
+        return result
+
+    async def cluster_role_uid(self, name: str) -> str:
+        role = await self.call(self.rbac.read_cluster_role, name)
+        return str(role.metadata.uid)
+
+    async def write_pool_status(self, name: str, patch: Obj, body: Obj) -> None:
+        """Patches a VideoJobPool object, or creates it (`body`) where there is none."""
+        try:
+            await self.call(self.custom.patch_cluster_custom_object, GROUP, VERSION,
+                            POOL_PLURAL, name, patch)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            await self.call(self.custom.create_cluster_custom_object, GROUP, VERSION,
+                            POOL_PLURAL, body)
 
 
 def _seg(value: str) -> str:

@@ -16,11 +16,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from videojob_common.pipeline import Phase
+
 from . import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 BANDS = ("high", "normal", "low")
-PHASES = ("Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Cancelling")
+PHASES = tuple(Phase)
 
 BUILD_INFO = Gauge("videojob_build_info", "The operator's version (value 1).",
                    ["version", "python"], registry=REGISTRY)

@@ -18,10 +18,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from .api import STAGES, Stage
+from videojob_common.pipeline import GPU_STAGES, STAGES, Obj, Stage
+
+from .jobs import CONTAINER
 from .scaling import Strategy
 
-GPU_POOL_STAGES: tuple[Stage, ...] = ("keyframes", "segments")
+GPU_POOL_STAGES: tuple[Stage, ...] = tuple(s for s in STAGES if s in GPU_STAGES)
 
 
 class Pool(BaseModel):
@@ -77,15 +79,23 @@ def merge(configured: dict[str, Any] | None) -> dict[str, Pool]:
                 if other != name and other not in (configured or {}):
                     doc["stages"] = [s for s in doc.get("stages", []) if s not in moved]
         raw[name] = {**base, **fields}
-    pools: dict[str, Pool] = {}
-    for name, doc in raw.items():
-        try:
-            pools[name] = Pool.model_validate(doc)
-        except ValidationError as e:
-            raise ValueError("; ".join(
-                f"pools.{name}.{'.'.join(str(p) for p in err['loc'])}: "
-                f"{err['msg'].removeprefix('Value error, ')}"
-                for err in e.errors())) from None
+    pools = {name: _validated(name, doc) for name, doc in raw.items()}
+    _check_stages(pools)
+    return pools
+
+
+def _validated(name: str, doc: dict[str, Any]) -> Pool:
+    try:
+        return Pool.model_validate(doc)
+    except ValidationError as e:
+        raise ValueError("; ".join(
+            f"pools.{name}.{'.'.join(str(p) for p in err['loc'])}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors())) from None
+
+
+def _check_stages(pools: dict[str, Pool]) -> None:
+    """Every stage in exactly one pool."""
     owner: dict[str, str] = {}
     for name, pool in pools.items():
         for stage in pool.stages:
@@ -96,7 +106,6 @@ def merge(configured: dict[str, Any] | None) -> dict[str, Pool]:
     missing = [s for s in STAGES if s not in owner]
     if missing:
         raise ValueError(f"pools: stages {', '.join(missing)} belong to no pool")
-    return pools
 
 
 def pool_of(pools: dict[str, Pool], stage: str) -> str:
@@ -137,3 +146,16 @@ def slots_per_pod(pool: Pool, gpu_count: int, gpus_per_pod: int) -> int:
     if pool.max_concurrency != "auto" or gpu_count <= 0:
         return 1
     return max(1, math.ceil(gpu_count / max(gpus_per_pod, 1)))
+
+
+def job_gpus(job_spec: Obj, resource: str) -> int:
+    """GPUs (`resource`) one pod of a Job asks for: its worker container's limit."""
+    pod = ((job_spec.get("template") or {}).get("spec")) or {}
+    for container in pod.get("containers") or []:
+        if container.get("name") == CONTAINER:
+            limits = (container.get("resources") or {}).get("limits") or {}
+            try:
+                return int(str(limits.get(resource, 0)))
+            except ValueError:
+                return 0
+    return 0

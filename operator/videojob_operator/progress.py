@@ -1,73 +1,48 @@
-"""Live progress from the workers, read from Redis (contract: docs/contract.md, "Progress").
-
-Subscribes to the `videojob:progress` channel and, on every (re)connect, reads the latest-value
-keys, so an operator that restarts mid-stage picks up where the workers are. Redis being down
-only means no fine-grained progress: stage-level progress still comes from the Jobs, and this
-loop keeps trying to reconnect with back-off.
-"""
+"""Progress figures: a stage's percent from its workers' reports (or its Job's counts), and the
+VideoJob's overall percent from its stages'. Pure; the reports arrive through Redis
+(progress_feed.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-from collections.abc import Callable
-from typing import Any
+from videojob_common.pipeline import STAGES, Stage, StagePhase
 
-import redis.asyncio as aioredis
+from .api import StageStatus
+from .views import JobView, ProgressView
 
-from .planner import ProgressView
-
-CHANNEL = "videojob:progress"
-KEY_PATTERN = "videojob:progress:*"
-log = logging.getLogger("videojob.progress")
-
-Sink = Callable[[str, ProgressView], None]
+# Share of the overall progress bar each stage stands for.
+WEIGHTS: dict[Stage, int] = {Stage.PLAN: 5, Stage.KEYFRAMES: 15, Stage.SEGMENTS: 60,
+                             Stage.STITCH: 15, Stage.PUBLISH: 5}
 
 
-def parse(raw: bytes | str) -> tuple[str, ProgressView] | None:
-    """(uid, view) from one message, or None if it is not a valid progress report."""
-    try:
-        doc: dict[str, Any] = json.loads(raw)
-        index = doc.get("index")
-        view = ProgressView(
-            stage=str(doc["stage"]),
-            index=int(index) if index is not None else None,
-            percent=max(0.0, min(100.0, float(doc.get("percent", 0)))),
-            message=str(doc.get("message", ""))[:200],
-            done=int(doc.get("done", 0) or 0),
-            total=int(doc.get("total", 0) or 0),
-        )
-        return str(doc["uid"]), view
-    except (ValueError, KeyError, TypeError):
-        return None
+def stage_progress(stage: str, job: JobView, progress: list[ProgressView],
+                   frames_total: int) -> tuple[float, str]:
+    """(percent, message) of a stage: the workers' own reports where there are any, else the
+    Job's counts."""
+    mine = [p for p in progress if p.stage == stage]
+    if stage == Stage.SEGMENTS:
+        return _scenes(job, mine, frames_total)
+    if mine:
+        latest = mine[-1]
+        return latest.percent, latest.message
+    return (100.0 * job.succeeded / max(job.completions, 1)), ""
 
 
-async def follow(url: str, sink: Sink, stop: asyncio.Event) -> None:
-    backoff = 0.5
-    while not stop.is_set():
-        client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
-        try:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(CHANNEL)
-            async for key in client.scan_iter(match=KEY_PATTERN, count=500):
-                value = await client.get(key)
-                parsed = parse(value) if value else None
-                if parsed:
-                    sink(*parsed)
-            log.info("following worker progress on %s", url)
-            backoff = 0.5
-            while not stop.is_set():
-                message = await pubsub.get_message(timeout=1.0)
-                if message and message.get("type") == "message":
-                    parsed = parse(message["data"])
-                    if parsed:
-                        sink(*parsed)
-        except (aioredis.RedisError, OSError) as e:
-            log.warning("progress from Redis unavailable (%s); retrying in %.1fs", e, backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2, 10.0)
-        finally:
-            await client.aclose()
+def _scenes(job: JobView, mine: list[ProgressView], frames_total: int) -> tuple[float, str]:
+    """A stage of one pod per scene: the mean of its scenes' percents."""
+    total = max(job.completions, 1)
+    per_index = {p.index: p.percent for p in mine if p.index is not None}
+    reported = sum(per_index.values())
+    # Indexes without a report count as done if the Job says so, else as 0.
+    unreported_done = max(job.succeeded - sum(1 for v in per_index.values() if v >= 100), 0)
+    percent = (reported + 100 * unreported_done) / total
+    message = f"{job.succeeded}/{total} scenes rendered"
+    if mine:  # frames of the whole video (durationSeconds x fps), summed over the scenes
+        message = f"frame {sum(p.done for p in mine)}/{frames_total}, {message}"
+    return min(percent, 100.0), message
+
+
+def overall(stages: dict[Stage, StageStatus]) -> int:
+    """The VideoJob's percent: its stages' weighted, a succeeded stage counting 100."""
+    total = sum(WEIGHTS[s] * (100 if stages[s].phase == StagePhase.SUCCEEDED
+                              else stages[s].progress) for s in STAGES) // 100
+    return min(total, 100)

@@ -26,7 +26,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from . import metrics
-from .admission import PoolDecision
+from .admission_policy import PoolDecision
 
 log = logging.getLogger("videojob.redis_queue")
 MIN_INTERVAL = 0.2  # seconds between syncs: a burst of passes makes one write

@@ -18,10 +18,10 @@ from kubernetes import watch
 from operator_support import Operator, wait_until
 
 from kubetest import Cluster, wait_for, wait_gone
+from videojob_common.pipeline import STAGES
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["plan", "keyframes", "segments", "stitch", "publish"]
 FAST = {"durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 
 

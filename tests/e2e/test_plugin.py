@@ -28,11 +28,11 @@ from kubernetes.client import ApiException
 from operator_support import Operator
 
 from kubetest import Cluster, wait_for
+from videojob_common.pipeline import STAGES
 
 pytestmark = pytest.mark.e2e
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-videojob")
-STAGES = ["plan", "keyframes", "segments", "stitch", "publish"]
 FAST = {"durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 
 

@@ -1,4 +1,4 @@
-"""The controller's caches and admission's view of them, kept up to date event by event.
+"""The store's caches and admission's view of them, kept up to date event by event.
 
 The caches keep trimmed copies of Jobs and pods (`slim`), and admission rebuilds only the
 VideoJobs an event touched: both must see exactly what the full objects and a full rebuild
@@ -13,14 +13,15 @@ from typing import Any
 
 from kubernetes import client
 
-from videojob_operator import planner
-from videojob_operator.admitter import Admitter
+from videojob_common.pipeline import Obj
+from videojob_operator import planner, views
+from videojob_operator.admission_loop import Admitter
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import OperatorConfig
-from videojob_operator.controller import Controller, slim
+from videojob_operator.controller import Controller
 from videojob_operator.pools import Pool
+from videojob_operator.store import slim
 
-Obj = dict[str, Any]
 MANAGED = [{"manager": "kube-controller-manager", "operation": "Update",
             "fieldsV1": {"f:status": {f"f:field{i}": {} for i in range(50)}}}]
 
@@ -36,7 +37,7 @@ def stage_job(vj: Obj, stage: str, *, gpus: int = 0, rv: int = 2, **status: Any)
     """A stage Job as the API server returns it: the planner's manifest, stored."""
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     manifest: Obj = copy.deepcopy(
-        planner.plan(planner.Observation(vj, [], [], [], now), OperatorConfig()).create_jobs[0])
+        planner.plan(views.Observation(vj, [], [], [], now), OperatorConfig()).create_jobs[0])
     meta = manifest["metadata"]
     meta["name"] = meta["name"].replace("-plan", f"-{stage}")
     meta["labels"]["videojob.dev/stage"] = stage
@@ -67,9 +68,14 @@ def controller() -> Controller:
     return Controller(OperatorConfig(), client.ApiClient())
 
 
+def fresh(c: Controller) -> Admitter:
+    """An admitter of its own over the same store, as a freshly started operator has."""
+    return Admitter(c.store, c.config, c.api, requeue=lambda key: None)
+
+
 def rebuilt(c: Controller) -> list[Any]:
     """Admission's view built from scratch, as a fresh operator would."""
-    return sorted(Admitter(c).workloads(), key=lambda w: (w.namespace, w.job))
+    return sorted(fresh(c).workloads(), key=lambda w: (w.namespace, w.job))
 
 
 def incremental(c: Controller) -> list[Any]:
@@ -79,7 +85,7 @@ def incremental(c: Controller) -> list[Any]:
         return (w.namespace, w.job)
 
     live, served = c.admitter.live_workloads()
-    fresh_live, fresh_served = Admitter(c).live_workloads()
+    fresh_live, fresh_served = fresh(c).live_workloads()
     assert sorted(live, key=by_job) == sorted(fresh_live, key=by_job)
     assert served == fresh_served
     return sorted(c.admitter.workloads(), key=by_job)
@@ -90,17 +96,17 @@ def test_slim_copies_read_the_same_to_the_planner_and_admission() -> None:
     job = stage_job(vj, "segments", gpus=2, active=1, succeeded=1,
                     conditions=[{"type": "Complete", "status": "True"}])
     p = pod(job, 0, "Succeeded")
-    assert planner.job_view(slim("job", job)) == planner.job_view(job)
-    assert planner.pod_view(slim("pod", p)) == planner.pod_view(p)
+    assert views.job_view(slim("job", job)) == views.job_view(job)
+    assert views.pod_view(slim("pod", p)) == views.pod_view(p)
     assert "managedFields" not in slim("job", job)["metadata"]
     assert "spec" not in slim("pod", p)
     assert len(repr(slim("pod", p))) < len(repr(p)) / 2
 
     full, trimmed = controller(), controller()
     for c, convert in ((full, lambda kind, o: o), (trimmed, slim)):
-        c.observe_videojob("ADDED", vj)
-        c.jobs[("ns", "clip")][job["metadata"]["name"]] = convert("job", job)
-        c.pods[("ns", "clip")][p["metadata"]["name"]] = convert("pod", p)
+        c.store.observe_videojob("ADDED", vj)
+        c.store.jobs[("ns", "clip")][job["metadata"]["name"]] = convert("job", job)
+        c.store.pods[("ns", "clip")][p["metadata"]["name"]] = convert("pod", p)
     assert rebuilt(full) == rebuilt(trimmed)
     assert rebuilt(trimmed)[0].slots_per_pod == 2  # the GPU limit survives the trim
 
@@ -108,42 +114,42 @@ def test_slim_copies_read_the_same_to_the_planner_and_admission() -> None:
 def test_the_incremental_view_matches_a_full_rebuild_through_a_videojobs_life() -> None:
     c = controller()
     a, b = videojob("a", "ua"), videojob("b", "ub", priority=5)
-    c.observe_videojob("ADDED", a)
-    c.observe_videojob("ADDED", b)
+    c.store.observe_videojob("ADDED", a)
+    c.store.observe_videojob("ADDED", b)
     assert incremental(c) == rebuilt(c) == []
 
     plan_a = stage_job(a, "plan")
-    c.observe_child("job", "ADDED", plan_a)
-    c.observe_child("job", "ADDED", stage_job(b, "segments", gpus=1))
+    c.store.observe_child("job", "ADDED", plan_a)
+    c.store.observe_child("job", "ADDED", stage_job(b, "segments", gpus=1))
     assert incremental(c) == rebuilt(c)
     assert len(incremental(c)) == 2
 
-    c.observe_child("pod", "ADDED", pod(plan_a, 0, "Pending"))
+    c.store.observe_child("pod", "ADDED", pod(plan_a, 0, "Pending"))
     assert incremental(c) == rebuilt(c)
-    c.observe_child("pod", "MODIFIED", pod(plan_a, 0, "Running", rv=4))
+    c.store.observe_child("pod", "MODIFIED", pod(plan_a, 0, "Running", rv=4))
     assert incremental(c) == rebuilt(c)
     assert [w.running_pods for w in incremental(c) if w.videojob == "a"] == [1]
 
     held = copy.deepcopy(b)
     held["spec"]["suspend"] = True
     held["metadata"]["resourceVersion"] = "5"
-    c.observe_videojob("MODIFIED", held)  # the VideoJob alone changed: its Jobs are held now
+    c.store.observe_videojob("MODIFIED", held)  # the VideoJob alone changed: its Jobs are held now
     assert incremental(c) == rebuilt(c)
     assert [w.held for w in incremental(c) if w.videojob == "b"] == [True]
 
-    c.observe_child("job", "MODIFIED", stage_job(a, "plan", rv=6, succeeded=1, conditions=[
+    c.store.observe_child("job", "MODIFIED", stage_job(a, "plan", rv=6, succeeded=1, conditions=[
         {"type": "Complete", "status": "True"}]))
     assert incremental(c) == rebuilt(c)
-    c.observe_child("pod", "DELETED", pod(plan_a, 0, "Running", rv=4))
+    c.store.observe_child("pod", "DELETED", pod(plan_a, 0, "Running", rv=4))
     assert incremental(c) == rebuilt(c)
     # Finished with no pod left: out of what a pass decides from, though still in the view.
     assert [w.videojob for w in c.admitter.live_workloads()[0]] == ["b"]
     assert len(incremental(c)) == 2
-    c.observe_child("job", "DELETED", plan_a)
+    c.store.observe_child("job", "DELETED", plan_a)
     assert incremental(c) == rebuilt(c)
     assert [w.videojob for w in incremental(c)] == ["b"]
 
-    c.observe_videojob("DELETED", held)
+    c.store.observe_videojob("DELETED", held)
     assert incremental(c) == rebuilt(c)
     assert [w.leaving for w in incremental(c)] == [True]  # its Job holds slots until it goes
 
@@ -151,24 +157,24 @@ def test_the_incremental_view_matches_a_full_rebuild_through_a_videojobs_life() 
 def test_a_configuration_change_rebuilds_every_videojobs_view() -> None:
     c = controller()
     vj = videojob("clip", "u1")
-    c.observe_videojob("ADDED", vj)
-    c.observe_child("job", "ADDED", stage_job(vj, "segments", gpus=2))
+    c.store.observe_videojob("ADDED", vj)
+    c.store.observe_child("job", "ADDED", stage_job(vj, "segments", gpus=2))
     assert [w.pool for w in incremental(c)] == ["gpu"]
 
-    pools = dict(c.config.pools)
+    pools = dict(c.config.current.pools)
     pools["cpu"] = Pool(stages=[*pools["cpu"].stages, "segments"], max_concurrency=4)
     pools["gpu"] = Pool(stages=[s for s in pools["gpu"].stages if s != "segments"],
                         max_concurrency="auto")
-    c.config = c.config.model_copy(update={"pools": pools})  # as config_watch.apply does
+    c.config.replace_pools(pools)  # as config_watch.apply does
     assert [w.pool for w in incremental(c)] == ["cpu"]
     assert incremental(c) == rebuilt(c)
 
 
 def queued(c: Controller) -> set[tuple[str, str]]:
-    keys = set(c.queued)
-    c.queued.clear()
-    while not c.queue.empty():
-        c.queue.get_nowait()
+    keys = set(c.queue.queued)
+    c.queue.queued.clear()
+    while not c.queue.queue.empty():
+        c.queue.queue.get_nowait()
     return keys
 
 
@@ -176,30 +182,30 @@ def test_events_that_change_nothing_read_queue_no_reconcile() -> None:
     c = controller()
     key = ("ns", "clip")
     vj = videojob("clip", "u1")
-    c.observe_videojob("ADDED", vj)
+    c.store.observe_videojob("ADDED", vj)
     job = stage_job(vj, "plan")
-    c.observe_child("job", "ADDED", job)
+    c.store.observe_child("job", "ADDED", job)
     p = pod(job, 0, "Pending")
-    c.observe_child("pod", "ADDED", p)
+    c.store.observe_child("pod", "ADDED", p)
     assert queued(c) == {key}
 
     bound = copy.deepcopy(p)  # the scheduler's binding and the node's IP: nothing read changed
     bound["metadata"]["resourceVersion"] = "4"
     bound["spec"]["nodeName"] = "local-cpu"
     bound["status"]["podIP"] = "10.0.0.9"
-    c.observe_child("pod", "MODIFIED", bound)
+    c.store.observe_child("pod", "MODIFIED", bound)
     ready = copy.deepcopy(job)
     ready["metadata"]["resourceVersion"] = "5"
     ready["status"]["ready"] = 1
-    c.observe_child("job", "MODIFIED", ready)
+    c.store.observe_child("job", "MODIFIED", ready)
     assert queued(c) == set()
-    assert c.pods[key][p["metadata"]["name"]]["metadata"]["resourceVersion"] == "4"
+    assert c.store.pods[key][p["metadata"]["name"]]["metadata"]["resourceVersion"] == "4"
     assert incremental(c) == rebuilt(c)
 
     running = copy.deepcopy(bound)
     running["metadata"]["resourceVersion"] = "6"
     running["status"]["phase"] = "Running"
-    c.observe_child("pod", "MODIFIED", running)
+    c.store.observe_child("pod", "MODIFIED", running)
     assert queued(c) == {key}
     assert [w.running_pods for w in incremental(c)] == [1] and incremental(c) == rebuilt(c)
 
@@ -208,11 +214,11 @@ def test_events_that_change_nothing_read_queue_no_reconcile() -> None:
     written = copy.deepcopy(vj)
     written["metadata"]["resourceVersion"] = "7"
     written["status"] = {"phase": "Succeeded"}
-    c._remember(key, copy.deepcopy(written))
-    c.observe_videojob("MODIFIED", copy.deepcopy(written))
+    c.store.remember(key, copy.deepcopy(written))
+    c.store.observe_videojob("MODIFIED", copy.deepcopy(written))
     assert queued(c) == set()
     assert [w.leaving for w in incremental(c)] == [True] and incremental(c) == rebuilt(c)
     newer = copy.deepcopy(written)
     newer["metadata"]["resourceVersion"] = "8"
-    c.observe_videojob("MODIFIED", newer)
+    c.store.observe_videojob("MODIFIED", newer)
     assert queued(c) == {key}

@@ -1,4 +1,4 @@
-"""The stage Job and pod watches' reading of a stream (children.py), without a cluster: events
+"""The stage Job and pod watches' reading of a stream (child_watches.py), without a cluster: events
 split across chunks, bookmarks, an expired version, and the hand-over to the loop."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from videojob_operator import children, metrics
-from videojob_operator.config import OperatorConfig
-from videojob_operator.controller import Controller
-
-Obj = dict[str, Any]
+from videojob_common.pipeline import Obj
+from videojob_operator import child_watches, metrics
+from videojob_operator.kube import Api
+from videojob_operator.store import Store
 
 
 class Response:
@@ -40,8 +39,9 @@ def pod_event(kind: str, name: str, rv: int, phase: str = "Pending") -> bytes:
         "status": {"phase": phase}}}).encode() + b"\n"
 
 
-def watch_of(responses: list[Response | Exception]) -> tuple[children.ChildWatch, list[Obj]]:
-    controller = Controller(OperatorConfig(), client.ApiClient())
+def watch_of(responses: list[Response | Exception]
+             ) -> tuple[child_watches.ChildWatch, list[Obj]]:
+    store = Store(Api(client.ApiClient()))
     calls: list[Obj] = []
 
     def fn(**kwargs: Any) -> Response:
@@ -51,8 +51,8 @@ def watch_of(responses: list[Response | Exception]) -> tuple[children.ChildWatch
             raise answer
         return answer
 
-    controller.list_fn = lambda kind, ns: (fn, ())  # type: ignore[method-assign]
-    w = children.ChildWatch(controller, "pod", None, 10, asyncio.new_event_loop())
+    store.api.list_fn = lambda kind, ns: (fn, ())  # type: ignore[method-assign]
+    w = child_watches.ChildWatch(store, "pod", None, 10, asyncio.new_event_loop())
     return w, calls
 
 
@@ -79,10 +79,10 @@ def test_an_expired_version_asks_for_a_new_listing() -> None:
     w, _ = watch_of([Response([pod_event("ADDED", "p0", 11) + expired + b"\n"])])
     stream = w._stream()
     assert next(stream)[0] == "ADDED"
-    with pytest.raises(children.Gone):
+    with pytest.raises(child_watches.Gone):
         next(stream)
     w, _ = watch_of([client.ApiException(status=410)])
-    with pytest.raises(children.Gone):
+    with pytest.raises(child_watches.Gone):
         list(w._stream())
 
 
@@ -94,7 +94,7 @@ def test_a_burst_is_handed_over_in_one_drain() -> None:
         w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", rv))["object"], 0.0)
     assert len(scheduled) == 1
     scheduled[0]()
-    held = w.controller.pods[("ns", "clip")]["p0"]
+    held = w.store.pods[("ns", "clip")]["p0"]
     assert held["metadata"]["resourceVersion"] == "13"
     w._hand_over("MODIFIED", json.loads(pod_event("MODIFIED", "p0", 14, "Running"))["object"],
                 0.0)
@@ -111,7 +111,7 @@ def test_a_stream_the_api_server_ends_early_is_counted_as_closed() -> None:
     before = closed()
     w._ended(12.0)  # the API server dropped a reader it took for too slow
     assert closed() == before + 1
-    w._ended(children.WATCH_TIMEOUT)  # the stream's own timeout: routine
+    w._ended(child_watches.WATCH_TIMEOUT)  # the stream's own timeout: routine
     w.stopping.set()
     w._ended(1.0)  # closed by the operator itself, on the way out
     assert closed() == before + 1

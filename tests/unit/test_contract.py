@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from videojob_operator.api import STAGES, VideoJobSpec
+from videojob_common.pipeline import STAGES
+from videojob_operator.api import VideoJobSpec
 from videojob_operator.config import OperatorConfig, effective
 from videojob_operator.jobs import PERMANENT_ERROR_EXIT_CODE, stage_job
 from videojob_worker import runner
@@ -18,8 +19,8 @@ def pod_env(stage: str, spec: dict[str, Any], failures: str = "") -> dict[str, s
     s = VideoJobSpec.model_validate(spec)
     eff = effective(s, OperatorConfig(storage_root="gs://bucket/root"), "ns", "clip", "uid-1")
     job = stage_job(namespace="ns", videojob="clip", uid="uid-1", stage=stage,  # type: ignore[arg-type]
-                    spec=s, eff=eff, suspend=False, pool="gpu",
-                    queued_at="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
+                    spec=s, eff=eff, pool="gpu",
+                    now="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
                     service_account="default", extra_env={})
     env: dict[str, str] = {}
     for var in job["spec"]["template"]["spec"]["containers"][0]["env"]:

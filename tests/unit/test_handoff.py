@@ -1,5 +1,5 @@
-"""The hand-off figures (handoff.py): what the operator times of a stage hand-off, fed as the
-watch and the creates feed it."""
+"""The hand-off figures (handoff_metrics.py): what the operator times of a stage hand-off, fed
+as the watch and the creates feed it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 from kubernetes import client
 
-from videojob_operator import handoff, metrics
-from videojob_operator.config import OperatorConfig
-from videojob_operator.controller import Controller
+from videojob_operator import handoff_metrics, metrics
+from videojob_operator.kube import Api
+from videojob_operator.store import Store
 
 
 def histogram(name: str) -> tuple[float, float]:
@@ -31,14 +31,12 @@ def stage_job(stage: str, rv: int, *, complete: bool = False) -> dict[str, Any]:
             "spec": {}, "status": {"conditions": conditions}}
 
 
-def controller() -> Controller:
-    c = Controller(OperatorConfig(), client.ApiClient())
-    c.admitter.trigger = lambda: None  # type: ignore[method-assign]
-    return c
+def store() -> Store:
+    return Store(Api(client.ApiClient()))
 
 
 def test_the_watch_delay_is_from_the_answer_to_the_event_whichever_comes_first() -> None:
-    clock = handoff.HandoffClock()
+    clock = handoff_metrics.HandoffClock()
     before = histogram("videojob_watch_delay_seconds")
     clock.job_created(("a", "j1"), 10.0)
     clock.job_added(("a", "j1"), 10.25)
@@ -49,7 +47,7 @@ def test_the_watch_delay_is_from_the_answer_to_the_event_whichever_comes_first()
 
 
 def test_a_handoff_runs_from_the_last_completion_to_the_next_create() -> None:
-    clock = handoff.HandoffClock()
+    clock = handoff_metrics.HandoffClock()
     before = histogram("videojob_handoff_seconds")
     clock.next_stage_created(("a", "clip"), 1.0)  # nothing finished: not a hand-off
     clock.stage_finished(("a", "clip"), 5.0)
@@ -60,21 +58,21 @@ def test_a_handoff_runs_from_the_last_completion_to_the_next_create() -> None:
 
 
 def test_marks_without_a_partner_are_dropped_when_old() -> None:
-    clock = handoff.HandoffClock()
+    clock = handoff_metrics.HandoffClock()
     clock.job_added(("a", "from-before-a-restart"), 0.0)
     clock.job_created(("a", "seen-through-a-listing"), 100.0)
     clock.stage_finished(("a", "clip"), 100.0)
-    clock.prune(handoff.MAX_AGE + 1)
+    clock.prune(handoff_metrics.MAX_AGE + 1)
     assert not clock.added and clock.created and clock.finished
-    clock.prune(100 + handoff.MAX_AGE + 1)
+    clock.prune(100 + handoff_metrics.MAX_AGE + 1)
     assert not clock.created and not clock.finished
 
 
-def test_the_controller_times_only_watch_events_and_first_completions() -> None:
-    c = controller()
+def test_the_store_times_only_watch_events_and_first_completions() -> None:
+    c = store()
     c.handoffs.job_created(("a", "clip-plan"), 1.0)
     delay = histogram("videojob_watch_delay_seconds")
-    c.observe_child("job", "ADDED", stage_job("plan", 10), queue=False)  # a create's answer
+    c.answered("job", stage_job("plan", 10), reconcile=False)  # a create's answer
     assert grew(delay, "videojob_watch_delay_seconds") == (0, 0)
     c.observe_child("job", "ADDED", stage_job("plan", 10), trimmed=False, arrived=1.5)
     assert grew(delay, "videojob_watch_delay_seconds") == (1, 0.5)

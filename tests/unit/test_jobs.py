@@ -14,8 +14,8 @@ def build(stage: str, **spec: Any) -> dict[str, Any]:
     s = VideoJobSpec.model_validate({"prompt": "x", **spec})
     eff = effective(s, config, "ns", "clip", "uid-1")
     return stage_job(namespace="ns", videojob="clip", uid="uid-1", stage=stage,  # type: ignore[arg-type]
-                     spec=s, eff=eff, suspend=False, pool="gpu",
-                    queued_at="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
+                     spec=s, eff=eff, pool="gpu",
+                    now="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
                      service_account="worker", extra_env={"X": "1"})
 
 
@@ -94,7 +94,7 @@ def test_worker_secrets_come_from_secret_refs_and_volumes_are_added() -> None:
     spec = VideoJobSpec.model_validate({"prompt": "p"})
     eff = effective(spec, OperatorConfig(), "ns", "clip", "u1")
     job = stage_job(namespace="ns", videojob="clip", uid="u1", stage="stitch", spec=spec,
-                    eff=eff, suspend=True, pool="cpu", queued_at="t",
+                    eff=eff, pool="cpu", now="t",
                     redis_url="redis://:secret@r:6379/0", service_account="videojob-worker",
                     extra_env={}, secret_env={"VIDEOJOB_REDIS_URL": ("redis", "url")},
                     volumes=[{"name": "gcs", "secret": {"secretName": "gcs-key"}}],

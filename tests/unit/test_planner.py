@@ -5,23 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from videojob_common.pipeline import STAGES
+from videojob_operator.actions import Plan
+from videojob_operator.admission_policy import CreationOffer, PoolLimits
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import OperatorConfig
 from videojob_operator.jobs import job_name
-from videojob_operator.planner import (
-    JobView,
-    Observation,
-    Plan,
-    PodView,
-    ProgressView,
-    job_view,
-    plan,
-    position_worth_writing,
-)
+from videojob_operator.planner import plan
+from videojob_operator.scaling import PoolLoad
+from videojob_operator.status import position_worth_writing
+from videojob_operator.views import JobView, Observation, PodView, ProgressView, job_view
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 CONFIG = OperatorConfig()
-STAGES = ["plan", "keyframes", "segments", "stitch", "publish"]
 
 
 def videojob(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -36,8 +32,9 @@ def job(stage: str, **kw: Any) -> JobView:
 
 
 def run(vj: dict[str, Any], jobs: list[JobView] = (), pods: list[PodView] = (),  # type: ignore[assignment]
-        progress: list[ProgressView] = (), now: dt.datetime = T0) -> Plan:  # type: ignore[assignment]
-    obs = Observation(vj, list(jobs), list(pods), list(progress), now)
+        progress: list[ProgressView] = (), now: dt.datetime = T0,  # type: ignore[assignment]
+        offers: dict[str, CreationOffer] | None = None) -> Plan:
+    obs = Observation(vj, list(jobs), list(pods), list(progress), now, offers=offers or {})
     p = plan(obs, CONFIG)
     assert_settled(obs, p)
     assert_settled_after_create(obs, p)
@@ -111,6 +108,41 @@ def test_a_new_videojob_gets_its_finalizer_and_first_stage() -> None:
     assert reasons(p) == ["Created", "StageQueued"]
     assert p.status["effective"]["scenes"] == 2
     assert "startTime" not in p.status  # the total deadline counts from the first admission
+
+
+ROOM = {"cpu": CreationOffer(PoolLimits(10), PoolLoad(queued=0, running=0, pending=0))}
+FULL = {"cpu": CreationOffer(PoolLimits(2), PoolLoad(queued=0, running=1, pending=1))}
+
+
+def test_a_stage_whose_pool_has_room_starts_as_its_job_is_created() -> None:
+    p = run(videojob(), offers=ROOM)  # settles: the next look, with the Job, changes nothing
+    (created,) = p.create_jobs
+    assert created["spec"]["suspend"] is False and created["spec"]["parallelism"] == 1
+    assert created["metadata"]["annotations"]["videojob.dev/admitted-at"].startswith(
+        "2026-01-01T12:00:00.")
+    assert p.status is not None and p.status["phase"] == "Running"
+    assert p.status["startTime"] == "2026-01-01T12:00:00Z"  # the first admission
+    assert stage_phases(p) == ["Running", "Pending", "Pending", "Pending", "Pending"]
+    assert [e.message for e in p.events] == [
+        "VideoJob accepted: 2 scenes, 1280x720 @ 24 fps, 12s; stage plan started"]
+    assert p.requeue_after == 3600  # the total deadline, from now
+
+
+def test_a_stage_whose_pool_is_full_or_whose_videojob_is_suspended_is_queued() -> None:
+    for vj, offers in ((videojob(), FULL), (videojob(suspend=True), ROOM), (videojob(), {})):
+        (created,) = run(vj, offers=offers).create_jobs
+        assert created["spec"]["suspend"] is True
+        assert "videojob.dev/admitted-at" not in created["metadata"]["annotations"]
+
+
+def test_a_lost_job_recreated_with_room_runs_again_and_forgets_the_loss() -> None:
+    vj = advance(videojob(retry={"backoffSeconds": 10}), run(videojob()))
+    vj = advance(vj, run(vj, [job("plan", active=1)]))
+    vj = advance(vj, run(vj, []))
+    again = run(vj, [], now=T0 + dt.timedelta(seconds=11), offers=ROOM)
+    assert again.create_jobs[0]["spec"]["suspend"] is False
+    assert again.status is not None and stage_phases(again)[0] == "Running"
+    assert "jobLostTime" not in again.status["stages"][0]
 
 
 def test_a_queued_stage_shows_its_place_and_starts_when_admitted() -> None:

@@ -77,21 +77,15 @@ def test_slots_per_pod_count_gpus_only_under_auto() -> None:
     assert slots_per_pod(pools["cpu"], gpu_count=3, gpus_per_pod=1) == 1
 
 
-class FakeController:
-    def __init__(self) -> None:
-        self.config = config.OperatorConfig()
-        self.triggered = 0
-        self.admitter = self
-
-    def trigger(self) -> None:
-        self.triggered += 1
-
-
 def test_a_pool_change_applies_at_once_and_a_bad_one_is_ignored() -> None:
-    c = FakeController()
-    assert apply(c, "pools: {gpu: {maxConcurrency: 0}}")  # type: ignore[arg-type]
-    assert c.config.pools["gpu"].max_concurrency == 0 and c.triggered == 1
-    assert not apply(c, "pools: {gpu: {maxConcurrency: lots}}")  # type: ignore[arg-type]
-    assert c.config.pools["gpu"].max_concurrency == 0 and c.triggered == 1
-    assert apply(c, "pools: {}")  # type: ignore[arg-type]
-    assert c.config.pools["gpu"].max_concurrency == "auto" and c.triggered == 2
+    live = config.LiveConfig(config.OperatorConfig())
+    told: list[config.OperatorConfig] = []
+    live.subscribe(told.append)  # admission makes a pass at each change
+    assert apply(live, "pools: {gpu: {maxConcurrency: 0}}")
+    assert live.current.pools["gpu"].max_concurrency == 0 and len(told) == 1
+    assert not apply(live, "pools: {gpu: {maxConcurrency: lots}}")
+    assert live.current.pools["gpu"].max_concurrency == 0 and len(told) == 1
+    assert apply(live, "pools: {gpu: {maxConcurrency: 0}}")  # the same: valid, nothing to do
+    assert len(told) == 1
+    assert apply(live, "pools: {}")
+    assert live.current.pools["gpu"].max_concurrency == "auto" and len(told) == 2

@@ -1,4 +1,5 @@
-"""Who is admitted, in what order and how wide: admission.decide over hand-built Workloads."""
+"""Who is admitted, in what order and how wide: admission_policy.decide over hand-built
+Workloads."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from videojob_operator.admission import (
+from videojob_operator.admission_policy import (
+    CreationOffer,
     PoolLimits,
     Workload,
-    admit_at_creation,
     band,
     decide,
+    pods_at_creation,
     served_at,
     settled,
     wait_seconds,
@@ -171,15 +173,16 @@ def test_admission_at_creation_grants_what_the_next_pass_would() -> None:
                                    parallelism=completions, slots_per_pod=slots)
                         d = decide("gpu", limits, [*others, new])
                         expected = sum(a.pods for a in d.admits if a.videojob == "new")
-                        got = admit_at_creation(limits, replace(d.load, queued=0),
-                                                completions, slots)
+                        got = pods_at_creation(
+                            CreationOffer(limits, replace(d.load, queued=0)), completions, slots)
                         assert got == expected, (max_c, strategy, target, busy, completions)
 
 
 def test_nothing_is_admitted_at_creation_into_a_full_pool() -> None:
     full = decide("gpu", PoolLimits(2), [running("a"), running("b")]).load
-    assert admit_at_creation(PoolLimits(2), full, 1, 1) == 0
-    assert admit_at_creation(PoolLimits(3), full, 4, 1) == 1  # narrower, widened later
+    assert pods_at_creation(CreationOffer(PoolLimits(2), full), 1, 1) == 0
+    # narrower, widened later
+    assert pods_at_creation(CreationOffer(PoolLimits(3), full), 4, 1) == 1
 
 
 def test_settled_jobs_left_out_with_their_service_times_decide_the_same() -> None:

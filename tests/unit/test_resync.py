@@ -8,8 +8,8 @@ from typing import Any
 
 from kubernetes import client
 
-from videojob_operator.config import OperatorConfig
-from videojob_operator.controller import LIST_PAGE, Controller
+from videojob_operator.kube import Api
+from videojob_operator.store import LIST_PAGE, Change, Store
 
 
 def job(name: str, rv: int, *, vj: str = "clip", ns: str = "a", uid: str = "u",
@@ -20,22 +20,29 @@ def job(name: str, rv: int, *, vj: str = "clip", ns: str = "a", uid: str = "u",
             "spec": {}, "status": {"conditions": conditions}}
 
 
-def controller() -> Controller:
-    c = Controller(OperatorConfig(), client.ApiClient())
-    c.admitter.trigger = lambda: None  # type: ignore[method-assign]
+class Told(list[Change]):
+    """The changes the store told its listeners (the controller queues a reconcile for each
+    with `reconcile`)."""
+
+    def reconciled(self) -> set[tuple[str, str]]:
+        return {c.key for c in self if c.reconcile}
+
+
+def controller() -> Store:
+    c = Store(Api(client.ApiClient()))
+    c.told = Told()  # type: ignore[attr-defined]
+    c.subscribe(c.told.append)  # type: ignore[attr-defined]
     return c
 
 
 def test_a_completion_the_watch_missed_is_fed_in_and_the_videojob_queued() -> None:
     c = controller()
     c.observe_child("job", "ADDED", job("clip-plan", 10))
-    c.queued.clear()
-    while not c.queue.empty():
-        c.queue.get_nowait()
+    c.told.clear()  # type: ignore[attr-defined]
     changes = c.refresh("job", None, [job("clip-plan", 12, complete=True)], 20)
     assert changes == 1
     assert c.jobs[("a", "clip")]["clip-plan"]["status"]["conditions"][0]["type"] == "Complete"
-    assert ("a", "clip") in c.queued
+    assert ("a", "clip") in c.told.reconciled()  # type: ignore[attr-defined]
 
 
 def test_an_unchanged_listing_changes_nothing() -> None:
@@ -86,8 +93,8 @@ def test_listings_are_read_a_page_at_a_time_at_the_first_pages_version() -> None
         return Answer({"metadata": {"resourceVersion": str(50 + start), **more},
                        "items": items})
 
-    c.batch.list_job_for_all_namespaces = list_jobs  # type: ignore[method-assign]
-    c.core.list_pod_for_all_namespaces = (  # type: ignore[method-assign]
+    c.api.batch.list_job_for_all_namespaces = list_jobs  # type: ignore[method-assign]
+    c.api.core.list_pod_for_all_namespaces = (  # type: ignore[method-assign]
         lambda **kwargs: Answer({"metadata": {"resourceVersion": "60"}, "items": []}))
     listings = asyncio.run(c._list_children([]))
     assert [(kind, ns, len(items), rv) for kind, ns, items, rv in listings] == [

@@ -6,7 +6,7 @@ per-object queue and handler machinery, only to be put in a cache.
 
 Here one thread per watch (kind, and namespace or the whole cluster) does the reading:
 - it reads the stream, parses each event (orjson: the pods' and Jobs' JSON was the largest
-  part of the operator's CPU) and trims the object as the caches keep it (`controller.slim`),
+  part of the operator's CPU) and trims the object as the caches keep it (`store.slim`),
   all off the event loop;
 - it hands the loop the small copies. One callback drains everything that has arrived since
   the last one, so a burst costs the loop one wake-up, not one per event.
@@ -15,9 +15,9 @@ A watch starts from the resourceVersion of the listing that primed the cache, so
 between the two is missed. The stream ends every `WATCH_TIMEOUT` seconds and is reopened from
 the last version seen; bookmarks keep that version fresh when nothing changes.
 - A version the API server no longer has (410 Gone) is answered with a new listing, fed in
-  as `Controller.refresh` feeds the resync's, and the watch goes on from its version.
+  as `Store.refresh` feeds the resync's, and the watch goes on from its version.
 - A broken connection is retried with back-off from the last version.
-- The resync (controller.py) stays the safety net for anything else.
+- The resync (`Store.resync`) stays the safety net for anything else.
 """
 
 from __future__ import annotations
@@ -28,19 +28,18 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import urllib3
 from kubernetes.client import ApiException
 
+from videojob_common.pipeline import Obj
+
 from . import metrics
 from .jobs import LABEL_NAME
+from .store import Store, slim
 
-if TYPE_CHECKING:
-    from .controller import Controller
-
-Obj = dict[str, Any]
 log = logging.getLogger("videojob.children")
 
 WATCH_TIMEOUT = 300  # seconds a watch runs before it is reopened (server side)
@@ -55,9 +54,9 @@ class Gone(Exception):
 class ChildWatch:
     """One watch of Jobs or pods carrying the operator's label, in one namespace or all."""
 
-    def __init__(self, controller: Controller, kind: str, namespace: str | None,
+    def __init__(self, store: Store, kind: str, namespace: str | None,
                  resource_version: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.controller = controller
+        self.store = store
         self.kind = kind
         self.namespace = namespace
         self.resource_version = resource_version
@@ -125,9 +124,7 @@ class ChildWatch:
 
     def _stream(self) -> Iterator[tuple[str, Obj]]:
         """The events of one watch request, objects trimmed; BOOKMARKs only move the version."""
-        from .controller import slim
-
-        fn, args = self.controller.list_fn(self.kind, self.namespace)
+        fn, args = self.store.api.list_fn(self.kind, self.namespace)
         try:
             response = fn(*args, label_selector=LABEL_NAME, watch=True,
                           resource_version=str(self.resource_version),
@@ -161,7 +158,7 @@ class ChildWatch:
         False if the listing failed."""
         try:
             items, version = asyncio.run_coroutine_threadsafe(
-                self.controller.list_trimmed(self.kind, self.namespace), self.loop).result()
+                self.store.list_trimmed(self.kind, self.namespace), self.loop).result()
         except Exception as e:  # the API server down, say: try again after a pause
             log.warning("listing %ss again failed: %s", self.kind, e)
             return False
@@ -169,7 +166,7 @@ class ChildWatch:
 
         def refresh() -> None:
             try:
-                self.controller.refresh(self.kind, self.namespace, items, version)
+                self.store.refresh(self.kind, self.namespace, items, version)
             finally:
                 done.set()
 
@@ -195,7 +192,7 @@ class ChildWatch:
             self.drain_pending = False
         for event_type, obj, at in events:
             try:
-                self.controller.observe_child(self.kind, event_type, obj, trimmed=True,
+                self.store.observe_child(self.kind, event_type, obj, trimmed=True,
                                               arrived=at)
             except Exception:
                 log.exception("%s event not applied", self.kind)
@@ -212,10 +209,10 @@ def _lines(response: Any) -> Iterator[bytes]:
         yield buffer
 
 
-def start(controller: Controller, versions: list[tuple[str, str | None, int]],
+def start(store: Store, versions: list[tuple[str, str | None, int]],
           loop: asyncio.AbstractEventLoop) -> list[ChildWatch]:
     """A watch per (kind, namespace or None, version to start from), started."""
-    watches = [ChildWatch(controller, kind, ns, version, loop) for kind, ns, version in versions]
+    watches = [ChildWatch(store, kind, ns, version, loop) for kind, ns, version in versions]
     for w in watches:
         w.start()
     return watches

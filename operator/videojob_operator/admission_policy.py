@@ -112,11 +112,15 @@ class PoolDecision:
     load: PoolLoad
     queued_jobs: int  # suspended Jobs waiting (the queue depth)
     held_jobs: int  # suspended Jobs of suspended VideoJobs (kept, not queued)
-    admit_pods: int  # the strategy's answer for this pass
     desired: int
     admits: list[Admit] = field(default_factory=list)
     order: list[Workload] = field(default_factory=list)  # the queue, head first
     queued_by_priority: dict[int, int] = field(default_factory=dict)  # priority -> queued Jobs
+
+    def all_granted(self) -> bool:
+        """Every Job in the queue got all it wanted: nobody is left waiting in the pool."""
+        granted = {(a.namespace, a.job): a.pods for a in self.admits}
+        return all(w.wanted <= granted.get((w.namespace, w.job), 0) for w in self.order)
 
     def positions(self) -> dict[tuple[str, str], int]:
         """(namespace, VideoJob) -> place in the queue (1 = next), after this pass's admits."""
@@ -198,7 +202,6 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
         queued_jobs=sum(1 for w in mine if w.queued),
         held_jobs=sum(1 for w in mine if w.suspended and w.held and not w.finished
                       and not w.leaving),
-        admit_pods=budget,
         desired=scaling.desired(load, max_concurrency=limits.max_concurrency,
                                 min_concurrency=limits.min_concurrency,
                                 target_queue_length=limits.target_queue_length),
@@ -222,14 +225,21 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
     return decision
 
 
-def admit_at_creation(limits: PoolLimits, load: PoolLoad, completions: int,
-                      slots_per_pod: int) -> int:
-    """Pods of a new stage Job to admit as it is created, in a pool where nothing waits: what
-    `decide` would grant it on the pass after its creation, so the Job can be created
-    unsuspended instead of created, then unsuspended (one write, and one pass, fewer).
+@dataclass(frozen=True)
+class CreationOffer:
+    """What a pool where nothing waits offers a stage Job created now: its limits, and its load
+    after every admission so far (the last pass's and those at creation since)."""
 
-    `load` is the pool's after every admission so far, queue empty; 0 means: create it
-    suspended and let the queue have it."""
+    limits: PoolLimits
+    load: PoolLoad
+
+
+def pods_at_creation(offer: CreationOffer, completions: int, slots_per_pod: int) -> int:
+    """Pods of a new stage Job to admit as it is created: what `decide` would grant it on the
+    pass after its creation, so the Job can be created unsuspended instead of created, then
+    unsuspended (one write, and one pass, fewer). 0 means: create it suspended and let the
+    queue have it."""
+    limits, load = offer.limits, offer.load
     cost = min(slots_per_pod, max(limits.max_concurrency, 1))
     queued = PoolLoad(queued=completions * slots_per_pod, running=load.running,
                       pending=load.pending)

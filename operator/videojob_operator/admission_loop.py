@@ -1,5 +1,5 @@
-"""Runs admission: gathers every pool's Jobs from the controller's caches, asks
-`admission.decide`, unsuspends what it says, and publishes the result.
+"""Runs admission: gathers every pool's Jobs from the store's caches, asks
+`admission_policy.decide`, unsuspends what it says, and publishes the result.
 
 Event-driven: every Job, pod, VideoJob, node or configuration event calls `trigger()`, and one
 pass runs at once (passes coalesce while one is running, and start `MIN_PASS_GAP` apart). A
@@ -19,29 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
-import os
 import time
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from kubernetes.client import ApiException
 
-from . import admission, metrics, pools, scaling
-from .admission import PoolDecision, PoolLimits, Workload
-from .api import API_VERSION, GROUP, POOL_KIND, POOL_PLURAL, VERSION, PoolStatus
-from .jobs import ANNOTATION_QUEUED_AT, CONTAINER, LABEL_STAGE
+from videojob_common.pipeline import TERMINAL, Obj
+
+from . import admission_policy as policy
+from . import metrics, pools, scaling
+from .admission_policy import CreationOffer, PoolDecision, PoolLimits, Workload
+from .api import API_VERSION, POOL_KIND, PoolStatus
+from .config import LiveConfig, OperatorConfig
+from .jobs import ANNOTATION_ADMITTED_AT, ANNOTATION_QUEUED_AT, LABEL_STAGE
 from .logs import ctx
-from .planner import ts_micro
+from .status import ts_micro
+from .store import Change, Key, Store
 
-if TYPE_CHECKING:
-    from .config import OperatorConfig
-    from .controller import Controller, Key
-
-Obj = dict[str, Any]
 log = logging.getLogger("videojob.admission")
-
-ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
 # Seconds between writes of one VideoJobPool object. Visibility only (admission reads the
 # cluster, and the Redis mirror and the metrics are live): a write of a custom resource costs
 # the API server about 12 ms of CPU, and during a burst the counts change at every pass, so a
@@ -52,18 +51,33 @@ POOL_STATUS_INTERVAL = 5.0
 # faster than passes run and each pass orders every pool's Jobs; a pass every 100 ms at most
 # takes the events of that time together and keeps a freed slot's reaction well inside its
 # 250 ms goal (bench/admission.py). A stage that need not wait is admitted as it is created,
-# without a pass (admit_on_create).
+# without a pass (offers).
 MIN_PASS_GAP = 0.1
 
 
-# The cluster-scoped object VideoJobPools are owned by (the Helm chart's ClusterRole), so that
-# uninstalling the operator garbage-collects them; unset: the pools are left in place.
-POOL_OWNER_CLUSTERROLE = os.environ.get("VIDEOJOB_POOL_OWNER_CLUSTERROLE", "")
+class AdmissionWriter(Protocol):
+    """All admission writes to the API: unsuspending or widening Jobs, and the pool objects
+    (kube.Api)."""
+
+    async def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj: ...
+
+    async def cluster_role_uid(self, name: str) -> str: ...
+
+    async def write_pool_status(self, name: str, patch: Obj, body: Obj) -> None: ...
 
 
 class Admitter:
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
+    def __init__(self, store: Store, config: LiveConfig, writer: AdmissionWriter, *,
+                 requeue: Callable[[Key], None],
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        """`requeue`: a VideoJob whose place in the queue changed, to be reconciled."""
+        self.store = store
+        self.config = config
+        self.writer = writer
+        self.requeue = requeue
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        store.subscribe(self.changed)
+        config.subscribe(lambda _: self.trigger())
         self.nodes: dict[str, Obj] = {}
         self.wake = asyncio.Event()
         self.last_pass = 0.0  # monotonic start of the last pass
@@ -76,9 +90,8 @@ class Admitter:
         self.pool_written: dict[str, tuple[Obj, float]] = {}
         self.pool_due: set[str] = set()  # pools with a pass to come for their status
         self.publish: list[Any] = []  # callbacks(decisions, held) after each pass
-        self.passes = 0
         self.pool_owner: list[Obj] | None = None
-        # Admission at creation (admit_on_create). Each pass takes a snapshot of the caches;
+        # Admission at creation (offers, creating). Each pass takes a snapshot of the caches;
         # `decided` holds every pool's newest decision with the snapshot it came from, as soon
         # as it is made (its patches may still be under way). Admissions at creation made since
         # that snapshot (`at_creation`: snapshot, pool, slots) are not in it, nor is a Job
@@ -88,7 +101,8 @@ class Admitter:
         self.at_creation: list[tuple[int, str, int]] = []
         self.refused_at: dict[str, int] = {}
         # Jobs admitted at creation whose create is under way: counted as admitted by passes.
-        self.creating: dict[tuple[str, str], Workload] = {}
+        self.being_created: dict[tuple[str, str], Workload] = {}
+        self.offered: dict[str, CreationOffer] | None = None  # offers(), until something changes
         # The admission view of each VideoJob's Jobs, rebuilt for the VideoJobs marked `stale`
         # (all of them when the configuration changes: pools and slots depend on it).
         self.view: dict[Key, list[Workload]] = {}
@@ -107,10 +121,11 @@ class Admitter:
         self.pool_due.discard(name)
         self.trigger()
 
-    def changed(self, key: Key) -> None:
-        """A Job, pod or the VideoJob itself of `key` changed."""
-        self.stale.add(key)
-        self.wake.set()
+    def changed(self, change: Change) -> None:
+        """A Job, pod or the VideoJob itself of `change.key` changed (store.Store)."""
+        if change.kind != "progress":
+            self.stale.add(change.key)
+            self.wake.set()
 
     def observe_node(self, event_type: str | None, node: Obj) -> None:
         name = node["metadata"]["name"]
@@ -125,7 +140,7 @@ class Admitter:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             interval = min(p.polling_interval_seconds
-                           for p in self.controller.config.pools.values())
+                           for p in self.config.current.pools.values())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval)
             wait = self.last_pass + MIN_PASS_GAP - time.monotonic()
@@ -142,7 +157,7 @@ class Admitter:
 
     async def admit(self) -> None:
         started = time.perf_counter()
-        config = self.controller.config
+        config = self.config.current
         self.snapshot += 1
         snapshot = self.snapshot
         by_pool: dict[str, list[Workload]] = defaultdict(list)
@@ -150,20 +165,13 @@ class Admitter:
         for w in live:
             by_pool[w.pool].append(w)
         decisions: dict[str, PoolDecision] = {}
-        for name, pool in config.pools.items():
-            limits = PoolLimits(
-                max_concurrency=pools.capacity(
-                    pool, list(self.nodes.values()),
-                    gpu_resource=config.defaults.gpu_resource_name,
-                    gpu_selector=config.defaults.gpu_node_selector,
-                    gpus_per_pod=config.defaults.gpu_count),
-                min_concurrency=pool.min_concurrency,
-                target_queue_length=pool.target_queue_length,
-                strategy=pool.strategy)
-            decisions[name] = admission.decide(name, limits, by_pool[name], served.get(name))
+        for name in config.pools:
+            decisions[name] = policy.decide(name, self._limits(config, name), by_pool[name],
+                                            served.get(name))
             self.decided[name] = (snapshot, decisions[name])
         self.decided = {name: self.decided[name] for name in decisions}  # pools removed
         self.at_creation = [e for e in self.at_creation if e[0] >= snapshot]
+        self.offered = None
         # Metrics first: they show the decided state while the patches are under way.
         self._report(decisions)
         results = await asyncio.gather(*(self._admit(d, a) for d in decisions.values()
@@ -171,8 +179,8 @@ class Admitter:
         refused = {(a.namespace, a.job) for a, ok in results if not ok}
         for d in decisions.values():
             d.admits = [a for a in d.admits if (a.namespace, a.job) not in refused]
+        self.offered = None
         self.decisions = decisions
-        self.passes += 1
         self._positions(decisions)
         held = {name: [f"{w.namespace}/{w.job}" for w in by_pool[name]
                        if w.held and w.suspended and not w.finished and not w.leaving]
@@ -184,57 +192,43 @@ class Admitter:
         await self._write_pools(decisions)
         metrics.ADMISSION_PASS.observe(time.perf_counter() - started)
 
+    def _limits(self, config: OperatorConfig, name: str) -> PoolLimits:
+        pool = config.pools[name]
+        return PoolLimits(
+            max_concurrency=pools.capacity(
+                pool, list(self.nodes.values()),
+                gpu_resource=config.defaults.gpu_resource_name,
+                gpu_selector=config.defaults.gpu_node_selector,
+                gpus_per_pod=config.defaults.gpu_count),
+            min_concurrency=pool.min_concurrency,
+            target_queue_length=pool.target_queue_length,
+            strategy=pool.strategy)
+
     # -- gathering ------------------------------------------------------------------------
 
     def workloads(self) -> list[Workload]:
         """Every stage Job as admission sees it (and the Jobs being created admitted)."""
         self._refresh()
-        return [w for ws in self.view.values() for w in ws] + list(self.creating.values())
+        return [w for ws in self.view.values() for w in ws] + list(self.being_created.values())
 
     def live_workloads(self) -> tuple[list[Workload], dict[str, dict[str, str]]]:
-        """What a pass decides from: the workloads less the settled ones (admission.settled),
+        """What a pass decides from: the workloads less the settled ones (admission_policy.settled),
         and, per pool, the last admission per namespace among those left out."""
         self._refresh()
         if self.served_total is None:
-            total: dict[str, dict[str, str]] = defaultdict(dict)
-            for by_pool in self.served.values():
-                for pool, by_ns in by_pool.items():
-                    mine = total[pool]
-                    for ns, at in by_ns.items():
-                        if at > mine.get(ns, ""):
-                            mine[ns] = at
-            self.served_total = dict(total)
-        live = [w for ws in self.live.values() for w in ws] + list(self.creating.values())
+            self.served_total = _latest_by_namespace(self.served.values())
+        live = [w for ws in self.live.values() for w in ws] + list(self.being_created.values())
         return live, self.served_total
 
     def _refresh(self) -> None:
         """The view brought up to date for the VideoJobs whose Jobs, pods or selves changed."""
-        c = self.controller
-        if c.config is not self.view_config:
-            self.view_config = c.config
-            self.stale |= set(self.view) | set(c.jobs)
+        config = self.config.current
+        if config is not self.view_config:
+            self.view_config = config
+            self.stale |= set(self.view) | set(self.store.jobs)
         for key in self.stale:
-            if c.jobs.get(key):
-                ws = self._workloads(key)
-                self.view[key] = ws
-                live: list[Workload] = []
-                by_pool: dict[str, list[Workload]] = defaultdict(list)  # the settled ones
-                for w in ws:
-                    if admission.settled(w):
-                        by_pool[w.pool].append(w)
-                    else:
-                        live.append(w)
-                if live:
-                    self.live[key] = live
-                else:
-                    self.live.pop(key, None)
-                served = {pool: admission.served_at(d) for pool, d in by_pool.items()}
-                if self.served.get(key, {}) != served:
-                    self.served_total = None
-                if served:
-                    self.served[key] = served
-                else:
-                    self.served.pop(key, None)
+            if self.store.jobs.get(key):
+                self._rebuild(key, config)
             else:
                 self.view.pop(key, None)
                 self.live.pop(key, None)
@@ -242,133 +236,119 @@ class Admitter:
                     self.served_total = None
         self.stale.clear()
 
-    def _workloads(self, key: Key) -> list[Workload]:
-        c = self.controller
-        config = c.config
-        out: list[Workload] = []
-        vj = c.videojobs.get(key)
-        vj_meta = (vj or {}).get("metadata") or {}
-        spec = (vj or {}).get("spec") or {}
-        phase = ((vj or {}).get("status") or {}).get("phase")
+    def _rebuild(self, key: Key, config: OperatorConfig) -> None:
+        """The view of one VideoJob's Jobs: the live ones, and when the settled ones were
+        last admitted, by pool and namespace."""
+        ws = self._workloads(key, config)
+        self.view[key] = ws
+        live = [w for w in ws if not policy.settled(w)]
+        by_pool: dict[str, list[Workload]] = defaultdict(list)  # the settled ones
+        for w in ws:
+            if policy.settled(w):
+                by_pool[w.pool].append(w)
+        if live:
+            self.live[key] = live
+        else:
+            self.live.pop(key, None)
+        served = {pool: policy.served_at(d) for pool, d in by_pool.items()}
+        if self.served.get(key, {}) != served:
+            self.served_total = None
+        if served:
+            self.served[key] = served
+        else:
+            self.served.pop(key, None)
+
+    def _workloads(self, key: Key, config: OperatorConfig) -> list[Workload]:
+        vj = self.store.videojobs.get(key) or {}
         pods_by_job: dict[str, list[Obj]] = defaultdict(list)
-        for pod in c.pods.get(key, {}).values():
+        for pod in self.store.pods.get(key, {}).values():
             job_name = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
             if job_name:
                 pods_by_job[job_name].append(pod)
-        for job in c.jobs.get(key, {}).values():
-            meta, jspec, st = job["metadata"], job.get("spec") or {}, job.get("status") or {}
-            stage = (meta.get("labels") or {}).get(LABEL_STAGE, "")
+        out: list[Workload] = []
+        for job in self.store.jobs.get(key, {}).values():
+            stage = (job["metadata"].get("labels") or {}).get(LABEL_STAGE, "")
             try:
                 pool_name = pools.pool_of(config.pools, stage)
             except StopIteration:
                 continue
-            owned = any(r.get("uid") == vj_meta.get("uid")
-                        for r in meta.get("ownerReferences") or [])
-            conditions = {cond.get("type") for cond in st.get("conditions") or []
-                          if cond.get("status") == "True"}
-            pods = pods_by_job.get(meta["name"], [])
-            done_indexes = {(p["metadata"].get("annotations") or {}).get(
-                "batch.kubernetes.io/job-completion-index") for p in pods
-                if (p.get("status") or {}).get("phase") == "Succeeded"}
-            phases = Counter((p.get("status") or {}).get("phase", "Pending") for p in pods)
-            out.append(Workload(
-                namespace=meta["namespace"], job=meta["name"],
-                videojob=vj_meta.get("name", key[1]), stage=stage, pool=pool_name,
-                priority=int(spec.get("priority") or 0),
-                created=vj_meta.get("creationTimestamp") or "",
-                completions=int(jspec.get("completions") or 1),
-                succeeded=max(int(st.get("succeeded") or 0), len(done_indexes - {None})),
-                parallelism=int(jspec.get("parallelism") or 0),
-                suspended=bool(jspec.get("suspend")),
-                held=bool(spec.get("suspend")),
-                leaving=(not owned or bool(vj_meta.get("deletionTimestamp"))
-                         or bool(meta.get("deletionTimestamp"))
-                         or phase in ("Succeeded", "Failed")),
-                finished=bool(conditions & {"Complete", "Failed"}),
-                running_pods=phases["Running"],
-                pending_pods=phases["Pending"],
-                slots_per_pod=_slots_per_pod(config, pool_name, jspec),
-                queued_at=(meta.get("annotations") or {}).get(ANNOTATION_QUEUED_AT),
-                admitted_at=(meta.get("annotations") or {}).get(ANNOTATION_ADMITTED_AT),
-            ))
+            out.append(workload(key, vj, job, pods_by_job.get(job["metadata"]["name"], []),
+                                pool_name, _slots_per_pod(config, pool_name, job.get("spec")
+                                                          or {})))
         return out
 
     # -- admission at creation --------------------------------------------------------------
 
-    def admit_on_create(self, manifest: Obj, videojob: Obj) -> int:
-        """How many pods of a stage Job about to be created to admit at once (0: create it
-        suspended, into the queue). Only when nothing waits in its pool, so no one is passed
-        over, and only what the next pass would grant it (admission.admit_at_creation), from the
-        pool's newest decision plus every admission since. The planner creates every Job
-        suspended; a stage that need not wait is thus created running: one write instead of
-        two, and no pass and round trip between the previous stage's end and this one's
-        start. Call `created` once the create has returned or failed."""
-        config = self.controller.config
+    def offers(self) -> dict[str, CreationOffer]:
+        """What each pool offers a stage Job created now (views.Observation.offers): only
+        pools where nothing waits, so no one is passed over, and only what the next pass would
+        grant, from the pool's newest decision plus every admission since. A stage that need
+        not wait is then created running: one write instead of two, and no pass and round trip
+        between the previous stage's end and this one's start."""
+        if self.offered is not None:
+            return self.offered
+        out: dict[str, CreationOffer] = {}
+        for pool_name, (snapshot, d) in self.decided.items():
+            if self.refused_at.get(pool_name, -1) >= snapshot or not d.all_granted():
+                continue  # a Job joined the queue since the decision, or someone waits
+            slots = {(w.namespace, w.job): w.slots_per_pod for w in d.order}
+            since = (sum(a.pods * slots.get((a.namespace, a.job), 1) for a in d.admits)
+                     + sum(n for s, p, n in self.at_creation if p == pool_name and s >= snapshot))
+            out[pool_name] = CreationOffer(d.limits, scaling.PoolLoad(
+                queued=0, running=d.load.running, pending=d.load.pending + since))
+        self.offered = out
+        return out
+
+    def creating(self, manifest: Obj, videojob: Obj) -> None:
+        """A stage Job is about to be created as the planner built it: admitted (counted from
+        now on, as passes will count it once it is in the cache), or queued (the pool's offers
+        end until the next pass has seen it). Call `created` once the create has returned or
+        failed."""
+        config = self.config.current
         meta, spec = manifest["metadata"], manifest["spec"]
-        try:
-            pool_name = pools.pool_of(config.pools, (meta.get("labels") or {}).get(
-                LABEL_STAGE, ""))
-        except StopIteration:
-            return 0
-        entry = self.decided.get(pool_name)
-        if entry is None or ((videojob.get("spec") or {}).get("suspend")):
-            return 0
-        snapshot, d = entry
-        if self.refused_at.get(pool_name, -1) >= snapshot:
-            return 0  # a Job joined the queue since the decision: it goes first
-        granted = {(a.namespace, a.job): a.pods for a in d.admits}
-        if any(w.wanted > granted.get((w.namespace, w.job), 0) for w in d.order):
-            return 0  # someone waits
-        slots = {(w.namespace, w.job): w.slots_per_pod for w in d.order}
-        since = (sum(a.pods * slots.get((a.namespace, a.job), 1) for a in d.admits)
-                 + sum(n for s, p, n in self.at_creation if p == pool_name and s >= snapshot))
-        per_pod = _slots_per_pod(config, pool_name, spec)
-        completions = int(spec.get("completions") or 1)
-        pods = admission.admit_at_creation(
-            d.limits, scaling.PoolLoad(queued=0, running=d.load.running,
-                                       pending=d.load.pending + since),
-            completions, per_pod)
-        if pods <= 0:
-            self.refused_at[pool_name] = self.snapshot
-            return 0
+        pool_name = pools.pool_of(config.pools, meta["labels"][LABEL_STAGE])
+        self.offered = None
+        if spec["suspend"]:
+            if not (videojob.get("spec") or {}).get("suspend"):
+                self.refused_at[pool_name] = self.snapshot
+            return
+        pods, per_pod = int(spec["parallelism"]), _slots_per_pod(config, pool_name, spec)
         self.at_creation.append((self.snapshot, pool_name, pods * per_pod))
         vj_meta = videojob["metadata"]
         priority = int((videojob.get("spec") or {}).get("priority") or 0)
-        self.creating[(meta["namespace"], meta["name"])] = Workload(
+        self.being_created[(meta["namespace"], meta["name"])] = Workload(
             namespace=meta["namespace"], job=meta["name"], videojob=vj_meta["name"],
             stage=meta["labels"][LABEL_STAGE], pool=pool_name, priority=priority,
-            created=vj_meta.get("creationTimestamp") or "", completions=completions,
-            succeeded=0, parallelism=pods, suspended=False, held=False, finished=False,
-            slots_per_pod=per_pod)
-        band = admission.band(priority)
+            created=vj_meta.get("creationTimestamp") or "",
+            completions=int(spec.get("completions") or 1), succeeded=0, parallelism=pods,
+            suspended=False, held=False, finished=False, slots_per_pod=per_pod)
+        band = policy.band(priority)
         self.admitted_total[pool_name] += 1
         metrics.ADMITTED.labels(pool_name, band).inc()
         metrics.ADMITTED_PODS.labels(pool_name).inc(pods)
         metrics.ADMISSION_WAIT.labels(pool_name, band).observe(0.0)
         log.info("admitted Job %s in pool %s at creation: parallelism %d", meta["name"],
                  pool_name, pods, extra=ctx(meta["namespace"], vj_meta["name"]))
-        return pods
 
     def created(self, namespace: str, job: str) -> None:
         """The create of a Job admitted at creation returned (its Job is in the cache) or
         failed (a 409: the Job existed, and passes see that one)."""
-        self.creating.pop((namespace, job), None)
+        self.being_created.pop((namespace, job), None)
 
     # -- acting ---------------------------------------------------------------------------
 
-    async def _admit(self, d: PoolDecision, a: admission.Admit) -> tuple[admission.Admit, bool]:
-        c = self.controller
-        job = c.jobs.get((a.namespace, a.videojob), {}).get(a.job)
+    async def _admit(self, d: PoolDecision, a: policy.Admit) -> tuple[policy.Admit, bool]:
+        job = self.store.jobs.get((a.namespace, a.videojob), {}).get(a.job)
         if job is None:
             return a, False
-        now = c.clock()
+        now = self.clock()
         body: Obj = {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
                      "spec": {"parallelism": a.parallelism}}
         if not a.widen:
             body["metadata"]["annotations"] = {ANNOTATION_ADMITTED_AT: ts_micro(now)}
             body["spec"]["suspend"] = False
         try:
-            updated = await c.call(c.kube.patch_job, a.namespace, a.job, body)
+            updated = await self.writer.patch_job(a.namespace, a.job, body)
         except ApiException as e:
             if e.status not in (404, 409):
                 log.warning("admitting Job %s failed: %s %s", a.job, e.status, e.reason,
@@ -376,13 +356,13 @@ class Admitter:
             metrics.ADMISSION_ERRORS.labels(d.pool).inc()
             self.trigger()  # decide again from the newer state
             return a, False
-        c.observe_child("job", "MODIFIED", updated)
-        band = admission.band(a.priority)
+        self.store.answered("job", updated, reconcile=True)
+        band = policy.band(a.priority)
         metrics.ADMITTED_PODS.labels(d.pool).inc(a.pods)
         if not a.widen:
             self.admitted_total[d.pool] += 1
             metrics.ADMITTED.labels(d.pool, band).inc()
-            wait = admission.wait_seconds(a.queued_at, now)
+            wait = policy.wait_seconds(a.queued_at, now)
             if wait is not None:
                 metrics.ADMISSION_WAIT.labels(d.pool, band).observe(wait)
         log.info("%s Job %s in pool %s: parallelism %d", "widened" if a.widen else "admitted",
@@ -397,28 +377,15 @@ class Admitter:
         old, self.positions = self.positions, positions
         for key in set(old) | set(positions):
             if old.get(key) != positions.get(key):
-                self.controller.enqueue(key)
+                self.requeue(key)
 
     # -- publishing -----------------------------------------------------------------------
 
     def _report(self, decisions: dict[str, PoolDecision]) -> None:
         now = time.monotonic()
         for name, d in decisions.items():
-            pool = self.controller.config.pools[name]
-            by_band: Counter[str] = Counter()
-            for priority, count in d.queued_by_priority.items():
-                by_band[admission.band(priority)] += count
-            for a in d.admits:
-                if not a.widen:  # leaves the queue with this pass
-                    by_band[admission.band(a.priority)] -= 1
-            for band in metrics.BANDS:
-                metrics.QUEUE_DEPTH.labels(name, band).set(by_band[band])
-            metrics.QUEUE_PODS.labels(name).set(d.load.queued)
-            metrics.ADMISSION_ERRORS.labels(name)  # present at 0 before the first refusal
-            metrics.POOL_RUNNING.labels(name).set(d.load.running)
-            metrics.POOL_PENDING.labels(name).set(d.load.pending)
-            metrics.POOL_HELD.labels(name).set(d.held_jobs)
-            metrics.POOL_MAX.labels(name).set(d.limits.max_concurrency)
+            _queue_metrics(name, d)
+            pool = self.config.current.pools[name]
             busy = d.load.queued + d.load.running + d.load.pending > 0
             if busy:
                 self.last_busy[name] = now
@@ -434,26 +401,24 @@ class Admitter:
                     f"admitted {pods} pod(s) of {len(d.admits)} Job(s) ({d.limits.strategy}: "
                     f"queue {d.load.queued}, running {d.load.running}, pending "
                     f"{d.load.pending}, max {d.limits.max_concurrency})",
-                    ts_micro(self.controller.clock()))
+                    ts_micro(self.clock()))
 
     async def _pool_owner(self) -> list[Obj]:
         """The ownerReferences of pool objects (read once; [] when not configured or unreadable)."""
+        name = self.config.current.pool_owner_clusterrole
         if self.pool_owner is None:
             self.pool_owner = []
-            if POOL_OWNER_CLUSTERROLE:
-                c = self.controller
+            if name:
                 try:
-                    role = await c.call(c.rbac.read_cluster_role, POOL_OWNER_CLUSTERROLE)
-                    self.pool_owner = [{
-                        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                        "name": POOL_OWNER_CLUSTERROLE, "uid": role.metadata.uid}]
+                    uid = await self.writer.cluster_role_uid(name)
+                    self.pool_owner = [{"apiVersion": "rbac.authorization.k8s.io/v1",
+                                        "kind": "ClusterRole", "name": name, "uid": uid}]
                 except ApiException as e:
-                    log.warning("pool owner ClusterRole %s not read: %s %s",
-                                POOL_OWNER_CLUSTERROLE, e.status, e.reason)
+                    log.warning("pool owner ClusterRole %s not read: %s %s", name, e.status,
+                                e.reason)
         return self.pool_owner
 
     async def _write_pools(self, decisions: dict[str, PoolDecision]) -> None:
-        c = self.controller
         owners = await self._pool_owner()
         now = time.monotonic()
         for name, d in decisions.items():
@@ -466,40 +431,11 @@ class Admitter:
                     asyncio.get_running_loop().call_later(
                         POOL_STATUS_INTERVAL - (now - at), self._pool_due, name)
                 continue
-            pool = c.config.pools[name]
-            decision, when = self.last_decision.get(name, ("nothing admitted yet", None))
-            status = PoolStatus(
-                stages=pool.stages, strategy=pool.strategy,
-                max_concurrency_setting=str(pool.max_concurrency),
-                max_concurrency=d.limits.max_concurrency,
-                min_concurrency=pool.min_concurrency,
-                target_queue_length=pool.target_queue_length,
-                queued=d.queued_jobs, queued_pods=d.load.queued, running=d.load.running,
-                pending=d.load.pending, held=d.held_jobs, desired=d.desired,
-                admitted_total=self.admitted_total[name], last_scale_decision=decision,
-                last_scale_time=when,
-                head=[f"{w.namespace}/{w.videojob}:{w.stage}" for w in d.order[:10]],
-            ).model_dump(by_alias=True, exclude_none=True, mode="json")
+            status = self._pool_status(name, d)
             if status == written:
                 continue
-            meta: Obj = {"name": name, "labels": {
-                "app.kubernetes.io/managed-by": "videojob-operator"}}
-            if owners:
-                meta["ownerReferences"] = owners
-            body = {"apiVersion": API_VERSION, "kind": POOL_KIND, "metadata": meta,
-                    "status": status}
             try:
-                try:
-                    patch: Obj = {"status": status}
-                    if owners:  # adopts a pool object left by an earlier installation
-                        patch["metadata"] = {"ownerReferences": owners}
-                    await c.call(c.custom.patch_cluster_custom_object, GROUP, VERSION,
-                                  POOL_PLURAL, name, patch)
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-                    await c.call(c.custom.create_cluster_custom_object, GROUP, VERSION,
-                                  POOL_PLURAL, body)
+                await self._write_pool(name, status, owners)
             except ApiException as e:
                 # Visibility only (e.g. the CRD is not installed): admission goes on.
                 log.warning("pool %s status not written: %s %s", name, e.status, e.reason)
@@ -507,22 +443,96 @@ class Admitter:
                 continue
             self.pool_written[name] = (status, now)
 
+    def _pool_status(self, name: str, d: PoolDecision) -> Obj:
+        pool = self.config.current.pools[name]
+        decision, when = self.last_decision.get(name, ("nothing admitted yet", None))
+        status: Obj = PoolStatus(
+            stages=pool.stages, strategy=pool.strategy,
+            max_concurrency_setting=str(pool.max_concurrency),
+            max_concurrency=d.limits.max_concurrency,
+            min_concurrency=pool.min_concurrency,
+            target_queue_length=pool.target_queue_length,
+            queued=d.queued_jobs, queued_pods=d.load.queued, running=d.load.running,
+            pending=d.load.pending, held=d.held_jobs, desired=d.desired,
+            admitted_total=self.admitted_total[name], last_scale_decision=decision,
+            last_scale_time=when,
+            head=[f"{w.namespace}/{w.videojob}:{w.stage}" for w in d.order[:10]],
+        ).model_dump(by_alias=True, exclude_none=True, mode="json")
+        return status
+
+    async def _write_pool(self, name: str, status: Obj, owners: list[Obj]) -> None:
+        meta: Obj = {"name": name, "labels": {
+            "app.kubernetes.io/managed-by": "videojob-operator"}}
+        if owners:
+            meta["ownerReferences"] = owners
+        patch: Obj = {"status": status}
+        if owners:  # adopts a pool object left by an earlier installation
+            patch["metadata"] = {"ownerReferences": owners}
+        await self.writer.write_pool_status(name, patch, {
+            "apiVersion": API_VERSION, "kind": POOL_KIND, "metadata": meta, "status": status})
+
+
+def _queue_metrics(name: str, d: PoolDecision) -> None:
+    """The pool's queue and load as decided, before the admission patches land."""
+    by_band: Counter[str] = Counter()
+    for priority, count in d.queued_by_priority.items():
+        by_band[policy.band(priority)] += count
+    for a in d.admits:
+        if not a.widen:  # leaves the queue with this pass
+            by_band[policy.band(a.priority)] -= 1
+    for band in metrics.BANDS:
+        metrics.QUEUE_DEPTH.labels(name, band).set(by_band[band])
+    metrics.QUEUE_PODS.labels(name).set(d.load.queued)
+    metrics.ADMISSION_ERRORS.labels(name)  # present at 0 before the first refusal
+    metrics.POOL_RUNNING.labels(name).set(d.load.running)
+    metrics.POOL_PENDING.labels(name).set(d.load.pending)
+    metrics.POOL_HELD.labels(name).set(d.held_jobs)
+    metrics.POOL_MAX.labels(name).set(d.limits.max_concurrency)
+
+
+def _latest_by_namespace(served: Any) -> dict[str, dict[str, str]]:
+    """pool -> namespace -> the latest admission, over every VideoJob's."""
+    total: dict[str, dict[str, str]] = defaultdict(dict)
+    for by_pool in served:
+        for pool, by_ns in by_pool.items():
+            mine = total[pool]
+            for ns, at in by_ns.items():
+                if at > mine.get(ns, ""):
+                    mine[ns] = at
+    return dict(total)
+
+
+def workload(key: Key, vj: Obj, job: Obj, pods: list[Obj], pool: str,
+             slots_per_pod: int) -> Workload:
+    """A stage Job as admission sees it, with its pods and its VideoJob."""
+    vj_meta, spec = vj.get("metadata") or {}, vj.get("spec") or {}
+    meta, jspec, st = job["metadata"], job.get("spec") or {}, job.get("status") or {}
+    owned = any(r.get("uid") == vj_meta.get("uid") for r in meta.get("ownerReferences") or [])
+    conditions = {c.get("type") for c in st.get("conditions") or [] if c.get("status") == "True"}
+    done_indexes = {(p["metadata"].get("annotations") or {}).get(
+        "batch.kubernetes.io/job-completion-index") for p in pods
+        if (p.get("status") or {}).get("phase") == "Succeeded"}
+    phases = Counter((p.get("status") or {}).get("phase", "Pending") for p in pods)
+    annotations = meta.get("annotations") or {}
+    return Workload(
+        namespace=meta["namespace"], job=meta["name"], videojob=vj_meta.get("name", key[1]),
+        stage=(meta.get("labels") or {}).get(LABEL_STAGE, ""), pool=pool,
+        priority=int(spec.get("priority") or 0), created=vj_meta.get("creationTimestamp") or "",
+        completions=int(jspec.get("completions") or 1),
+        succeeded=max(int(st.get("succeeded") or 0), len(done_indexes - {None})),
+        parallelism=int(jspec.get("parallelism") or 0), suspended=bool(jspec.get("suspend")),
+        held=bool(spec.get("suspend")),
+        leaving=(not owned or bool(vj_meta.get("deletionTimestamp"))
+                 or bool(meta.get("deletionTimestamp"))
+                 or (vj.get("status") or {}).get("phase") in TERMINAL),
+        finished=bool(conditions & {"Complete", "Failed"}),
+        running_pods=phases["Running"], pending_pods=phases["Pending"],
+        slots_per_pod=slots_per_pod, queued_at=annotations.get(ANNOTATION_QUEUED_AT),
+        admitted_at=annotations.get(ANNOTATION_ADMITTED_AT))
+
 
 def _slots_per_pod(config: OperatorConfig, pool: str, job_spec: Obj) -> int:
     """Slots one pod of a Job takes in its pool (GPUs per pod, for a pool counting GPUs)."""
     return pools.slots_per_pod(config.pools[pool],
-                               _gpus(job_spec, config.defaults.gpu_resource_name),
+                               pools.job_gpus(job_spec, config.defaults.gpu_resource_name),
                                config.defaults.gpu_count)
-
-
-def _gpus(job_spec: Obj, resource: str) -> int:
-    pod = ((job_spec.get("template") or {}).get("spec")) or {}
-    for container in pod.get("containers") or []:
-        if container.get("name") == CONTAINER:
-            limits = (container.get("resources") or {}).get("limits") or {}
-            try:
-                return int(str(limits.get(resource, 0)))
-            except ValueError:
-                return 0
-    return 0
-

@@ -1,0 +1,74 @@
+"""The feed of live progress from the workers, read from Redis (contract: docs/contract.md,
+"Progress"); the figures made of it are progress.py's.
+
+Subscribes to the `videojob:progress` channel and, on every (re)connect, reads the latest-value
+keys, so an operator that restarts mid-stage picks up where the workers are. Redis being down
+only means no fine-grained progress: stage-level progress still comes from the Jobs, and this
+loop keeps trying to reconnect with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .views import ProgressView
+
+CHANNEL = "videojob:progress"
+KEY_PATTERN = "videojob:progress:*"
+log = logging.getLogger("videojob.progress")
+
+Sink = Callable[[str, ProgressView], None]
+
+
+def parse(raw: bytes | str) -> tuple[str, ProgressView] | None:
+    """(uid, view) from one message, or None if it is not a valid progress report."""
+    try:
+        doc: dict[str, Any] = json.loads(raw)
+        index = doc.get("index")
+        view = ProgressView(
+            stage=str(doc["stage"]),
+            index=int(index) if index is not None else None,
+            percent=max(0.0, min(100.0, float(doc.get("percent", 0)))),
+            message=str(doc.get("message", ""))[:200],
+            done=int(doc.get("done", 0) or 0),
+            total=int(doc.get("total", 0) or 0),
+        )
+        return str(doc["uid"]), view
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def follow(url: str, sink: Sink, stop: asyncio.Event) -> None:
+    backoff = 0.5
+    while not stop.is_set():
+        client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(CHANNEL)
+            async for key in client.scan_iter(match=KEY_PATTERN, count=500):
+                value = await client.get(key)
+                parsed = parse(value) if value else None
+                if parsed:
+                    sink(*parsed)
+            log.info("following worker progress on %s", url)
+            backoff = 0.5
+            while not stop.is_set():
+                message = await pubsub.get_message(timeout=1.0)
+                if message and message.get("type") == "message":
+                    parsed = parse(message["data"])
+                    if parsed:
+                        sink(*parsed)
+        except (aioredis.RedisError, OSError) as e:
+            log.warning("progress from Redis unavailable (%s); retrying in %.1fs", e, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 10.0)
+        finally:
+            await client.aclose()

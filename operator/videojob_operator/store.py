@@ -1,0 +1,360 @@
+"""The operator's caches: VideoJobs, their stage Jobs and pods, and worker progress, kept from
+the watches and listings, and shared by everything that reads the cluster.
+
+kopf's VideoJob events (handlers.py), the Job and pod watches (child_watches.py), the Redis
+progress feed (progress_feed.py) and the operator's own write answers all come in here. The
+store keeps its copies, and tells its listeners what changed (`Change`): the controller queues a
+reconcile, admission marks the VideoJob for its next pass. Nothing here decides anything.
+
+- Jobs and pods are kept trimmed to what the planner and admission read (`slim`): a pod's spec
+  and every object's managedFields are most of its size, and an operator holding thousands of
+  VideoJobs would otherwise keep tens of kilobytes per pod it has no use for.
+- An older copy than the one held (a listing overlapping a watch, our own write's answer having
+  come first) is ignored; an event that changes nothing the planner or admission reads (a pod
+  given its IP, a Job's ready count) updates the copy and tells no one (`essence`).
+- Expectations without bookkeeping: the answers to our own writes go straight in (`remember`,
+  `created`), so the next reconcile plans from them, not from a stale copy; Job names are
+  deterministic, so a create racing a stale cache answers 409 and changes nothing.
+- The listings: `prime` before the first reconcile (a restarted operator never takes "not in
+  the cache yet" for "gone"), `resync` every `resync_seconds` as an informer's resync period
+  does, and `refresh` for a watch that expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from videojob_common.pipeline import STAGES, Obj
+
+from .handoff_metrics import HandoffClock
+from .jobs import LABEL_NAME, LABEL_UID
+from .kube import Api
+from .views import JobView, PodView, ProgressView, job_view, pod_view
+
+Key = tuple[str, str]  # (namespace, VideoJob name)
+log = logging.getLogger("videojob.store")
+
+LIST_PAGE = 500  # objects per page when the operator lists Jobs or pods
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a listener is told: something of VideoJob `key` changed."""
+
+    key: Key
+    kind: str  # videojob | job | pod | progress
+    deleted: bool = False  # the VideoJob itself is gone
+    # False for an echo of our own write, or the answer to a create of the reconcile under
+    # way: the reconcile goes on from it, and planning again would change nothing.
+    reconcile: bool = True
+    urgent: bool = False  # a stage Job finished or failed: the next stage waits on it
+
+
+Listener = Callable[[Change], None]
+
+
+class Store:
+    def __init__(self, api: Api, handoffs: HandoffClock | None = None) -> None:
+        self.api = api
+        self.handoffs = handoffs or HandoffClock()
+        self.videojobs: dict[Key, Obj] = {}
+        self.keys_by_uid: dict[str, Key] = {}  # progress reports name a VideoJob by its uid
+        self.jobs: dict[Key, dict[str, Obj]] = defaultdict(dict)
+        self.pods: dict[Key, dict[str, Obj]] = defaultdict(dict)
+        # uid -> (stage, index) -> latest progress report
+        self.progress: dict[str, dict[tuple[str, int | None], ProgressView]] = defaultdict(dict)
+        self.listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def _tell(self, change: Change) -> None:
+        for listener in self.listeners:
+            listener(change)
+
+    # -- VideoJobs ------------------------------------------------------------------------
+
+    def observe_videojob(self, event_type: str | None, obj: Obj) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.videojobs.pop(key, None)
+            self.progress.pop(meta.get("uid", ""), None)
+            if self.keys_by_uid.get(meta.get("uid", "")) == key:
+                del self.keys_by_uid[meta["uid"]]
+            self.handoffs.forget(key)
+            self._tell(Change(key, "videojob", deleted=True, reconcile=False))
+            return
+        old = self.videojobs.get(key)
+        if old is not None and _rv(old) > _rv(obj):
+            return  # an older copy than one we already hold (our own patch answered first)
+        meta.pop("managedFields", None)
+        # The echo of our own write is the version its answer put in the cache: planning from
+        # it again writes nothing (the planner settles in one step; test_planner), and whatever
+        # else changed since has queued the VideoJob itself.
+        echo = old is not None and _rv(old) == _rv(obj) and (
+            old["metadata"].get("uid") == meta.get("uid"))
+        self.videojobs[key] = obj
+        self.keys_by_uid[meta["uid"]] = key
+        # Priority, suspension, deletion and phase change the queue (admission listens).
+        self._tell(Change(key, "videojob", reconcile=not echo))
+
+    def remember(self, key: Key, updated: Obj) -> None:
+        """Our own write's answer is the newest state; reconcile from it, not a stale copy."""
+        if isinstance(updated, dict) and updated.get("metadata"):
+            old = self.videojobs.get(key)
+            if old is None or _rv(updated) >= _rv(old):
+                updated["metadata"].pop("managedFields", None)
+                self.videojobs[key] = updated
+
+    # -- Jobs and pods --------------------------------------------------------------------
+
+    def observe_child(self, kind: str, event_type: str | None, obj: Obj, *,
+                      trimmed: bool = False, arrived: float | None = None) -> None:
+        """A Job or pod event; `trimmed`: `obj` is already as the caches keep it (`slim`);
+        `arrived`: when the watch read it (monotonic), for the hand-off figures."""
+        self._child(kind, event_type, obj, trimmed=trimmed, arrived=arrived, reconcile=True)
+
+    def answered(self, kind: str, obj: Obj, *, reconcile: bool) -> None:
+        """The answer to one of our own writes of a Job (a create, an admission, a suspension).
+        `reconcile`: False for a create of the reconcile under way, which goes on from it."""
+        self._child(kind, "MODIFIED" if reconcile else "ADDED", obj, trimmed=False,
+                    arrived=None, reconcile=reconcile)
+
+    def _child(self, kind: str, event_type: str | None, obj: Obj, *, trimmed: bool,
+               arrived: float | None, reconcile: bool) -> None:
+        meta = obj["metadata"]
+        owner = (meta.get("labels") or {}).get(LABEL_NAME)
+        if not owner:
+            return
+        key = (meta["namespace"], owner)
+        if event_type == "DELETED":
+            self._forget(kind, key, meta["name"])
+            self._tell(Change(key, kind, reconcile=reconcile))
+            return
+        urgent = self._keep(kind, key, obj, trimmed, event_type, arrived)
+        if urgent is not None:
+            self._tell(Change(key, kind, reconcile=reconcile, urgent=urgent))
+
+    def _forget(self, kind: str, key: Key, name: str) -> None:
+        cache = self.jobs if kind == "job" else self.pods
+        cache[key].pop(name, None)
+        if not cache[key]:
+            del cache[key]
+
+    def _keep(self, kind: str, key: Key, obj: Obj, trimmed: bool, event_type: str | None,
+              arrived: float | None) -> bool | None:
+        """Keeps a copy; None if that changed nothing anyone reads, else whether it is urgent
+        (a stage Job that just finished or failed)."""
+        cache = self.jobs if kind == "job" else self.pods
+        meta = obj["metadata"]
+        old = cache[key].get(meta["name"])
+        same = old is not None and old["metadata"].get("uid") == meta.get("uid")
+        if old is not None and same and _rv(old) > _rv(obj):
+            return None  # an older copy than the one held (listing and watch overlap)
+        held = obj if trimmed else slim(kind, obj)
+        cache[key][meta["name"]] = held
+        if kind == "job" and event_type == "ADDED" and arrived is not None:
+            self.handoffs.job_added((meta["namespace"], meta["name"]), arrived)
+        seen = essence(kind, held)
+        was = essence(kind, old) if old is not None and same else None
+        if was == seen:
+            return None  # nothing the planner or admission reads changed
+        view = seen[0]
+        if not isinstance(view, JobView):
+            return False
+        if (view.complete and not (was is not None and was[0].complete)
+                and view.stage != STAGES[-1]):
+            self.handoffs.stage_finished(key, arrived if arrived is not None else time.monotonic())
+        return view.complete or view.failure is not None
+
+    # -- progress -------------------------------------------------------------------------
+
+    def observe_progress(self, uid: str, view: ProgressView) -> None:
+        # Kept even before the VideoJob is in the cache: after a restart, the reports still in
+        # Redis may arrive before kopf's first listing.
+        self.progress[uid][(view.stage, view.index)] = view
+        key = self.keys_by_uid.get(uid)
+        if key is not None and key in self.videojobs:
+            self._tell(Change(key, "progress"))
+
+    # -- listings -------------------------------------------------------------------------
+
+    async def list_trimmed(self, kind: str, namespace: str | None) -> tuple[list[Obj], int]:
+        """Lists one kind a page at a time (`LIST_PAGE` objects), trimming each page before the
+        next is read: thousands of Jobs parsed in one answer would set the operator's peak
+        memory (and Python keeps that peak) for what the caches then throw away."""
+        fn, args = self.api.list_fn(kind, namespace)
+        items: list[Obj] = []
+        listing_rv, token = 0, None
+        while True:
+            kwargs: Obj = {"label_selector": LABEL_NAME, "limit": LIST_PAGE}
+            if token:
+                kwargs["_continue"] = token  # later pages are read at the first one's version
+            page = await self.api.call_json(fn, *args, **kwargs)
+            meta = page.get("metadata") or {}
+            listing_rv = listing_rv or int(meta.get("resourceVersion") or 0)
+            items += [slim(kind, o) for o in _items(page)]
+            del page
+            token = meta.get("continue")
+            if not token:
+                return items, listing_rv
+
+    async def _list_children(self, namespaces: list[str]
+                             ) -> list[tuple[str, str | None, list[Obj], int]]:
+        """(kind, namespace or None for all, objects, the listing's resourceVersion) of the Jobs
+        and pods of all VideoJobs, the objects trimmed as the caches keep them."""
+        out: list[tuple[str, str | None, list[Obj], int]] = []
+        scopes: list[str | None] = list(namespaces) or [None]
+        for ns in scopes:
+            for kind in ("job", "pod"):
+                out.append((kind, ns, *await self.list_trimmed(kind, ns)))
+        return out
+
+    async def prime(self, namespaces: list[str]) -> list[tuple[str, str | None, int]]:
+        """Lists the Jobs and pods of all VideoJobs before the first reconcile. Returns (kind,
+        namespace or None, resourceVersion) of each listing: where its watch starts."""
+        versions = []
+        for kind, ns, items, version in await self._list_children(namespaces):
+            for item in items:
+                self.observe_child(kind, "ADDED", item, trimmed=True)
+            versions.append((kind, ns, version))
+        return versions
+
+    async def resync(self, namespaces: list[str], stop: asyncio.Event, interval: float) -> None:
+        """The safety net an informer's resync period is: every `interval` seconds the Jobs and
+        pods are listed again, and whatever the caches hold differently is fed in as an event.
+        A watch event lost while the API server restarts would otherwise leave a VideoJob
+        waiting for a stage that has long finished."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                return
+            try:
+                listings = await self._list_children(namespaces)
+            except Exception as e:  # the next round tries again (an expired page token too)
+                log.warning("resync listing failed: %s", e)
+                continue
+            for kind, ns, items, listing_rv in listings:
+                self.refresh(kind, ns, items, listing_rv)
+            self.handoffs.prune(time.monotonic())
+
+    def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
+                listing_rv: int) -> int:
+        """Feeds a fresh listing (trimmed, as `list_trimmed` returns it) into a cache: objects
+        newer or missing there as events, cached ones the listing no longer has (and older than
+        it) as deletions. Returns the changes."""
+        cache = self.jobs if kind == "job" else self.pods
+        changes = 0
+        present: set[tuple[str, str]] = set()
+        for obj in listed:
+            meta = obj["metadata"]
+            owner = (meta.get("labels") or {}).get(LABEL_NAME)
+            if not owner:
+                continue
+            present.add((meta["namespace"], meta["name"]))
+            held = cache.get((meta["namespace"], owner), {}).get(meta["name"])
+            if held is None or (held["metadata"].get("uid") != meta.get("uid")
+                                or _rv(held) < _rv(obj)):
+                self.observe_child(kind, "MODIFIED" if held else "ADDED", obj, trimmed=True)
+                changes += 1
+        gone = [obj for key, objs in cache.items() if namespace is None or key[0] == namespace
+                for name, obj in objs.items()
+                if (key[0], name) not in present and _rv(obj) < listing_rv]
+        for obj in gone:
+            self.observe_child(kind, "DELETED", obj, trimmed=True)
+        changes += len(gone)
+        if changes:
+            log.info("resync: %d %s change(s) the watch had not delivered", changes, kind)
+        return changes
+
+    async def confirm_children_gone(self, key: Key, uid: str) -> bool:
+        """Reads the VideoJob's Jobs and pods from the API (not the cache) into the cache; True
+        if none is left."""
+        selector = f"{LABEL_UID}={uid}"
+        jobs = await self.api.call_json(self.api.batch.list_namespaced_job, key[0],
+                                        label_selector=selector)
+        pods = await self.api.call_json(self.api.core.list_namespaced_pod, key[0],
+                                        label_selector=selector)
+        for kind, listing in (("job", jobs), ("pod", pods)):
+            for item in _items(listing):
+                self.observe_child(kind, "ADDED", item)
+        return not (jobs.get("items") or pods.get("items"))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def children(self, key: Key, uid: str) -> tuple[list[JobView], list[PodView]]:
+        """The views of the Jobs the VideoJob `uid` owns, and of their pods (a pod of a Job
+        it owns, or labelled with its uid)."""
+
+        def owned(o: Obj) -> bool:
+            return any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
+
+        jobs = [job_view(j) for j in self.jobs.get(key, {}).values() if owned(j)]
+        names = {j.name for j in jobs}
+        pods = [pod_view(p) for p in self.pods.get(key, {}).values()
+                if _labels(p).get("batch.kubernetes.io/job-name") in names
+                or _labels(p).get(LABEL_UID) == uid]
+        return jobs, pods
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    labels: dict[str, str] = obj["metadata"].get("labels") or {}
+    return labels
+
+
+def _items(listing: Obj) -> list[Obj]:
+    """A listing's items ([] for none)."""
+    items: list[Obj] = listing.get("items") or []
+    return items
+
+
+_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels",
+             "annotations", "ownerReferences", "creationTimestamp", "deletionTimestamp")
+
+
+def slim(kind: str, obj: Obj) -> Obj:
+    """A Job or pod as the caches keep it: the metadata and status, and of a Job's spec what
+    admission and the planner read (suspension, widths, the worker container's resources).
+    Everything else, a pod's spec and the managedFields above all, is dropped on arrival."""
+    meta = obj.get("metadata") or {}
+    out: Obj = {"metadata": {k: meta[k] for k in _METADATA if k in meta},
+                "status": obj.get("status") or {}}
+    if kind == "job":
+        spec = obj.get("spec") or {}
+        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+        out["spec"] = {k: spec[k] for k in ("suspend", "completions", "parallelism")
+                       if k in spec}
+        out["spec"]["template"] = {"spec": {"containers": [
+            {"name": c.get("name"), "resources": c.get("resources") or {}}
+            for c in containers]}}
+    return out
+
+
+def essence(kind: str, obj: Obj) -> tuple[Any, ...]:
+    """What the planner and admission read of a trimmed Job or pod. An event that leaves it
+    as it was (a pod bound to its node or given its IP, a Job's ready count, the Job controller's
+    tracking finalizer) changes no plan and no admission: the cache takes the new copy and
+    nothing is queued. Most of a stage's events are of that kind."""
+    meta = obj["metadata"]
+    common = (tuple(r.get("uid") for r in meta.get("ownerReferences") or []),
+              tuple(sorted((meta.get("labels") or {}).items())),
+              tuple(sorted((meta.get("annotations") or {}).items())))
+    if kind == "pod":
+        return (pod_view(obj), *common)
+    return (job_view(obj), (obj.get("spec") or {}).get("parallelism"), *common)
+
+
+def _rv(obj: Obj) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,134 @@
+"""What a reconcile looks at: one VideoJob's stage Jobs, pods and worker progress, reduced to the
+few fields the planner reads (`JobView`, `PodView`, `ProgressView`), and the `Observation` that
+carries them, the clock and what admission says, into the planner. Pure: built from API objects
+as the caches hold them (store.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from videojob_common.pipeline import Obj
+
+from .admission_policy import CreationOffer
+from .jobs import CONTAINER, LABEL_STAGE
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    stage: str
+    suspended: bool
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    completions: int = 1
+    complete: bool = False
+    failure: tuple[str, str] | None = None  # (reason, message) of the Failed condition
+    deleting: bool = False
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    stage: str
+    phase: str
+    deleting: bool = False
+    unschedulable_since: str | None = None
+    unschedulable_message: str = ""
+    message: str = ""  # termination message of the worker container
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """The latest report of one worker pod (one index of a stage), from Redis."""
+
+    stage: str
+    index: int | None
+    percent: float
+    message: str = ""
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class Observation:
+    videojob: Obj
+    jobs: list[JobView]
+    pods: list[PodView]
+    progress: list[ProgressView]
+    now: dt.datetime
+    queue_position: int | None = None  # place of the VideoJob's queued Job, from admission
+    # What admission would grant a stage Job created now, by pool (admission_loop.offers): a
+    # pool missing here has someone waiting, or no decision yet, and its new Jobs are queued.
+    offers: dict[str, CreationOffer] = field(default_factory=dict)
+
+
+def job_view(job: Obj) -> JobView:
+    meta, spec, st = job["metadata"], job.get("spec", {}), job.get("status", {})
+    conditions = {c["type"]: c for c in st.get("conditions") or [] if c.get("status") == "True"}
+    failure = None
+    if "Failed" in conditions:
+        c = conditions["Failed"]
+        failure = (c.get("reason", ""), c.get("message", ""))
+    return JobView(
+        name=meta["name"],
+        stage=(meta.get("labels") or {}).get(LABEL_STAGE, ""),
+        suspended=bool(spec.get("suspend")),
+        active=st.get("active", 0) or 0,
+        succeeded=st.get("succeeded", 0) or 0,
+        failed=st.get("failed", 0) or 0,
+        completions=spec.get("completions", 1) or 1,
+        complete="Complete" in conditions,
+        failure=failure,
+        deleting=bool(meta.get("deletionTimestamp")),
+        start_time=st.get("startTime"),
+        completion_time=st.get("completionTime"),
+    )
+
+
+def pod_view(pod: Obj) -> PodView:
+    meta, st = pod["metadata"], pod.get("status", {})
+    scheduled = next((c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"),
+                     None) or {}
+    unschedulable = (scheduled.get("status") == "False"
+                     and scheduled.get("reason") == "Unschedulable")
+    message, finished = _termination(st)
+    return PodView(
+        name=meta["name"],
+        stage=(meta.get("labels") or {}).get(LABEL_STAGE, ""),
+        phase=st.get("phase", "Pending"),
+        deleting=bool(meta.get("deletionTimestamp")),
+        unschedulable_since=scheduled.get("lastTransitionTime") if unschedulable else None,
+        unschedulable_message=scheduled.get("message", "") if unschedulable else "",
+        message=message,
+        finished_at=finished,
+    )
+
+
+def _termination(pod_status: Obj) -> tuple[str, str | None]:
+    """(termination message, finishedAt) of the worker container; ("", None) while it runs."""
+    message, finished = "", None
+    for cs in pod_status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if cs.get("name") == CONTAINER and term:
+            message = term.get("message") or ""
+            finished = term.get("finishedAt")
+    return message, finished
+
+
+def stage_result(pods: list[PodView], stage: str) -> Obj | None:
+    """JSON result a succeeded worker of `stage` left in its termination message (contract)."""
+    for p in pods:
+        if p.stage == stage and p.phase == "Succeeded" and p.message.strip().startswith("{"):
+            try:
+                doc = json.loads(p.message)
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                return doc
+    return None
