@@ -35,11 +35,11 @@ from videojob_worker.cancellation import Cancellation
 from videojob_worker.context import StageContext
 from videojob_worker.environment import Identity
 from videojob_worker.ffmpeg import Frame, FrameEncoder
-from videojob_worker.stages.plan import make_plan
 from videojob_worker.procedural import ProceduralBackend
 from videojob_worker.progress import ProgressReporter
 from videojob_worker.spec import parse_spec
 from videojob_worker.stages import keyframes, plan, segments
+from videojob_worker.stages.plan import make_plan
 from videojob_worker.storage import Storage, file_uri
 
 WIDTH, HEIGHT, FPS = 1280, 720, 24

@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from videojob_common.pipeline import Obj
+
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "videojob-operator"
-Obj = dict[str, Any]
 
 # Every switch on: what a full production install renders.
 EVERYTHING = {

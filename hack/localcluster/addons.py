@@ -13,13 +13,12 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .kube import ApiError, Kube
+from videojob_common.pipeline import Obj
 
-Obj = dict[str, Any]
+from .kube import ApiError, Kube
 
 COREDNS_PORT = 1053
 COREFILE = f"""\

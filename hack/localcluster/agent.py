@@ -28,13 +28,14 @@ from urllib.parse import parse_qs, unquote, urlparse
 import urllib3
 import yaml
 
+from videojob_common.pipeline import Obj
+
 from . import images
 from .cgroups import PodGroups
 from .kube import STRATEGIC_MERGE_PATCH, ApiError, Kube, WatchExpired, path_segment
 from .podstatus import NODE_IP, DeviceAllocator, now
 from .runtime import PodRunner
 
-Obj = dict[str, Any]
 log = logging.getLogger("localcluster.agent")
 
 DEFAULT_NODES = Path(__file__).with_name("nodes.yaml")

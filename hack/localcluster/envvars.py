@@ -15,9 +15,9 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
-Obj = dict[str, Any]
+from videojob_common.pipeline import Obj
+
 # (namespace, name) -> data, or None when the object does not exist.
 DataLookup = Callable[[str, str], Mapping[str, str] | None]
 

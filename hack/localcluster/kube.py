@@ -18,7 +18,7 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-Obj = dict[str, Any]
+from videojob_common.pipeline import Obj
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
-Obj = dict[str, Any]
+from videojob_common.pipeline import Obj
 
 NODE_IP = "127.0.0.1"
 

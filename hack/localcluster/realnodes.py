@@ -37,17 +37,16 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
+
+from videojob_common.pipeline import Obj
 
 from . import addons, network, pki
 from .agent import GPU_RESOURCE, NodeConfig, load_nodes
 from .kube import Kube
 from .network import Addresses, bridge_name
 from .processes import Layout, recorded_pid, start, stop, wait_for
-
-Obj = dict[str, Any]
 
 HACK = Path(__file__).resolve().parents[1]
 REGISTRY_PORT = 5000  # examples/helm/values-local.yaml and the tests name it too

@@ -29,9 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import urllib3
+
+from videojob_common.pipeline import Obj
 
 from . import envvars, images
 from .cgroups import PodCpu, PodGroups
@@ -39,7 +41,6 @@ from .kube import ApiError, Kube, path_segment
 from .podstatus import ContainerRecord, DeviceAllocator, now, pod_status
 from .volumes import VolumeBuilder, VolumeError
 
-Obj = dict[str, Any]
 log = logging.getLogger("localcluster.runtime")
 
 MAX_TERMINATION_MESSAGE = 4096

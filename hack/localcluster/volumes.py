@@ -13,12 +13,11 @@ import base64
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from videojob_common.pipeline import Obj
 
 from .envvars import field_value, resource_value
 from .kube import ApiError, Kube, path_segment
-
-Obj = dict[str, Any]
 
 
 class VolumeError(Exception):

@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from kubernetes import client, watch
+
+from videojob_common.pipeline import Obj
 
 from .cluster import Target
 from .resource import GROUP, PLURAL, VERSION
 
-Obj = dict[str, Any]
 # The longest single watch request; the server closes it after this and it is re-opened.
 WATCH_SECONDS = 300
 # The client gives up on a silent connection this long after the server should have closed it

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from videojob_common.pipeline import Phase
+from videojob_common.pipeline import TERMINAL, Phase
 
 from . import __version__
 
@@ -77,7 +77,7 @@ for _kind in ("api", "internal"):
 for _kind in ("transition", "progress"):
     for _result in ("ok", "conflict"):
         STATUS_PATCHES.labels(_kind, _result)
-for _phase in ("Succeeded", "Failed"):
+for _phase in sorted(TERMINAL):
     FINISHED.labels(_phase)
 
 
@@ -117,14 +117,14 @@ def record_transition(old: dict[str, Any], new: dict[str, Any]) -> None:
     before = {s.get("name"): s.get("phase") for s in old.get("stages") or []}
     for stage in new.get("stages") or []:
         phase = stage.get("phase")
-        if phase in ("Succeeded", "Failed") and before.get(stage.get("name")) != phase:
+        if phase in TERMINAL and before.get(stage.get("name")) != phase:
             seconds = _seconds(stage.get("startTime"), stage.get("completionTime"))
             if seconds is not None:
                 STAGE_DURATION.labels(stage.get("name"), phase.lower()).observe(seconds)
     phase = new.get("phase")
-    if phase in ("Succeeded", "Failed") and old.get("phase") != phase:
+    if phase in TERMINAL and old.get("phase") != phase:
         FINISHED.labels(phase).inc()
-        if phase == "Failed":
+        if phase == Phase.FAILED:
             FAILURES.labels(new.get("reason") or "Unknown").inc()
         seconds = _seconds(new.get("startTime"), new.get("completionTime"))
         if seconds is not None:

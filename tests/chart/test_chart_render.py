@@ -8,15 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from chart_support import CHART, EVERYTHING, REPO, deep_merge, find, helm, render
 
+from videojob_common.pipeline import Obj
 from videojob_operator.config import load
-
-Obj = dict[str, Any]
 
 
 def pod_specs(docs: list[Obj]) -> list[tuple[str, Obj]]:

@@ -25,13 +25,13 @@ from kubernetes import client
 from operator_support import wait_until
 
 from kubetest import REPO, Cluster, wait_for
+from videojob_common.pipeline import Obj
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.timeout(1800)]
 REGISTRY = "127.0.0.1:5000"
 CHART = str(REPO / "helm" / "videojob-operator")
 RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",
                  "serviceaccounts", "roles", "rolebindings", "networkpolicies")
-Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module", autouse=True)
