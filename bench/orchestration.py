@@ -252,8 +252,8 @@ def delete_namespace(bed: Testbed, ns: str) -> None:
 
 
 def handoff_parts(ops: list[Run]) -> dict[str, Any]:
-    """The two parts of a hand-off as the operator timed them (handoff_metrics.py), over the runs and
-    run by run: its own (`handoff_operator_*`: Complete seen -> next create answered) and the
+    """The two parts of a hand-off as the operator timed them (handoff_metrics.py), over the runs
+    and run by run: its own (`handoff_operator_*`: Complete seen -> next create answered) and the
     API server's delivery (`watch_delay_*`: a create answered -> its event on the watch)."""
     out: dict[str, Any] = {}
     for name, key in zip(OPERATOR_HISTOGRAMS, ("handoff_operator", "watch_delay"), strict=True):
