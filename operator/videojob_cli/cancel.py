@@ -12,6 +12,8 @@ import time
 
 from kubernetes import client
 
+from videojob_common.pipeline import Obj
+
 from . import render, videojobs
 from .cluster import Target
 from .errors import CommandError
@@ -23,7 +25,7 @@ def run(target: Target, name: str, wait: bool, timeout: float | None) -> int:
     if not wait:
         return 0
     deadline = None if timeout is None else time.monotonic() + timeout
-    last: videojobs.Obj | None = None
+    last: Obj | None = None
     try:
         for kind, vj in videojobs.changes(target, name, deadline):
             if kind == "DELETED":

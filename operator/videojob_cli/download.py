@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from videojob_common.pipeline import Phase
+from videojob_common.pipeline import Obj, Phase
 
 from . import render, videojobs
 from .cluster import Target
@@ -138,7 +138,7 @@ def fetch(uri: str, dest: Path) -> None:
                            "(file://, gs://, http:// and https:// are supported)")
 
 
-def default_destination(vj: videojobs.Obj) -> Path:
+def default_destination(vj: Obj) -> Path:
     """NAME plus the output's extension (`.mp4` when it has none), in the current directory."""
     view = VideoJobView.of(vj)
     suffix = Path(urllib.parse.urlsplit(view.output_uri or "").path).suffix or ".mp4"
@@ -160,7 +160,7 @@ def _staging(dest: Path | None) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
 
 
-def checks(vj: videojobs.Obj) -> str:
+def checks(vj: Obj) -> str:
     """What `save` can check the download against, in words."""
     output = VideoJobView.of(vj).status.output
     if output and output.md5:
@@ -170,7 +170,7 @@ def checks(vj: videojobs.Obj) -> str:
     return "not checked: the status records no size or MD5"
 
 
-def save(vj: videojobs.Obj, dest: Path | None) -> int:
+def save(vj: Obj, dest: Path | None) -> int:
     """Fetches and checks the output of `vj` into the file `dest` (None: stdout); its size."""
     view = VideoJobView.of(vj)
     if view.phase != Phase.SUCCEEDED:
@@ -193,7 +193,7 @@ def save(vj: videojobs.Obj, dest: Path | None) -> int:
     return size
 
 
-def destination(vj: videojobs.Obj, output: str | None) -> Path | None:
+def destination(vj: Obj, output: str | None) -> Path | None:
     """Where `-o` says to write (None: stdout); a directory gets the default file name."""
     if output == "-":
         return None

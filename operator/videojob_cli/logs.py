@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, cast
 
 from kubernetes import client
 
+from videojob_common.pipeline import Obj
 from videojob_operator.jobs import CONTAINER, LABEL_NAME, LABEL_STAGE
 
 from . import videojobs
@@ -58,7 +59,7 @@ def _order(pod: client.V1Pod) -> tuple[int, str, str]:
     return int(index) if index and index.isdigit() else 0, created, meta.name or ""
 
 
-def default_stage(vj: videojobs.Obj, stages_with_pods: Iterable[str]) -> str | None:
+def default_stage(vj: Obj, stages_with_pods: Iterable[str]) -> str | None:
     """The stage `logs` shows without --stage: the current one if it has pods, else the latest
     stage that has."""
     have = set(stages_with_pods)

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Protocol, TextIO
 
-from videojob_common.pipeline import Phase
+from videojob_common.pipeline import Obj, Phase
 
 from . import render, videojobs
 from .cluster import Target
@@ -83,7 +83,7 @@ def run(target: Target, name: str, timeout: float | None, out: TextIO | None = N
     out = out or sys.stdout
     display, live, unicode = display_for(out)
     deadline = None if timeout is None else time.monotonic() + timeout
-    last: videojobs.Obj | None = None
+    last: Obj | None = None
     for kind, vj in videojobs.changes(target, name, deadline):
         if kind == "DELETED":
             before = f" (it was {render.state(last)})" if last else ""
