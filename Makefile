@@ -63,16 +63,16 @@ demo: operator-up ## run examples/videojob.yaml end to end on the local cluster
 	$(BIN)/python hack/demo.py examples/videojob.yaml
 
 bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.py
-	$(BIN)/python bench/cluster.py
-	$(BIN)/python bench/media.py
-	$(BIN)/python bench/admission.py
-	$(BIN)/python bench/orchestration.py
-	$(BIN)/python bench/handoff.py
-	$(BIN)/python bench/writes.py
-	$(BIN)/python bench/progress.py
-	$(BIN)/python bench/scale.py
-	$(BIN)/python bench/realnodes.py
-	$(BIN)/python bench/summary.py
+	$(BIN)/python -m bench.cluster
+	$(BIN)/python -m bench.media
+	$(BIN)/python -m bench.admission
+	$(BIN)/python -m bench.orchestration
+	$(BIN)/python -m bench.handoff
+	$(BIN)/python -m bench.writes
+	$(BIN)/python -m bench.progress
+	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.realnodes
+	$(BIN)/python -m bench.summary
 
 images: ## build the images with podman (localhost/videojob/*: operator, worker, redis, pause, coredns)
 	hack/build-images.sh

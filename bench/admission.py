@@ -2,8 +2,9 @@
 
 The local cluster (started if needed, and then stopped again), a real redis-server and the
 operator as its own process, with the gpu pool at `maxConcurrency: 1`, so every GPU stage waits
-for the one before it. N VideoJobs run the scripted worker (tests/e2e/scripted_worker.py; each
-GPU stage sleeps briefly). One process watches pods and Jobs and timestamps what it receives:
+for the one before it. N VideoJobs run the scripted worker
+(tests/videojob_testkit/scripted_worker.py; each GPU stage sleeps briefly). One process watches
+pods and Jobs and timestamps what it receives:
 
 - slot freed: a GPU stage pod seen Succeeded;
 - refilled: a queued GPU stage Job seen with `suspend: false`, where that Job was already queued
@@ -28,16 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from report import describe, percentile, save
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
-
-from operator_support import Operator, RedisServer, free_port, wait_until  # noqa: E402
-
-from kubetest import connect  # noqa: E402
-from localcluster import controlplane  # noqa: E402
-from videojob_common.pipeline import GPU_STAGES, STAGES, TERMINAL  # noqa: E402
+from bench.report import describe, percentile, save
+from localcluster import controlplane
+from videojob_common.pipeline import GPU_STAGES, STAGES, TERMINAL
+from videojob_testkit import REPO
+from videojob_testkit.kube import connect
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import RedisServer, free_port, wait_until
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
 # The scripted worker's directives: each GPU stage sleeps 0.2 s, the others do no work.

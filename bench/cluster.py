@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
-from report import describe, percentile, save
 
+from bench.report import describe, percentile, save
 from localcluster import controlplane
 
-REPO = Path(__file__).resolve().parent.parent
 PORTS = controlplane.Ports(api=16443, etcd=22379, etcd_peer=22380, controller_manager=20257,
                           scheduler=20259, agent=20250)
 

@@ -30,9 +30,9 @@ import statistics
 import sys
 from typing import Any
 
-from orchestration import Run, handoff_parts, run_floor, run_operator
-from report import describe, percentile, save
-from testbed import testbed
+from bench.orchestration import Run, handoff_parts, run_floor, run_operator
+from bench.report import describe, percentile, save
+from bench.testbed import testbed
 
 
 def figures(runs: list[Run]) -> dict[str, Any]:

@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import describe, save
-
+from bench.report import describe, save
 from videojob_common.pipeline import Stage
 from videojob_worker import ffmpeg
 from videojob_worker.artifacts import ArtifactLayout

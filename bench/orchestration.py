@@ -43,8 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from report import describe, histogram_quantile, percentile, save
-from testbed import (
+from bench.report import describe, histogram_quantile, percentile, save
+from bench.testbed import (
     GROUP,
     NO_WORK,
     PLURAL,
@@ -59,7 +59,6 @@ from testbed import (
     wait_until,
     write_figures,
 )
-
 from videojob_common.pipeline import STAGES, Phase
 from videojob_operator import jobs
 from videojob_operator.api import VideoJobSpec

@@ -35,9 +35,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from report import describe, percentile, save
-from testbed import GROUP, PLURAL, VERSION, Stream, testbed, wait_until
-
+from bench.report import describe, percentile, save
+from bench.testbed import GROUP, PLURAL, VERSION, Stream, testbed, wait_until
 from videojob_common.pipeline import TERMINAL, Stage
 
 STAGE = Stage.KEYFRAMES

@@ -27,17 +27,16 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from cluster import pod_start_latencies
 from kubernetes import client, config
-from report import describe, percentile, save
 
+from bench.cluster import pod_start_latencies
+from bench.report import describe, percentile, save
 from localcluster import controlplane, realnodes
 from videojob_common.pipeline import TERMINAL, Phase
+from videojob_testkit import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / ".cluster-bench"
 EXAMPLE = REPO / "examples" / "videojob.yaml"
 

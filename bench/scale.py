@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import describe, save
-from testbed import (
+from bench.report import describe, save
+from bench.testbed import (
     GROUP,
     NO_WORK,
     PLURAL,
@@ -37,7 +37,6 @@ from testbed import (
     wait_until,
     write_figures,
 )
-
 from videojob_common.pipeline import Phase
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from report import RESULTS, describe
-
+from bench.report import RESULTS, describe
 from videojob_common.pipeline import Obj
 
 REPO = RESULTS.parent.parent

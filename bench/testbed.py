@@ -19,7 +19,6 @@ import contextlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -34,13 +33,11 @@ import urllib3
 import yaml
 from kubernetes import client, watch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
-
-from operator_support import Operator, RedisServer, free_port, wait_until  # noqa: E402
-
-from kubetest import Cluster, connect  # noqa: E402
-from localcluster import controlplane  # noqa: E402
+from localcluster import controlplane
+from videojob_testkit import REPO
+from videojob_testkit.kube import Cluster, connect
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import RedisServer, free_port, wait_until
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
 # A VideoJob whose stages do no work (the scripted worker with no directives: each pod starts,

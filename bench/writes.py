@@ -23,8 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from report import describe, save
-from testbed import (
+
+from bench.report import describe, save
+from bench.testbed import (
     GROUP,
     NO_WORK,
     PLURAL,
@@ -36,7 +37,6 @@ from testbed import (
     testbed,
     wait_until,
 )
-
 from localcluster import controlplane
 from videojob_common.pipeline import Phase
 

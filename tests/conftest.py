@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from kubetest import REPO, Cluster, connect, wait_for
+from videojob_testkit import REPO
+from videojob_testkit.kube import Cluster, connect, wait_for
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """What the plugin prints, as pure functions of a VideoJob (the dict the API server returns).
 
 Nothing here talks to a cluster or a terminal, so everything a user reads is unit-tested
-(tests/unit/test_cli.py). Tables follow `kubectl get`: upper-case headers, columns three spaces
+(tests/cli/test_cli.py). Tables follow `kubectl get`: upper-case headers, columns three spaces
 apart, an empty cell for an absent value (as kubectl prints a CRD's columns), ages in kubectl's
 own format (apimachinery's `duration.HumanDuration`), so eyes and scripts used to
 `kubectl get vj` read them the same way.

@@ -2,8 +2,8 @@
 
 The pydantic models below are what the operator validates and works with; `crd.py` turns the same
 models into the CRD's structural OpenAPI schema (descriptions, defaults, bounds, enums and the CEL
-rules attached here), so the two cannot drift. `tests/unit/test_crd.py` checks that the committed
-CRD in `crds/` is exactly what `crd.py` generates.
+rules attached here), so the two cannot drift. `tests/operator/test_crd.py` checks that the
+committed CRD in `crds/` is exactly what `crd.py` generates.
 
 Fields the operator's configuration can default (retry, timeouts, GPU placement, backend, output)
 carry no CRD default: the API server would otherwise fill them in and the operator's defaults

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_support import CHART, EVERYTHING, REPO, deep_merge, find, helm, render
 
 from videojob_common.pipeline import Obj
 from videojob_operator.config import load
+from videojob_testkit import REPO
+from videojob_testkit.chart import CHART, EVERYTHING, deep_merge, find, helm, render
 
 
 def pod_specs(docs: list[Obj]) -> list[tuple[str, Obj]]:

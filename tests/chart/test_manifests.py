@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_support import CHART, REPO, helm
 
 from videojob_operator.api import KIND, VideoJobSpec
+from videojob_testkit import REPO
+from videojob_testkit.chart import CHART, helm
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 HELM_VALUES = sorted((REPO / "examples" / "helm").glob("*.yaml"))

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from operator_support import Operator, RedisServer, free_port
 
-from kubetest import REPO, Cluster
+from videojob_testkit import REPO
+from videojob_testkit.kube import Cluster
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,7 @@ def no_session_operator(operator: Operator) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Records whether a test's body failed, for fixtures that keep evidence when it did."""
-    from faults import FAILED
+    from videojob_testkit.faults import FAILED
 
     outcome = yield
     if call.when == "call":
@@ -75,7 +77,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault suite's figures, when fault scenarios ran."""
-    from faults import REPORT, REPORT_FILE, save_report
+    from videojob_testkit.faults import REPORT, REPORT_FILE, save_report
 
     if not REPORT:
         return

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from kubetest import (
-    REPO,
+from videojob_testkit import REPO
+from videojob_testkit.kube import (
     TEST_IMAGE,
     Cluster,
     condition,

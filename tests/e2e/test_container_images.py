@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_support import free_port, wait_until
 
-from kubetest import REPO, Cluster
+from videojob_testkit import REPO
+from videojob_testkit.kube import Cluster
+from videojob_testkit.processes import free_port, wait_until
 
 # A cold build (a changed lock: every package downloaded into the image) takes minutes; the
 # first test carries the module's build fixture.

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import videojobs as vjs
 import yaml
-from operator_support import Operator, free_port, wait_until
 
-from kubetest import REPO, Cluster
+from videojob_testkit import REPO
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 

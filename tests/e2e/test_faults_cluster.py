@@ -3,8 +3,9 @@ node fails underneath them. After each scenario: every VideoJob reached the term
 should have (none lost, none stuck), no stage ran more often than it should (duplicated), and
 nothing it started is left once it is deleted (orphaned). Figures: .cluster/faults-report.json.
 
-The VideoJobs run the scripted worker (tests/e2e/scripted_worker.py), which records every stage
-start in a ledger, except the worker-kill scenario, which renders real video with the worker."""
+The VideoJobs run the scripted worker (tests/videojob_testkit/scripted_worker.py), which records
+every stage start in a ledger, except the worker-kill scenario, which renders real video with
+the worker."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import videojobs as vjs
 import yaml
-from faults import FAILED, REPORT, Batch, Figures, cmdline, worker_processes
-from operator_support import Operator, RedisServer, free_port, wait_until
 
-from kubetest import REPO, Cluster, wait_for
+from videojob_testkit import REPO
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.faults import FAILED, REPORT, Batch, Figures, cmdline, worker_processes
+from videojob_testkit.kube import Cluster, wait_for
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import RedisServer, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.disruptive,
               pytest.mark.timeout(900)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetest import Cluster
+from videojob_testkit.kube import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 CORPUS: list[dict[str, Any]] = yaml.safe_load(

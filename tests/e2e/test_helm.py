@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import videojobs as vjs
 import yaml
-from chart_support import EVERYTHING, REPO, deep_merge, helm, template_text
 from kubernetes import client
-from operator_support import RedisServer, free_port, wait_until
 
-from kubetest import Cluster, wait_gone
+from videojob_testkit import REPO
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.chart import EVERYTHING, deep_merge, helm, template_text
+from videojob_testkit.kube import Cluster, wait_gone
+from videojob_testkit.processes import RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",

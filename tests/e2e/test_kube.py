@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import videojobs as vjs
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetest import TEST_IMAGE, Cluster
 from videojob_operator.api import GROUP, PLURAL, VERSION
 from videojob_operator.kube import Kube
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import TEST_IMAGE, Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -7,10 +7,10 @@ import subprocess
 import urllib.request
 
 import pytest
-import videojobs as vjs
-from operator_support import Operator
 
-from kubetest import Cluster
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster
+from videojob_testkit.operator_process import Operator
 
 pytestmark = pytest.mark.e2e
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import videojobs as vjs
 from kubernetes import watch
-from operator_support import Operator, wait_until
 
-from kubetest import Cluster, wait_for, wait_gone
 from videojob_common.pipeline import STAGES
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster, wait_for, wait_gone
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 

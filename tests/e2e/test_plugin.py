@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import videojobs as vjs
 import yaml
 from kubernetes.client import ApiException
-from operator_support import Operator
 
-from kubetest import Cluster, wait_for
 from videojob_common.pipeline import STAGES
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster, wait_for
+from videojob_testkit.operator_process import Operator
 
 pytestmark = pytest.mark.e2e
 

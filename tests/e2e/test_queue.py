@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import videojobs as vjs
 import yaml
 from kubernetes import client, watch
-from operator_support import Operator, RedisServer, wait_until
 
-from kubetest import Cluster, wait_for
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster, wait_for
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
 

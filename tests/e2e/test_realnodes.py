@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import videojobs as vjs
-from chart_support import helm
 from kubernetes import client
-from operator_support import wait_until
 
-from kubetest import REPO, Cluster, wait_for
 from videojob_common.pipeline import Obj
+from videojob_testkit import REPO
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.chart import helm
+from videojob_testkit.kube import Cluster, wait_for
+from videojob_testkit.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.timeout(1800)]
 REGISTRY = "127.0.0.1:5000"

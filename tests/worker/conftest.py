@@ -11,17 +11,17 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from worker_support import free_port, start_redis, stop, wait_until
 
-BUCKET = "videojob-test"
+from videojob_testkit.processes import RedisServer, free_port, stop, wait_until
+from videojob_testkit.worker import BUCKET
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    process = start_redis(port, tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}/0"
-    stop(process)
+    server = RedisServer(port=free_port(), dir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")

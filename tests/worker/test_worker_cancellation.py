@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import redis
-from worker_support import stage_env, wait_until, worker_command
 
+from videojob_testkit.processes import wait_until
+from videojob_testkit.worker import stage_env, worker_command
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.errors import Cancelled
 from videojob_worker.storage import file_uri

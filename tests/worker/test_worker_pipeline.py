@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from worker_support import (
+
+from videojob_testkit.worker import (
     invoke,
     mean_colour,
     probe,

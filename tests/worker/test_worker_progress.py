@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import redis
-from worker_support import free_port, start_redis, stop, wait_until
 
 from videojob_common.pipeline import PER_SCENE, Stage
+from videojob_testkit.processes import RedisServer, free_port, wait_until
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import Identity, StageEnvironment
 from videojob_worker.progress import CHANNEL, ProgressReporter, ProgressUpdate
@@ -124,13 +124,13 @@ def test_redis_down_slows_nothing(planned: Path, where: str,
         hung.listen(16)
         url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
     else:
-        port = free_port()
-        server = start_redis(port, tmp_path_factory.mktemp("redis-stopped"))
-        url = f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(port=free_port(), dir=tmp_path_factory.mktemp("redis-stopped"))
+        server.start()
+        url = server.url
         run_segments(planned, url)
-        wait_until(lambda: redis.Redis(port=port).exists("videojob:progress:p:segments:0"), 5,
-                   "progress in the redis about to be stopped")
-        stop(server)
+        wait_until(lambda: redis.Redis(port=server.port).exists("videojob:progress:p:segments:0"),
+                   5, "progress in the redis about to be stopped")
+        server.stop()
     with hung:
         # Pairs of runs back to back, without and with the dead Redis: other work on the
         # machine slows both runs of a pair alike. One good pair is enough; a stage that waits

@@ -17,9 +17,11 @@ from typing import Any
 
 import google_crc32c
 import pytest
-from conftest import BUCKET
-from worker_support import (
-    free_port,
+
+from videojob_common.pipeline import STAGES
+from videojob_testkit.processes import free_port
+from videojob_testkit.worker import (
+    BUCKET,
     invoke,
     probe,
     run_stage,
@@ -29,8 +31,6 @@ from worker_support import (
     write_image,
     write_wav,
 )
-
-from videojob_common.pipeline import STAGES
 from videojob_worker import inputs, runner
 from videojob_worker.environment import read_environment
 from videojob_worker.errors import PermanentError
@@ -150,7 +150,8 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_slideshow_fits_each_image(tmp_path: Path, web: tuple[str, Path]) -> None:
     import cv2
-    from worker_support import mean_colour
+
+    from videojob_testkit.worker import mean_colour
 
     base, www = web
     red = write_image(tmp_path / "red.png", 400, 300, (0, 0, 220))

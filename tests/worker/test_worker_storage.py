@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BUCKET
 
+from videojob_testkit.worker import BUCKET
 from videojob_worker import storage as storage_module
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.errors import Cancelled, TransientError
@@ -112,7 +112,7 @@ def test_gcs_overwrite_is_atomic_replacement(emulated_gcs: str, tmp_path: Path) 
 
 def test_unreachable_gcs_is_transient_after_retries(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker_support import free_port
+    from videojob_testkit.processes import free_port
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     cancellation = Cancellation()

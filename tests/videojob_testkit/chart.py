@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from videojob_common.pipeline import Obj
+from videojob_testkit import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "videojob-operator"
 
 # Every switch on: what a full production install renders.

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetest import REPO
 from videojob_operator import crd
 from videojob_operator.api import VideoJobSpec, VideoJobStatus
+from videojob_testkit import REPO
 
 CRD_FILE = REPO / "crds" / "videojob.dev_videojobs.yaml"
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import videojobs as vjs
-from operator_support import Operator, wait_until
 
-from kubetest import REPO, Cluster
+from videojob_testkit import REPO
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster
+from videojob_testkit.operator_process import Operator
+from videojob_testkit.processes import wait_until
 
 
 @dataclass

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from kubetest import REPO
+from videojob_testkit import REPO
 
 
 def built(script: str) -> str:

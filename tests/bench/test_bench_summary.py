@@ -5,16 +5,12 @@ taken."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# bench/ is a folder of scripts (`python bench/<name>.py`) importing each other by bare name.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import summary
+from bench import summary
 
 ORCHESTRATION = {"machine": "2 cores (A)", "orchestration_ratio_50": 1.05,
                  "orchestration_ratio_200": 1.07, "handoff_p50_ms": 477.0,

@@ -6,7 +6,7 @@ from typing import Any
 
 from kubernetes import client
 
-from kubetest import Cluster, wait_for
+from videojob_testkit.kube import Cluster, wait_for
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
 

@@ -3,16 +3,10 @@ bench/summary.py reads, grouped by arrival rate, and the load they were measured
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# bench/ is a folder of scripts (`python bench/<name>.py`) importing each other by bare name.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import handoff
-from orchestration import Run
+from bench import handoff
+from bench.orchestration import Run
 
 
 def run(kind: str, rate: float, handoffs: list[float], busy_cpu_s: float = 60.0,

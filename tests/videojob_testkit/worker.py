@@ -1,80 +1,22 @@
-"""Helpers for the worker tests: running the CLI, decoding what it wrote, making inputs.
-
-(Named `worker_support` rather than `helpers`: the suite's test folders are not packages, so
-module names must be unique across them.)
-"""
+"""The worker tests' helpers: running the CLI, decoding what it wrote, making inputs."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
-import socket
 import struct
 import subprocess
 import sys
-import time
 import wave
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise AssertionError("redis-server is not installed")
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up() -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
-        except redis.RedisError:
-            return process.poll() is not None  # died: stop waiting, fail below
-
-    wait_until(up, 10, "redis-server to answer PING")
-    if process.poll() is not None:
-        raise AssertionError(f"redis-server exited with {process.returncode}")
-    return process
+# The bucket the GCS emulator (tests/worker/conftest.py) serves.
+BUCKET = "videojob-test"
 
 
 def worker_command(*args: str) -> list[str]:

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {
     "videojob_common": REPO / "common" / "videojob_common",
     "videojob_operator": REPO / "operator" / "videojob_operator",
     "videojob_cli": REPO / "operator" / "videojob_cli",
     "videojob_worker": REPO / "worker_image" / "videojob_worker",
     "localcluster": REPO / "hack" / "localcluster",
+    "videojob_testkit": REPO / "tests" / "videojob_testkit",
+    "bench": REPO / "bench",
 }
 
 

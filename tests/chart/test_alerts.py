@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
-from kubetest import REPO
+from videojob_testkit import REPO
 
 RULES = REPO / "helm" / "videojob-operator" / "alerts" / "videojob-alerts.yaml"
-TESTS = REPO / "tests" / "unit" / "alerts_test.yaml"
+TESTS = Path(__file__).with_name("alerts_test.yaml")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,11 +1,9 @@
-"""Running the real operator (and a real redis-server) against the test cluster."""
+"""The real operator, run as its own process against the test cluster."""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,73 +13,11 @@ from typing import Any
 
 import yaml
 
-from kubetest import REPO, TEST_IMAGE, Cluster
-from localcluster import controlplane
+from videojob_testkit import REPO
+from videojob_testkit.kube import TEST_IMAGE, Cluster
+from videojob_testkit.processes import free_port, wait_until
 
 SCRIPTED_WORKER = (Path(__file__).parent / "scripted_worker.py").read_text()
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nothing listens on, below the kernel's ephemeral range (so no outgoing connection
-    takes it before the server binds it) and never the same twice in one test session."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = random.Random()
-    for _ in range(1000):
-        port = rng.randrange(24000, max(low, 24001))  # the benchmark clusters use 16000-24000
-        if port in _HANDED_OUT:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        _HANDED_OUT.add(port)
-        return port
-    raise RuntimeError("no free port found")
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    """Polls `check` (exceptions count as "not yet") until it holds or `timeout` passes."""
-    try:
-        controlplane.wait_for(what, check, timeout, interval=0.05)
-    except TimeoutError as e:
-        raise AssertionError(str(e)) from None
-
-
-@dataclass
-class RedisServer:
-    port: int
-    dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def ping() -> bool:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-
-        wait_until(ping, 10, "redis-server")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 @dataclass

@@ -18,7 +18,6 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-REPO = Path(__file__).resolve().parent.parent
 # Tests run small shell and Python programs. On the local cluster any image runs its command on
 # the host; on kind the image must provide `sh` and `python3`.
 TEST_IMAGE = os.environ.get("VIDEOJOB_TEST_IMAGE", "python:3.11-slim")
