@@ -130,7 +130,9 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports, runtime: str = "agent"
             f"--client-ca-file={p / 'ca.crt'}",
             "--authorization-mode=Node,RBAC",
             # PodSecurity is on by default; NodeRestriction is the standard companion of Node authz.
-            "--enable-admission-plugins=NodeRestriction",
+            # OwnerReferencesPermissionEnforcement, as on OpenShift: an owner reference with
+            # blockOwnerDeletion needs update on the owner's finalizers (the chart grants it).
+            "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p / 'sa.pub'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",

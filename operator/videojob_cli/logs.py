@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, cast
 from kubernetes import client
 
 from videojob_common.pipeline import Obj
-from videojob_operator.jobs import CONTAINER, LABEL_NAME, LABEL_STAGE
+from videojob_operator.jobs import CONTAINER, LABEL_NAME, LABEL_STAGE, name_label
 
 from . import videojobs
 from .cluster import Target, server_message
@@ -43,7 +43,7 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 def pods_of(target: Target, name: str) -> list[client.V1Pod]:
     listing = target.core.list_namespaced_pod(target.namespace,
-                                              label_selector=f"{LABEL_NAME}={name}")
+                                              label_selector=f"{LABEL_NAME}={name_label(name)}")
     return list(listing.items or [])
 
 

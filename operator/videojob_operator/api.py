@@ -114,11 +114,13 @@ class Gpu(Model):
         None, max_length=253, pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-_]+$",
         description="Extended resource that counts GPUs. Default nvidia.com/gpu.")
     node_selector: dict[str, str] | None = Field(
-        None, description="Node labels GPU-stage pods must match, merged over the operator's "
-                          "defaults (these win on conflicts).")
+        None, description="Node labels GPU-stage pods must match, added to the operator's "
+                          "placement: they may only narrow it (a label the operator sets keeps "
+                          "its value).")
     tolerations: list[Toleration] | None = Field(
         None, max_length=32,
-        description="Tolerations of GPU-stage pods, added to the operator's defaults.")
+        description="Tolerations of GPU-stage pods, added to the operator's defaults; only for "
+                    "taint keys the operator configuration lets VideoJobs tolerate.")
 
 
 class VideoJobSpec(Model):

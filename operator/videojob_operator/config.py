@@ -27,7 +27,9 @@ from pydantic import (
 
 from . import pools as pool_config
 from .api import EffectiveSpec, Toleration, VideoJobSpec
+from .limits import Limits, Placement
 from .pools import Pool
+from .storage_policy import HttpInputs, valid_prefix
 
 DEFAULT_GPU_TOLERATIONS = [Toleration(key="nvidia.com/gpu", operator="Exists",
                                       effect="NoSchedule")]
@@ -79,6 +81,15 @@ class OperatorConfig(BaseModel):
     worker_volumes: list[dict[str, Any]] = Field(default_factory=list)
     worker_volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
     redis_url: str | None = None
+    # Where VideoJobs may read images and audio from (gs://bucket/path/ or file:///path/), besides
+    # their namespace's prefix of storage_root: by namespace, "*" for all (storage_policy.py).
+    read_prefixes: dict[str, list[str]] = Field(default_factory=dict)
+    # http(s) inputs: off unless enabled, then only from the listed hosts.
+    http_inputs: HttpInputs = Field(default_factory=HttpInputs)
+    # Ceilings by namespace, "*" for the default (limits.py), and what tenants may add to the
+    # GPU placement.
+    limits: dict[str, Limits] = Field(default_factory=dict)
+    placement: Placement = Field(default_factory=Placement)
     # Bound on waiting for a deleted VideoJob's pods to go before its finalizer is removed anyway.
     cancel_timeout_seconds: int = Field(120, ge=1)
     defaults: Defaults = Field(default_factory=Defaults)
@@ -95,6 +106,11 @@ class OperatorConfig(BaseModel):
     # the cluster-scoped object VideoJobPools are owned by (the Helm chart's ClusterRole), so
     # that uninstalling the operator garbage-collects them; unset: the pools are left in place.
     pool_owner_clusterrole: str = ""
+
+    @field_validator("read_prefixes")
+    @classmethod
+    def _clean_prefixes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {ns: [valid_prefix(p) for p in prefixes] for ns, prefixes in value.items()}
 
     @field_validator("worker_volumes", "worker_volume_mounts")
     @classmethod
@@ -204,9 +220,8 @@ def effective(spec: VideoJobSpec, config: OperatorConfig, namespace: str, name: 
 
     root = artifact_root(config)
     output = spec.output.uri if spec.output and spec.output.uri else None
-    node_selector = dict(d.gpu_node_selector)
-    if gpu and gpu.node_selector:
-        node_selector.update(gpu.node_selector)
+    # The administrator's labels win (a conflicting spec is refused: limits.widened_placement).
+    node_selector = {**((gpu.node_selector if gpu else None) or {}), **d.gpu_node_selector}
     tolerations = list(d.gpu_tolerations)
     for t in (gpu.tolerations if gpu and gpu.tolerations else []):
         if t not in tolerations:

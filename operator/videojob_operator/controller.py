@@ -16,13 +16,16 @@ Everything that reads the cluster goes through the store (store.py): kopf's Vide
 Status is written only when it changed, in one merge patch of the status subresource, with the
 resourceVersion it was computed from; changes that are only progress figures are written at most
 once a second per VideoJob. `requeue_after` from the planner becomes a timer.
+
+A write the API server refuses is recorded per VideoJob (refusals.py) and the next observation
+carries it: one that can never pass fails the VideoJob at once; the others are retried with
+exponential backoff and shown in the Degraded condition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,11 +39,12 @@ from . import child_watches, metrics, planner
 from .actions import Plan
 from .admission_loop import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
-from .config import LiveConfig, OperatorConfig
+from .config import LiveConfig
 from .events import EventRecorder
 from .jobs import ANNOTATION_QUEUED_AT, LABEL_STAGE
 from .kube import Api
 from .logs import ctx
+from .refusals import Refusal, backoff, refusal
 from .status import ts_micro
 from .store import Change, Key, Store
 from .views import Observation
@@ -49,19 +53,20 @@ from .workqueue import WorkQueue
 log = logging.getLogger("videojob.controller")
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of one VideoJob
-RETRY_AFTER_ERROR = 2.0  # seconds before a reconcile the API refused is tried again
 
 
 class Controller:
-    def __init__(self, config: OperatorConfig | LiveConfig, api: client.ApiClient, *,
+    def __init__(self, config: LiveConfig, api: client.ApiClient, *,
                  workers: int = 16, clock: Callable[[], dt.datetime] | None = None) -> None:
-        self.config = config if isinstance(config, LiveConfig) else LiveConfig(config)
+        self.config = config
         self.api = Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.store = Store(self.api)
         self.queue = WorkQueue(self._reconcile_safely, workers)
         self.events = EventRecorder(self.api)
         self.last_status_write: dict[Key, float] = {}
+        self.refusals: dict[Key, Refusal] = {}  # the last refusal, until a reconcile passes
+        self.errors: dict[Key, int] = {}  # internal errors in a row
         self.watches: list[child_watches.ChildWatch] = []
         self.store.subscribe(self.changed)
         self.admitter = Admitter(self.store, self.config, self.api, requeue=self.queue.add,
@@ -91,6 +96,8 @@ class Controller:
         key = change.key
         if change.deleted:
             self.last_status_write.pop(key, None)
+            self.refusals.pop(key, None)
+            self.errors.pop(key, None)
             self.queue.forget(key)
         elif change.kind == "progress":
             self._progress_reported(key)
@@ -118,7 +125,7 @@ class Controller:
         return Observation(videojob=vj, jobs=jobs, pods=pods,
                            progress=list(self.store.progress.get(uid, {}).values()),
                            now=self.clock(), queue_position=self.admitter.positions.get(key),
-                           offers=self.admitter.offers())
+                           offers=self.admitter.offers(), refused=self.refusals.get(key))
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observe(key)
@@ -132,17 +139,33 @@ class Controller:
     async def _reconcile_safely(self, key: Key) -> None:
         try:
             await self.reconcile(key)
-        except ApiException as e:
-            metrics.RECONCILE_ERRORS.labels("api").inc()
-            # The API said no (a namespace being deleted, a webhook, throttling): say what and
-            # try again; the planner recomputes from the then-current state.
-            log.warning("reconcile failed: %s %s: %s", e.status, e.reason, _api_message(e),
-                        extra=ctx(*key))
-            self.queue.add_after(key, RETRY_AFTER_ERROR)
+        except (ApiException, RefusedWrite) as e:
+            self._refused(key, e)
         except Exception:
             metrics.RECONCILE_ERRORS.labels("internal").inc()
+            errors = self.errors[key] = self.errors.get(key, 0) + 1
             log.exception("reconcile failed", extra=ctx(*key))
-            self.queue.add_after(key, RETRY_AFTER_ERROR)
+            self.queue.add_after(key, backoff(errors))
+        else:
+            self.errors.pop(key, None)
+            if self.refusals.pop(key, None) is not None:
+                self.queue.add(key)  # once more, to clear the Degraded condition
+
+    def _refused(self, key: Key, e: ApiException | RefusedWrite) -> None:
+        """The API said no: recorded for the next observation (the planner fails the VideoJob
+        or shows it as Degraded), which comes at once the first time a refusal can never pass,
+        else after the backoff."""
+        what, error = (e.what, e.error) if isinstance(e, RefusedWrite) else ("a request", e)
+        r = refusal(what, error.status, error.reason, error.body, self.refusals.get(key))
+        self.refusals[key] = r
+        metrics.RECONCILE_ERRORS.labels("api").inc()
+        first_permanent = r.permanent and r.attempts == 1
+        log.warning("%s; %s", r.describe(), "failing the VideoJob" if first_permanent
+                    else f"again in {r.retry_after:.0f} s", extra=ctx(*key))
+        if first_permanent:
+            self.queue.add(key)
+        else:
+            self.queue.add_after(key, r.retry_after)
 
     async def apply(self, key: Key, vj: Obj, plan: Plan) -> None:
         """Does what the plan says, in its order; stops where a write finds the VideoJob
@@ -193,7 +216,7 @@ class Controller:
                 created = await self.api.call(self.api.kube.create_job, ns, manifest)
             except ApiException as e:
                 if e.status != 409:  # 409: it exists (a stale cache); the watch brings it
-                    raise
+                    raise RefusedWrite(f"creating Job {job_name}", e) from e
                 continue
             answered = time.monotonic()
             self.store.handoffs.job_created((ns, job_name), answered)
@@ -206,9 +229,13 @@ class Controller:
     async def _suspend_jobs(self, key: Key, plan: Plan) -> None:
         for job_name, suspend in plan.suspend_jobs.items():
             # Back in the queue from now on: admission unsuspends it again after a resume.
-            updated = await self.api.call(self.api.kube.patch_job, key[0], job_name, {
-                "metadata": {"annotations": {ANNOTATION_QUEUED_AT: ts_micro(self.clock())}},
-                "spec": {"suspend": suspend}})
+            try:
+                updated = await self.api.call(self.api.kube.patch_job, key[0], job_name, {
+                    "metadata": {"annotations": {ANNOTATION_QUEUED_AT: ts_micro(self.clock())}},
+                    "spec": {"suspend": suspend}})
+            except ApiException as e:
+                raise RefusedWrite(f"{'suspending' if suspend else 'resuming'} Job {job_name}",
+                                   e) from e
             self.store.answered("job", updated, reconcile=True)
             log.info("%s Job %s", "suspended" if suspend else "resumed", job_name,
                      extra=ctx(*key))
@@ -222,7 +249,7 @@ class Controller:
                 log.info("deleted Job %s", job_name, extra=ctx(*key))
             except ApiException as e:
                 if e.status != 404:
-                    raise
+                    raise RefusedWrite(f"deleting Job {job_name}", e) from e
 
     async def _let_go(self, key: Key, vj: Obj, plan: Plan, version: str) -> None:
         """The end of a VideoJob: its finalizer removed (cancellation.py), or the VideoJob
@@ -243,7 +270,7 @@ class Controller:
                                     propagation_policy="Background")
             except ApiException as e:
                 if e.status != 404:
-                    raise
+                    raise RefusedWrite("deleting the VideoJob", e) from e
 
     async def _write_status(self, key: Key, vj: Obj, plan: Plan,
                             resource_version: str) -> str | None:
@@ -266,7 +293,7 @@ class Controller:
             updated = await self.api.call(self.api.kube.patch_videojob_status, *key, body)
         except ApiException as e:
             if e.status not in (404, 409):
-                raise
+                raise RefusedWrite("writing the status", e) from e
             if e.status == 409:
                 metrics.STATUS_PATCHES.labels(kind, "conflict").inc()
                 self.queue.add_after(key, 0.05)
@@ -286,16 +313,17 @@ class Controller:
                 return None
             if e.status == 404:
                 return None
-            raise
+            raise RefusedWrite("patching the VideoJob", e) from e
         self.store.remember(key, updated)
         return updated
 
 
-def _api_message(e: ApiException) -> str:
-    try:
-        return str(json.loads(e.body or "{}").get("message", ""))
-    except ValueError:
-        return str(e.body or "")[:300]
+class RefusedWrite(Exception):
+    """An ApiException, with the write that was refused."""
+
+    def __init__(self, what: str, error: ApiException) -> None:
+        super().__init__(what)
+        self.what, self.error = what, error
 
 
 def _nulls_for_removed(old: Obj, new: Obj) -> Obj:

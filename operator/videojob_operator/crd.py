@@ -1,15 +1,20 @@
 """Generates the VideoJob CRD from the pydantic models in api.py.
 
 `python -m videojob_operator.crd > crds/videojob.dev_videojobs.yaml` writes it; a unit test fails
-when the committed file differs from what this produces. The conversion turns pydantic's JSON
-schema into a structural OpenAPI v3 schema as the API server requires: references inlined,
-`Optional[X]` as plain X (nulls are pruned by the API server, so an explicit `null` in a manifest
-means "not set"), no `title`s or `additionalProperties: false`, defaults only where a value exists.
+when the committed file differs from what this produces. `python -m videojob_operator.crd
+spec-fields > common/videojob_common/spec_fields.json` writes the spec's field names alone, which
+the worker checks local specs against (videojob_common.spec_fields).
+
+The conversion turns pydantic's JSON schema into a structural OpenAPI v3 schema as the API
+server requires: references inlined, `Optional[X]` as plain X (nulls are pruned by the API
+server, so an explicit `null` in a manifest means "not set"), no `title`s or
+`additionalProperties: false`, defaults only where a value exists.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from typing import Any
 
@@ -183,5 +188,22 @@ def render(plural: str = PLURAL) -> str:
     return header + yaml.safe_dump(GENERATORS[plural](), sort_keys=False, width=100)
 
 
+def field_tree(schema: Schema) -> Schema:
+    """A schema's field names alone: `fields` of an object, `map` of one with any keys, `items`
+    of an array; {} for a value."""
+    if "properties" in schema:
+        return {"fields": {k: field_tree(v) for k, v in schema["properties"].items()}}
+    if isinstance(schema.get("additionalProperties"), dict):
+        return {"map": field_tree(schema["additionalProperties"])}
+    if "items" in schema:
+        return {"items": field_tree(schema["items"])}
+    return {}
+
+
+def spec_fields() -> str:
+    return json.dumps(field_tree(model_schema(VideoJobSpec)), indent=1, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render(sys.argv[1] if len(sys.argv) > 1 else PLURAL))
+    target = sys.argv[1] if len(sys.argv) > 1 else PLURAL
+    sys.stdout.write(spec_fields() if target == "spec-fields" else render(target))

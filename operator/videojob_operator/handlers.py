@@ -19,6 +19,8 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from videojob_common.redact import redact_url
+
 from . import config_watch, metrics, progress_feed
 from .api import GROUP, PLURAL, VERSION
 from .config import LiveConfig
@@ -108,7 +110,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tasks.append(asyncio.create_task(config_watch.follow(live, api, stop)))
     memo["tasks"] = tasks
     log.info("operator started: storage root %s, worker image %s, redis %s",
-             cfg.storage_root, cfg.worker_image, cfg.redis_url or "off")
+             cfg.storage_root, cfg.worker_image,
+             redact_url(cfg.redis_url) if cfg.redis_url else "off")
 
 
 @kopf.on.cleanup()

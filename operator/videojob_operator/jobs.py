@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from videojob_common.pipeline import GPU_STAGES, PER_SCENE, Obj, Stage
 
@@ -27,23 +28,56 @@ ANNOTATION_QUEUED_AT = "videojob.dev/queued-at"
 ANNOTATION_ADMITTED_AT = "videojob.dev/admitted-at"
 CONTAINER = "worker"
 SCRATCH = "/scratch"
-MAX_NAME = 63  # Job names end up in pod labels (batch.kubernetes.io/job-name): 63 characters.
+# The VideoJob's name, whole, on each Job and pod (the name label may be shortened).
+ANNOTATION_NAME = "videojob.dev/videojob"
+DNS_LABEL = 63  # a pod's hostname and a label's value: at most 63 characters
+MAX_INDEX = 31  # the last completion index (scenes: at most 32, api.py)
+# An Indexed Job's pods are named `<job>-<index>` as their hostname, which must be a DNS label
+# (no dots, at most 63 characters), so a Job's name leaves room for "-31".
+MAX_JOB_NAME = DNS_LABEL - len(f"-{MAX_INDEX}")
+_NOT_IN_LABEL = re.compile(r"[^a-z0-9-]")
+
+
+def _digest(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 def job_name(videojob: str, uid: str, stage: Stage) -> str:
     """Deterministic per VideoJob *object*: a re-created VideoJob of the same name gets new Jobs,
-    so it never adopts the old one's Jobs while they are still being deleted."""
-    suffix = f"-{stage}-{hashlib.sha256(uid.encode()).hexdigest()[:5]}"
-    return videojob[: MAX_NAME - len(suffix)].rstrip("-.") + suffix
+    so it never adopts the old one's Jobs while they are still being deleted. Any valid VideoJob
+    name (a DNS subdomain: up to 253 characters, dots allowed) gives a DNS label with room for
+    the index: dots become dashes, and the name is cut to fit (the uid's hash keeps it apart)."""
+    suffix = f"-{stage}-{_digest(uid, 5)}"
+    base = _NOT_IN_LABEL.sub("-", videojob)[: MAX_JOB_NAME - len(suffix)].strip("-")
+    return (base or "videojob") + suffix
+
+
+def name_label(videojob: str) -> str:
+    """The VideoJob's name as a label value: itself when it fits in 63 characters, else cut,
+    with a hash of the whole name, so that two long names never share a value."""
+    if len(videojob) <= DNS_LABEL:
+        return videojob
+    suffix = f"-{_digest(videojob, 10)}"
+    return videojob[: DNS_LABEL - len(suffix)].rstrip("-._") + suffix
+
+
+def owner_name(meta: Obj) -> str | None:
+    """The VideoJob a Job or pod of ours belongs to (None: not ours): the annotation with the
+    whole name, or, on Jobs created before it existed, the name label."""
+    labels: dict[str, str] = meta.get("labels") or {}
+    if LABEL_NAME not in labels:
+        return None
+    annotations: dict[str, str] = meta.get("annotations") or {}
+    return annotations.get(ANNOTATION_NAME) or labels[LABEL_NAME]
 
 
 def labels(videojob: str, uid: str, stage: Stage, pool: str | None = None) -> dict[str, str]:
     out = {
-        LABEL_NAME: videojob,
+        LABEL_NAME: name_label(videojob),
         LABEL_STAGE: stage,
         LABEL_UID: uid,
         "app.kubernetes.io/name": "videojob-worker",
-        "app.kubernetes.io/instance": videojob[:63].rstrip("-._"),
+        "app.kubernetes.io/instance": name_label(videojob),
         "app.kubernetes.io/component": stage,
         "app.kubernetes.io/part-of": "videojob",
         "app.kubernetes.io/managed-by": "videojob-operator",
@@ -160,7 +194,7 @@ def stage_job(
             "name": name,
             "namespace": namespace,
             "labels": lbl,
-            "annotations": {ANNOTATION_QUEUED_AT: now},
+            "annotations": {ANNOTATION_QUEUED_AT: now, ANNOTATION_NAME: videojob},
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": KIND, "name": videojob, "uid": uid,
                 "controller": True, "blockOwnerDeletion": True,
@@ -189,7 +223,7 @@ def stage_job(
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]},
             "template": {
-                "metadata": {"labels": lbl},
+                "metadata": {"labels": lbl, "annotations": {ANNOTATION_NAME: videojob}},
                 "spec": pod_spec,
             },
         },

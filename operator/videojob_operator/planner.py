@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from videojob_common.pipeline import STAGES, TERMINAL, Obj, Phase, Stage, StagePhase
 
+from . import limits, storage_policy
 from .actions import Plan, finish
 from .api import (
     FINALIZER,
@@ -38,7 +39,7 @@ from .api import (
     VideoJobStatus,
 )
 from .cancellation import plan_deletion
-from .config import OperatorConfig, effective
+from .config import OperatorConfig, artifact_root, effective
 from .pools import pool_of
 from .progress import overall
 from .stages import Context, next_step
@@ -66,7 +67,7 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
     if meta.get("deletionTimestamp"):
         return plan_deletion(obs, status, old_doc, config, out)
     ensure_finalizer(meta, out)
-    spec, status = validate_spec(obs, status, out)
+    spec, status = validate_spec(obs, status, out, config)
     if spec is None:
         return finish(out, status, old_doc)
     eff = effective(spec, config, meta["namespace"], meta["name"], meta["uid"])
@@ -75,6 +76,9 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
                                        "effective": eff})
     stages = _stages(status, eff)
     if status.phase in TERMINAL:
+        return finish(out, after_the_end(ctx, status, stages), old_doc)
+    status = report_refusal(obs, status, out)
+    if status.phase == Phase.FAILED:
         return finish(out, after_the_end(ctx, status, stages), old_doc)
     if status.phase is None:
         out.tell("Normal", Reason.CREATED,
@@ -123,18 +127,68 @@ def ensure_finalizer(meta: Obj, out: Plan) -> None:
         out.add_finalizer = True
 
 
-def validate_spec(obs: Observation, status: VideoJobStatus,
-                  out: Plan) -> tuple[VideoJobSpec | None, VideoJobStatus]:
-    """The spec, or None: the VideoJob fails (once) with InvalidSpec, naming the fields."""
+def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan,
+                  config: OperatorConfig) -> tuple[VideoJobSpec | None, VideoJobStatus]:
+    """The spec, or None: the VideoJob fails (once) with InvalidSpec, naming the fields: the
+    model's checks, then the administrator's rules (spec_problems). A stage still running (a
+    priority changed out of its band) is stopped."""
+    meta = obs.videojob["metadata"]
     try:
-        return VideoJobSpec.model_validate(obs.videojob.get("spec") or {}), status
+        spec = VideoJobSpec.model_validate(obs.videojob.get("spec") or {})
     except ValidationError as e:
-        if status.phase == Phase.FAILED:
-            return None, status
-        status = failed(status, Reason.INVALID_SPEC, f"invalid spec: {e}",
-                        obs.videojob["metadata"].get("generation"), obs.now)
-        out.tell("Warning", Reason.INVALID_SPEC, status.message or "")
+        problem = f"invalid spec: {e}"
+    else:
+        refused = spec_problems(spec, config, meta)
+        if not refused:
+            return spec, status
+        problem = "invalid spec: " + "; ".join(refused)
+    if status.phase == Phase.FAILED:
         return None, status
+    out.delete_jobs = [j.name for j in obs.jobs
+                       if not j.deleting and not j.complete and j.failure is None]
+    status = failed(status, Reason.INVALID_SPEC, problem, meta.get("generation"), obs.now)
+    out.tell("Warning", Reason.INVALID_SPEC, status.message or "")
+    return None, status
+
+
+def spec_problems(spec: VideoJobSpec, config: OperatorConfig, meta: Obj) -> list[str]:
+    """What the administrator does not let this namespace do, one line per field: write or read
+    outside its storage (storage_policy.py), ask for more than its ceilings or widen the GPU
+    placement (limits.py)."""
+    namespace = meta["namespace"]
+    eff = effective(spec, config, namespace, meta["name"], meta["uid"])
+    return [
+        *storage_policy.problems(
+            spec.output.uri if spec.output else None, list(spec.images or []), spec.audio,
+            storage_root=artifact_root(config), namespace=namespace,
+            read_prefixes=config.read_prefixes, http=config.http_inputs),
+        *limits.over_limits(spec, eff.scenes, eff.gpu_count, eff.total_seconds,
+                            eff.stage_seconds, eff.pending_seconds,
+                            limits.for_namespace(config.limits, namespace)),
+        *limits.widened_placement(spec, config.defaults.gpu_node_selector, config.placement),
+    ]
+
+
+def report_refusal(obs: Observation, status: VideoJobStatus,
+                   out: Plan) -> VideoJobStatus:
+    """The API server's last refusal of this VideoJob's writes (refusals.py): one that can never
+    pass fails the VideoJob, with the server's message; any other shows in the Degraded
+    condition until a reconcile goes through."""
+    refused, generation = obs.refused, obs.videojob["metadata"].get("generation")
+    conditions = list(status.conditions or [])
+    if refused is None:
+        if any(c.type == "Degraded" and c.status == "True" for c in conditions):
+            conditions = set_condition(conditions, "Degraded", False, Reason.RECOVERED, "",
+                                       generation, obs.now)
+            return status.model_copy(update={"conditions": conditions})
+        return status
+    if refused.permanent:
+        status = failed(status, Reason.API_REJECTED, refused.describe(), generation, obs.now)
+        out.tell("Warning", Reason.API_REJECTED, status.message or "")
+        return status
+    conditions = set_condition(conditions, "Degraded", True, Reason.API_ERROR,
+                               f"{refused.describe()} (retrying)", generation, obs.now)
+    return status.model_copy(update={"conditions": conditions})
 
 
 def after_the_end(ctx: Context, status: VideoJobStatus, stages: Stages) -> VideoJobStatus:

@@ -18,6 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from videojob_common.pipeline import STAGES
+from videojob_common.redact import redact_url
+
+from .jobs import MAX_INDEX
 from .views import ProgressView
 
 CHANNEL = "videojob:progress"
@@ -32,8 +36,11 @@ def parse(raw: bytes | str) -> tuple[str, ProgressView] | None:
     try:
         doc: dict[str, Any] = json.loads(raw)
         index = doc.get("index")
+        stage = str(doc["stage"])
+        if stage not in STAGES or (index is not None and not 0 <= int(index) <= MAX_INDEX):
+            return None  # no such stage or scene: bounded entries per VideoJob
         view = ProgressView(
-            stage=str(doc["stage"]),
+            stage=stage,
             index=int(index) if index is not None else None,
             percent=max(0.0, min(100.0, float(doc.get("percent", 0)))),
             message=str(doc.get("message", ""))[:200],
@@ -57,7 +64,7 @@ async def follow(url: str, sink: Sink, stop: asyncio.Event) -> None:
                 parsed = parse(value) if value else None
                 if parsed:
                     sink(*parsed)
-            log.info("following worker progress on %s", url)
+            log.info("following worker progress on %s", redact_url(url))
             backoff = 0.5
             while not stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)

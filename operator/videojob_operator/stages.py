@@ -24,6 +24,7 @@ from .config import OperatorConfig
 from .pools import job_gpus, pool_of, slots_per_pod
 from .progress import stage_progress
 from .status import Reason, parse_ts, ts, ts_micro
+from .storage_policy import HTTP_INPUTS_ENV
 from .views import JobView, Observation, PodView, job_view
 
 Failure = tuple[str, str]  # (reason, message) of a stage that failed
@@ -91,7 +92,7 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
         namespace=meta["namespace"], videojob=meta["name"], uid=meta["uid"], stage=name,
         spec=spec, eff=ctx.eff, pool=pool, now=ts_micro(ctx.now),
         redis_url=config.redis_url, service_account=config.worker_service_account,
-        extra_env=config.worker_env, command=config.worker_command,
+        extra_env=_worker_env(config), command=config.worker_command,
         secret_env={k: (r.name, r.key) for k, r in config.worker_secret_env.items()},
         volumes=config.worker_volumes, volume_mounts=config.worker_volume_mounts)
     pods = _admitted_at_creation(pool, manifest, ctx)
@@ -110,6 +111,14 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
     return st.model_copy(update={
         "phase": StagePhase.SUSPENDED if suspended else StagePhase.QUEUED,
         "message": "suspended" if suspended else "queued"}), None
+
+
+def _worker_env(config: OperatorConfig) -> dict[str, str]:
+    """The administrator's worker_env, and the fetch policy of http(s) inputs when they are on
+    (the worker's default is off: videojob_worker.fetch_policy)."""
+    if not config.http_inputs.enabled:
+        return config.worker_env
+    return {**config.worker_env, HTTP_INPUTS_ENV: config.http_inputs.model_dump_json()}
 
 
 def _admitted_at_creation(pool: str, manifest: Obj, ctx: Context) -> int:

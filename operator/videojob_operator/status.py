@@ -38,6 +38,9 @@ class Reason:
     CANCEL_INCOMPLETE = "CancellationIncomplete"
     RUNNING = "Running"
     WAITING = "Pending"
+    API_REJECTED = "APIRejected"  # a write the API server will never accept (refusals.py)
+    API_ERROR = "APIError"  # a write refused for now; retried with backoff
+    RECOVERED = "Recovered"  # writes go through again
 
 
 # The reason of the Ready (False) condition while a VideoJob is under way, by phase.

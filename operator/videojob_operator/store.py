@@ -34,7 +34,7 @@ from typing import Any
 from videojob_common.pipeline import STAGES, Obj
 
 from .handoff_metrics import HandoffClock
-from .jobs import LABEL_NAME, LABEL_UID
+from .jobs import LABEL_NAME, LABEL_UID, owner_name
 from .kube import Api
 from .views import JobView, PodView, ProgressView, job_view, pod_view
 
@@ -58,6 +58,9 @@ class Change:
 
 
 Listener = Callable[[Change], None]
+# Progress reports for uids no cached VideoJob has: kept this long, and for this many uids.
+UNCLAIMED_SECONDS = 300.0
+UNCLAIMED_MAX = 10_000
 
 
 class Store:
@@ -70,6 +73,9 @@ class Store:
         self.pods: dict[Key, dict[str, Obj]] = defaultdict(dict)
         # uid -> (stage, index) -> latest progress report
         self.progress: dict[str, dict[tuple[str, int | None], ProgressView]] = defaultdict(dict)
+        # uid -> when its first report came, for reports no cached VideoJob claims (yet)
+        self.unclaimed: dict[str, float] = {}
+        self.swept = 0.0
         self.listeners: list[Listener] = []
 
     def subscribe(self, listener: Listener) -> None:
@@ -103,6 +109,7 @@ class Store:
             old["metadata"].get("uid") == meta.get("uid"))
         self.videojobs[key] = obj
         self.keys_by_uid[meta["uid"]] = key
+        self.unclaimed.pop(meta["uid"], None)
         # Priority, suspension, deletion and phase change the queue (admission listens).
         self._tell(Change(key, "videojob", reconcile=not echo))
 
@@ -131,7 +138,7 @@ class Store:
     def _child(self, kind: str, event_type: str | None, obj: Obj, *, trimmed: bool,
                arrived: float | None, reconcile: bool) -> None:
         meta = obj["metadata"]
-        owner = (meta.get("labels") or {}).get(LABEL_NAME)
+        owner = owner_name(meta)
         if not owner:
             return
         key = (meta["namespace"], owner)
@@ -177,13 +184,30 @@ class Store:
 
     # -- progress -------------------------------------------------------------------------
 
-    def observe_progress(self, uid: str, view: ProgressView) -> None:
-        # Kept even before the VideoJob is in the cache: after a restart, the reports still in
-        # Redis may arrive before kopf's first listing.
-        self.progress[uid][(view.stage, view.index)] = view
+    def observe_progress(self, uid: str, view: ProgressView, now: float | None = None) -> None:
+        """A worker's report. One for a uid no cached VideoJob has is kept a while (after a
+        restart, the reports still in Redis may arrive before kopf's first listing), then
+        dropped: at most UNCLAIMED_MAX such uids, each for UNCLAIMED_SECONDS, so reports for
+        VideoJobs that never come cannot fill the operator's memory."""
         key = self.keys_by_uid.get(uid)
+        if key is None:
+            now = time.monotonic() if now is None else now
+            self._sweep_unclaimed(now)
+            if uid not in self.unclaimed:
+                if len(self.unclaimed) >= UNCLAIMED_MAX:
+                    return
+                self.unclaimed[uid] = now
+        self.progress[uid][(view.stage, view.index)] = view
         if key is not None and key in self.videojobs:
             self._tell(Change(key, "progress"))
+
+    def _sweep_unclaimed(self, now: float) -> None:
+        if now - self.swept < UNCLAIMED_SECONDS / 10:
+            return
+        self.swept = now
+        for uid in [u for u, since in self.unclaimed.items() if now - since > UNCLAIMED_SECONDS]:
+            del self.unclaimed[uid]
+            self.progress.pop(uid, None)
 
     # -- listings -------------------------------------------------------------------------
 
@@ -257,7 +281,7 @@ class Store:
         present: set[tuple[str, str]] = set()
         for obj in listed:
             meta = obj["metadata"]
-            owner = (meta.get("labels") or {}).get(LABEL_NAME)
+            owner = owner_name(meta)
             if not owner:
                 continue
             present.add((meta["namespace"], meta["name"]))

@@ -13,6 +13,7 @@ from videojob_common.pipeline import Obj
 
 from .admission_policy import CreationOffer
 from .jobs import CONTAINER, LABEL_STAGE
+from .refusals import Refusal
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Observation:
     # What admission would grant a stage Job created now, by pool (admission_loop.offers): a
     # pool missing here has someone waiting, or no decision yet, and its new Jobs are queued.
     offers: dict[str, CreationOffer] = field(default_factory=dict)
+    # The API server's last refusal of this VideoJob's writes, if the last reconcile failed.
+    refused: Refusal | None = None
 
 
 def job_view(job: Obj) -> JobView:

@@ -72,6 +72,8 @@ def test_every_value_is_documented() -> None:
     ({"watch": {"namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
     ({"defaults": {"retryLimit": -1}}, "/defaults/retryLimit"),
     ({"operator": {"metricsPort": 0}}, "/operator/metricsPort"),
+    ({"storage": {"readPrefixes": {"*": ["gs://shared"]}}}, "/storage/readPrefixes/*/0"),
+    ({"httpInputs": {"enabeld": True}}, "/httpInputs"),
 ])
 def test_bad_values_are_refused_naming_the_field(values: Obj, field: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"at '{field}'")):
@@ -147,6 +149,7 @@ def test_rbac_covers_every_call_the_operator_makes() -> None:
     needed = {
         ("videojob.dev", "videojobs", v) for v in ("list", "watch", "patch", "delete")} | {
         ("videojob.dev", "videojobs/status", "patch"),
+        ("videojob.dev", "videojobs/finalizers", "update"),  # blockOwnerDeletion on its Jobs
         ("videojob.dev", "videojobpools", "create"), ("videojob.dev", "videojobpools", "patch"),
         ("batch", "jobs", "create"), ("batch", "jobs", "patch"), ("batch", "jobs", "delete"),
         ("batch", "jobs", "watch"), ("", "pods", "watch"), ("", "pods", "list"),
@@ -180,6 +183,38 @@ def test_rendered_configuration_is_what_the_operator_accepts() -> None:
     (sa,) = find(render(values), "ServiceAccount", "videojob-worker")
     assert sa["metadata"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "render@project.iam.gserviceaccount.com"}
+
+
+def test_what_tenants_may_read_is_the_values() -> None:
+    cfg = load(text=yaml.safe_dump(operator_config(render())), environ={})
+    assert cfg.read_prefixes == {} and not cfg.http_inputs.enabled
+    values = {"storage": {"readPrefixes": {"*": ["gs://shared-assets/"],
+                                           "team-a": ["gs://team-a-in/raw/"]}},
+              "httpInputs": {"enabled": True, "hosts": ["*.cdn.example.net"],
+                             "allowNetworks": ["10.20.0.0/16"], "maxBytes": 1000000,
+                             "timeoutSeconds": 10}}
+    cfg = load(text=yaml.safe_dump(operator_config(render(values))), environ={})
+    assert cfg.read_prefixes == {"*": ["gs://shared-assets/"], "team-a": ["gs://team-a-in/raw/"]}
+    assert (cfg.http_inputs.enabled, cfg.http_inputs.hosts, cfg.http_inputs.allow_networks,
+            cfg.http_inputs.max_bytes, cfg.http_inputs.timeout_seconds) == (
+        True, ["*.cdn.example.net"], ["10.20.0.0/16"], 1000000, 10)
+
+
+def test_ceilings_and_placement_are_the_values() -> None:
+    cfg = load(text=yaml.safe_dump(operator_config(render())), environ={})
+    assert cfg.limits == {} and cfg.placement.tenant_toleration_keys == []
+    values = {"limits": {"*": {"maxGpusPerPod": 2, "maxPixelFrames": 3732480000,
+                               "minPriority": -10, "maxPriority": 10},
+                         "team-a": {"maxGpusPerVideojob": 16}},
+              "gpu": {"tenantTolerationKeys": ["example.com/spot"]}}
+    cfg = load(text=yaml.safe_dump(operator_config(render(values))), environ={})
+    assert cfg.limits["*"].max_gpus_per_pod == 2
+    assert cfg.limits["*"].max_pixel_frames == 3732480000
+    assert (cfg.limits["*"].min_priority, cfg.limits["*"].max_priority) == (-10, 10)
+    assert cfg.limits["team-a"].max_gpus_per_videojob == 16
+    assert cfg.placement.tenant_toleration_keys == ["example.com/spot"]
+    with pytest.raises(ValueError, match=re.escape("at '/limits/*'")):
+        render({"limits": {"*": {"maxGPUs": 1}}})
 
 
 def test_redis_password_stays_in_its_secret() -> None:

@@ -1,5 +1,6 @@
-"""Fault suite, bad input: the corpus of mistakes in invalid-videojobs.yaml is refused by the API
-server with messages naming the field, and nothing is stored."""
+"""Fault suite, bad input: the corpus of mistakes in invalid-videojobs.yaml is refused with
+messages naming the field: by the API server, and nothing is stored; or, where only the operator
+can know (the namespace's storage prefix), by the operator, before any stage runs."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
+from videojob_testkit import videojobs as vjs
 from videojob_testkit.kube import Cluster
+from videojob_testkit.operator_process import Operator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 CORPUS: list[dict[str, Any]] = yaml.safe_load(
     (Path(__file__).parent / "invalid-videojobs.yaml").read_text())
+BY_API = [c for c in CORPUS if c.get("refused_by", "api") == "api"]
+BY_OPERATOR = [c for c in CORPUS if c.get("refused_by") == "operator"]
 BASE = {"prompt": "a red balloon", "scenes": 2, "durationSeconds": 4}
 
 
@@ -30,12 +35,12 @@ def manifest(case: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_the_corpus_has_at_least_forty_distinct_mistakes() -> None:
-    assert len(CORPUS) >= 40
+    assert len(BY_API) >= 40 and len(BY_OPERATOR) >= 7
     assert len({c["mistake"] for c in CORPUS}) == len(CORPUS)
     assert len({yaml.safe_dump(c.get("spec") or c.get("manifest")) for c in CORPUS}) == len(CORPUS)
 
 
-@pytest.mark.parametrize("case", CORPUS, ids=[c["mistake"] for c in CORPUS])
+@pytest.mark.parametrize("case", BY_API, ids=[c["mistake"] for c in BY_API])
 def test_each_mistake_is_refused_naming_the_field(cluster: Cluster, crds: None, namespace: str,
                                                   case: dict[str, Any]) -> None:
     body = manifest(case, "bad")
@@ -48,3 +53,28 @@ def test_each_mistake_is_refused_naming_the_field(cluster: Cluster, crds: None, 
         [cluster.kubectl_path, "--kubeconfig", str(cluster.kubeconfig), "get", "videojobs", "-n",
          namespace, "-o", "name"], capture_output=True, text=True, check=True, timeout=60)
     assert listed.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("case", BY_OPERATOR, ids=[c["mistake"] for c in BY_OPERATOR])
+def test_each_mistake_only_the_operator_can_see_fails_before_anything_runs(
+        cluster: Cluster, namespace: str, running_operator: Operator,
+        case: dict[str, Any]) -> None:
+    root = f"file://{running_operator.workdir / 'artifacts'}"
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("ROOT", root).replace("NS", namespace)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    body = fill(manifest(case, "bad"))
+    vjs.custom(cluster).create_namespaced_custom_object(
+        vjs.GROUP, vjs.VERSION, namespace, vjs.PLURAL, body)
+    done = vjs.wait(cluster, namespace, "bad", vjs.phase_is("Failed", "Succeeded"), timeout=60)
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec"), status
+    assert fill(case["expect"]) in status["message"], status["message"]
+    assert cluster.batch.list_namespaced_job(namespace).items == []

@@ -268,8 +268,9 @@ def test_cancel_deletes_the_videojob_and_waits_until_it_is_gone(
 def test_download_copies_the_published_file_after_checking_its_size(
         cluster: Cluster, namespace: str, running_operator: Operator, plugin: Plugin,
         tmp_path: Path) -> None:
-    published = tmp_path / "published" / "clip.mp4"
-    published.parent.mkdir()
+    # Under the namespace's prefix of the storage root: the only place a VideoJob may write.
+    published = running_operator.workdir / "artifacts" / namespace / "published" / "clip.mp4"
+    published.parent.mkdir(parents=True)
     path = write(tmp_path / "clip.yaml",
                  manifest("clip", prompt="a lighthouse", output={"uri": published.as_uri()}))
     assert plugin("submit", "-f", path).returncode == 0

@@ -17,7 +17,7 @@ from videojob_common.pipeline import Obj
 from videojob_operator import planner, views
 from videojob_operator.admission_loop import Admitter
 from videojob_operator.api import FINALIZER
-from videojob_operator.config import OperatorConfig
+from videojob_operator.config import LiveConfig, OperatorConfig
 from videojob_operator.controller import Controller
 from videojob_operator.pools import Pool
 from videojob_operator.store import slim
@@ -65,7 +65,7 @@ def pod(job: Obj, index: int, phase: str, rv: int = 3) -> Obj:
 
 
 def controller() -> Controller:
-    return Controller(OperatorConfig(), client.ApiClient())
+    return Controller(LiveConfig(OperatorConfig()), client.ApiClient())
 
 
 def fresh(c: Controller) -> Admitter:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
+from videojob_common.spec_fields import unknown_fields
 from videojob_operator import crd
 from videojob_operator.api import VideoJobSpec, VideoJobStatus
 from videojob_testkit import REPO
@@ -39,6 +40,18 @@ def test_committed_crds_are_what_the_models_generate(plural: str) -> None:
     path = CRD_FILE.parent / f"videojob.dev_{plural}.yaml"
     assert path.read_text() == crd.render(plural), (
         f"crds/ is stale: run `python -m videojob_operator.crd {plural} > {path.name}` in crds/")
+
+
+def test_the_spec_field_names_the_worker_checks_are_the_crds() -> None:
+    path = REPO / "common" / "videojob_common" / "spec_fields.json"
+    assert path.read_text() == crd.spec_fields(), (
+        "spec_fields.json is stale: run `python -m videojob_operator.crd spec-fields > "
+        "common/videojob_common/spec_fields.json`")
+    examples = [doc for path in sorted((REPO / "examples").glob("*.yaml"))
+                for doc in yaml.safe_load_all(path.read_text())
+                if isinstance(doc, dict) and doc.get("kind") == "VideoJob"]
+    assert examples and all(unknown_fields(doc["spec"]) == [] for doc in examples)
+    assert unknown_fields({"prompt": "x", "promt": "y"}) == ["spec.promt"]
 
 
 def test_every_spec_and_status_field_is_described() -> None:

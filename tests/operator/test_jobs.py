@@ -1,19 +1,38 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from videojob_common.pipeline import STAGES
 from videojob_operator.api import VideoJobSpec
 from videojob_operator.config import Defaults, OperatorConfig, effective
-from videojob_operator.jobs import PERMANENT_ERROR_EXIT_CODE, job_name, stage_job
+from videojob_operator.jobs import (
+    ANNOTATION_NAME,
+    MAX_INDEX,
+    PERMANENT_ERROR_EXIT_CODE,
+    job_name,
+    name_label,
+    owner_name,
+    stage_job,
+)
+
+# What the API server checks (k8s.io/apimachinery validation): a DNS label (a pod's hostname,
+# which an Indexed Job sets to `<job>-<index>`), a label value, a DNS subdomain (a Job's name and
+# any VideoJob's).
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+# Valid VideoJob names at the edges: the longest, one of 63 characters, dotted, digits only.
+NAMES = ["a", "clip", "dotted.name", "a" * 50, "b" * 63, "c" * 64, "x" * 253,
+         ("d." * 126) + "d", "0", "a-b.c-d", "9" * 100]
 
 
-def build(stage: str, **spec: Any) -> dict[str, Any]:
+def build(stage: str, *, name: str = "clip", **spec: Any) -> dict[str, Any]:
     config = OperatorConfig(defaults=Defaults(gpu_node_selector={"pool": "gpu"}))
     s = VideoJobSpec.model_validate({"prompt": "x", **spec})
-    eff = effective(s, config, "ns", "clip", "uid-1")
-    return stage_job(namespace="ns", videojob="clip", uid="uid-1", stage=stage,  # type: ignore[arg-type]
+    eff = effective(s, config, "ns", name, "uid-1")
+    return stage_job(namespace="ns", videojob=name, uid="uid-1", stage=stage,  # type: ignore[arg-type]
                      spec=s, eff=eff, pool="gpu",
                     now="2026-01-01T12:00:00.000000Z", redis_url="redis://r:6379/0",
                      service_account="worker", extra_env={"X": "1"})
@@ -24,6 +43,32 @@ def test_names_are_deterministic_bounded_and_per_object() -> None:
     assert job_name("clip", "uid-1", "plan") != job_name("clip", "uid-2", "plan")
     long = job_name("x" * 250, "uid-1", "keyframes")
     assert len(long) <= 63 and long.endswith("-keyframes-" + long.rsplit("-", 1)[1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_any_valid_videojob_name_gives_jobs_the_api_server_accepts(name: str) -> None:
+    assert len(name) <= 253
+    for stage in STAGES:
+        job = build(stage, name=name, scenes=32)
+        meta, pod_meta = job["metadata"], job["spec"]["template"]["metadata"]
+        hostname = f"{meta['name']}-{MAX_INDEX}"  # the last scene's pod
+        assert len(hostname) <= 63 and DNS_LABEL.fullmatch(hostname), hostname
+        for value in [*meta["labels"].values(), *pod_meta["labels"].values()]:
+            assert len(value) <= 63 and LABEL_VALUE.fullmatch(value), value
+        # The whole name is kept, and is what the operator files the Job and its pods under.
+        assert meta["annotations"][ANNOTATION_NAME] == name
+        assert owner_name(meta) == owner_name(pod_meta) == name
+        assert meta["ownerReferences"][0]["name"] == name
+
+
+def test_long_names_stay_apart() -> None:
+    a, b = "x" * 100 + "a", "x" * 100 + "b"
+    assert name_label(a) != name_label(b)
+    assert name_label("clip") == "clip"
+    assert job_name("a.b", "uid-1", "plan") == "a-b-plan-" + job_name("c", "uid-1", "plan")[-5:]
+    # A Job of an older operator (no annotation) is still filed under its VideoJob.
+    assert owner_name({"labels": {"videojob.dev/name": "clip"}}) == "clip"
+    assert owner_name({"labels": {"other": "x"}, "annotations": {ANNOTATION_NAME: "x"}}) is None
 
 
 def test_job_is_owned_labelled_and_retried_per_index() -> None:

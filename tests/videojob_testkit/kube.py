@@ -39,11 +39,11 @@ class Cluster:
     def batch(self) -> client.BatchV1Api:
         return client.BatchV1Api(self.api)
 
-    def kubectl(self, *args: str, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60,
+                input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True, text=True, check=check, timeout=timeout)
+            capture_output=True, text=True, check=check, timeout=timeout, input=input)
 
 
 def connect(kubeconfig: Path, local: bool, runtime: str = "agent") -> Cluster:

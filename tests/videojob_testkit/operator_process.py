@@ -50,6 +50,8 @@ class Operator:
             "redis_url": self.redis_url,
             "cancel_timeout_seconds": 60,
             "defaults": {"retry_backoff_seconds": 1},
+            # Ceilings no test reaches but test_bad_input's (docs/tenancy.md).
+            "limits": {"*": {"max_gpus_per_pod": 8, "max_total_seconds": 86400}},
         }
         if self.cluster.local:
             cfg["worker_env"] = {"VIDEOJOB_TEST_LEDGER": str(self.ledger)}

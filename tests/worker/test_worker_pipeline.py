@@ -20,6 +20,7 @@ from videojob_testkit.worker import (
     top_level_boxes,
     write_wav,
 )
+from videojob_worker.runner import EXIT_PERMANENT
 
 PROMPT = ("A red sunrise over the desert. A blue ocean at noon. A green forest in the rain. "
           "A purple city at night.")
@@ -153,3 +154,16 @@ def test_none_cuts_between_scenes(tmp_path: Path) -> None:
     step = [float(np.linalg.norm(mean_colour(frames[k + 1]) - mean_colour(frames[k])))
             for k in range(47)]
     assert int(np.argmax(step)) == 23  # the one big change is the cut at the scene boundary
+
+
+def test_run_refuses_a_field_the_crd_lacks_and_renders_nothing(tmp_path: Path) -> None:
+    """A spec with a `narration:` block (a field this version does not have) is refused by name
+    before anything renders, instead of a silent video without a word."""
+    spec_file = tmp_path / "videojob.yaml"
+    spec_file.write_text(yaml.safe_dump({"kind": "VideoJob", "metadata": {"name": "n"},
+                                         "spec": {**SPEC, "narration": {"text": "hello"}}}))
+    code, stdout, stderr = invoke(["run", "--spec", str(spec_file), "--output",
+                                   str(tmp_path / "out.mp4"), "--workdir", str(tmp_path / "w")])
+    assert code == EXIT_PERMANENT, stderr + stdout
+    assert "spec.narration: unknown field" in stderr
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "w").exists()

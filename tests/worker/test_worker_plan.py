@@ -43,6 +43,22 @@ def test_manifest_or_bare_spec(tmp_path: Path) -> None:
         load_manifest(other)
 
 
+def test_a_local_spec_with_a_field_the_crd_lacks_is_refused(tmp_path: Path) -> None:
+    """As `kubectl --validate=strict`: a misspelt or unsupported field is named, not dropped."""
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text("kind: VideoJob\nspec:\n  prompt: a cat\n  narration: {text: hi}\n"
+                        "  gpu: {count: 1, tolerations: [{key: k, operatr: Exists}]}\n"
+                        "  output: {uri: 'file:///tmp/x.mp4'}\n")
+    with pytest.raises(PermanentError, match=r"^spec\.narration, "
+                       r"spec\.gpu\.tolerations\[0\]\.operatr: unknown fields \(not in the "
+                       r"VideoJob CRD"):
+        load_manifest(manifest)
+    bare = tmp_path / "spec.yaml"
+    bare.write_text("prompt: a cat\nfsp: 12\ngpu: {nodeSelector: {any-key: x}}\n")
+    with pytest.raises(PermanentError, match=r"^spec\.fsp: unknown field \("):
+        load_manifest(bare)
+
+
 def test_frames_add_up_exactly() -> None:
     for total, scenes in [(288, 4), (100, 3), (7, 7), (1001, 13)]:
         ranges = frame_ranges(total, scenes)

@@ -32,11 +32,18 @@ from videojob_testkit.worker import (
     write_wav,
 )
 from videojob_worker import inputs, runner
+from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import read_environment
 from videojob_worker.errors import PermanentError
+from videojob_worker.fetch_policy import ENV as FETCH_POLICY_ENV
+from videojob_worker.fetch_policy import FetchPolicy
 from videojob_worker.retry import RetryPolicy
-from videojob_worker.storage import Storage, file_uri
+from videojob_worker.storage import Storage, Web, file_uri
 
+# The fetch policy of these tests: their input server on 127.0.0.1, which an administrator must
+# permit explicitly (http(s) inputs are off by default, and loopback is never public).
+LOOPBACK_SERVER = json.dumps({"enabled": True, "hosts": ["127.0.0.1"],
+                              "allow_networks": ["127.0.0.0/8"]})
 SPEC: dict[str, Any] = {"prompt": "A golden desert. A teal lagoon.", "scenes": 2,
                         "durationSeconds": 1.5, "fps": 24, "resolution": "160x90",
                         "transition": "crossfade", "backend": "procedural", "seed": 3,
@@ -121,7 +128,8 @@ def run_local_stages(tmp_path: Path, spec: dict[str, Any], stages: list[str],
     for stage in stages:
         env = stage_env(spec, stage, file_uri(root), uid=uid, termination_log=log,
                         output_uri=file_uri(tmp_path / "out.mp4"),
-                        index=0 if stage == "segments" else None)
+                        index=0 if stage == "segments" else None,
+                        extra={FETCH_POLICY_ENV: LOOPBACK_SERVER})
         if processes:
             result = run_stage(stage, env)
             outcome = Outcome(result.returncode, result.stderr)
@@ -204,7 +212,8 @@ def test_missing_image_is_a_permanent_error(tmp_path: Path, web: tuple[str, Path
 
 def test_unreachable_image_is_a_permanent_error() -> None:
     url = f"http://127.0.0.1:{free_port()}/a.png"  # nothing listens there
-    store = Storage(policy=RetryPolicy(attempts=2, initial_delay=0.01))
+    store = Storage(policy=RetryPolicy(attempts=2, initial_delay=0.01),
+                    backends={"http": Web(FetchPolicy.from_json(LOOPBACK_SERVER))})
     with pytest.raises(PermanentError, match=r"images\[3\] \(http://.*\) is unreachable"):
         inputs.fetch_image(store, url, "images[3]")
 
@@ -217,6 +226,16 @@ def test_unreadable_audio_is_a_permanent_error(tmp_path: Path) -> None:
                                       ["plan", "keyframes", "segments", "stitch"])
     assert result.returncode == 42, result.stderr
     assert log.read_text().startswith(f"permanent: audio ({audio.as_uri()}) ")
+
+
+def test_an_audio_track_over_the_size_cap_is_refused_before_it_is_copied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    audio = write_wav(tmp_path / "long.wav", 2.0)
+    monkeypatch.setattr(inputs, "MAX_AUDIO_BYTES", 1000)
+    target = tmp_path / "scratch" / "audio.wav"
+    with pytest.raises(PermanentError, match=r"^audio \(.*\): is \d+ bytes, over the 1000 bytes"):
+        inputs.fetch_audio(Storage(), audio.as_uri(), target, Cancellation())
+    assert not target.exists()
 
 
 @pytest.mark.parametrize(("change", "message"), [

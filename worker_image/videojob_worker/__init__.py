@@ -19,6 +19,7 @@ The modules, each owning one thing:
 - `transitions.py` — crossfades and fades between scenes, drawn into the segments' frames.
 - `ffmpeg.py` — video encoding: frames piped into ffmpeg (H.264), muxing, probing; `Frame`.
 - `inputs.py` — the user's images and audio track: fetched, checked, fitted.
+- `fetch_policy.py` — which http(s) inputs may be fetched: listed hosts, public addresses.
 - `storage.py` — reads and atomic writes by URI: a `StorageBackend` per scheme, with retries.
 - `artifacts.py` — where each stage's artifacts live under the artifact root.
 - `retry.py` — exponential backoff for transient storage and network errors.

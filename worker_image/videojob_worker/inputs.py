@@ -15,15 +15,21 @@ import numpy as np
 from videojob_worker import ffmpeg
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.errors import PermanentError, TransientError
+from videojob_worker.fetch_policy import Unreachable
 from videojob_worker.ffmpeg import Frame, as_frame
 from videojob_worker.storage import AccessDenied, ObjectNotFound, Storage, is_connection_failure
 
 MAX_IMAGE_BYTES = 64 * 2**20
+# An hour of 320 kbit/s audio is 144 MB; more is not a soundtrack (and would fill /scratch).
+MAX_AUDIO_BYTES = 256 * 2**20
 MIN_IMAGE_SIDE = 8
 
 
 def _fetch_failure(what: str, uri: str, err: Exception) -> Exception:
     """Turn a storage failure on a user input into the error the contract wants."""
+    if isinstance(err, Unreachable):
+        # No detail: a refused address and a refused connection must read the same.
+        return PermanentError(f"{what} ({uri}) is unreachable")
     if isinstance(err, ObjectNotFound):
         return PermanentError(f"{what} ({uri}) does not exist")
     if isinstance(err, AccessDenied):
@@ -39,7 +45,7 @@ def fetch_image(storage: Storage, uri: str, what: str) -> Frame:
     """Download and decode an image (PNG, JPEG, WebP, …) into BGR; EXIF rotation applied."""
     try:
         data = storage.read_bytes(uri, max_bytes=MAX_IMAGE_BYTES)
-    except (ObjectNotFound, AccessDenied, ValueError, TransientError) as err:
+    except (ObjectNotFound, AccessDenied, ValueError, TransientError, Unreachable) as err:
         raise _fetch_failure(what, uri, err) from err
     return decode_image(data, uri, what)
 
@@ -83,8 +89,13 @@ def fetch_audio(storage: Storage, uri: str, path: Path, cancellation: Cancellati
     """Download the audio track to `path` and check it decodes; returns its duration (s)."""
     what = "audio"
     try:
+        if not uri.startswith(("http://", "https://")):  # the fetch policy caps http(s) itself
+            size = storage.info(uri).size
+            if size > MAX_AUDIO_BYTES:
+                raise ValueError(f"is {size} bytes, over the {MAX_AUDIO_BYTES} bytes an audio "
+                                 "track may have")
         storage.download(uri, path)
-    except (ObjectNotFound, AccessDenied, ValueError, TransientError) as err:
+    except (ObjectNotFound, AccessDenied, ValueError, TransientError, Unreachable) as err:
         raise _fetch_failure(what, uri, err) from err
     try:
         info = ffmpeg.probe(path)

@@ -3,11 +3,15 @@
 Every stage runs through the same `runner.execute` as in a pod, in order (the segments one after
 another), with artifacts under `file://<workdir>/artifacts` and the result copied to `--output`
 by publish. Progress is printed; JSON logs (warnings only, unless --verbose) go to stderr.
+http(s) inputs may come from any host with a public address, unless VIDEOJOB_HTTP_INPUTS says
+otherwise (fetch_policy.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -18,6 +22,7 @@ from videojob_common.pipeline import PER_SCENE, STAGES
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import Identity, StageEnvironment
 from videojob_worker.errors import PermanentError
+from videojob_worker.fetch_policy import ENV as FETCH_POLICY_ENV
 from videojob_worker.progress import PrintSink
 from videojob_worker.runner import EXIT_OK, EXIT_PERMANENT, execute
 from videojob_worker.spec import VideoSpec, load_manifest
@@ -53,6 +58,7 @@ def run_local(spec_path: Path, output: Path, workdir: Path | None = None,
     owned = workdir is None
     base = Path(tempfile.mkdtemp(prefix="videojob-run-")) if workdir is None else workdir
     base.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(FETCH_POLICY_ENV, json.dumps({"enabled": True, "hosts": ["*"]}))
     cancellation = Cancellation()
     cancellation.install((signal.SIGTERM, signal.SIGINT))
     output = output.resolve()

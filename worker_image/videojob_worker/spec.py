@@ -4,7 +4,8 @@ make a spec renderable.
 The operator passes the *effective* spec (defaults filled in) in `VIDEOJOB_SPEC`; `videojob-worker
 run` reads a manifest or a bare spec from a file. Both go through `parse_spec`, so a local run
 applies the same defaults as the CRD. Fields the worker does not use (GPU needs, retry limits,
-queue priority, …) are accepted and ignored: they belong to the operator.
+queue priority, …) are accepted and ignored: they belong to the operator. A local spec with a
+field the CRD does not declare is refused, naming it (videojob_common.spec_fields).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from videojob_common.spec_fields import unknown_fields
 from videojob_worker.errors import PermanentError
 
 Transition = Literal["none", "crossfade", "fade"]
@@ -121,7 +123,9 @@ def spec_from_json(text: str) -> VideoSpec:
 def load_manifest(path: Path) -> tuple[dict[str, Any], VideoSpec]:
     """Read a VideoJob manifest (apiVersion/kind/metadata/spec) or a bare spec from YAML/JSON.
 
-    Returns the manifest's metadata (empty for a bare spec) and the validated spec.
+    Returns the manifest's metadata (empty for a bare spec) and the validated spec. A field the
+    VideoJob CRD does not declare is refused, as `kubectl --validate=strict` refuses it: a
+    misspelt or unsupported field would otherwise be dropped without a word.
     """
     try:
         raw = yaml.safe_load(path.read_text())
@@ -134,5 +138,14 @@ def load_manifest(path: Path) -> tuple[dict[str, Any], VideoSpec]:
         if kind != "VideoJob":
             raise PermanentError(f"{path} is a {kind}, not a VideoJob")
         metadata = raw.get("metadata") or {}
-        return (metadata if isinstance(metadata, dict) else {}), parse_spec(raw["spec"])
-    return {}, parse_spec(raw)
+        return (metadata if isinstance(metadata, dict) else {}), strict_spec(raw["spec"])
+    return {}, strict_spec(raw)
+
+
+def strict_spec(raw: dict[str, Any]) -> VideoSpec:
+    unknown = unknown_fields(raw)
+    if unknown:
+        raise PermanentError(
+            f"{', '.join(unknown)}: unknown field{'s' if len(unknown) > 1 else ''} (not in the "
+            "VideoJob CRD: misspelt, or not supported by this version)")
+    return parse_spec(raw)

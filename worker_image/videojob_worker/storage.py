@@ -7,7 +7,8 @@
 - `gs://bucket/object` — `GoogleCloudStorage`: Google Cloud Storage through google-cloud-storage,
   credentials found the standard way (GOOGLE_APPLICATION_CREDENTIALS, Workload Identity, the
   metadata server), or the emulator named by STORAGE_EMULATOR_HOST;
-- `http://`, `https://` — `Web`: read-only, for input images and audio.
+- `http://`, `https://` — `Web`: read-only, for input images and audio, within the
+  administrator's fetch policy (fetch_policy.py).
 
 Writes are atomic. A local write goes to a hidden temporary name in the same directory and is
 renamed over the final name once complete and flushed. A GCS object only becomes visible when its
@@ -28,8 +29,9 @@ import contextlib
 import hashlib
 import http.client
 import os
-import shutil
 import socket
+import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +44,15 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 import google_crc32c
 
 from videojob_worker.cancellation import Cancellation
+from videojob_worker.fetch_policy import ENV as FETCH_POLICY_ENV
+from videojob_worker.fetch_policy import (
+    MAX_REDIRECTS,
+    FetchPolicy,
+    Resolver,
+    Unreachable,
+    system_resolver,
+    target,
+)
 from videojob_worker.retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
 if TYPE_CHECKING:
@@ -512,41 +523,109 @@ class GoogleCloudStorage:
 # --- http(s):// (inputs only)
 
 
+class HttpStatus(Exception):
+    """An http(s) answer that is neither the object nor a redirect."""
+
+    def __init__(self, uri: str, code: int) -> None:
+        super().__init__(f"{uri}: HTTP {code}")
+        self.code = code
+
+
+class _Pinned(http.client.HTTPConnection):
+    """A connection to the address the fetch policy checked, whatever the name resolves to now."""
+
+    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedTLS(http.client.HTTPSConnection):
+    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
 class Web:
-    """Read-only http(s) for input images and audio, with the standard library's client."""
+    """Read-only http(s) for input images and audio, within the administrator's fetch policy
+    (fetch_policy.py): listed hosts, public addresses, at most `max_bytes` in `timeout_seconds`.
+    A refused URL and a server that refuses the connection both fail as `Unreachable`, and
+    neither is retried."""
+
+    def __init__(self, policy: FetchPolicy | None = None,
+                 resolve: Resolver = system_resolver) -> None:
+        self.policy = policy or FetchPolicy.from_json(os.environ.get(FETCH_POLICY_ENV))
+        self.resolve = resolve
 
     def is_transient(self, err: BaseException) -> bool:
-        if isinstance(err, urllib.error.HTTPError):
+        if isinstance(err, HttpStatus):
             return err.code in _TRANSIENT_STATUS
-        return isinstance(err, urllib.error.URLError | ConnectionError | TimeoutError
-                          | http.client.HTTPException)
+        return isinstance(err, TimeoutError | http.client.HTTPException)
 
     @contextlib.contextmanager
     def _open(self, uri: str) -> Iterator[Any]:
-        request = urllib.request.Request(uri, headers={"User-Agent": "videojob-worker"})
-        try:
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+        url = uri
+        for _ in range(MAX_REDIRECTS + 1):
+            t = target(url, self.policy, self.resolve)
+            kind = _PinnedTLS if t.scheme == "https" else _Pinned
+            conn = kind(t.address, t.host, t.port, min(HTTP_TIMEOUT, self.policy.timeout_seconds))
+            try:
+                try:
+                    conn.request("GET", t.path, headers={"User-Agent": "videojob-worker"})
+                    response = conn.getresponse()
+                except TimeoutError:
+                    raise
+                except OSError:
+                    raise Unreachable(uri) from None
+                location = response.getheader("Location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    url = urllib.parse.urljoin(url, location)  # checked again, above
+                    continue
+                if response.status in (404, 410):
+                    raise ObjectNotFound(f"{uri}: HTTP {response.status}")
+                if response.status in (401, 403):
+                    raise AccessDenied(f"{uri}: HTTP {response.status}")
+                if response.status != 200:
+                    raise HttpStatus(uri, response.status)
                 yield response
-        except urllib.error.HTTPError as err:
-            if err.code in (404, 410):
-                raise ObjectNotFound(f"{uri}: HTTP {err.code}") from None
-            if err.code in (401, 403):
-                raise AccessDenied(f"{uri}: HTTP {err.code}") from None
-            raise
+                return
+            finally:
+                conn.close()
+        raise Unreachable(uri)  # too many redirects
+
+    def _read(self, uri: str, response: Any, limit: int, out: IO[bytes] | None) -> bytes:
+        """The body, at most `limit` bytes, within the policy's time."""
+        deadline = time.monotonic() + self.policy.timeout_seconds
+        chunks, size = [], 0
+        while chunk := response.read(min(COPY_CHUNK, limit + 1 - size) or 1):
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"is larger than {limit} bytes")
+            if time.monotonic() > deadline:
+                raise ValueError(f"took longer than {self.policy.timeout_seconds:g} s")
+            if out is None:
+                chunks.append(chunk)
+            else:
+                out.write(chunk)
+        return b"".join(chunks)
 
     def read_bytes(self, uri: str, max_bytes: int | None) -> bytes:
+        limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
         with self._open(uri) as response:
-            data: bytes = response.read() if max_bytes is None else response.read(max_bytes + 1)
-        if max_bytes is not None and len(data) > max_bytes:
-            raise ValueError(f"{uri} is larger than {max_bytes} bytes")
-        return data
+            return self._read(uri, response, limit, None)
 
     def download(self, uri: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
         try:
             with self._open(uri) as response, temp.open("wb") as out:
-                shutil.copyfileobj(response, out, COPY_CHUNK)
+                self._read(uri, response, self.policy.max_bytes, out)
             os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
