@@ -261,9 +261,27 @@ def test_monitoring_objects_carry_the_repository_rules_and_dashboards() -> None:
 
 
 def test_switches_off_render_no_optional_objects() -> None:
-    kinds = {d["kind"] for d in render()}
+    kinds = {d["kind"] for d in render({"admissionPolicy": {"enabled": False}})}
     assert kinds == {"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
                      "RoleBinding", "Deployment", "Service", "PersistentVolumeClaim"}
+    # On by default: the admission policy refusing what the operator would fail anyway.
+    assert {d["kind"] for d in render()} - kinds == {"ValidatingAdmissionPolicy",
+                                                     "ValidatingAdmissionPolicyBinding"}
+
+
+def test_the_admission_policy_follows_the_storage_root_the_namespaces_and_http_inputs() -> None:
+    (policy,) = find(render({"storage": {"root": "gs://media/videojob/"}}),
+                     "ValidatingAdmissionPolicy")
+    assert policy["spec"]["variables"] == [
+        {"name": "prefix", "expression": "\"gs://media/videojob\" + '/' + request.namespace + '/'"}]
+    assert len(policy["spec"]["validations"]) == 2
+    docs = render({"httpInputs": {"enabled": True, "hosts": ["a.example.com"]},
+                   "watch": {"namespaces": ["team-a"]}})
+    (policy,) = find(docs, "ValidatingAdmissionPolicy")
+    assert len(policy["spec"]["validations"]) == 1  # http(s) inputs are on
+    (binding,) = find(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}]
 
 
 def test_the_default_file_root_is_a_shared_claim_kept_on_uninstall() -> None:

@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,7 +24,8 @@ from videojob_testkit.processes import RedisServer, free_port, wait_until
 pytestmark = pytest.mark.e2e
 RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",
                  "serviceaccounts", "roles", "rolebindings", "networkpolicies")
-CLUSTER_KINDS = ("clusterroles", "clusterrolebindings")
+CLUSTER_KINDS = ("clusterroles", "clusterrolebindings", "validatingadmissionpolicies",
+                 "validatingadmissionpolicybindings")
 
 
 @pytest.fixture
@@ -191,3 +193,47 @@ def operator_pod_report(cluster: Cluster, namespace: str, release: str) -> str:
                                    f"--previous={str(previous).lower()}", check=False)
             out.append(f"--- logs (previous={previous}):\n{logs.stdout}{logs.stderr}")
     return "\n".join(out)
+
+
+def test_the_admission_policy_refuses_at_apply_what_the_operator_would_fail(
+        cluster: Cluster, crds: None, namespace: str) -> None:
+    """The chart's ValidatingAdmissionPolicy on the real API server, bound to the test's
+    namespace only: an output outside the namespace's prefix, one that climbs out of it and an
+    http input (httpInputs off) are refused at create, naming the field; a good one passes."""
+    release = f"vap-{uuid.uuid4().hex[:5]}"
+    text = template_text({"watch": {"namespaces": [namespace]},
+                          "storage": {"root": "gs://media/videojob"}}, release=release)
+    policy = [d for d in yaml.safe_load_all(text)
+              if d and d["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert len(policy) == 2
+    body = yaml.safe_dump_all(policy)
+    cluster.kubectl("apply", "-f", "-", input=body)
+    prefix = f"gs://media/videojob/{namespace}/"
+
+    def create(name: str, **spec: Any) -> str:
+        """'' if the API server accepts the VideoJob (dry run: nothing is stored), else why."""
+        try:
+            vjs.custom(cluster).create_namespaced_custom_object(
+                vjs.GROUP, vjs.VERSION, namespace, vjs.PLURAL,
+                {"apiVersion": f"{vjs.GROUP}/{vjs.VERSION}", "kind": "VideoJob",
+                 "metadata": {"name": name}, "spec": {"prompt": "x", **spec}}, dry_run="All")
+        except client.ApiException as e:
+            assert e.status == 422, e
+            return str(e.body)
+        return ""
+
+    try:
+        wait_until(lambda: create("probe", output={"uri": "gs://elsewhere/x.mp4"}) != "", 30,
+                   "the admission policy to be enforced")
+        assert f"spec.output.uri: must be under {prefix}" in create(
+            "elsewhere", output={"uri": "gs://media/videojob/another-team/x.mp4"})
+        assert "spec.output.uri: must be under" in create(
+            "climbs", output={"uri": f"{prefix}../another-team/x.mp4"})
+        assert "spec.output.uri: must be under" in create(
+            "escaped", output={"uri": f"{prefix}%2e%2e/another-team/x.mp4"})
+        assert "http(s) inputs are not enabled" in create(
+            "fetches", images=["http://127.0.0.1:9/a.png"], scenes=1)
+        assert create("good", output={"uri": f"{prefix}out/x.mp4"}) == ""
+        assert create("default") == ""
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=body)
