@@ -40,6 +40,23 @@ def reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
     return [e.reason for e in evs.items]
 
 
+def refused_before_anything_runs(cluster: Cluster, namespace: str,
+                                 cases: dict[str, tuple[dict[str, Any], str]]) -> None:
+    """Creates a VideoJob per case (name -> (spec, words)); each fails with InvalidSpec, its
+    message holding the words, with a Warning Event, and no stage Job is ever created."""
+    for name, (spec, _) in cases.items():
+        vjs.create(cluster, namespace, name, **FAST, **spec)
+    for name, (_, message) in cases.items():
+        done = vjs.wait(cluster, namespace, name, vjs.phase_is("Failed", "Succeeded"),
+                        timeout=60)
+        status = done["status"]
+        assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec"), status
+        assert message in status["message"], (name, status["message"])
+        wait_until(lambda n=name: "InvalidSpec" in reasons(cluster, namespace, n), 10,
+                   f"the InvalidSpec Event of {name}")
+    assert cluster.batch.list_namespaced_job(namespace).items == []
+
+
 def test_long_and_dotted_names_run(cluster: Cluster, namespace: str,
                                    running_operator: Operator) -> None:
     for name in NAMES:
@@ -165,16 +182,7 @@ def test_a_videojob_stays_in_its_namespaces_lane_of_the_storage(
         "fetches-loopback": ({"images": ["http://127.0.0.1:9/a.png"], "scenes": 1},
                              "spec.images[0]: http(s) inputs are not enabled"),
     }
-    for name, (spec, _) in cases.items():
-        vjs.create(cluster, namespace, name, **FAST, **spec)
-    for name, (_, message) in cases.items():
-        done = vjs.wait(cluster, namespace, name, vjs.phase_is("Failed", "Succeeded"),
-                        timeout=60)
-        status = done["status"]
-        assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec"), status
-        assert message in status["message"], (name, status["message"])
-    jobs = cluster.batch.list_namespaced_job(namespace, label_selector="videojob.dev/name").items
-    assert jobs == []  # no stage ever ran
+    refused_before_anything_runs(cluster, namespace, cases)
     assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
 
 
@@ -192,14 +200,5 @@ def test_a_spec_over_a_limit_or_widening_placement_is_refused_with_the_limit_nam
                        "spec.gpu.tolerations[0]: a toleration without a key tolerates every "
                        "taint"),
     }
-    for name, (spec, _) in cases.items():
-        vjs.create(cluster, namespace, name, prompt="x", **FAST, **spec)
-    for name, (_, message) in cases.items():
-        done = vjs.wait(cluster, namespace, name, vjs.phase_is("Failed", "Succeeded"),
-                        timeout=60)
-        status = done["status"]
-        assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec"), status
-        assert message in status["message"], (name, status["message"])
-        assert "InvalidSpec" in reasons(cluster, namespace, name) or wait_until(
-            lambda n=name: "InvalidSpec" in reasons(cluster, namespace, n), 10, "the Event")
-    assert cluster.batch.list_namespaced_job(namespace).items == []
+    refused_before_anything_runs(cluster, namespace,
+                                 {n: ({"prompt": "x", **s}, m) for n, (s, m) in cases.items()})
