@@ -132,9 +132,10 @@ def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) 
     eff = effective(spec, cfg, ns, vj, uid)
     manifest = jobs.stage_job(
         namespace=ns, videojob=vj, uid=uid, stage=stage, spec=spec, eff=eff,  # type: ignore[arg-type]
-        suspend=False, pool="floor", queued_at="", redis_url=cfg.redis_url,
+        pool="floor", now="", redis_url=cfg.redis_url,
         service_account=cfg.worker_service_account, extra_env=cfg.worker_env,
         command=cfg.worker_command)
+    manifest["spec"]["suspend"] = False  # no queue: every pod at once
     labels = {f"{FLOOR_LABEL}/name": vj, f"{FLOOR_LABEL}/stage": stage}
     manifest["metadata"]["labels"] = labels
     manifest["metadata"].pop("ownerReferences")
