@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bench import handoff
-from bench.orchestration import Run
+from bench.orchestration import Run, floor_manifest
+from videojob_operator.config import OperatorConfig
 
 
 def run(kind: str, rate: float, handoffs: list[float], busy_cpu_s: float = 60.0,
@@ -40,3 +41,14 @@ def test_the_load_is_the_busy_share_of_the_machine(monkeypatch: pytest.MonkeyPat
     assert out["handoff_machine_busy"] == 0.5  # the median of 0.3, 0.5 and 0.8
     assert out["by_rate"]["0.5"]["operator"]["makespans_s"] == [50, 50, 50]
     assert out["by_rate"]["0.5"]["operator"]["cpu_s"] == {"machine": 50}
+
+
+def test_the_floor_runs_the_operators_stage_jobs_unsuspended_and_unowned() -> None:
+    """The floor driver builds its Jobs with the operator's own builder (jobs.stage_job): a
+    change there that the benchmark does not follow fails here, not an hour into `make bench`."""
+    manifest = floor_manifest(OperatorConfig(), "ns", "vj", "uid-1", "segments")
+    assert manifest["spec"]["suspend"] is False
+    assert "ownerReferences" not in manifest["metadata"]
+    labels = manifest["metadata"]["labels"]
+    assert labels == manifest["spec"]["template"]["metadata"]["labels"]
+    assert not any(k.startswith("videojob.dev/") for k in labels)  # the operator never sees it
