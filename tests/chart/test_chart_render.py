@@ -3,6 +3,7 @@ configuration it produces. (It installs and runs on the cluster in tests/e2e/tes
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -174,7 +175,9 @@ def test_rendered_configuration_is_what_the_operator_accepts() -> None:
     assert cfg.pools["cpu"].stages == ["plan", "stitch", "publish"]  # built-in pool kept
     assert cfg.defaults.retry_limit == 5
     assert cfg.defaults.gpu_node_selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    assert cfg.redis_url == "redis://vj-videojob-operator-redis.videojob-system.svc:6379/0"
+    # The bundled Redis's URL carries its password: from its Secret, never in the ConfigMap.
+    assert cfg.redis_url is None
+    assert cfg.worker_secret_env["VIDEOJOB_REDIS_URL"].name == "vj-videojob-operator-redis-auth"
     assert cfg.worker_env["GOOGLE_APPLICATION_CREDENTIALS"] == (
         "/var/run/secrets/videojob/gcs/key.json")
     assert {v["name"] for v in cfg.worker_volumes} == {"storage", "gcs-credentials"}
@@ -227,6 +230,33 @@ def test_redis_password_stays_in_its_secret() -> None:
     env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["VIDEOJOB_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "redis-auth", "key": "redis-url"}
+
+
+def test_the_bundled_redis_has_a_password_only_its_secrets_hold() -> None:
+    docs = render({"redis": {"bundled": {"enabled": True}},
+                   "watch": {"namespaces": ["team-a", "team-b"]}})
+    secrets = find(docs, "Secret", "vj-videojob-operator-redis-auth")
+    assert sorted(s["metadata"]["namespace"] for s in secrets) == [
+        "team-a", "team-b", "videojob-system"]
+    password = base64.b64decode(secrets[0]["data"]["password"]).decode()
+    assert len(password) == 32 and password.isalnum()
+    assert {base64.b64decode(s["data"]["redis-url"]).decode() for s in secrets} == {
+        f"redis://:{password}@vj-videojob-operator-redis.videojob-system.svc:6379/0"}
+    others = [d for d in docs if d["kind"] != "Secret"]
+    assert password not in yaml.safe_dump_all(others)  # nowhere else, in no encoding
+    assert base64.b64encode(password.encode()).decode() not in yaml.safe_dump_all(others)
+    cfg = load(text=yaml.safe_dump(operator_config(docs)), environ={})
+    assert cfg.redis_url is None
+    assert cfg.worker_secret_env["VIDEOJOB_REDIS_URL"].name == "vj-videojob-operator-redis-auth"
+    redis, operator = (next(d for d in find(docs, "Deployment") if d["metadata"]["name"] == n)
+                       for n in ("vj-videojob-operator-redis", "vj-videojob-operator"))
+    container = redis["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert container["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "vj-videojob-operator-redis-auth", "key": "password"}}}]
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VIDEOJOB_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vj-videojob-operator-redis-auth", "key": "redis-url"}
 
 
 def test_pool_changes_do_not_restart_the_operator_but_other_settings_do() -> None:

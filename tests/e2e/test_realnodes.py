@@ -9,6 +9,7 @@ tests use the install, and the last test uninstalls it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import shutil
@@ -182,10 +183,14 @@ def test_operator_pod_is_ready_through_its_probes_and_uses_redis_by_service_name
     assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
     # The operator's connection, as the bundled Redis sees it: through the Service, from the
     # operator pod's address.
-    clients = cluster.kubectl("exec", "-n", release["namespace"],
-                              f"deploy/{release['name']}-videojob-operator-redis", "--",
-                              "redis-cli", "CLIENT", "LIST").stdout
+    redis = f"deploy/{release['name']}-videojob-operator-redis"
+    clients = cluster.kubectl("exec", "-n", release["namespace"], redis, "--", "sh", "-c",
+                              'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli CLIENT LIST').stdout
     assert f"addr={pod.status.pod_ip}:" in clients, clients
+    # It has a password: without it, nothing.
+    anonymous = cluster.kubectl("exec", "-n", release["namespace"], redis, "--",
+                                "redis-cli", "PING").stdout
+    assert "NOAUTH" in anonymous, anonymous
 
 
 def test_the_readme_example_runs_all_five_stages_in_containers(
@@ -214,6 +219,31 @@ def test_the_readme_example_runs_all_five_stages_in_containers(
         for p in pods for cs in p.status.container_statuses or [])
     assert {p.spec.node_name for p in pods if p.metadata.labels.get("videojob.dev/stage")
             in ("keyframes", "segments")} == {"local-gpu"}
+
+
+def test_the_redis_password_is_in_no_log_status_event_or_job(
+        cluster: Cluster, release: Obj) -> None:
+    """After the README example ran (progress through the bundled Redis, with its password): the
+    password is in its Secrets and nowhere a tenant or an operator's log reader would see it."""
+    secret = cluster.core.read_namespaced_secret(f"{release['name']}-videojob-operator-redis-auth",
+                                                 release["namespace"])
+    password = base64.b64decode(secret.data["password"]).decode()
+    assert len(password) >= 32
+    tenant, system = release["tenant"], release["namespace"]
+    seen = {
+        "operator log": cluster.kubectl("logs", "-n", system,
+                                        f"deploy/{release['name']}-videojob-operator").stdout,
+        "VideoJobs": cluster.kubectl("get", "videojobs", "-n", tenant, "-o", "yaml").stdout,
+        "Events": cluster.kubectl("get", "events", "-n", tenant, "-o", "yaml").stdout,
+        "Jobs": cluster.kubectl("get", "jobs", "-n", tenant, "-o", "yaml").stdout,
+        "operator pod": cluster.kubectl("get", "pods", "-n", system, "-o", "yaml").stdout,
+        "ConfigMaps": cluster.kubectl("get", "configmaps", "-n", system, "-o", "yaml").stdout,
+    }
+    assert "following worker progress on redis://:***@" in seen["operator log"]
+    assert "coastal-sunset" in seen["Jobs"] and "VIDEOJOB_REDIS_URL" in seen["Jobs"]
+    leaks = [where for where, text in seen.items()
+             if password in text or secret.data["password"] in text]
+    assert leaks == []
 
 
 def test_logs_exec_and_deleting_a_running_videojob_leaves_no_pod(

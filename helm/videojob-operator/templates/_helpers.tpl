@@ -68,12 +68,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The Redis URL the operator passes on in plain form ("" when it comes from a Secret). */}}
 {{- define "videojob.redisURL" -}}
-{{- if .Values.redis.existingSecret }}
-{{- else if .Values.redis.bundled.enabled }}
-{{- printf "redis://%s.%s.svc:%d/0" (include "videojob.redisName" .) .Release.Namespace (int .Values.redis.bundled.port) }}
-{{- else }}
+{{- if not (include "videojob.redisSecret" .) }}
 {{- .Values.redis.url }}
 {{- end }}
+{{- end }}
+
+{{/* The bundled Redis's Secret: its password, and the URL with it (redis/auth.yaml). */}}
+{{- define "videojob.redisAuthName" -}}
+{{- printf "%s-auth" (include "videojob.redisName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret the Redis URL (with its password) comes from, in the release namespace for the
+operator and in each VideoJob namespace for stage pods; "" when the URL is plain. */}}
+{{- define "videojob.redisSecret" -}}
+{{- if .Values.redis.existingSecret }}
+{{- .Values.redis.existingSecret }}
+{{- else if .Values.redis.bundled.enabled }}
+{{- include "videojob.redisAuthName" . }}
+{{- end }}
+{{- end }}
+
+{{- define "videojob.redisSecretKey" -}}
+{{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}redis-url{{ end }}
 {{- end }}
 
 {{- define "videojob.workerServiceAccountAnnotations" -}}
