@@ -25,6 +25,7 @@ exponential backoff and shown in the Degraded condition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -140,7 +141,7 @@ class Controller:
         try:
             await self.reconcile(key)
         except (ApiException, RefusedWrite) as e:
-            self._refused(key, e)
+            await self._refused(key, e)
         except Exception:
             metrics.RECONCILE_ERRORS.labels("internal").inc()
             errors = self.errors[key] = self.errors.get(key, 0) + 1
@@ -151,10 +152,10 @@ class Controller:
             if self.refusals.pop(key, None) is not None:
                 self.queue.add(key)  # once more, to clear the Degraded condition
 
-    def _refused(self, key: Key, e: ApiException | RefusedWrite) -> None:
+    async def _refused(self, key: Key, e: ApiException | RefusedWrite) -> None:
         """The API said no: recorded for the next observation (the planner fails the VideoJob
         or shows it as Degraded), which comes at once the first time a refusal can never pass,
-        else after the backoff."""
+        else after the backoff; one that may pass shows in the Degraded condition at once."""
         what, error = (e.what, e.error) if isinstance(e, RefusedWrite) else ("a request", e)
         r = refusal(what, error.status, error.reason, error.body, self.refusals.get(key))
         self.refusals[key] = r
@@ -164,8 +165,17 @@ class Controller:
                     else f"again in {r.retry_after:.0f} s", extra=ctx(*key))
         if first_permanent:
             self.queue.add(key)
-        else:
-            self.queue.add_after(key, r.retry_after)
+            return
+        self.queue.add_after(key, r.retry_after)
+        vj = self.store.videojobs.get(key)
+        patch = planner.degraded_now(vj, r, self.clock()) if vj is not None else None
+        if vj is None or patch is None:
+            return
+        with contextlib.suppress(ApiException):  # refused too: the log and the retry remain
+            updated = await self.api.call(self.api.kube.patch_videojob_status, *key, {
+                "metadata": {"resourceVersion": vj["metadata"]["resourceVersion"]},
+                "status": patch})
+            self.store.remember(key, updated)
 
     async def apply(self, key: Key, vj: Obj, plan: Plan) -> None:
         """Does what the plan says, in its order; stops where a write finds the VideoJob

@@ -42,6 +42,7 @@ from .cancellation import plan_deletion
 from .config import OperatorConfig, artifact_root, effective
 from .pools import pool_of
 from .progress import overall
+from .refusals import Refusal
 from .stages import Context, next_step
 from .status import (
     WAITING_REASONS,
@@ -186,9 +187,27 @@ def report_refusal(obs: Observation, status: VideoJobStatus,
         status = failed(status, Reason.API_REJECTED, refused.describe(), generation, obs.now)
         out.tell("Warning", Reason.API_REJECTED, status.message or "")
         return status
-    conditions = set_condition(conditions, "Degraded", True, Reason.API_ERROR,
-                               f"{refused.describe()} (retrying)", generation, obs.now)
-    return status.model_copy(update={"conditions": conditions})
+    return status.model_copy(update={"conditions": _degraded(conditions, refused, generation,
+                                                             obs.now)})
+
+
+def _degraded(conditions: list[Condition], refused: Refusal, generation: int | None,
+              now: dt.datetime) -> list[Condition]:
+    return set_condition(conditions, "Degraded", True, Reason.API_ERROR,
+                         f"{refused.describe()} (retrying)", generation, now)
+
+
+def degraded_now(videojob: Obj, refused: Refusal, now: dt.datetime) -> Obj | None:
+    """The status patch that shows a refusal that may pass at once, for the controller to write
+    when it happens: the refused write is usually the one the plan makes before its status (a
+    stage Job's create), so no plan would ever get to write it. None when it shows already."""
+    old_doc: Obj = videojob.get("status") or {}
+    conditions = list(_old_status(old_doc).conditions or [])
+    new = _degraded(conditions, refused, videojob["metadata"].get("generation"), now)
+    if new == conditions:
+        return None
+    return {"conditions": [c.model_dump(by_alias=True, exclude_none=True, mode="json")
+                           for c in new]}
 
 
 def after_the_end(ctx: Context, status: VideoJobStatus, stages: Stages) -> VideoJobStatus:

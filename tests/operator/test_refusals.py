@@ -12,7 +12,7 @@ import pytest
 from videojob_common.pipeline import Phase
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import OperatorConfig
-from videojob_operator.planner import plan
+from videojob_operator.planner import degraded_now, plan
 from videojob_operator.refusals import MAX_RETRY, Refusal, backoff, refusal
 from videojob_operator.views import Observation
 
@@ -92,3 +92,22 @@ def test_a_refusal_that_may_pass_shows_as_degraded_until_a_reconcile_goes_throug
     assert cleared.status is not None
     degraded = conditions(cleared.status)["Degraded"]
     assert (degraded["status"], degraded["reason"]) == ("False", "Recovered")
+
+
+def test_a_refusal_that_may_pass_shows_at_once_even_when_no_plan_gets_to_write_it() -> None:
+    """The refused write is usually a stage Job's create, which the plan makes before its status
+    write: the controller writes the Degraded condition itself, from the stored status."""
+    r = refusal("creating Job clip-plan-1a2b3", 403, "Forbidden", json.dumps(
+        {"message": "exceeded quota: jobs"}), None)
+    patch = degraded_now(videojob(), r, T0)
+    assert patch is not None
+    (degraded,) = patch["conditions"]
+    assert (degraded["type"], degraded["status"], degraded["reason"]) == (
+        "Degraded", "True", "APIError")
+    assert "exceeded quota" in degraded["message"]
+    # Shown already (the same refusal again): nothing to write.
+    assert degraded_now(videojob({"conditions": patch["conditions"]}), r, T0) is None
+    # The plan made from that status keeps it as it is.
+    p = plan(observe(videojob({"conditions": patch["conditions"]}), r), OperatorConfig())
+    assert p.status is not None
+    assert conditions(p.status)["Degraded"] == degraded
