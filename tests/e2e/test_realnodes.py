@@ -128,8 +128,10 @@ def test_nodes_are_kubelets_on_containerd_with_gpus_from_the_device_plugin(
     for node in nodes.values():
         assert node.status.node_info.container_runtime_version.startswith("containerd://1.6")
         assert node.status.node_info.kubelet_version == "v1.36.3"
-    gpu = nodes["local-gpu"]
-    assert gpu.status.allocatable["nvidia.com/gpu"] == "2"
+    # The device plugin registers with the kubelet a moment after the node is Ready.
+    wait_until(lambda: cluster.core.read_node("local-gpu").status.allocatable.get(
+        "nvidia.com/gpu") == "2", 60, "the device plugin's 2 GPUs on local-gpu")
+    gpu = cluster.core.read_node("local-gpu")
     assert "nvidia.com/gpu" not in nodes["local-cpu"].status.allocatable
     assert gpu.metadata.labels["nvidia.com/gpu.present"] == "true"
     assert [(t.key, t.effect) for t in gpu.spec.taints] == [("nvidia.com/gpu", "NoSchedule")]
