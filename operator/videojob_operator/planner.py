@@ -68,10 +68,10 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
     if meta.get("deletionTimestamp"):
         return plan_deletion(obs, status, old_doc, config, out)
     ensure_finalizer(meta, out)
-    spec, status = validate_spec(obs, status, out, config)
-    if spec is None:
+    valid, status = validate_spec(obs, status, out, config)
+    if valid is None:
         return finish(out, status, old_doc)
-    eff = effective(spec, config, meta["namespace"], meta["name"], meta["uid"])
+    spec, eff = valid
     ctx = Context(obs=obs, config=config, spec=spec, eff=eff, out=out)
     status = status.model_copy(update={"observed_generation": meta.get("generation"),
                                        "effective": eff})
@@ -128,9 +128,10 @@ def ensure_finalizer(meta: Obj, out: Plan) -> None:
         out.add_finalizer = True
 
 
-def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan,
-                  config: OperatorConfig) -> tuple[VideoJobSpec | None, VideoJobStatus]:
-    """The spec, or None: the VideoJob fails (once) with InvalidSpec, naming the fields: the
+def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan, config: OperatorConfig
+                  ) -> tuple[tuple[VideoJobSpec, EffectiveSpec] | None, VideoJobStatus]:
+    """The spec and its effective values (computed once per reconcile), or None: the VideoJob
+    fails (once) with InvalidSpec, naming the fields: the
     model's checks, then the administrator's rules (spec_problems). A stage still running (a
     priority changed out of its band) is stopped."""
     meta = obs.videojob["metadata"]
@@ -139,9 +140,10 @@ def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan,
     except ValidationError as e:
         problem = f"invalid spec: {e}"
     else:
-        refused = spec_problems(spec, config, meta)
+        eff = effective(spec, config, meta["namespace"], meta["name"], meta["uid"])
+        refused = spec_problems(spec, eff, config, meta["namespace"])
         if not refused:
-            return spec, status
+            return (spec, eff), status
         problem = "invalid spec: " + "; ".join(refused)
     if status.phase == Phase.FAILED:
         return None, status
@@ -152,12 +154,11 @@ def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan,
     return None, status
 
 
-def spec_problems(spec: VideoJobSpec, config: OperatorConfig, meta: Obj) -> list[str]:
+def spec_problems(spec: VideoJobSpec, eff: EffectiveSpec, config: OperatorConfig,
+                  namespace: str) -> list[str]:
     """What the administrator does not let this namespace do, one line per field: write or read
     outside its storage (storage_policy.py), ask for more than its ceilings or widen the GPU
     placement (limits.py)."""
-    namespace = meta["namespace"]
-    eff = effective(spec, config, namespace, meta["name"], meta["uid"])
     return [
         *storage_policy.problems(
             spec.output.uri if spec.output else None, list(spec.images or []), spec.audio,
