@@ -251,8 +251,12 @@ class Admitter:
         else:
             self.live.pop(key, None)
         served = {pool: policy.served_at(d) for pool, d in by_pool.items()}
-        if self.served.get(key, {}) != served:
-            self.served_total = None
+        before = self.served.get(key, {})
+        if before != served:
+            if self.served_total is not None and _only_later(before, served):
+                _merge_latest(self.served_total, served)  # the usual change: a Job settled
+            else:
+                self.served_total = None  # something went back or away: sum up again
         if served:
             self.served[key] = served
         else:
@@ -492,14 +496,26 @@ def _queue_metrics(name: str, d: PoolDecision) -> None:
 
 def _latest_by_namespace(served: Any) -> dict[str, dict[str, str]]:
     """pool -> namespace -> the latest admission, over every VideoJob's."""
-    total: dict[str, dict[str, str]] = defaultdict(dict)
+    total: dict[str, dict[str, str]] = {}
     for by_pool in served:
-        for pool, by_ns in by_pool.items():
-            mine = total[pool]
-            for ns, at in by_ns.items():
-                if at > mine.get(ns, ""):
-                    mine[ns] = at
-    return dict(total)
+        _merge_latest(total, by_pool)
+    return total
+
+
+def _merge_latest(total: dict[str, dict[str, str]], by_pool: dict[str, dict[str, str]]) -> None:
+    """One VideoJob's last admissions (pool -> namespace -> when) folded into `total`."""
+    for pool, by_ns in by_pool.items():
+        mine = total.setdefault(pool, {})
+        for ns, at in by_ns.items():
+            if at > mine.get(ns, ""):
+                mine[ns] = at
+
+
+def _only_later(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> bool:
+    """Whether `after` keeps every (pool, namespace) of `before`, none of them earlier: then
+    folding `after` into a total that held `before` gives what summing up again would."""
+    return all(after.get(pool, {}).get(ns, "") >= at
+               for pool, by_ns in before.items() for ns, at in by_ns.items())
 
 
 def workload(key: Key, vj: Obj, job: Obj, pods: list[Obj], pool: str,

@@ -40,6 +40,7 @@ from .api import (
 )
 from .cancellation import plan_deletion
 from .config import OperatorConfig, artifact_root, effective
+from .parsed import parsed
 from .pools import pool_of
 from .progress import overall
 from .refusals import Refusal
@@ -100,7 +101,7 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
 
 def _old_status(doc: Obj) -> VideoJobStatus:
     try:
-        return VideoJobStatus.model_validate(doc)
+        return parsed(VideoJobStatus, doc)
     except ValidationError:
         return VideoJobStatus()
 
@@ -136,7 +137,7 @@ def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan, config: O
     priority changed out of its band) is stopped."""
     meta = obs.videojob["metadata"]
     try:
-        spec = VideoJobSpec.model_validate(obs.videojob.get("spec") or {})
+        spec = parsed(VideoJobSpec, obs.videojob.get("spec") or {})
     except ValidationError as e:
         problem = f"invalid spec: {e}"
     else:

@@ -14,11 +14,12 @@ from typing import Any
 from kubernetes import client
 
 from videojob_common.pipeline import Obj
-from videojob_operator import planner, views
+from videojob_operator import planner, pools, views
 from videojob_operator.admission_loop import Admitter
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import LiveConfig, OperatorConfig
 from videojob_operator.controller import Controller
+from videojob_operator.jobs import ANNOTATION_ADMITTED_AT
 from videojob_operator.pools import Pool
 from videojob_operator.store import slim
 
@@ -222,3 +223,39 @@ def test_events_that_change_nothing_read_queue_no_reconcile() -> None:
     newer["metadata"]["resourceVersion"] = "8"
     c.store.observe_videojob("MODIFIED", newer)
     assert queued(c) == {key}
+
+
+def test_each_namespaces_last_admission_follows_jobs_settling_and_going() -> None:
+    """A pass leaves settled Jobs out and takes only, per pool, when each namespace was last
+    served. That total is folded in as Jobs settle, and summed up again when one goes."""
+    c = controller()
+    a, b = videojob("a", "ua"), videojob("b", "ub")
+    b["metadata"]["namespace"] = "other"
+    for vj in (a, b):
+        c.store.observe_videojob("ADDED", vj)
+
+    def settled(vj: Obj, stage: str, at: str, rv: int) -> Obj:
+        job = stage_job(vj, stage, rv=rv, succeeded=1,
+                        conditions=[{"type": "Complete", "status": "True"}])
+        job["metadata"].setdefault("annotations", {})[ANNOTATION_ADMITTED_AT] = at
+        return job
+
+    def last_served() -> dict[str, str]:
+        incremental(c)  # checked against a fresh operator's on the way
+        return {ns: at for by_ns in c.admitter.live_workloads()[1].values()
+                for ns, at in by_ns.items()}
+
+    first, second, later = (f"2026-01-01T00:00:0{i}.000000Z" for i in (1, 2, 5))
+    assert pools.pool_of(OperatorConfig().pools, "plan") == pools.pool_of(
+        OperatorConfig().pools, "stitch")
+    c.store.observe_child("job", "ADDED", settled(a, "plan", first, 2))
+    c.store.observe_child("job", "ADDED", settled(b, "plan", second, 3))
+    assert last_served() == {"ns": first, "other": second}
+    stitch = settled(a, "stitch", later, 4)
+    c.store.observe_child("job", "ADDED", stitch)  # later than anything: folded in
+    assert last_served() == {"ns": later, "other": second}
+    c.store.observe_child("job", "DELETED", stitch)  # the latest went: summed up again
+    assert last_served() == {"ns": first, "other": second}
+    c.store.observe_videojob("DELETED", b)
+    c.store.observe_child("job", "DELETED", settled(b, "plan", second, 3))
+    assert last_served() == {"ns": first}
