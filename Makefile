@@ -65,6 +65,7 @@ demo: operator-up ## run examples/videojob.yaml end to end on the local cluster
 bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.py
 	$(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.media
+	$(BIN)/python -m bench.stage_resources
 	$(BIN)/python -m bench.admission
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.handoff

@@ -16,6 +16,7 @@ path on this machine.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import urllib.request
@@ -88,7 +89,8 @@ def up() -> None:
         "worker_image": "ghcr.io/videojob/worker:0.1.0",
     }))
     if controlplane.recorded_pid(lay, "operator") is None:
-        os.environ.update(KUBECONFIG=str(lay.kubeconfig), VIDEOJOB_CONFIG=str(config))
+        os.environ.update(KUBECONFIG=str(lay.kubeconfig), VIDEOJOB_CONFIG=str(config),
+                          VIDEOJOB_PROGRESS_KEY=progress_key(config.parent))
         controlplane.start(lay, "operator", [
             sys.executable, "-m", "videojob_operator",
             f"--liveness=http://127.0.0.1:{LIVENESS_PORT}/healthz",
@@ -97,6 +99,16 @@ def up() -> None:
                           lay.logs / "operator.log")
     print(f"operator running (logs: {lay.logs / 'operator.log'}, metrics "
           f"http://127.0.0.1:{METRICS_PORT}/metrics), redis on :{REDIS_PORT}")
+
+
+def progress_key(directory: Path) -> str:
+    """The master key of progress tokens (docs/tenancy.md), made once and kept with the
+    cluster, so that an operator restarted here still takes the reports of running stages."""
+    path = directory / "progress-key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _healthy() -> bool:

@@ -24,6 +24,12 @@ NAMESPACE = "videojob-system"
 RELEASE = "videojob-operator"
 HEADER = ("# Generated from helm/videojob-operator by `make manifests` (hack/render_manifests.py);"
           " do not edit.\n# {what}\n")
+# What only Helm can do is left out: a progress key generated once (the operator reads the Secret
+# PROGRESS_KEY_SECRET if you create it, else makes one up for its own life), and the uninstall
+# hook (docs/tenancy.md gives the order by hand).
+PROGRESS_KEY_SECRET = f"{RELEASE}-progress-key"
+KUBECTL_SETS = ["--set", f"operator.progressKey.existingSecret={PROGRESS_KEY_SECRET}",
+                "--set", "uninstall.releaseFinalizers=false"]
 MONITORING = ["prometheus.metrics.serviceMonitor.enabled=true", "prometheus.rules.enabled=true",
               "grafana.dashboards.enabled=true"]
 
@@ -65,16 +71,20 @@ def render() -> dict[Path, str]:
         "name": NAMESPACE, "labels": {
             # The operator's pods meet the restricted Pod Security Standard.
             "pod-security.kubernetes.io/enforce": "restricted"}}}
-    base = template(helm, "--include-crds")
+    base = template(helm, "--include-crds", *KUBECTL_SETS)
     crds = [d for d in base if d["kind"] == "CustomResourceDefinition"]
     rest = [d for d in base if d["kind"] != "CustomResourceDefinition"]
     sets = [a for s in MONITORING for a in ("--set", s)]
-    monitoring = [d for d in template(helm, *sets)
+    monitoring = [d for d in template(helm, *KUBECTL_SETS, *sets)
                   if d["kind"] in ("ServiceMonitor", "PrometheusRule")
                   or (d["kind"] == "ConfigMap" and "grafana_dashboard" in str(d["metadata"]))]
     return {
         OUT / "videojob-operator.yaml": HEADER.format(
-            what="kubectl apply --server-side -f manifests/videojob-operator.yaml") + dump(
+            what="kubectl apply --server-side -f manifests/videojob-operator.yaml\n# Then, "
+                 "once, the key of progress tokens (docs/tenancy.md): kubectl -n "
+                 f"{NAMESPACE} create secret generic {PROGRESS_KEY_SECRET} "
+                 "--from-literal=key=\"$(head -c 32 /dev/urandom | base64)\" && kubectl -n "
+                 f"{NAMESPACE} rollout restart deployment/{RELEASE}") + dump(
                 [*crds, namespace, *rest]),
         OUT / "monitoring.yaml": HEADER.format(
             what="kubectl apply -f manifests/monitoring.yaml (needs the Prometheus Operator)")

@@ -1,32 +1,32 @@
-"""`videojob-operator` / `python -m videojob_operator`: run the operator.
+"""`videojob-operator` / `python -m videojob_operator`: run the operator
+(`videojob-operator release`: the chart's uninstall hook, release.py).
 
 Uses the in-cluster service account when it runs in a pod, else the current kubeconfig.
 
-The interpreter's thread switch interval is shortened (`SWITCH_INTERVAL`). The Job and pod
-watches are read on threads of their own (child_watches.py); each read of the stream gives the
-GIL up and must win it back. With the default 5 ms, a thread that wants the GIL waits that long
-before the holder is asked to let go, and in a burst the event loop and the API threads hold it
-nearly all the time: a watch thread then read about one event per switch, and fell seconds
-behind the API server (a burst of 200 VideoJobs: a create answered -> its event read, 2.8 s at the
-median with 5 ms, 0.28 s with 0.5 ms; docs/benchmarks.md). The cost is more switches between
-the threads that compute, a little CPU.
+$VIDEOJOB_SWITCH_INTERVAL (seconds) sets the interpreter's thread switch interval, for
+experiments: the Job and pod watches are read on threads of their own (child_watches.py) that
+must win the GIL back after every read. Unset: CPython's default (5 ms). Shortening it to 0.5 ms
+cut the watch delay in a 200-VideoJob burst from 2.8 s to 0.28 s in one paired run, but did not
+hold over six more (docs/benchmarks.md, "Open"), so it is not the default.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import kopf
 
-from . import config, logs, metrics
+from . import config, logs, metrics, release
 from . import handlers as handlers  # importing it registers the handlers with kopf
-
-SWITCH_INTERVAL = 0.0005  # seconds (CPython's default: 0.005); see the module's docstring
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["release"]:  # the chart's pre-delete hook (release.py)
+        return release.main(argv[1:])
     parser = argparse.ArgumentParser(prog="videojob-operator", description=__doc__)
     parser.add_argument("-n", "--namespace", action="append", default=[],
                         help="watch only this namespace (repeatable); default: all namespaces")
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logs.setup(args.log_level)
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    if os.environ.get("VIDEOJOB_SWITCH_INTERVAL"):  # an experiment's: see the docstring
+        sys.setswitchinterval(float(os.environ["VIDEOJOB_SWITCH_INTERVAL"]))
     try:
         # The one configuration: the file, the environment and the command line, once.
         cfg = config.load().model_copy(update={"namespaces": list(args.namespace)})

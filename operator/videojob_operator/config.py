@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -81,6 +82,10 @@ class OperatorConfig(BaseModel):
     worker_volumes: list[dict[str, Any]] = Field(default_factory=list)
     worker_volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
     redis_url: str | None = None
+    # The master key progress tokens are derived from (videojob_common.progress_auth); from
+    # $VIDEOJOB_PROGRESS_KEY (the chart's Secret). Unset: one made up at start, so reports signed
+    # before a restart stop counting after it (docs/tenancy.md).
+    progress_key: SecretStr | None = None
     # Where VideoJobs may read images and audio from (gs://bucket/path/ or file:///path/), besides
     # their namespace's prefix of storage_root: by namespace, "*" for all (storage_policy.py).
     read_prefixes: dict[str, list[str]] = Field(default_factory=dict)
@@ -146,6 +151,7 @@ ENV_KEYS = {
     "VIDEOJOB_STORAGE_ROOT": "storage_root",
     "VIDEOJOB_WORKER_IMAGE": "worker_image",
     "VIDEOJOB_REDIS_URL": "redis_url",
+    "VIDEOJOB_PROGRESS_KEY": "progress_key",
     "VIDEOJOB_RESYNC_SECONDS": "resync_seconds",
     "VIDEOJOB_CONFIGMAP": "configmap",
     "VIDEOJOB_CONFIGMAP_KEY": "configmap_key",

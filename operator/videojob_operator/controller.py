@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -35,6 +36,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from videojob_common.pipeline import STAGES, Obj
+from videojob_common.progress_auth import token_for
 
 from . import child_watches, metrics, planner
 from .actions import Plan
@@ -42,7 +44,7 @@ from .admission_loop import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import LiveConfig
 from .events import EventRecorder
-from .jobs import ANNOTATION_QUEUED_AT, LABEL_STAGE
+from .jobs import ANNOTATION_QUEUED_AT, LABEL_STAGE, token_secret
 from .kube import Api
 from .logs import ctx
 from .refusals import Refusal, backoff, refusal
@@ -58,8 +60,13 @@ PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of 
 
 class Controller:
     def __init__(self, config: LiveConfig, api: client.ApiClient, *,
-                 workers: int = 16, clock: Callable[[], dt.datetime] | None = None) -> None:
+                 workers: int = 16, clock: Callable[[], dt.datetime] | None = None,
+                 progress_key: bytes | None = None) -> None:
         self.config = config
+        # Progress tokens are derived from it (videojob_common.progress_auth); the VideoJobs
+        # whose token Secret this process has written (or found there).
+        self.progress_key = progress_key or secrets.token_bytes(32)
+        self.tokens_written: dict[Key, str] = {}
         self.api = Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.store = Store(self.api)
@@ -97,6 +104,7 @@ class Controller:
         key = change.key
         if change.deleted:
             self.last_status_write.pop(key, None)
+            self.tokens_written.pop(key, None)
             self.refusals.pop(key, None)
             self.errors.pop(key, None)
             self.queue.forget(key)
@@ -184,6 +192,8 @@ class Controller:
             version = await self._finalizer(key, vj, plan)
             if version is None:
                 return
+            if plan.create_jobs:
+                await self._write_token(key, vj)
             await self._create_jobs(key, plan)
         finally:
             for manifest in plan.create_jobs:
@@ -216,6 +226,20 @@ class Controller:
             # Only our finalizer changed: the plan still holds for the new version.
             version = updated["metadata"]["resourceVersion"]
         return version
+
+    async def _write_token(self, key: Key, vj: Obj) -> None:
+        """The Secret with the VideoJob's progress token, before its stage Jobs (once per VideoJob
+        in this process's life; after a restart, once more, answered 409)."""
+        uid = vj["metadata"]["uid"]
+        if not self.config.current.redis_url or self.tokens_written.get(key) == uid:
+            return
+        manifest = token_secret(key[0], key[1], uid, token_for(self.progress_key, uid))
+        try:
+            await self.api.call(self.api.kube.create_secret, key[0], manifest)
+        except ApiException as e:
+            if e.status != 409:  # 409: written before (by this operator before a restart)
+                raise RefusedWrite("creating the progress token's Secret", e) from e
+        self.tokens_written[key] = uid
 
     async def _create_jobs(self, key: Key, plan: Plan) -> None:
         ns, name = key

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 
 from videojob_common.redact import redact_url
 
@@ -25,6 +25,7 @@ from . import config_watch, metrics, progress_feed
 from .api import GROUP, PLURAL, VERSION
 from .config import LiveConfig
 from .controller import Controller
+from .kube import api_client
 from .redis_queue import RedisQueue
 
 log = logging.getLogger("videojob.handlers")
@@ -65,16 +66,6 @@ class NoProgress(kopf.ProgressStorage):
         return essence
 
 
-def api_client() -> client.ApiClient:
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    cfg.connection_pool_maxsize = 32
-    return client.ApiClient(cfg)
-
-
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Long-lived watches, re-established before the server's idle timeout; a stuck watch is
@@ -90,7 +81,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     live: LiveConfig = memo["config"]
     cfg = live.current
     api = api_client()
-    controller = Controller(live, api)
+    if cfg.progress_key is None:
+        log.warning("no progress key ($VIDEOJOB_PROGRESS_KEY): using one made up for this "
+                    "process; progress signed before a restart is dropped after it")
+    progress_key = (cfg.progress_key.get_secret_value().encode() if cfg.progress_key
+                    else secrets.token_bytes(32))
+    controller = Controller(live, api, progress_key=progress_key)
     metrics.watch_phases(lambda: list(controller.store.videojobs.values()))
     await controller.start_watches(cfg.namespaces)  # Jobs, pods: child_watches.py
     controller.start()
@@ -102,7 +98,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                                                          cfg.resync_seconds), name="resync")]
     if cfg.redis_url:
         tasks.append(asyncio.create_task(
-            progress_feed.follow(cfg.redis_url, controller.store.observe_progress, stop)))
+            progress_feed.follow(cfg.redis_url, progress_key, controller.store.observe_progress,
+                                  stop)))
         mirror = RedisQueue(cfg.redis_url)
         controller.admitter.publish.append(mirror.publish)
         tasks.append(asyncio.create_task(mirror.run(stop), name="redis-queue"))

@@ -14,6 +14,8 @@ import json
 import re
 
 from videojob_common.pipeline import GPU_STAGES, PER_SCENE, Obj, Stage
+from videojob_common.progress_auth import SECRET_KEY as TOKEN_KEY
+from videojob_common.progress_auth import TOKEN_ENV
 
 from .api import API_VERSION, KIND, EffectiveSpec, VideoJobSpec
 
@@ -42,7 +44,7 @@ def _digest(text: str, n: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-def job_name(videojob: str, uid: str, stage: Stage) -> str:
+def job_name(videojob: str, uid: str, stage: str) -> str:
     """Deterministic per VideoJob *object*: a re-created VideoJob of the same name gets new Jobs,
     so it never adopts the old one's Jobs while they are still being deleted. Any valid VideoJob
     name (a DNS subdomain: up to 253 characters, dots allowed) gives a DNS label with room for
@@ -50,6 +52,31 @@ def job_name(videojob: str, uid: str, stage: Stage) -> str:
     suffix = f"-{stage}-{_digest(uid, 5)}"
     base = _NOT_IN_LABEL.sub("-", videojob)[: MAX_JOB_NAME - len(suffix)].strip("-")
     return (base or "videojob") + suffix
+
+
+def token_secret_name(videojob: str, uid: str) -> str:
+    """The Secret holding a VideoJob's progress token: named as its Jobs are."""
+    return job_name(videojob, uid, "progress")
+
+
+def token_secret(namespace: str, videojob: str, uid: str, token: str) -> Obj:
+    """The Secret a VideoJob's stage pods read their progress token from, owned by the
+    VideoJob (garbage-collected with it). Immutable: the token of a uid never changes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": token_secret_name(videojob, uid),
+            "namespace": namespace,
+            "labels": {LABEL_NAME: name_label(videojob), LABEL_UID: uid},
+            "annotations": {ANNOTATION_NAME: videojob},
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": videojob,
+                                 "uid": uid, "controller": True}],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {TOKEN_KEY: token},
+    }
 
 
 def name_label(videojob: str) -> str:
@@ -117,6 +144,8 @@ def stage_job(
     secret_env: dict[str, tuple[str, str]] | None = None,
     volumes: list[Obj] | None = None,
     volume_mounts: list[Obj] | None = None,
+    resources: dict[str, dict[str, str]] | None = None,
+    scratch_size_limit: str | None = None,
 ) -> Obj:
     name = job_name(videojob, uid, stage)
     lbl = labels(videojob, uid, stage, pool)
@@ -136,6 +165,12 @@ def stage_job(
         {"name": "VIDEOJOB_FAILURE_COUNT", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}},
     ]
+    if redis_url:
+        # The VideoJob's token, to sign its progress (videojob_common.progress_auth), from the
+        # Secret the operator writes before the first stage: a reference, never the value.
+        # Optional: a pod whose Secret is gone still runs; only its progress is dropped.
+        env.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+            "name": token_secret_name(videojob, uid), "key": TOKEN_KEY, "optional": True}}})
     env += [{"name": k, "value": v} for k, v in sorted(extra_env.items())]
     # A variable from a Secret replaces the plain value of the same name.
     secrets = secret_env or {}
@@ -178,10 +213,14 @@ def stage_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "scratch", "emptyDir": {}}, *(volumes or [])],
+        "volumes": [{"name": "scratch", "emptyDir": (
+            {"sizeLimit": scratch_size_limit} if scratch_size_limit else {})}, *(volumes or [])],
     }
+    if resources:  # the administrator's, per stage (limits.PodResources)
+        container["resources"] = {k: dict(v) for k, v in resources.items()}
     if gpu:
-        container["resources"] = {"limits": {eff.gpu_resource_name: str(eff.gpu_count)}}
+        own = container.setdefault("resources", {})
+        own["limits"] = {**own.get("limits", {}), eff.gpu_resource_name: str(eff.gpu_count)}
         if eff.gpu_node_selector:
             pod_spec["nodeSelector"] = dict(eff.gpu_node_selector)
         if eff.gpu_tolerations:

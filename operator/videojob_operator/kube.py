@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.client.rest import RESTResponse
 
@@ -81,6 +81,10 @@ class Kube:
     def patch_videojob_status(self, namespace: str, name: str, patch: Obj) -> Obj:
         return self.request("PATCH", _videojob_path(namespace, name) + "/status", patch,
                             content_type=MERGE_PATCH)
+
+    def create_secret(self, namespace: str, manifest: Obj) -> None:
+        """Creates a Secret; its answer (the Secret, token included) is read and dropped."""
+        self.request("POST", f"/api/v1/namespaces/{_seg(namespace)}/secrets", manifest)
 
     def create_event(self, namespace: str, event: Obj) -> Obj:
         return self.request("POST", f"/api/v1/namespaces/{_seg(namespace)}/events", event)
@@ -161,6 +165,17 @@ class Api:
                 raise
             await self.call(self.custom.create_cluster_custom_object, GROUP, VERSION,
                             POOL_PLURAL, body)
+
+
+def api_client() -> client.ApiClient:
+    """A client with the in-cluster service account when in a pod, else the kubeconfig's."""
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
 
 
 def _seg(value: str) -> str:

@@ -8,6 +8,10 @@ within what the administrator allows it, so no namespace can push ahead of the o
 for more (docs/tenancy.md, "Fairness"). Priority may change at any time; a change out of the
 band fails the VideoJob like any spec over a limit.
 
+**Pod resources** (`limits.<namespace>.pod_resources`, `scratch_size_limit`): each stage pod's
+requests and limits, and its /scratch size limit, set by the administrator; a VideoJob has no
+field for them, so a tenant can neither raise nor drop them.
+
 **Placement** (`placement`): the administrator's GPU node selector and tolerations always apply.
 A tenant's `spec.gpu.nodeSelector` may only add labels (a key the administrator sets must keep
 the administrator's value), so it can only narrow where pods go; a tenant's toleration widens it,
@@ -19,7 +23,11 @@ Pure: the planner refuses a spec that breaks a rule before any stage runs.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from videojob_common.pipeline import Stage
 
 from .api import VideoJobSpec
 
@@ -44,6 +52,57 @@ class Limits(BaseModel):
     max_pending_seconds: int | None = Field(None, ge=1)
     min_priority: int | None = Field(None, ge=-100, le=100)
     max_priority: int | None = Field(None, ge=-100, le=100)
+    # Each stage pod's requests and limits, by stage (the chart's are measured: docs/tenancy.md),
+    # and the size limit of its /scratch.
+    pod_resources: dict[Stage, PodResources] | None = None
+    scratch_size_limit: str | None = None
+
+    @field_validator("scratch_size_limit")
+    @classmethod
+    def _scratch(cls, value: str | None) -> str | None:
+        if value is not None:
+            quantity(value)
+        return value
+
+
+QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+UNITS = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20,
+         "Gi": 2**30, "Ti": 2**40}
+RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity ("500m", "2Gi", "1.5") as a number; ValueError if it is not one."""
+    m = QUANTITY.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 500m, 2Gi)")
+    return float(m.group(1)) * UNITS[m.group(2) or ""]
+
+
+class PodResources(BaseModel):
+    """A stage pod's container requests and limits (Kubernetes quantities)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid(self) -> PodResources:
+        for part in (self.requests, self.limits):
+            for name, value in part.items():
+                if name not in RESOURCES:
+                    raise ValueError(f"{name!r}: one of {', '.join(RESOURCES)}")
+                quantity(value)
+        for name, limit in self.limits.items():
+            request = self.requests.get(name)
+            if request is not None and quantity(request) > quantity(limit):
+                raise ValueError(f"{name}: the request {request} is over the limit {limit}")
+        return self
+
+    def manifest(self) -> dict[str, dict[str, str]]:
+        return {k: dict(v) for k, v in (("requests", self.requests), ("limits", self.limits))
+                if v}
 
 
 class Placement(BaseModel):

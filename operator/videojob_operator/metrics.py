@@ -70,8 +70,15 @@ WATCH_RESTARTS = Counter(
     "`expired` (listed again), `error`, or `closed` (ended by the API server before its "
     "timeout).", ["kind", "cause"], registry=REGISTRY)
 
+PROGRESS_DROPPED = Counter(
+    "videojob_progress_reports_dropped", "Worker progress reports not taken: `unverified` (not "
+    "signed with the token of the VideoJob it names: forged, or a worker without its token), "
+    "`invalid` (no such stage or scene), `stale` (older than one already taken: a replay).",
+    ["reason"], registry=REGISTRY)
 
 # Series that exist from the start, at 0, so rates and alerts see them before the first event.
+for _reason in ("unverified", "invalid", "stale"):
+    PROGRESS_DROPPED.labels(_reason)
 for _kind in ("api", "internal"):
     RECONCILE_ERRORS.labels(_kind)
 for _kind in ("transition", "progress"):

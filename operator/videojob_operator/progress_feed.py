@@ -2,25 +2,26 @@
 "Progress"); the figures made of it are progress.py's.
 
 Subscribes to the `videojob:progress` channel and, on every (re)connect, reads the latest-value
-keys, so an operator that restarts mid-stage picks up where the workers are. Redis being down
-only means no fine-grained progress: stage-level progress still comes from the Jobs, and this
-loop keeps trying to reconnect with back-off.
+keys, so an operator that restarts mid-stage picks up where the workers are. Only reports
+signed with their VideoJob's token count (videojob_common.progress_auth); the rest are dropped.
+Redis being down only means no fine-grained progress: stage-level progress still comes from the
+Jobs, and this loop keeps trying to reconnect with back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from videojob_common.pipeline import STAGES
+from videojob_common.progress_auth import opened
 from videojob_common.redact import redact_url
 
+from . import metrics
 from .jobs import MAX_INDEX
 from .views import ProgressView
 
@@ -31,13 +32,18 @@ log = logging.getLogger("videojob.progress")
 Sink = Callable[[str, ProgressView], None]
 
 
-def parse(raw: bytes | str) -> tuple[str, ProgressView] | None:
-    """(uid, view) from one message, or None if it is not a valid progress report."""
+def parse(raw: bytes | str, master: bytes) -> tuple[str, ProgressView] | None:
+    """(uid, view) from one message, or None if it is not a valid report signed with its
+    VideoJob's token (videojob_common.progress_auth)."""
+    doc = opened(master, raw)
+    if doc is None:
+        metrics.PROGRESS_DROPPED.labels("unverified").inc()
+        return None
     try:
-        doc: dict[str, Any] = json.loads(raw)
         index = doc.get("index")
         stage = str(doc["stage"])
         if stage not in STAGES or (index is not None and not 0 <= int(index) <= MAX_INDEX):
+            metrics.PROGRESS_DROPPED.labels("invalid").inc()
             return None  # no such stage or scene: bounded entries per VideoJob
         view = ProgressView(
             stage=stage,
@@ -46,13 +52,16 @@ def parse(raw: bytes | str) -> tuple[str, ProgressView] | None:
             message=str(doc.get("message", ""))[:200],
             done=int(doc.get("done", 0) or 0),
             total=int(doc.get("total", 0) or 0),
+            attempt=int(doc.get("attempt") or 0),
+            ts=float(doc.get("ts") or 0.0),
         )
         return str(doc["uid"]), view
     except (ValueError, KeyError, TypeError):
+        metrics.PROGRESS_DROPPED.labels("invalid").inc()
         return None
 
 
-async def follow(url: str, sink: Sink, stop: asyncio.Event) -> None:
+async def follow(url: str, master: bytes, sink: Sink, stop: asyncio.Event) -> None:
     backoff = 0.5
     while not stop.is_set():
         client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
@@ -61,7 +70,7 @@ async def follow(url: str, sink: Sink, stop: asyncio.Event) -> None:
             await pubsub.subscribe(CHANNEL)
             async for key in client.scan_iter(match=KEY_PATTERN, count=500):
                 value = await client.get(key)
-                parsed = parse(value) if value else None
+                parsed = parse(value, master) if value else None
                 if parsed:
                     sink(*parsed)
             log.info("following worker progress on %s", redact_url(url))
@@ -69,7 +78,7 @@ async def follow(url: str, sink: Sink, stop: asyncio.Event) -> None:
             while not stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
-                    parsed = parse(message["data"])
+                    parsed = parse(message["data"], master)
                     if parsed:
                         sink(*parsed)
         except (aioredis.RedisError, OSError) as e:

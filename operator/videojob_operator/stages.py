@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from videojob_common.pipeline import Obj, Stage, StagePhase
 
-from . import jobs
+from . import jobs, limits
 from .actions import Plan
 from .admission_policy import pods_at_creation
 from .api import EffectiveSpec, StageStatus, VideoJobSpec
@@ -94,7 +95,8 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
         redis_url=config.redis_url, service_account=config.worker_service_account,
         extra_env=_worker_env(config), command=config.worker_command,
         secret_env={k: (r.name, r.key) for k, r in config.worker_secret_env.items()},
-        volumes=config.worker_volumes, volume_mounts=config.worker_volume_mounts)
+        volumes=config.worker_volumes, volume_mounts=config.worker_volume_mounts,
+        **_pod_resources(config, meta["namespace"], name))
     pods = _admitted_at_creation(pool, manifest, ctx)
     if pods:
         manifest = jobs.admitted(manifest, pods, ts_micro(ctx.now))
@@ -119,6 +121,15 @@ def _worker_env(config: OperatorConfig) -> dict[str, str]:
     if not config.http_inputs.enabled:
         return config.worker_env
     return {**config.worker_env, HTTP_INPUTS_ENV: config.http_inputs.model_dump_json()}
+
+
+def _pod_resources(config: OperatorConfig, namespace: str, stage: Stage) -> dict[str, Any]:
+    """The administrator's requests and limits of the stage's pod and its /scratch size limit,
+    for the namespace (limits.py)."""
+    ceilings = limits.for_namespace(config.limits, namespace)
+    own = (ceilings.pod_resources or {}).get(stage)
+    return {"resources": own.manifest() if own else None,
+            "scratch_size_limit": ceilings.scratch_size_limit}
 
 
 def _admitted_at_creation(pool: str, manifest: Obj, ctx: Context) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 
 from videojob_common.pipeline import STAGES, Obj
 
+from . import metrics
 from .handoff_metrics import HandoffClock
 from .jobs import LABEL_NAME, LABEL_UID, owner_name
 from .kube import Api
@@ -185,7 +186,8 @@ class Store:
     # -- progress -------------------------------------------------------------------------
 
     def observe_progress(self, uid: str, view: ProgressView, now: float | None = None) -> None:
-        """A worker's report. One for a uid no cached VideoJob has is kept a while (after a
+        """A worker's report (signed: progress_feed.py); one older than the last taken for the
+        same pod slot is dropped. One for a uid no cached VideoJob has is kept a while (after a
         restart, the reports still in Redis may arrive before kopf's first listing), then
         dropped: at most UNCLAIMED_MAX such uids, each for UNCLAIMED_SECONDS, so reports for
         VideoJobs that never come cannot fill the operator's memory."""
@@ -197,7 +199,12 @@ class Store:
                 if len(self.unclaimed) >= UNCLAIMED_MAX:
                     return
                 self.unclaimed[uid] = now
-        self.progress[uid][(view.stage, view.index)] = view
+        slot = self.progress[uid]
+        last = slot.get((view.stage, view.index))
+        if last is not None and view.older_than(last):
+            metrics.PROGRESS_DROPPED.labels("stale").inc()
+            return  # a replay, or one overtaken on the way: the newer one stands
+        slot[(view.stage, view.index)] = view
         if key is not None and key in self.videojobs:
             self._tell(Change(key, "progress"))
 

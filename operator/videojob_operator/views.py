@@ -54,6 +54,12 @@ class ProgressView:
     message: str = ""
     done: int = 0
     total: int = 0
+    attempt: int = 0
+    ts: float = 0.0  # when the worker sent it (Unix seconds): a later report replaces it
+
+    def older_than(self, other: ProgressView) -> bool:
+        """Sent before `other` (an earlier attempt, or earlier in the same one)."""
+        return (self.attempt, self.ts) < (other.attempt, other.ts)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from videojob_common.pipeline import Obj
+from videojob_common.pipeline import STAGES, Obj
 from videojob_operator.config import load
 from videojob_testkit import REPO
 from videojob_testkit.chart import CHART, EVERYTHING, deep_merge, find, helm, render
@@ -125,7 +125,8 @@ def test_rbac_is_least_privilege(values: Obj) -> None:
     rules = rules_of(render(values))
     for kind, _, r in rules:
         assert "*" not in r["verbs"] and "*" not in r["resources"], r
-        assert "secrets" not in r["resources"], (kind, r)  # no Secret read anywhere
+        if "secrets" in r["resources"]:  # no Secret read anywhere: only progress tokens made
+            assert (r["resources"], r["verbs"]) == (["secrets"], ["create"]), (kind, r)
         assert not any(res.startswith("pods/") for res in r["resources"]), r  # no exec, no log
     jobs = [(kind, ns) for kind, ns, r in rules if "jobs" in r["resources"]]
     if values:  # namespaced: Jobs only through a Role in each served namespace
@@ -205,7 +206,21 @@ def test_what_tenants_may_read_is_the_values() -> None:
 
 def test_ceilings_and_placement_are_the_values() -> None:
     cfg = load(text=yaml.safe_dump(operator_config(render())), environ={})
-    assert cfg.limits == {} and cfg.placement.tenant_toleration_keys == []
+    # By default no ceiling; every stage pod gets the chart's measured resources and a /scratch
+    # size limit, in every namespace.
+    assert set(cfg.limits) == {"*"} and cfg.placement.tenant_toleration_keys == []
+    default = cfg.limits["*"]
+    assert default.model_dump(exclude={"pod_resources", "scratch_size_limit"},
+                              exclude_none=True) == {}
+    assert set(default.pod_resources or {}) == set(STAGES)
+    assert all(r.requests.get("memory") and r.limits.get("memory")
+               for r in (default.pod_resources or {}).values())
+    assert default.scratch_size_limit == "2Gi"
+    own = load(text=yaml.safe_dump(operator_config(render({"limits": {"*": {
+        "scratchSizeLimit": "1Gi", "podResources": {"plan": {"limits": {"memory": "1Gi"}}}},
+        "team-a": {"scratchSizeLimit": "5Gi"}}}))), environ={}).limits
+    assert own["*"].scratch_size_limit == "1Gi" and own["team-a"].scratch_size_limit == "5Gi"
+    assert set(own["*"].pod_resources or {}) == {"plan"}  # the administrator's, not merged
     values = {"limits": {"*": {"maxGpusPerPod": 2, "maxPixelFrames": 3732480000,
                                "minPriority": -10, "maxPriority": 10},
                          "team-a": {"maxGpusPerVideojob": 16}},
@@ -291,27 +306,79 @@ def test_monitoring_objects_carry_the_repository_rules_and_dashboards() -> None:
 
 
 def test_switches_off_render_no_optional_objects() -> None:
-    kinds = {d["kind"] for d in render({"admissionPolicy": {"enabled": False}})}
+    kinds = {d["kind"] for d in render({
+        "admissionPolicy": {"enabled": False}, "uninstall": {"releaseFinalizers": False},
+        "operator": {"progressKey": {"existingSecret": "mine"}}})}
     assert kinds == {"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
                      "RoleBinding", "Deployment", "Service", "PersistentVolumeClaim"}
-    # On by default: the admission policy refusing what the operator would fail anyway.
-    assert {d["kind"] for d in render()} - kinds == {"ValidatingAdmissionPolicy",
-                                                     "ValidatingAdmissionPolicyBinding"}
+    # On by default: the admission policy refusing what the operator would fail anyway, the
+    # uninstall hook, and a generated progress key.
+    assert {d["kind"] for d in render()} - kinds == {
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Job", "Secret"}
+
+
+@pytest.mark.parametrize("values", [{}, {"watch": {"namespaces": ["team-a", "team-b"]}}],
+                         ids=["cluster-wide", "namespaced"])
+def test_uninstall_runs_a_hook_that_stops_the_operator_and_releases_its_finalizers(
+        values: Obj) -> None:
+    docs = render(values)
+    hooks = [d for d in docs
+             if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "pre-delete"]
+    assert sorted(d["kind"] for d in hooks) == ["Job", "Role", "RoleBinding"]
+    (job,) = find(hooks, "Job")
+    (role,) = find(hooks, "Role")
+    weight = {d["kind"]: int(d["metadata"]["annotations"]["helm.sh/hook-weight"]) for d in hooks}
+    assert weight["Role"] < weight["Job"] and weight["RoleBinding"] < weight["Job"]
+    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"],
+                              "resourceNames": ["vj-videojob-operator"],
+                              "verbs": ["get", "patch"]}]
+    pod = job["spec"]["template"]
+    (operator,) = find(docs, "Deployment", "vj-videojob-operator")
+    assert pod["spec"]["serviceAccountName"] == "vj-videojob-operator"
+    selector = operator["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()  # not one of its pods
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == operator["spec"]["template"]["spec"]["containers"][0]["image"]
+    served = [f"--namespace={ns}" for ns in (values.get("watch") or {}).get("namespaces", [])]
+    assert container["args"] == ["release", "--deployment=videojob-system/vj-videojob-operator",
+                                 *served]
+
+
+VIDEOJOBS_POLICY = "vj-videojob-operator-videojobs"
+JOBS_POLICY = "vj-videojob-operator-operator-jobs"
 
 
 def test_the_admission_policy_follows_the_storage_root_the_namespaces_and_http_inputs() -> None:
     (policy,) = find(render({"storage": {"root": "gs://media/videojob/"}}),
-                     "ValidatingAdmissionPolicy")
+                     "ValidatingAdmissionPolicy", VIDEOJOBS_POLICY)
     assert policy["spec"]["variables"] == [
         {"name": "prefix", "expression": "\"gs://media/videojob\" + '/' + request.namespace + '/'"}]
     assert len(policy["spec"]["validations"]) == 2
     docs = render({"httpInputs": {"enabled": True, "hosts": ["a.example.com"]},
                    "watch": {"namespaces": ["team-a"]}})
-    (policy,) = find(docs, "ValidatingAdmissionPolicy")
+    (policy,) = find(docs, "ValidatingAdmissionPolicy", VIDEOJOBS_POLICY)
     assert len(policy["spec"]["validations"]) == 1  # http(s) inputs are on
-    (binding,) = find(docs, "ValidatingAdmissionPolicyBinding")
+    (binding,) = find(docs, "ValidatingAdmissionPolicyBinding", VIDEOJOBS_POLICY)
     assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}]
+
+
+@pytest.mark.parametrize("values", [{}, {"watch": {"namespaces": ["team-a"]}}],
+                         ids=["cluster-wide", "namespaced"])
+def test_the_operators_jobs_are_held_to_the_worker_image_and_account(values: Obj) -> None:
+    docs = render(deep_merge(values, {"storage": {"volume": {"hostPath": {
+        "path": "/srv/videojob"}}}}))
+    (policy,) = find(docs, "ValidatingAdmissionPolicy", JOBS_POLICY)
+    (binding,) = find(docs, "ValidatingAdmissionPolicyBinding", JOBS_POLICY)
+    assert "matchResources" not in binding["spec"]  # every namespace, whatever the mode
+    assert policy["spec"]["matchConditions"] == [{
+        "name": "made-by-the-operator", "expression": "request.userInfo.username == "
+        "\"system:serviceaccount:videojob-system:vj-videojob-operator\""}]
+    rules = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    cfg = load(text=yaml.safe_dump(operator_config(docs)), environ={})
+    assert f'c.image == "{cfg.worker_image}"' in rules
+    assert f'serviceAccountName == "{cfg.worker_service_account}"' in rules
+    assert 'v.hostPath.path in ["/srv/videojob"]' in rules
 
 
 def test_the_default_file_root_is_a_shared_claim_kept_on_uninstall() -> None:
@@ -354,3 +421,37 @@ def test_worker_service_account_carries_the_pull_secrets() -> None:
                  "videojob-worker")
     assert sa["imagePullSecrets"] == [{"name": "registry"}]
     assert sa["automountServiceAccountToken"] is False
+
+
+def test_the_progress_key_is_generated_once_and_only_the_operator_reads_it() -> None:
+    docs = render({})
+    (secret,) = find(docs, "Secret", "vj-videojob-operator-progress-key")
+    key = base64.b64decode(secret["data"]["key"]).decode()
+    assert len(key) == 48 and key.isalnum()
+    others = [d for d in docs if d is not secret]
+    assert key not in yaml.safe_dump_all(others)
+    assert base64.b64encode(key.encode()).decode() not in yaml.safe_dump_all(others)
+    env = operator_env(docs)
+    assert env["VIDEOJOB_PROGRESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vj-videojob-operator-progress-key", "key": "key", "optional": True}
+    # An administrator's own Secret instead: none generated.
+    docs = render({"operator": {"progressKey": {"existingSecret": "my-key"}}})
+    assert not find(docs, "Secret", "vj-videojob-operator-progress-key")
+    env = operator_env(docs)
+    assert env["VIDEOJOB_PROGRESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "my-key"
+
+
+def operator_env(docs: list[Obj]) -> dict[str, Obj]:
+    (dep,) = find(docs, "Deployment", "vj-videojob-operator")
+    return {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_each_namespaces_stage_pods_can_act_as_a_google_account_of_their_own() -> None:
+    docs = render({"watch": {"namespaces": ["team-a", "team-b"]},
+                   "gcs": {"workloadIdentity": {
+                       "serviceAccount": "videojob@project.iam.gserviceaccount.com",
+                       "byNamespace": {"team-a": "team-a@project.iam.gserviceaccount.com"}}}})
+    accounts = {sa["metadata"]["namespace"]: sa["metadata"]["annotations"][
+        "iam.gke.io/gcp-service-account"] for sa in find(docs, "ServiceAccount", "videojob-worker")}
+    assert accounts == {"team-a": "team-a@project.iam.gserviceaccount.com",
+                        "team-b": "videojob@project.iam.gserviceaccount.com"}

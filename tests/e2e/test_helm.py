@@ -4,6 +4,7 @@ completes a VideoJob with the real worker; `helm uninstall` leaves no operator o
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 import uuid
@@ -23,7 +24,8 @@ from videojob_testkit.processes import RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",
-                 "serviceaccounts", "roles", "rolebindings", "networkpolicies")
+                 "serviceaccounts", "roles", "rolebindings", "networkpolicies", "jobs",
+                 "secrets")
 CLUSTER_KINDS = ("clusterroles", "clusterrolebindings", "validatingadmissionpolicies",
                  "validatingadmissionpolicybindings")
 
@@ -143,15 +145,21 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
         release_namespace, label_selector=f"app.kubernetes.io/instance={release}").items
     assert same.metadata.name == pod.metadata.name
 
-    # The chart's operator cancels (finalizer) before it goes; then nothing of it is left.
-    vjs.delete(cluster, namespace, "hello")
-    wait_gone(vjs.custom(cluster).get_namespaced_custom_object, timeout=60, what="VideoJob hello",
-              group="videojob.dev", version="v1alpha1", namespace=namespace,
-              plural="videojobs", name="hello")
+    # Uninstalled with a VideoJob left: the pre-delete hook stops the operator and takes its
+    # finalizer off, so the VideoJob stays but can be deleted without an operator (and with it
+    # its namespace); nothing of the release is left, the hook's own objects included.
+    assert "videojob.dev/cancel" in vjs.get(cluster, namespace, "hello")["metadata"]["finalizers"]
     uninstall = helm("uninstall", release, kubeconfig, "-n", release_namespace, "--wait",
                      "--timeout=120s", check=False)
     assert uninstall.returncode == 0, uninstall.stderr
+    left = vjs.get(cluster, namespace, "hello")
+    assert "videojob.dev/cancel" not in (left["metadata"].get("finalizers") or [])
+    assert left["status"]["phase"] == "Succeeded"
     wait_until(lambda: leftovers(cluster, release) == [], 60, "no object of the release left")
+    vjs.delete(cluster, namespace, "hello")
+    wait_gone(vjs.custom(cluster).get_namespaced_custom_object, timeout=30, what="VideoJob hello",
+              group="videojob.dev", version="v1alpha1", namespace=namespace,
+              plural="videojobs", name="hello")
 
     def pools_collected() -> bool:  # owned by the chart's ClusterRole
         pools = vjs.custom(cluster).list_cluster_custom_object(
@@ -204,7 +212,8 @@ def test_the_admission_policy_refuses_at_apply_what_the_operator_would_fail(
     text = template_text({"watch": {"namespaces": [namespace]},
                           "storage": {"root": "gs://media/videojob"}}, release=release)
     policy = [d for d in yaml.safe_load_all(text)
-              if d and d["kind"].startswith("ValidatingAdmissionPolicy")]
+              if d and d["kind"].startswith("ValidatingAdmissionPolicy")
+              and d["metadata"]["name"].endswith("-videojobs")]
     assert len(policy) == 2
     body = yaml.safe_dump_all(policy)
     cluster.kubectl("apply", "-f", "-", input=body)
@@ -235,5 +244,56 @@ def test_the_admission_policy_refuses_at_apply_what_the_operator_would_fail(
             "fetches", images=["http://127.0.0.1:9/a.png"], scenes=1)
         assert create("good", output={"uri": f"{prefix}out/x.mp4"}) == ""
         assert create("default") == ""
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=body)
+
+
+def test_the_operators_jobs_run_only_the_worker_image_as_the_worker(
+        cluster: Cluster, crds: None, release_namespace: str, namespace: str) -> None:
+    """Cluster-wide mode: the chart's policy on the operator's own Jobs, on the real API server.
+    The test acts as the operator's ServiceAccount (impersonation), with the chart's RBAC, which
+    lets it create Jobs in every namespace: only the worker image, as the worker ServiceAccount,
+    outside the system namespaces and without host access, gets through."""
+    release = f"jobs-{uuid.uuid4().hex[:5]}"
+    text = template_text({"storage": {"root": "gs://media/videojob"}}, release=release,
+                         namespace=release_namespace)
+    policy = f"{release}-videojob-operator-operator-jobs"
+    objects = [d for d in yaml.safe_load_all(text) if d and (
+        d["kind"] in ("ClusterRole", "ClusterRoleBinding")
+        or (d["kind"] == "ServiceAccount"
+            and d["metadata"]["name"] == f"{release}-videojob-operator")
+        or d["metadata"]["name"] == policy)]
+    assert sorted(d["kind"] for d in objects) == [
+        "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding"]
+    body = yaml.safe_dump_all(objects)
+    cluster.kubectl("apply", "-f", "-", input=body)
+    operator = f"system:serviceaccount:{release_namespace}:{release}-videojob-operator"
+    worker_image = "ghcr.io/videojob/worker:0.1.0"
+
+    def create(ns: str = namespace, image: str = worker_image, account: str = "videojob-worker",
+               **pod: Any) -> str:
+        """'' if the API server accepts the Job from the operator (dry run), else why not."""
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"generateName": "probe-", "namespace": ns},
+               "spec": {"template": {"spec": {
+                   "restartPolicy": "Never", "serviceAccountName": account,
+                   "containers": [{"name": "worker", "image": image}], **pod}}}}
+        out = cluster.kubectl("create", "--dry-run=server", f"--as={operator}", "-o", "name",
+                              "-f", "-", input=json.dumps(job), check=False)
+        return "" if out.returncode == 0 else out.stderr
+
+    try:
+        wait_until(lambda: "worker image" in create(image="busybox"), 30,
+                   "the policy on the operator's Jobs to be enforced")
+        assert create() == ""
+        assert "run only the worker image" in create(image="docker.io/library/busybox:1")
+        assert "run only as the ServiceAccount videojob-worker" in create(account="default")
+        assert "no Job in a system namespace" in create(ns="kube-system")
+        assert "no host namespace" in create(hostNetwork=True)
+        assert "no hostPath" in create(volumes=[{"name": "root", "hostPath": {"path": "/"}}])
+        # The same Job from anyone else is no business of this policy.
+        assert cluster.kubectl("create", "--dry-run=server", "-o", "name", "-n", namespace,
+                               "job", "mine", "--image=busybox").returncode == 0
     finally:
         cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=body)

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from kubernetes import watch
 
 from videojob_common.pipeline import STAGES
+from videojob_common.progress_auth import opened, signed, token_for
+from videojob_operator import jobs
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.kube import Cluster, wait_for, wait_gone
-from videojob_testkit.operator_process import Operator
-from videojob_testkit.processes import wait_until
+from videojob_testkit.operator_process import PROGRESS_KEY, Operator
+from videojob_testkit.processes import RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -327,6 +330,59 @@ def test_progress_reaches_the_status_while_a_stage_runs(
     assert vjs.stage(seen, "stitch")["message"].startswith("frame "), seen["status"]
     assert 20 < seen["status"]["progress"] < 100
     vjs.wait(cluster, namespace, "lively", vjs.phase_is("Succeeded"))
+
+
+def test_only_its_own_videojobs_workers_can_report_its_progress(
+        cluster: Cluster, namespace: str, running_operator: Operator,
+        redis_server: RedisServer) -> None:
+    """The stage pods sign their reports with the VideoJob's token, read from the Secret the
+    operator owns; the test, as a tenant with Redis's password, forges and replays reports."""
+    created = vjs.create(cluster, namespace, "guarded", prompt="sleep:stitch:6", **FAST)
+    uid = created["metadata"]["uid"]
+    client = redis.Redis(port=redis_server.port)
+    key = f"videojob:progress:{uid}:stitch"
+    wait_until(lambda: client.get(key) is not None, 60, "a signed stitch report in Redis")
+    captured = client.get(key)
+    assert captured is not None and opened(PROGRESS_KEY.encode(), captured) is not None
+    wait_until(lambda: client.get(key) != captured, 10, "a later stitch report")
+    dropped_before = dropped(running_operator)
+
+    def forged(message: str, sign_with: str | None) -> str:
+        doc = json.dumps({"namespace": namespace, "name": "guarded", "uid": uid,
+                          "stage": "stitch", "index": None, "attempt": 9, "percent": 99,
+                          "message": message, "done": 1, "total": 1, "ts": 4e9})
+        return doc if sign_with is None else signed(sign_with, doc)
+
+    attempts = [
+        forged("forged: unsigned", None),
+        forged("forged: another VideoJob's token",
+               token_for(PROGRESS_KEY.encode(), "some-other-uid")),
+        forged("forged: a guessed token", "0" * 64),
+    ]
+    for message in attempts:
+        client.publish("videojob:progress", message)
+    client.publish("videojob:progress", captured)  # a replay of the worker's own older report
+    wait_until(lambda: dropped(running_operator)["unverified"] - dropped_before["unverified"]
+               >= len(attempts) and dropped(running_operator)["stale"] > dropped_before["stale"],
+               20, "the forged and replayed reports dropped")
+    done = vjs.wait(cluster, namespace, "guarded", vjs.phase_is("Succeeded"))
+    assert "forged" not in json.dumps(done["status"])
+
+    # The token: in a Secret the VideoJob owns, referenced by the stage Jobs, never in them.
+    secret_name = jobs.token_secret_name("guarded", uid)
+    secret = cluster.core.read_namespaced_secret(secret_name, namespace)
+    assert [(r.kind, r.uid) for r in secret.metadata.owner_references] == [("VideoJob", uid)]
+    assert secret.immutable
+    token = token_for(PROGRESS_KEY.encode(), uid)
+    for job in jobs_of(cluster, namespace, "guarded"):
+        manifest = json.dumps(cluster.api.sanitize_for_serialization(job))
+        assert token not in manifest and secret_name in manifest
+
+
+def dropped(operator: Operator) -> dict[str, float]:
+    metrics = operator.metrics()
+    return {reason: metrics.get(f'videojob_progress_reports_dropped_total{{reason="{reason}"}}',
+                                0.0) for reason in ("unverified", "invalid", "stale")}
 
 
 INVALID = [

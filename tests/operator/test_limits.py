@@ -4,18 +4,27 @@ named, a priority band, and GPU placement a VideoJob can only narrow."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
+from videojob_common.pipeline import Stage
+from videojob_operator import jobs
 from videojob_operator.api import FINALIZER, Toleration, VideoJobSpec
 from videojob_operator.config import Defaults, OperatorConfig, effective
 from videojob_operator.limits import (
     Limits,
     Placement,
+    PodResources,
     for_namespace,
     over_limits,
+    quantity,
     widened_placement,
 )
 from videojob_operator.planner import plan
+from videojob_operator.stages import _pod_resources
 from videojob_operator.views import JobView, Observation
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -108,3 +117,51 @@ def test_a_high_priority_flood_cannot_push_ahead_of_another_namespace() -> None:
     for namespace, name in (("team-a", "a-top"), ("team-b", "b0")):
         p = first_plan(namespace, name, 0)
         assert [j["metadata"]["labels"]["videojob.dev/stage"] for j in p.create_jobs] == ["plan"]
+
+
+def test_each_stage_pod_gets_the_administrators_resources_and_scratch_limit() -> None:
+    resources = {
+        "segments": PodResources(requests={"cpu": "500m", "memory": "512Mi"},
+                                 limits={"memory": "1Gi"}),
+        "plan": PodResources(requests={"memory": "64Mi"}, limits={"memory": "128Mi"})}
+    config = OperatorConfig(limits={
+        "*": Limits(pod_resources=resources, scratch_size_limit="2Gi"),
+        "small": Limits(scratch_size_limit="256Mi")}, defaults=Defaults(gpu_count=1))
+    s = spec(scenes=2)
+
+    def pod_of(stage: str, namespace: str) -> dict[str, Any]:
+        eff = effective(s, config, namespace, "n", "u")
+        manifest = jobs.stage_job(
+            namespace=namespace, videojob="n", uid="u", stage=Stage(stage), spec=s, eff=eff,
+            pool="gpu", now="t", redis_url=None, service_account="w", extra_env={},
+            **_pod_resources(config, namespace, Stage(stage)))
+        pod: dict[str, Any] = manifest["spec"]["template"]["spec"]
+        return pod
+
+    segments = pod_of("segments", "team-a")
+    (container,) = segments["containers"]
+    # The GPU limit joins the administrator's limits; nothing of the tenant's is involved.
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},
+                                      "limits": {"memory": "1Gi", "nvidia.com/gpu": "1"}}
+    assert segments["volumes"][0] == {"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert pod_of("segments", "small")["volumes"][0]["emptyDir"] == {"sizeLimit": "256Mi"}
+    assert pod_of("plan", "team-a")["containers"][0]["resources"] == {
+        "requests": {"memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+    assert "resources" not in pod_of("stitch", "team-a")["containers"][0]  # none configured
+    assert _pod_resources(OperatorConfig(), "x", Stage.PLAN) == {  # none configured at all
+        "resources": None, "scratch_size_limit": None}
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"requests": {"memory": "lots"}}, "'lots' is not a Kubernetes quantity"),
+    ({"requests": {"gpu": "1"}}, "'gpu': one of cpu, memory, ephemeral-storage"),
+    ({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}},
+     "memory: the request 2Gi is over the limit 1Gi"),
+])
+def test_pod_resources_are_checked_when_the_configuration_is_read(
+        fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        PodResources.model_validate(fields)
+    with pytest.raises(ValidationError, match="scratch_size_limit"):
+        Limits.model_validate({"scratch_size_limit": "2 GB"})
+    assert quantity("1.5Gi") == 1.5 * 2**30 and quantity("250m") == 0.25

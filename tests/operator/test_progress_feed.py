@@ -1,5 +1,6 @@
-"""Worker progress as the operator takes it in: reports for unknown VideoJobs expire, reports are
-bounded per VideoJob, and the Redis URL is never logged with its password."""
+"""Worker progress as the operator takes it in: only reports signed with their VideoJob's token,
+never an older one over a newer one; reports for unknown VideoJobs expire, reports are bounded per
+VideoJob, and the Redis URL is never logged with its password."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import json
 import pytest
 from kubernetes import client
 
+from videojob_common.progress_auth import signed, token_for
 from videojob_common.redact import redact_url
 from videojob_operator import progress_feed
 from videojob_operator.kube import Api
 from videojob_operator.store import UNCLAIMED_MAX, UNCLAIMED_SECONDS, Store
 from videojob_operator.views import ProgressView
 
+MASTER = b"the operator's master key"
 VIEW = ProgressView(stage="keyframes", index=0, percent=50.0, message="frame 5/10", done=5,
                     total=10)
 
@@ -50,7 +53,44 @@ def test_unclaimed_reports_are_capped() -> None:
     ({"stage": "plan", "percent": 5}, False),
 ])
 def test_reports_name_a_real_stage_and_scene(doc: dict[str, object], kept: bool) -> None:
-    assert (progress_feed.parse(json.dumps(doc)) is not None) is kept
+    message = signed(token_for(MASTER, str(doc.get("uid", ""))), json.dumps(doc))
+    assert (progress_feed.parse(message, MASTER) is not None) is kept
+
+
+REPORT = {"namespace": "a", "name": "clip", "uid": "u-a", "stage": "segments", "index": 0,
+          "attempt": 1, "percent": 40, "message": "frame 4/10", "done": 4, "total": 10,
+          "ts": 1000.0}
+
+
+def test_a_report_counts_only_signed_with_its_own_videojobs_token() -> None:
+    text = json.dumps(REPORT)
+    uid, view = progress_feed.parse(signed(token_for(MASTER, "u-a"), text), MASTER) or ("", None)
+    assert uid == "u-a" and view is not None and view.message == "frame 4/10"
+    forged = [
+        text,  # unsigned, as workers sent before
+        signed(token_for(MASTER, "u-b"), text),  # another VideoJob's token (A's pod for B)
+        signed(token_for(b"another operator's key", "u-a"), text),
+        signed("0" * 64, text),
+        # A's signature over another report: the text is signed as sent
+        json.dumps({"report": json.dumps({**REPORT, "message": "pwned"}),
+                    "sig": json.loads(signed(token_for(MASTER, "u-a"), text))["sig"]}),
+        json.dumps({"report": REPORT, "sig": "x"}), "not json", "[]", '{"report": "[]"}',
+    ]
+    for message in forged:
+        assert progress_feed.parse(message, MASTER) is None, message
+
+
+def test_a_replayed_or_overtaken_report_does_not_replace_a_newer_one() -> None:
+    store = Store(Api(client.ApiClient()))
+    store.observe_videojob("ADDED", videojob("u-a"))
+    newer = ProgressView("segments", 0, 60.0, "frame 6/10", 6, 10, attempt=1, ts=1001.0)
+    older = ProgressView("segments", 0, 40.0, "frame 4/10", 4, 10, attempt=1, ts=1000.0)
+    retry = ProgressView("segments", 0, 10.0, "frame 1/10", 1, 10, attempt=2, ts=999.0)
+    store.observe_progress("u-a", newer)
+    store.observe_progress("u-a", older)
+    assert store.progress["u-a"][("segments", 0)] == newer
+    store.observe_progress("u-a", retry)  # a new attempt starts over, whatever its clock says
+    assert store.progress["u-a"][("segments", 0)] == retry
 
 
 @pytest.mark.parametrize(("url", "shown"), [

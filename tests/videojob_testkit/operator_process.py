@@ -18,6 +18,9 @@ from videojob_testkit.kube import TEST_IMAGE, Cluster
 from videojob_testkit.processes import free_port, wait_until
 
 SCRIPTED_WORKER = (Path(__file__).parent / "scripted_worker.py").read_text()
+# The master key of progress tokens (videojob_common.progress_auth): fixed, so that an operator
+# restarted by a test still takes the reports its stage pods sign, and tests can forge them.
+PROGRESS_KEY = "test-progress-master-key"
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Operator:
         self.port = free_port()
         self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
-               "VIDEOJOB_CONFIG": str(conf), **self.env}
+               "VIDEOJOB_CONFIG": str(conf), "VIDEOJOB_PROGRESS_KEY": PROGRESS_KEY, **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "videojob_operator",

@@ -15,6 +15,8 @@ can count how often a stage ran, and "<uid> <stage> <done> <total> <unix time>" 
 event to $VIDEOJOB_TEST_PROGRESS_LOG when set (bench/progress.py).
 """
 
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -52,6 +54,10 @@ def report(percent, done, total):
             "uid": uid, "stage": stage, "index": int(index) if stage == "segments" else None,
             "attempt": failures + 1, "percent": percent, "message": f"frame {done}/{total}",
             "done": done, "total": total, "ts": time.time()})
+        token = os.environ.get("VIDEOJOB_PROGRESS_TOKEN")
+        if token:  # signed as the real worker signs (videojob_common.progress_auth)
+            sig = hmac.new(token.encode(), doc.encode(), hashlib.sha256).hexdigest()
+            doc = json.dumps({"report": doc, "sig": sig}, separators=(",", ":"))
         # Plain RESP over a socket: the test image need not have a Redis client installed.
         host_port = url.split("://", 1)[1].split("/", 1)[0]
         host, port = host_port.rsplit(":", 1)

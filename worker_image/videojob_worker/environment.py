@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videojob_common.pipeline import PER_SCENE, STAGES, Stage
+from videojob_common.progress_auth import TOKEN_ENV
 from videojob_worker.errors import PermanentError
 from videojob_worker.spec import VideoSpec, spec_from_json
 
@@ -39,6 +40,7 @@ class StageEnvironment:
     pod_name: str | None
     index: int | None
     termination_log: Path
+    progress_token: str | None = None  # signs its progress (videojob_common.progress_auth)
 
 
 def termination_log_path(env: Mapping[str, str] | None = None) -> Path:
@@ -97,6 +99,7 @@ def read_environment(name: str, env: Mapping[str, str] | None = None) -> StageEn
         artifact_root=_required(env, "VIDEOJOB_ARTIFACT_ROOT"),
         output_uri=output_uri,
         redis_url=env.get("VIDEOJOB_REDIS_URL", "").strip() or None,
+        progress_token=env.get(TOKEN_ENV, "").strip() or None,
         attempt=_attempt(env),
         pod_name=env.get("VIDEOJOB_POD_NAME", "").strip() or None,
         index=index,

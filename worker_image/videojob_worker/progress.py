@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import IO, Protocol
 
 from videojob_common.pipeline import Stage
+from videojob_common.progress_auth import signed
 from videojob_worker.environment import Identity
 from videojob_worker.logs import get_logger
 
@@ -66,13 +67,17 @@ class RedisSink:
     """Publishes updates from a background thread; the caller never waits on Redis."""
 
     def __init__(self, url: str, connect_timeout: float = CONNECT_TIMEOUT,
-                 cool_down: float = COOL_DOWN, close_timeout: float = CLOSE_TIMEOUT) -> None:
+                 cool_down: float = COOL_DOWN, close_timeout: float = CLOSE_TIMEOUT,
+                 token: str | None = None) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         self.cool_down = cool_down
         self.close_timeout = close_timeout
+        # The VideoJob's token signs every report; without one they go unsigned, and an
+        # operator drops them (progress_auth.py): the stage runs all the same.
+        self.token = token
         # No client-side retries: an update that does not go now is overtaken by the next one.
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout,
                                            socket_timeout=connect_timeout,
@@ -115,6 +120,8 @@ class RedisSink:
         try:
             pipe = self._redis.pipeline(transaction=False)
             payload = update.to_json()
+            if self.token:
+                payload = signed(self.token, payload)
             pipe.set(update.key, payload, ex=KEY_TTL_SECONDS)
             pipe.publish(CHANNEL, payload)
             pipe.execute()

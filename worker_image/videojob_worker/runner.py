@@ -66,7 +66,7 @@ def execute(env: StageEnvironment, cancellation: Cancellation, *,
     all_sinks = list(sinks or [])
     if env.redis_url:
         try:
-            all_sinks.append(RedisSink(env.redis_url))
+            all_sinks.append(RedisSink(env.redis_url, token=env.progress_token))
         except Exception as err:  # a malformed URL: progress is best effort, the stage is not
             log.warning("no progress reporting: %s", err)
     progress = ProgressReporter(env.identity, env.stage, env.index, env.attempt, all_sinks)

@@ -74,6 +74,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* The bundled Redis's Secret: its password, and the URL with it (redis/auth.yaml). */}}
+{{/* The Secret with the master key of progress tokens (key `key`). */}}
+{{- define "videojob.progressKeyName" -}}
+{{- .Values.operator.progressKey.existingSecret | default (printf "%s-progress-key" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "videojob.redisAuthName" -}}
 {{- printf "%s-auth" (include "videojob.redisName" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
