@@ -254,7 +254,13 @@ class Admitter:
         before = self.served.get(key, {})
         if before != served:
             if self.served_total is not None and _only_later(before, served):
-                _merge_latest(self.served_total, served)  # the usual change: a Job settled
+                # The usual change, a Job settled: folded into a new total (a pass may still
+                # hold the old one), copying only the pools it touches.
+                total = {**self.served_total}
+                for pool in served:
+                    total[pool] = dict(total.get(pool, {}))
+                _merge_latest(total, served)
+                self.served_total = total
             else:
                 self.served_total = None  # something went back or away: sum up again
         if served:

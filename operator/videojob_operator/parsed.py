@@ -6,7 +6,9 @@ often a status, that an earlier one already validated: a pod event moves nothing
 models are frozen, so the same one can be handed out again. The key is the document's
 canonical JSON (orjson, sorted keys), a few microseconds; the value is a pure function of it.
 A document that fails validation is not remembered (it raises again). At most `SIZE` entries,
-the least recently used dropped first.
+the least recently used dropped first, and none for a document over `MAX_KEY` bytes (a spec with
+hundreds of long image URIs): so many VideoJobs with huge specs cannot make this memory grow
+beyond `SIZE` x `MAX_KEY` and the models.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pydantic import BaseModel
 
 from videojob_common.pipeline import Obj
 
-SIZE = 4096
+SIZE = 2048
+MAX_KEY = 8192  # bytes of canonical JSON
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,6 +38,8 @@ def parsed(model: type[M], doc: Obj) -> M:
         assert isinstance(found, model)
         return found
     value = model.model_validate(doc)
+    if len(key[1]) > MAX_KEY:
+        return value
     _seen[key] = value
     if len(_seen) > SIZE:
         _seen.popitem(last=False)

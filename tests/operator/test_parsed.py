@@ -36,3 +36,11 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         parsed(VideoJobSpec, {"prompt": f"p{i}"})
     assert len(parsed_module._seen) == 3
     assert parsed(VideoJobSpec, {"prompt": "p0"}) is not first  # dropped, validated again
+
+
+def test_a_huge_document_is_validated_but_not_remembered() -> None:
+    images = [f"gs://bucket/{'x' * 1000}/{i}.png" for i in range(32)]
+    spec = {"prompt": "p", "images": images}
+    first = parsed(VideoJobSpec, spec)
+    assert first.images == images
+    assert parsed(VideoJobSpec, spec) is not first  # validated again, nothing kept
