@@ -32,14 +32,18 @@ SECRET_KEY = "token"  # the key of the token in the VideoJob's Secret
 _CONTEXT = b"videojob-progress:"
 
 
+def _mac(key: bytes, text: bytes) -> str:
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
 def token_for(master: bytes, uid: str) -> str:
     """The token of the VideoJob `uid` (64 hex digits)."""
-    return hmac.new(master, _CONTEXT + uid.encode(), hashlib.sha256).hexdigest()
+    return _mac(master, _CONTEXT + uid.encode())
 
 
 def signed(token: str, report: str) -> str:
     """The message a worker publishes for `report` (JSON text)."""
-    sig = hmac.new(token.encode(), report.encode(), hashlib.sha256).hexdigest()
+    sig = _mac(token.encode(), report.encode())
     return json.dumps({"report": report, "sig": sig}, separators=(",", ":"))
 
 
@@ -57,6 +61,5 @@ def opened(master: bytes, message: bytes | str) -> dict[str, Any] | None:
             return None
     except (ValueError, KeyError, TypeError):
         return None
-    token = token_for(master, uid)
-    expected = hmac.new(token.encode(), report.encode(), hashlib.sha256).hexdigest()
+    expected = _mac(token_for(master, uid).encode(), report.encode())
     return doc if hmac.compare_digest(expected, sig) else None

@@ -38,12 +38,36 @@ from .processes import (
     wait_for,
 )
 
-__all__ = ["RUNTIMES", "Layout", "Ports", "alive", "binaries", "commands", "down",
+__all__ = ["RUNTIMES", "Layout", "Ports", "alive", "audit_log", "binaries", "commands", "down",
            "marked_processes", "recorded_pid", "recorded_runtime", "runtime_from_env", "start",
            "status", "stop", "up", "wait_for"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+
+# The API server's audit policy: the requests of ServiceAccounts outside kube-system (so the
+# operator's, and no controller's), at Metadata level (who, what, the answer's code; no bodies).
+# tests/e2e/test_realnodes.py compares what the operator calls with what the chart grants it.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def audit_policy(layout: Layout) -> Path:
+    return layout.root / "audit-policy.yaml"
+
+
+def audit_log(layout: Layout) -> Path:
+    """Where the API server writes its audit events (JSON lines)."""
+    return layout.root / "audit" / "audit.log"
 
 
 def _port(var: str, default: int) -> int:
@@ -143,6 +167,8 @@ def commands(layout: Layout, bin_dir: Path, ports: Ports, runtime: str = "agent"
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
             "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true", "--profiling=false", "--v=1",
+            f"--audit-policy-file={audit_policy(layout)}", f"--audit-log-path={audit_log(layout)}",
+            "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
         ],
         "kube-controller-manager": [
             str(bin_dir / "kube-controller-manager"),
@@ -235,6 +261,7 @@ def up(layout: Layout, ports: Ports | None = None, timeout: float = 120.0,
     bin_dir = binaries()
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.runtime_file.write_text(runtime + "\n")
+    audit_policy(layout).write_text(AUDIT_POLICY)
     nodes = load_nodes(node_file())
     real = realnodes.plan(layout, nodes) if runtime == "containerd" else []
     pki.ensure(layout.pki, realnodes.identities(real))

@@ -23,7 +23,7 @@ import pytest
 from kubernetes import client
 
 from videojob_common.pipeline import Obj
-from videojob_testkit import REPO
+from videojob_testkit import REPO, rbac
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.chart import helm
 from videojob_testkit.kube import Cluster, wait_for
@@ -224,15 +224,20 @@ def test_the_readme_example_runs_all_five_stages_in_containers(
             in ("keyframes", "segments")} == {"local-gpu"}
 
 
-def test_the_redis_password_is_in_no_log_status_event_or_job(
-        cluster: Cluster, release: Obj) -> None:
-    """After the README example ran (progress through the bundled Redis, with its password): the
-    password is in its Secrets and nowhere a tenant or an operator's log reader would see it."""
-    secret = cluster.core.read_namespaced_secret(f"{release['name']}-videojob-operator-redis-auth",
-                                                 release["namespace"])
-    password = base64.b64decode(secret.data["password"]).decode()
-    assert len(password) >= 32
+def test_no_secret_is_in_any_log_status_event_or_job(cluster: Cluster, release: Obj) -> None:
+    """After the README example ran (progress through the bundled Redis, with its password, each
+    report signed with the VideoJob's token): the Redis password, the progress master key and
+    the VideoJob's token are in their Secrets and nowhere a tenant or an operator's log reader
+    would see them."""
     tenant, system = release["tenant"], release["namespace"]
+    read = cluster.core.read_namespaced_secret
+    redis = read(f"{release['name']}-videojob-operator-redis-auth", system).data["password"]
+    master = read(f"{release['name']}-videojob-operator-progress-key", system).data["key"]
+    tokens = [s.data["token"] for s in cluster.core.list_namespaced_secret(
+        tenant, label_selector="videojob.dev/name=coastal-sunset").items]
+    assert len(tokens) == 1
+    secrets = {"Redis password": redis, "progress key": master, "progress token": tokens[0]}
+    assert all(len(base64.b64decode(v)) >= 32 for v in secrets.values())
     seen = {
         "operator log": cluster.kubectl("logs", "-n", system,
                                         f"deploy/{release['name']}-videojob-operator").stdout,
@@ -241,15 +246,19 @@ def test_the_redis_password_is_in_no_log_status_event_or_job(
         "Jobs": cluster.kubectl("get", "jobs", "-n", tenant, "-o", "yaml").stdout,
         "operator pod": cluster.kubectl("get", "pods", "-n", system, "-o", "yaml").stdout,
         "ConfigMaps": cluster.kubectl("get", "configmaps", "-n", system, "-o", "yaml").stdout,
+        "stage pods' logs": "".join(
+            cluster.kubectl("logs", "-n", tenant, p.metadata.name, check=False).stdout
+            for p in cluster.core.list_namespaced_pod(
+                tenant, label_selector="videojob.dev/name=coastal-sunset").items),
     }
     assert "following worker progress on redis://:***@" in seen["operator log"]
     assert "coastal-sunset" in seen["Jobs"] and "VIDEOJOB_REDIS_URL" in seen["Jobs"]
-    leaks = [where for where, text in seen.items()
-             if password in text or secret.data["password"] in text]
+    leaks = [(what, where) for where, text in seen.items() for what, value in secrets.items()
+             if base64.b64decode(value).decode() in text or value in text]
     assert leaks == []
 
 
-def test_logs_exec_and_deleting_a_running_videojob_leaves_no_pod(
+def test_logs_exec_suspending_and_deleting_a_running_videojob_leaves_no_pod(
         cluster: Cluster, release: Obj) -> None:
     tenant = release["tenant"]
     vjs.create(cluster, tenant, "long", prompt="a slow pan over hills", scenes=2,
@@ -264,6 +273,11 @@ def test_logs_exec_and_deleting_a_running_videojob_leaves_no_pod(
     assert who == "65532"
     wait_until(lambda: cluster.kubectl("logs", "-n", tenant, name).stdout.strip() != "", 60,
                f"logs of {name}")
+    job = pod.metadata.labels["batch.kubernetes.io/job-name"]
+    vjs.patch_spec(cluster, tenant, "long", suspend=True)
+    wait_for(cluster.batch.list_namespaced_job, lambda j: bool(j.spec.suspend),
+             namespace=tenant, field_selector=f"metadata.name={job}", timeout=60,
+             what=f"Job {job} suspended with its VideoJob")
     vjs.delete(cluster, tenant, "long")
     wait_until(lambda: not cluster.core.list_namespaced_pod(
         tenant, label_selector="videojob.dev/name=long").items, 120, "no pod of VideoJob long")
@@ -293,6 +307,66 @@ def test_a_stage_pod_whose_image_runs_as_root_is_refused_by_the_kubelet(
     wait_for(cluster.core.list_namespaced_pod, refused, namespace=tenant,
              field_selector="metadata.name=as-root", timeout=120,
              what="the kubelet refusing a root image under runAsNonRoot")
+
+
+def can_i(cluster: Cluster, user: str, namespace: str) -> str:
+    return cluster.kubectl("auth", "can-i", "--list", f"--as={user}", "-n", namespace).stdout
+
+
+# What the chart grants that a run of the tests above does not request, and why.
+GRANTED_NOT_CALLED = {
+    rbac.Grant("videojob.dev", "videojobs", "get"):
+        "the uninstall hook (`videojob-operator release`) reads back a VideoJob it released",
+    rbac.Grant("videojob.dev", "videojobs/finalizers", "update"):
+        "checked by the API server on blockOwnerDeletion; never requested",
+}
+
+
+def test_the_operator_calls_what_the_chart_grants_it_and_the_docs_list(
+        cluster: Cluster, release: Obj) -> None:
+    """After the VideoJobs above ran (five stages and their progress, a suspension, a deletion
+    while running) and one more is deleted by its ttlSecondsAfterFinished: every request the
+    operator's ServiceAccount made, from the API server's audit log, was allowed by the chart's
+    RBAC and none was refused; every permission the chart grants was requested, but for the ones
+    listed with why; and docs/tenancy.md shows `kubectl auth can-i --list` as it is."""
+    from localcluster import controlplane
+
+    system, tenant = release["namespace"], release["tenant"]
+    # The operator deletes a finished VideoJob whose ttlSecondsAfterFinished ran out.
+    vjs.patch_spec(cluster, tenant, "coastal-sunset", ttlSecondsAfterFinished=1)
+    wait_until(lambda: not vjs.custom(cluster).list_namespaced_custom_object(
+        "videojob.dev", "v1alpha1", tenant, "videojobs",
+        field_selector="metadata.name=coastal-sunset")["items"], 60,
+        "the README example deleted after its ttlSecondsAfterFinished")
+    deploy = client.AppsV1Api(cluster.api).read_namespaced_deployment(
+        f"{release['name']}-videojob-operator", system)
+    user = f"system:serviceaccount:{system}:{deploy.spec.template.spec.service_account_name}"
+    granted: set[rbac.Grant] = set()
+    urls: set[tuple[str, str]] = set()
+    for namespace in (tenant, system):
+        grants, paths = rbac.parse_can_i(can_i(cluster, user, namespace))
+        granted |= grants
+        urls |= paths
+    # What any ServiceAccount may do on this cluster is not the chart's doing.
+    anyone, _ = rbac.parse_can_i(can_i(cluster, f"system:serviceaccount:{tenant}:default", tenant))
+    ours = granted - anyone
+    audit = controlplane.audit_log(controlplane.Layout(cluster.kubeconfig.parent))
+    calls, requested = rbac.parse_audit(audit.read_text().splitlines(), user)
+    assert len(calls) > 50, f"{len(calls)} requests of {user} in {audit}"
+    assert sorted({c for c in calls if c.code in (401, 403)}) == []
+    assert rbac.uncovered(calls, granted) == []
+    assert [(path, verb) for path, verb in set(requested)
+            if not rbac.url_allowed(path, urls, verb)] == []
+
+    cut = f"{release['name']}-videojob-operator"
+    named = {rbac.Grant(g.group, g.resource, g.verb, g.name.replace(cut, "videojob-operator"))
+             for g in ours}
+    assert set(rbac.unused(ours, calls)) == set(GRANTED_NOT_CALLED), rbac.render(named)
+    docs = (REPO / "docs" / "tenancy.md").read_text()
+    block = rbac.fenced_block(docs, "**What the operator's ServiceAccount may do**")
+    listed, _ = rbac.parse_can_i(block)
+    assert listed == named, "docs/tenancy.md's block is out of date; it is now:\n" + rbac.render(
+        named)
 
 
 def test_helm_uninstall_leaves_nothing_behind(cluster: Cluster, release: Obj) -> None:
