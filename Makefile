@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	hack/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[operator,cli,worker,test,dev]'
+	$(BIN)/pip install -q -e '.[operator,cli,worker,gateway,test,dev]'
 	touch $@
 
 venv: $(VENV)/.installed ## the project's Python environment in .venv/
@@ -82,8 +82,8 @@ manifests: venv binaries ## render manifests/ from the Helm chart (a test fails 
 	$(BIN)/python hack/render_manifests.py
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check hack operator worker_image common tests bench
-	$(BIN)/mypy common/videojob_common hack/localcluster operator/videojob_operator operator/videojob_cli worker_image/videojob_worker
+	$(BIN)/ruff check hack operator worker_image common gateway tests bench
+	$(BIN)/mypy common/videojob_common hack/localcluster operator/videojob_operator operator/videojob_cli worker_image/videojob_worker gateway/videojob_gateway
 
 clean: cluster-down ## remove local state (.cluster/, .venv/)
 	rm -rf $(LOCALCLUSTER_ROOT) $(VENV)

@@ -13,6 +13,7 @@ PACKAGES = {
     "videojob_common": REPO / "common" / "videojob_common",
     "videojob_operator": REPO / "operator" / "videojob_operator",
     "videojob_cli": REPO / "operator" / "videojob_cli",
+    "videojob_gateway": REPO / "gateway" / "videojob_gateway",
     "videojob_worker": REPO / "worker_image" / "videojob_worker",
     "localcluster": REPO / "hack" / "localcluster",
     "videojob_testkit": REPO / "tests" / "videojob_testkit",
@@ -92,7 +93,16 @@ def test_a_loop_is_found() -> None:
 
 def test_the_operator_reads_no_environment_at_import() -> None:
     """Only config.load (called from __main__) reads the environment."""
-    for name, path in modules("videojob_operator").items():
+    reads_no_environment_at_import("videojob_operator")
+
+
+def test_the_gateway_reads_no_environment_at_import() -> None:
+    """Only config.load (called from __main__) reads the environment."""
+    reads_no_environment_at_import("videojob_gateway")
+
+
+def reads_no_environment_at_import(package: str) -> None:
+    for name, path in modules(package).items():
         tree = ast.parse(path.read_text())
         for node in tree.body:  # module level: what runs at import
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -3,6 +3,7 @@ the places it is found), so neither edits `sys.path`.
 
 - `kube`: the cluster under test (`Cluster`, `connect`) and waiting on its objects;
 - `processes`: free ports, waiting on a condition, a real `redis-server`;
+- `gateway_process`: videojob-gateway run as its own process, and a client for it;
 - `operator_process`: the operator run as its own process, its stage pods running
   `scripted_worker.py` (a script the pods run, steered by directives in the prompt);
 - `videojobs`: creating, reading and waiting on VideoJobs;

@@ -1,0 +1,113 @@
+"""The gateway's settings: one object, built once in `__main__` from the command line and the
+`VIDEOJOB_GATEWAY_*` environment (a flag wins), and handed to the app. Nothing reads the
+environment at import time."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, model_validator
+
+from .auth import Mode
+
+ENV_PREFIX = "VIDEOJOB_GATEWAY_"
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # None: in-cluster (the pod's ServiceAccount).
+    kubeconfig: Path | None = None
+    context: str | None = None
+    auth_modes: frozenset[Mode] = frozenset({"token"})
+    # Where the API-key Secrets are (keys.py); needed with key mode.
+    key_namespace: str | None = None
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    token_cache_seconds: float = Field(10.0, ge=0)
+    access_cache_seconds: float = Field(5.0, ge=0)
+    auth_cache_entries: int = Field(10_000, ge=1)
+    list_default: int = Field(50, ge=1)
+    list_max: int = Field(500, ge=1)
+    keepalive_seconds: float = Field(15.0, gt=0)
+    # Signs continue tokens (pages.py). Random per process unless given: replicas behind one
+    # Service must share it, or a page's token only works on the replica that made it.
+    continue_key: SecretBytes = Field(default_factory=lambda: SecretBytes(secrets.token_bytes(32)))
+    api_timeout_seconds: float = Field(10.0, gt=0)
+    watch_seconds: int = Field(290, ge=10)  # one watch request's length (the server ends it)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def consistent(self) -> Settings:
+        if "key" in self.auth_modes and not self.key_namespace:
+            raise ValueError("key mode needs --key-namespace (where the API-key Secrets are)")
+        if self.list_default > self.list_max:
+            raise ValueError("--list-default must not be over --list-max")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both --tls-cert and --tls-key, or neither")
+        return self
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="videojob-gateway",
+        description="The VideoJob HTTP API (docs/http-api.md). Each flag can also be given as "
+                    f"{ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}AUTH_MODES=token,key).")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument("--kubeconfig", help="the gateway's own identity (default: $KUBECONFIG, "
+                   "in-cluster in a pod, else ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--auth-modes", help="token, key or token,key (default token)")
+    p.add_argument("--key-namespace", help="namespace of the API-key Secrets (default: the "
+                   "gateway's own, in a pod)")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 262144)")
+    p.add_argument("--token-cache-seconds", type=float, help="TokenReview cache TTL (10)")
+    p.add_argument("--access-cache-seconds", type=float,
+                   help="SubjectAccessReview cache TTL (5)")
+    p.add_argument("--auth-cache-entries", type=int, help="entries per auth cache (10000)")
+    p.add_argument("--list-default", type=int, help="page size when none is asked (50)")
+    p.add_argument("--list-max", type=int, help="largest page size (500)")
+    p.add_argument("--keepalive-seconds", type=float, help="event-stream keep-alives (15)")
+    p.add_argument("--continue-key-file", help="file with the key that signs continue tokens "
+                   "(default: random per process)")
+    p.add_argument("--api-timeout-seconds", type=float, help="API-server request timeout (10)")
+    p.add_argument("--watch-seconds", type=int, help="length of one watch request (290)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="and this key")
+    p.add_argument("--log-level", help="debug, info, warning, error (default info)")
+    return p
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Settings from flags, then `VIDEOJOB_GATEWAY_*`, then defaults."""
+    args = vars(parser().parse_args(list(argv)))
+    values: dict[str, object] = {}
+    for name, flag_value in args.items():
+        value = flag_value if flag_value is not None else environ.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            values[name] = value
+    if "auth_modes" in values:
+        values["auth_modes"] = frozenset(
+            m.strip() for m in str(values["auth_modes"]).split(",") if m.strip())
+    if "continue_key_file" in values:
+        values["continue_key"] = Path(str(values.pop("continue_key_file"))).read_bytes().strip()
+    values["kubeconfig"] = values.get("kubeconfig") or _kubeconfig(environ)
+    if "key_namespace" not in values and IN_CLUSTER_NAMESPACE.exists():
+        values["key_namespace"] = IN_CLUSTER_NAMESPACE.read_text().strip()
+    return Settings.model_validate(values)
+
+
+def _kubeconfig(environ: Mapping[str, str]) -> Path | None:
+    if environ.get("KUBECONFIG"):
+        return Path(environ["KUBECONFIG"].split(":")[0])
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    return Path(environ.get("HOME", "~")).expanduser() / ".kube" / "config"

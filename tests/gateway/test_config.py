@@ -1,0 +1,39 @@
+"""Settings: flags over environment over defaults, checked once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from videojob_gateway.config import load
+
+
+def test_defaults_and_the_kubeconfig_from_the_environment() -> None:
+    s = load([], {"KUBECONFIG": "/k/config:/other"})
+    assert (s.host, s.port, s.auth_modes, s.max_body_bytes) == (
+        "127.0.0.1", 8080, frozenset({"token"}), 262144)
+    assert s.kubeconfig == Path("/k/config")
+    assert load([], {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).kubeconfig is None  # in-cluster
+    assert load([], {}).continue_key != load([], {}).continue_key  # random per process
+
+
+def test_a_flag_wins_over_the_environment(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"shared-secret\n")
+    env = {"VIDEOJOB_GATEWAY_PORT": "9000", "VIDEOJOB_GATEWAY_AUTH_MODES": "token, key",
+           "VIDEOJOB_GATEWAY_KEY_NAMESPACE": "gw", "KUBECONFIG": "/k"}
+    s = load(["--port", "9100", "--continue-key-file", str(key_file)], env)
+    assert (s.port, s.auth_modes, s.key_namespace) == (9100, frozenset({"token", "key"}), "gw")
+    assert s.continue_key.get_secret_value() == b"shared-secret"
+    assert "shared-secret" not in repr(s)
+
+
+def test_inconsistent_settings_are_refused() -> None:
+    with pytest.raises(ValidationError, match="key-namespace"):
+        load(["--auth-modes", "key"], {"KUBECONFIG": "/k"})
+    with pytest.raises(ValidationError):
+        load(["--auth-modes", "password"], {"KUBECONFIG": "/k"})
+    with pytest.raises(ValidationError, match="list-default"):
+        load(["--list-default", "600"], {"KUBECONFIG": "/k"})
