@@ -34,7 +34,7 @@ cluster-up: setup ## start the local cluster (idempotent); kubeconfig in .cluste
 cluster-down: ## stop every process the local cluster started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localcluster down; fi
 
-operator-up: cluster-up ## run the operator and redis-server in the background (logs in .cluster/logs/)
+operator-up: cluster-up ## run the operator, redis-server and the HTTP gateway (127.0.0.1:18080) in the background (logs in .cluster/logs/)
 	$(BIN)/python hack/operator_dev.py up
 
 operator-down: ## stop the operator and redis-server

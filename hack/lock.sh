@@ -14,7 +14,7 @@ constraints=/tmp/videojob-constraints.txt
 if [ -x .venv/bin/pip ]; then
   .venv/bin/pip freeze --exclude-editable | grep -v '^videojob' > "$constraints" || true
 fi
-for extra in operator worker; do
+for extra in operator worker gateway; do
   printf 'setuptools>=68\nwheel\n' > /tmp/videojob-build-reqs.in
   "$tools/bin/uv" pip compile pyproject.toml /tmp/videojob-build-reqs.in --extra "$extra" \
     --constraint "$constraints" \

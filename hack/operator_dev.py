@@ -1,13 +1,18 @@
-"""`make operator-up` / `make operator-down`: the operator and Redis on the local cluster.
+"""`make operator-up` / `make operator-down`: the operator, Redis and the HTTP gateway on the
+local cluster.
 
-With the node agent (the default), both run in the background against .cluster/kubeconfig, with
-the CRDs applied first; logs go to .cluster/logs/{operator,redis}.log. They carry the cluster's
-process marker, so `make cluster-down` stops them too.
+With the node agent (the default), all three run in the background against .cluster/kubeconfig,
+with the CRDs applied first; logs go to .cluster/logs/{operator,redis,gateway}.log. They carry
+the cluster's process marker, so `make cluster-down` stops them too. The gateway listens on
+http://127.0.0.1:18080 (`VIDEOJOB_DEV_GATEWAY_PORT`), in token and key modes; an API key for the
+`default` namespace (ServiceAccount `videojob-dev`, allowed VideoJobs only) is made once and
+kept in .cluster/gateway/api-key.
 
 With real nodes (a cluster started with LOCALCLUSTER_RUNTIME=containerd), the images are built
 from the Dockerfiles and pushed to the local registry, and the chart is installed as a user would
-(`helm upgrade --install`, examples/helm/values-local.yaml): the operator and the bundled Redis
-run as containers in `videojob-system`.
+(`helm upgrade --install`, examples/helm/values-local.yaml): the operator, the bundled Redis and
+the gateway run as containers in `videojob-system` (reach the gateway with `kubectl
+port-forward`).
 
 Either way artifacts are local files under .cluster/artifacts, so a finished video's path is a
 path on this machine.
@@ -28,7 +33,8 @@ from localcluster import controlplane, realnodes
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_PORT = int(os.environ.get("VIDEOJOB_DEV_REDIS_PORT", "16379"))
-LIVENESS_PORT = int(os.environ.get("VIDEOJOB_DEV_LIVENESS_PORT", "18080"))
+GATEWAY_PORT = int(os.environ.get("VIDEOJOB_DEV_GATEWAY_PORT", "18080"))
+LIVENESS_PORT = int(os.environ.get("VIDEOJOB_DEV_LIVENESS_PORT", "18081"))
 METRICS_PORT = int(os.environ.get("VIDEOJOB_DEV_METRICS_PORT", "19090"))
 
 
@@ -53,7 +59,7 @@ def helm() -> str:
 
 def up_real_nodes(lay: controlplane.Layout) -> None:
     """The chart, from the images built here and pushed to the local registry."""
-    refs = realnodes.push_images(["operator", "worker", "redis"])
+    refs = realnodes.push_images(["operator", "worker", "gateway", "redis"])
     artifacts = lay.root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     os.chown(artifacts, 65532, 65532)  # the worker image's user
@@ -63,10 +69,13 @@ def up_real_nodes(lay: controlplane.Layout) -> None:
                     "--set", f"storage.root=file://{artifacts}",
                     "--set", f"storage.volume.hostPath.path={artifacts}",
                     "--set", "worker.serviceAccount.namespaces={default}",
+                    "--set", "gateway.enabled=true",
                     *realnodes.chart_image_sets(refs), "--wait", "--timeout=300s"],
                    check=True, stdout=subprocess.DEVNULL)
     print(f"operator installed with Helm: release {RELEASE} in {RELEASE_NAMESPACE} "
-          f"(kubectl -n {RELEASE_NAMESPACE} logs deploy/{RELEASE})")
+          f"(kubectl -n {RELEASE_NAMESPACE} logs deploy/{RELEASE}); the HTTP gateway: "
+          f"kubectl -n {RELEASE_NAMESPACE} port-forward svc/{RELEASE}-gateway "
+          f"{GATEWAY_PORT}:80")
 
 
 def up() -> None:
@@ -95,10 +104,60 @@ def up() -> None:
             sys.executable, "-m", "videojob_operator",
             f"--liveness=http://127.0.0.1:{LIVENESS_PORT}/healthz",
             f"--metrics-port={METRICS_PORT}"])
-    controlplane.wait_for("the operator's liveness endpoint", _healthy, 60,
+    controlplane.wait_for("the operator's liveness endpoint",
+                          lambda: _ok(f"http://127.0.0.1:{LIVENESS_PORT}/healthz"), 60,
                           lay.logs / "operator.log")
+    key_file = dev_api_key(lay)
+    if controlplane.recorded_pid(lay, "gateway") is None:
+        controlplane.start(lay, "gateway", [
+            sys.executable, "-m", "videojob_gateway", "--host=127.0.0.1",
+            f"--port={GATEWAY_PORT}", "--auth-modes=token,key",
+            f"--key-namespace={RELEASE_NAMESPACE}"])
+    controlplane.wait_for("the gateway's readiness endpoint",
+                          lambda: _ok(f"http://127.0.0.1:{GATEWAY_PORT}/readyz"), 60,
+                          lay.logs / "gateway.log")
     print(f"operator running (logs: {lay.logs / 'operator.log'}, metrics "
           f"http://127.0.0.1:{METRICS_PORT}/metrics), redis on :{REDIS_PORT}")
+    print(f"gateway: http://127.0.0.1:{GATEWAY_PORT}/api/v1 (an API key for namespace "
+          f"default: {key_file}; docs/http-api.md)")
+
+
+DEV_ACCOUNT = "videojob-dev"
+
+
+def dev_api_key(lay: controlplane.Layout) -> Path:
+    """The local API key: acts as ServiceAccount `videojob-dev` of `default`, which may do
+    anything to VideoJobs there and nothing else. Made once, kept in .cluster/gateway/api-key;
+    its Secret (the key's hash) applied again on every start."""
+    from videojob_gateway import keys
+
+    path = lay.root / "gateway" / "api-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(keys.new_key() + "\n")
+    secret = keys.secret_manifest(f"apikey-default-{DEV_ACCOUNT}", RELEASE_NAMESPACE, "default",
+                                  DEV_ACCOUNT, path.read_text().strip())
+    docs: list[dict[str, object]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": DEV_ACCOUNT, "namespace": "default"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": DEV_ACCOUNT, "namespace": "default"},
+         "rules": [{"apiGroups": ["videojob.dev"], "resources": ["videojobs"],
+                    "verbs": ["create", "get", "list", "watch", "patch", "delete"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": DEV_ACCOUNT, "namespace": "default"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": DEV_ACCOUNT},
+         "subjects": [{"kind": "ServiceAccount", "name": DEV_ACCOUNT, "namespace": "default"}]},
+        secret,
+    ]
+    subprocess.run([str(controlplane.binaries() / "kubectl"), f"--kubeconfig={lay.kubeconfig}",
+                    "apply", "--server-side", "--force-conflicts", "-f", "-"],
+                   input=yaml.safe_dump_all(docs), text=True,
+                   check=True, stdout=subprocess.DEVNULL)
+    return path
 
 
 def progress_key(directory: Path) -> str:
@@ -111,8 +170,7 @@ def progress_key(directory: Path) -> str:
     return path.read_text().strip()
 
 
-def _healthy() -> bool:
-    url = f"http://127.0.0.1:{LIVENESS_PORT}/healthz"
+def _ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=1) as r:
         return bool(r.status == 200)
 
@@ -122,7 +180,7 @@ def down() -> None:
     if controlplane.recorded_runtime(lay) == "containerd" and lay.kubeconfig.exists():
         subprocess.run([helm(), "uninstall", RELEASE, f"--kubeconfig={lay.kubeconfig}", "-n",
                         RELEASE_NAMESPACE, "--wait", "--ignore-not-found"], check=False)
-    for name in ("operator", "redis"):
+    for name in ("gateway", "operator", "redis"):
         if controlplane.stop(layout(), name, grace=15):
             print(f"stopped {name}")
 

@@ -77,6 +77,7 @@ def images() -> dict[str, str]:
     built = dict(line.split(" ", 1) for line in out.stdout.splitlines())
     assert built["operator"] == f"localhost/videojob/operator:{VERSION}"
     assert built["worker"] == f"localhost/videojob/worker:{VERSION}"
+    assert built["gateway"] == f"localhost/videojob/gateway:{VERSION}"
     assert built["redis"] == "localhost/videojob/redis:7.0"
     return built
 
@@ -95,7 +96,7 @@ def inspect(image: str) -> dict[str, object]:
     return config
 
 
-@pytest.mark.parametrize("name", ["operator", "worker"])
+@pytest.mark.parametrize("name", ["operator", "worker", "gateway"])
 def test_images_run_as_a_numeric_non_root_user(images: dict[str, str], name: str) -> None:
     config = inspect(images[name])
     assert config["User"] == "65532:65532"

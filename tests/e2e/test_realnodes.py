@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client
 
@@ -27,7 +28,7 @@ from videojob_testkit import REPO, rbac
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.chart import helm
 from videojob_testkit.kube import Cluster, wait_for
-from videojob_testkit.processes import wait_until
+from videojob_testkit.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.timeout(1800)]
 REGISTRY = "127.0.0.1:5000"
@@ -48,7 +49,7 @@ def images() -> dict[str, str]:
     references by digest."""
     from localcluster import realnodes
 
-    return realnodes.push_images(["operator", "worker", "redis"])
+    return realnodes.push_images(["operator", "worker", "gateway", "redis"])
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,7 @@ def release(cluster: Cluster, crds: None, images: dict[str, str], tenant: str) -
                    "--set", f"watch.namespaces={{{tenant}}}",
                    "--set", f"storage.root=file://{storage}",
                    "--set", f"storage.volume.hostPath.path={storage}",
+                   "--set", "gateway.enabled=true",
                    *realnodes.chart_image_sets(images),
                    "--wait", "--timeout=300s", check=False, timeout=330)
     assert install.returncode == 0, install.stderr + pod_report(cluster, namespace)
@@ -307,6 +309,75 @@ def test_a_stage_pod_whose_image_runs_as_root_is_refused_by_the_kubelet(
     wait_for(cluster.core.list_namespaced_pod, refused, namespace=tenant,
              field_selector="metadata.name=as-root", timeout=120,
              what="the kubelet refusing a root image under runAsNonRoot")
+
+
+@contextlib.contextmanager
+def port_forward(cluster: Cluster, namespace: str, target: str, port: int) -> Iterator[str]:
+    """`kubectl port-forward` to `target` on a free loopback port; yields the base URL."""
+    local = free_port()
+    proc = subprocess.Popen(
+        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "-n", namespace,
+         "port-forward", "--address=127.0.0.1", target, f"{local}:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{local}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60,
+                   f"{target} through kubectl port-forward")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_tenant_runs_a_videojob_over_http_through_the_charts_gateway(
+        cluster: Cluster, release: Obj) -> None:
+    """The gateway image as the chart runs it: a tenant's ServiceAccount, with its own token and
+    its RBAC only, creates a VideoJob over HTTP, follows it to Succeeded, and cannot touch
+    another namespace."""
+    tenant, system = release["tenant"], release["namespace"]
+    account = "http-client"
+    cluster.core.create_namespaced_service_account(
+        tenant, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account)))
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api)
+    rbac_api.create_namespaced_role(tenant, {
+        "metadata": {"name": account},
+        "rules": [{"apiGroups": ["videojob.dev"], "resources": ["videojobs"],
+                   "verbs": ["create", "get", "list", "watch", "delete"]}]})
+    rbac_api.create_namespaced_role_binding(tenant, {
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": tenant}]})
+    token = cluster.core.create_namespaced_service_account_token(
+        account, tenant, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token
+    headers = {"Authorization": f"Bearer {token}"}
+    spec = {"prompt": "a kite over a beach", "durationSeconds": 2, "fps": 8,
+            "resolution": "320x240"}
+    with port_forward(cluster, system, f"svc/{release['name']}-videojob-operator-gateway",
+                      80) as url, httpx.Client(base_url=url, headers=headers,
+                                               timeout=10) as http:
+        made = http.post(f"/api/v1/namespaces/{tenant}/videojobs",
+                         json={"name": "via-http", "spec": spec})
+        assert made.status_code == 201, made.text
+        assert made.json()["uid"] == vjs.get(cluster, tenant, "via-http")["metadata"]["uid"]
+        denied = http.post(f"/api/v1/namespaces/{system}/videojobs",
+                           json={"name": "via-http", "spec": spec})
+        assert denied.status_code == 403
+        assert denied.headers["content-type"].startswith("application/problem+json")
+
+        def phase() -> str:
+            got = http.get(f"/api/v1/namespaces/{tenant}/videojobs/via-http")
+            assert got.status_code == 200, got.text
+            return str(got.json().get("phase"))
+
+        wait_until(lambda: phase() in ("Succeeded", "Failed"), 600, "via-http to finish")
+        assert phase() == "Succeeded"
+        listed = http.get(f"/api/v1/namespaces/{tenant}/videojobs", params={"limit": 500})
+        assert "via-http" in [item["name"] for item in listed.json()["items"]]
+        assert http.delete(f"/api/v1/namespaces/{tenant}/videojobs/via-http").status_code == 202
+    wait_until(lambda: not vjs.custom(cluster).list_namespaced_custom_object(
+        "videojob.dev", "v1alpha1", tenant, "videojobs",
+        field_selector="metadata.name=via-http")["items"], 120, "via-http deleted")
 
 
 def can_i(cluster: Cluster, user: str, namespace: str) -> str:

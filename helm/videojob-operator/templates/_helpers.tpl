@@ -114,3 +114,22 @@ operator and in each VideoJob namespace for stage pods; "" when the URL is plain
 {{- define "videojob.storagePath" -}}
 {{- trimPrefix "file://" .Values.storage.root }}
 {{- end }}
+
+{{/* The gateway (docs/http-api.md): its own name label, so no selector of the operator's
+matches its pods. */}}
+{{- define "videojob.gatewayName" -}}
+{{- printf "%s-gateway" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "videojob.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-gateway" (include "videojob.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "videojob.gatewayImage" -}}
+{{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) }}
+{{- end }}
+
+{{- define "videojob.gatewayKeyNamespace" -}}
+{{- default .Release.Namespace .Values.gateway.apiKeys.namespace }}
+{{- end }}
