@@ -38,6 +38,7 @@ from .cache import KeySecrets, Namespaces, ObjectStore, Reflector, VideoJobs
 from .config import Settings
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
+from .ratelimit import RateLimiter, retry_after
 from .views import GROUP, PLURAL, VERSION, collection_path, links, manifest, object_path, view
 
 VIDEOJOBS = f"{PREFIX}/namespaces/{{namespace}}/videojobs"
@@ -58,6 +59,7 @@ class Gateway:
     authn: Authenticator
     authz: Authorizer
     reflectors: list[Reflector]
+    limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: Settings, connection: Connection) -> Gateway:
@@ -90,8 +92,9 @@ class Gateway:
         metrics.watch_sizes(lambda: [("videojobs", len(videojobs)), ("videojobpools", len(pools)),
                                      ("namespaces", len(namespaces)), ("apikeys", len(keys.ring))],
                             videojobs.readers)
+        limiter = RateLimiter(settings.rate_limit, settings.rate_burst, entries)
         return cls(settings, api, metrics, videojobs, pools, namespaces, keys, authn, authz,
-                   reflectors)
+                   reflectors, limiter)
 
     def synced(self) -> list[str]:
         """The caches not listed yet."""
@@ -142,6 +145,13 @@ async def caller(request: Request, gw: GW, _bearer: Annotated[object, Security(_
                  _key: Annotated[object, Security(_API_KEY)]) -> Caller:
     cred = credential(request.headers.get("authorization"), request.headers.get("x-api-key"))
     request.state.credential = cred
+    wait = gw.limiter.wait(cred.cache_key)
+    if wait > 0:
+        gw.metrics.rate_limited.inc()
+        raise problems.Problem(429, "too-many-requests", "Too many requests",
+                               f"more than {gw.settings.rate_burst} requests at once or "
+                               f"{gw.settings.rate_limit:g} a second with this credential",
+                               headers={"Retry-After": retry_after(wait)})
     return await gw.authn.authenticate(cred)
 
 

@@ -35,6 +35,9 @@ class Settings(BaseModel):
     list_default: int = Field(50, ge=1)
     list_max: int = Field(500, ge=1)
     keepalive_seconds: float = Field(15.0, gt=0)
+    # Per credential (ratelimit.py); 0 turns it off.
+    rate_limit: float = Field(20.0, ge=0)
+    rate_burst: int = Field(40, ge=1)
     # Signs continue tokens (pages.py). Random per process unless given: replicas behind one
     # Service must share it, or a page's token only works on the replica that made it.
     continue_key: SecretBytes = Field(default_factory=lambda: SecretBytes(secrets.token_bytes(32)))
@@ -76,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list-default", type=int, help="page size when none is asked (50)")
     p.add_argument("--list-max", type=int, help="largest page size (500)")
     p.add_argument("--keepalive-seconds", type=float, help="event-stream keep-alives (15)")
+    p.add_argument("--rate-limit", type=float,
+                   help="requests a second per credential, on average (20; 0: no limit)")
+    p.add_argument("--rate-burst", type=int, help="requests per credential at once (40)")
     p.add_argument("--continue-key-file", help="file with the key that signs continue tokens "
                    "(default: random per process)")
     p.add_argument("--api-timeout-seconds", type=float, help="API-server request timeout (10)")

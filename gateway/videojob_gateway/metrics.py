@@ -42,6 +42,9 @@ class Metrics:
         self.api_requests = Counter("videojob_gateway_apiserver_requests", "Requests to the "
                                     "Kubernetes API server, by verb, resource and status code "
                                     "(0: no answer).", ["verb", "resource", "code"], registry=r)
+        self.rate_limited = Counter("videojob_gateway_rate_limited", "Requests refused with 429: "
+                                    "their credential was over its rate (ratelimit.py).",
+                                    registry=r)
         self.watch_restarts = Counter("videojob_gateway_watch_restarts", "Watches started "
                                       "again, by resource and why (gone: relisted).",
                                       ["resource", "reason"], registry=r)

@@ -123,7 +123,9 @@ def world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
             system, keys.secret_manifest("uploader-key", system, a, "uploader", api_key))
         kubeconfig = gateway_kubeconfig(cluster, tokens["gateway"], workdir / "kubeconfig")
         gateway = GatewayProcess(kubeconfig=kubeconfig, log=workdir / "gateway.log", args=[
-            "--auth-modes", "token,key", "--key-namespace", system, "--keepalive-seconds", "1"])
+            "--auth-modes", "token,key", "--key-namespace", system, "--keepalive-seconds", "1",
+            # The tests poll; the limit itself is tested with a gateway of its own.
+            "--rate-limit", "1000", "--rate-burst", "1000"])
         gateway.start()
         yield GatewayWorld(a=a, b=b, system=system, tokens=tokens, api_key=api_key,
                            gateway=gateway, gateway_kubeconfig=kubeconfig,

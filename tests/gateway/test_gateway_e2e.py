@@ -436,6 +436,36 @@ def test_writes_are_the_callers_even_when_the_gateway_holds_a_client_certificate
     assert "Traceback" not in (tmp_path / "admin.log").read_text()
 
 
+def test_a_caller_over_its_rate_gets_429_and_the_others_do_not(
+        world: GatewayWorld, tmp_path: Any) -> None:
+    """Per credential: the writer's burst spent, it is refused with Retry-After while the reader
+    goes on; a made-up token is refused by its bucket too, without a TokenReview each time."""
+    limited = GatewayProcess(kubeconfig=world.gateway_kubeconfig, log=tmp_path / "limited.log",
+                             args=["--rate-limit", "0.5", "--rate-burst", "3"])
+    limited.start()
+    try:
+        path = f"/api/v1/namespaces/{world.a}/videojobs"
+        with limited.client(token=world.tokens["writer"]) as writer, \
+                limited.client(token=world.tokens["reader"]) as reader, \
+                limited.client(token="not-a-token") as stranger:
+            assert [writer.get(path).status_code for _ in range(3)] == [200, 200, 200]
+            refused = writer.get(path)
+            doc = problem(refused, 429)
+            assert doc["type"].endswith("/too-many-requests")
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert reader.get(path).status_code == 200
+            answers = [stranger.get(path).status_code for _ in range(10)]
+            assert answers == [401] * 3 + [429] * 7
+        scraped = httpx.get(f"{limited.url}/metrics").text
+        reviews = sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+                      if line.startswith("videojob_gateway_apiserver_requests_total{")
+                      and 'resource="tokenreviews"' in line)
+        assert reviews <= 5  # writer, reader, and the stranger's three
+        assert "videojob_gateway_rate_limited_total 8.0" in scraped
+    finally:
+        limited.stop()
+
+
 def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
     doc = httpx.get(f"{world.gateway.url}/api/v1/openapi.json").json()
     assert set(doc["paths"]) == {
