@@ -36,6 +36,8 @@ from .auth import (
 )
 from .cache import KeySecrets, Namespaces, ObjectStore, Reflector, VideoJobs
 from .config import Settings
+from .files import Files
+from .files import router as files_router
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
 from .views import GROUP, PLURAL, VERSION, collection_path, links, manifest, object_path, view
@@ -118,9 +120,11 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
                   description="VideoJobs over HTTP; Kubernetes RBAC decides who may do what "
                               "(docs/http-api.md). Errors are application/problem+json.")
     app.state.gateway = gw
+    app.state.files = Files.build(settings, gw.authn, gw.authz, gw.videojobs, gw.namespaces)
     problems.install(app)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     app.include_router(router)
+    app.include_router(files_router)
     return app
 
 
