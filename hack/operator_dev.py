@@ -112,7 +112,9 @@ def up() -> None:
         controlplane.start(lay, "gateway", [
             sys.executable, "-m", "videojob_gateway", "--host=127.0.0.1",
             f"--port={GATEWAY_PORT}", "--auth-modes=token,key",
-            f"--key-namespace={RELEASE_NAMESPACE}"])
+            f"--key-namespace={RELEASE_NAMESPACE}",
+            # The operator's storage_root: uploads and downloads (docs/http-api.md).
+            f"--storage-root=file://{lay.root / 'artifacts'}"])
     controlplane.wait_for("the gateway's readiness endpoint",
                           lambda: _ok(f"http://127.0.0.1:{GATEWAY_PORT}/readyz"), 60,
                           lay.logs / "gateway.log")

@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -32,13 +31,15 @@ from .auth import (
     Credential,
     TtlCache,
     confine,
-    credential,
 )
 from .cache import KeySecrets, Namespaces, ObjectStore, Reflector, VideoJobs
+from .callers import Callers, Who
 from .config import Settings
+from .files import Files
+from .files import router as files_router
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
-from .ratelimit import RateLimiter, retry_after
+from .ratelimit import RateLimiter
 from .views import GROUP, PLURAL, VERSION, collection_path, links, manifest, object_path, view
 
 VIDEOJOBS = f"{PREFIX}/namespaces/{{namespace}}/videojobs"
@@ -121,16 +122,13 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
                   description="VideoJobs over HTTP; Kubernetes RBAC decides who may do what "
                               "(docs/http-api.md). Errors are application/problem+json.")
     app.state.gateway = gw
+    app.state.callers = Callers(gw.authn, gw.limiter, gw.metrics.rate_limited.inc)
+    app.state.files = Files.build(settings, gw.authn, gw.authz, gw.videojobs, gw.namespaces)
     problems.install(app)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     app.include_router(router)
+    app.include_router(files_router)
     return app
-
-
-# Declared for the OpenAPI document; the headers themselves are read by `auth.credential`, which
-# tells a malformed one from a missing one.
-_BEARER = HTTPBearer(auto_error=False, description="A Kubernetes token, or an API key (vjk_…)")
-_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (vjk_…)")
 
 
 def gateway(request: Request) -> Gateway:
@@ -139,23 +137,6 @@ def gateway(request: Request) -> Gateway:
 
 
 GW = Annotated[Gateway, Depends(gateway)]
-
-
-async def caller(request: Request, gw: GW, _bearer: Annotated[object, Security(_BEARER)],
-                 _key: Annotated[object, Security(_API_KEY)]) -> Caller:
-    cred = credential(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    request.state.credential = cred
-    wait = gw.limiter.wait(cred.cache_key)
-    if wait > 0:
-        gw.metrics.rate_limited.inc()
-        raise problems.Problem(429, "too-many-requests", "Too many requests",
-                               f"more than {gw.settings.rate_burst} requests at once or "
-                               f"{gw.settings.rate_limit:g} a second with this credential",
-                               headers={"Retry-After": retry_after(wait)})
-    return await gw.authn.authenticate(cred)
-
-
-Who = Annotated[Caller, Depends(caller)]
 router = APIRouter()
 
 

@@ -9,9 +9,10 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretBytes, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
 
 from .auth import Mode
+from .layout import StorageRoot
 
 ENV_PREFIX = "VIDEOJOB_GATEWAY_"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -46,6 +47,20 @@ class Settings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "info"
+    # The operator's storage_root: uploads go under <root>/<ns>/_uploads/, downloads are served
+    # from <root>/<ns>/ (files.py). None: those routes answer 501.
+    storage_root: str | None = None
+    # Uploads (uploads.py). The worker reads images up to 64 MiB and audio up to 256 MiB
+    # (videojob_worker.inputs): more here would be refused there.
+    upload_max_files: int = Field(64, ge=1)
+    upload_max_image_bytes: int = Field(20 * 2**20, ge=1, le=64 * 2**20)
+    upload_max_audio_bytes: int = Field(200 * 2**20, ge=1, le=256 * 2**20)
+    upload_max_total_bytes: int = Field(512 * 2**20, ge=1024)
+
+    @field_validator("storage_root")
+    @classmethod
+    def _storage_root(cls, value: str | None) -> str | None:
+        return StorageRoot.parse(value).uri if value else None
 
     @model_validator(mode="after")
     def consistent(self) -> Settings:
@@ -89,6 +104,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", help="and this key")
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
+    p.add_argument("--storage-root", help="the operator's storage_root (file:///path or "
+                   "gs://bucket/prefix): enables uploads and downloads")
+    p.add_argument("--upload-max-files", type=int, help="files in one upload (64)")
+    p.add_argument("--upload-max-image-bytes", type=int, help="one image (20 MiB)")
+    p.add_argument("--upload-max-audio-bytes", type=int, help="one audio file (200 MiB)")
+    p.add_argument("--upload-max-total-bytes", type=int,
+                   help="one upload's whole request body (512 MiB)")
     return p
 
 
