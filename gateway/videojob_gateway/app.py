@@ -38,6 +38,9 @@ from .cache import KeySecrets, Namespaces, ObjectStore, Reflector, VideoJobs
 from .config import Settings
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
+from .trigger_objects import ALL_TRIGGERS
+from .triggers import TriggerDesk
+from .triggers import router as trigger_router
 from .views import GROUP, PLURAL, VERSION, collection_path, links, manifest, object_path, view
 
 VIDEOJOBS = f"{PREFIX}/namespaces/{{namespace}}/videojobs"
@@ -58,6 +61,7 @@ class Gateway:
     authn: Authenticator
     authz: Authorizer
     reflectors: list[Reflector]
+    triggers: TriggerDesk
 
     @classmethod
     def build(cls, settings: Settings, connection: Connection) -> Gateway:
@@ -78,6 +82,9 @@ class Gateway:
             # passed the review for it.
             reflector("/api/v1/namespaces", namespaces, "namespaces"),
         ]
+        triggers = TriggerDesk(settings, api, videojobs, metrics.registry)
+        if settings.triggers:
+            reflectors.append(reflector(ALL_TRIGGERS, triggers.store, "videojobtriggers"))
         if "key" in settings.auth_modes and settings.key_namespace:
             reflectors.append(reflector(
                 f"/api/v1/namespaces/{settings.key_namespace}/secrets", keys, "secrets",
@@ -88,10 +95,11 @@ class Gateway:
         authz = Authorizer(api, TtlCache(settings.access_cache_seconds, entries),
                            metrics.counted)
         metrics.watch_sizes(lambda: [("videojobs", len(videojobs)), ("videojobpools", len(pools)),
-                                     ("namespaces", len(namespaces)), ("apikeys", len(keys.ring))],
+                                     ("namespaces", len(namespaces)), ("apikeys", len(keys.ring)),
+                                     ("videojobtriggers", len(triggers.store))],
                             videojobs.readers)
         return cls(settings, api, metrics, videojobs, pools, namespaces, keys, authn, authz,
-                   reflectors)
+                   reflectors, triggers)
 
     def synced(self) -> list[str]:
         """The caches not listed yet."""
@@ -121,6 +129,7 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
     problems.install(app)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     app.include_router(router)
+    app.include_router(trigger_router)
     return app
 
 

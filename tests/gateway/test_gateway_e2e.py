@@ -444,6 +444,7 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
         "/api/v1/namespaces/{namespace}/videojobs/{name}/events",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/suspend",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/resume",
+        "/api/v1/namespaces/{namespace}/triggers/{name}",
         "/api/v1/queues"}
     create = doc["paths"]["/api/v1/namespaces/{namespace}/videojobs"]["post"]
     schema = create["requestBody"]["content"]["application/json"]["schema"]
