@@ -40,6 +40,9 @@ from .files import router as files_router
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
 from .ratelimit import RateLimiter
+from .trigger_objects import ALL_TRIGGERS
+from .triggers import TriggerDesk
+from .triggers import router as trigger_router
 from .views import GROUP, PLURAL, VERSION, collection_path, links, manifest, object_path, view
 
 VIDEOJOBS = f"{PREFIX}/namespaces/{{namespace}}/videojobs"
@@ -61,6 +64,7 @@ class Gateway:
     authz: Authorizer
     reflectors: list[Reflector]
     limiter: RateLimiter
+    triggers: TriggerDesk
 
     @classmethod
     def build(cls, settings: Settings, connection: Connection) -> Gateway:
@@ -81,6 +85,9 @@ class Gateway:
             # passed the review for it.
             reflector("/api/v1/namespaces", namespaces, "namespaces"),
         ]
+        triggers = TriggerDesk(settings, api, videojobs, metrics.registry)
+        if settings.triggers:
+            reflectors.append(reflector(ALL_TRIGGERS, triggers.store, "videojobtriggers"))
         if "key" in settings.auth_modes and settings.key_namespace:
             reflectors.append(reflector(
                 f"/api/v1/namespaces/{settings.key_namespace}/secrets", keys, "secrets",
@@ -91,11 +98,12 @@ class Gateway:
         authz = Authorizer(api, TtlCache(settings.access_cache_seconds, entries),
                            metrics.counted)
         metrics.watch_sizes(lambda: [("videojobs", len(videojobs)), ("videojobpools", len(pools)),
-                                     ("namespaces", len(namespaces)), ("apikeys", len(keys.ring))],
+                                     ("namespaces", len(namespaces)), ("apikeys", len(keys.ring)),
+                                     ("videojobtriggers", len(triggers.store))],
                             videojobs.readers)
-        limiter = RateLimiter(settings.rate_limit, settings.rate_burst, entries)
+        limiter = RateLimiter(entries)
         return cls(settings, api, metrics, videojobs, pools, namespaces, keys, authn, authz,
-                   reflectors, limiter)
+                   reflectors, limiter, triggers)
 
     def synced(self) -> list[str]:
         """The caches not listed yet."""
@@ -122,12 +130,14 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
                   description="VideoJobs over HTTP; Kubernetes RBAC decides who may do what "
                               "(docs/http-api.md). Errors are application/problem+json.")
     app.state.gateway = gw
-    app.state.callers = Callers(gw.authn, gw.limiter, gw.metrics.rate_limited.inc)
+    app.state.callers = Callers(gw.authn, gw.limiter, settings.rate_limit, settings.rate_burst,
+                                gw.metrics.rate_limited.inc)
     app.state.files = Files.build(settings, gw.authn, gw.authz, gw.videojobs, gw.namespaces)
     problems.install(app)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     app.include_router(router)
     app.include_router(files_router)
+    app.include_router(trigger_router)
     return app
 
 

@@ -61,6 +61,15 @@ class Settings(BaseModel):
     @classmethod
     def _storage_root(cls, value: str | None) -> str | None:
         return StorageRoot.parse(value).uri if value else None
+    # Inbound webhooks (triggers.py): off, the gateway neither watches VideoJobTriggers nor
+    # needs their CRD (a cluster whose CRDs were not upgraded with the chart).
+    triggers: bool = True
+    # A Standard Webhooks delivery timestamped further than this from now is refused (401).
+    trigger_timestamp_tolerance_seconds: float = Field(300.0, gt=0)
+    # Deliveries remembered per process for replay detection (the VideoJob's name is the rest).
+    trigger_replay_entries: int = Field(100_000, ge=1)
+    # How long a trigger's signing secret (or the failure to read it) is kept.
+    trigger_key_cache_seconds: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
     def consistent(self) -> Settings:
@@ -111,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-max-audio-bytes", type=int, help="one audio file (200 MiB)")
     p.add_argument("--upload-max-total-bytes", type=int,
                    help="one upload's whole request body (512 MiB)")
+    p.add_argument("--triggers", choices=["true", "false"],
+                   help="serve VideoJobTriggers' webhooks (default true)")
+    p.add_argument("--trigger-timestamp-tolerance-seconds", type=float,
+                   help="Standard Webhooks timestamps accepted this far from now (300)")
+    p.add_argument("--trigger-replay-entries", type=int,
+                   help="deliveries remembered for replay detection (100000)")
+    p.add_argument("--trigger-key-cache-seconds", type=float,
+                   help="how long a trigger's signing secret is cached (10)")
     return p
 
 

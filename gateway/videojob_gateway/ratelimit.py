@@ -1,54 +1,67 @@
-"""Requests per caller: a token bucket for each credential, so one client's loop cannot take the
-gateway (and, through its reviews, the API server) from the others.
+"""Token buckets, refilled continuously, one per key. Pure: the caller hands in the clock.
 
-The key is the SHA-256 of the credential presented (a token or an API key:
-`Credential.cache_key`), taken before the TokenReview, so a flood of requests with one bad token
-is refused here without a review each. Requests with no credential are answered 401 before they
-reach a bucket. The buckets are bounded: the least recently used is dropped first, which can only
-give a forgotten caller a full bucket again, never fewer tokens than it should have.
+Two users: each caller's credential (callers.py: requests a second per token or API key,
+checked before its TokenReview), and each trigger (triggers.py: its `spec.rateLimit`; only
+deliveries whose signature checked out take a token, so a sender without the secret cannot use
+up a trigger's budget and lock its real sender out). Per gateway process: with N replicas behind
+one Service a key gets up to N times its rate.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 
 @dataclass
-class _Bucket:
+class TokenBucket:
+    per_minute: int
+    burst: int
     tokens: float
-    at: float
+    updated: float
+
+    def refill(self, now: float) -> None:
+        rate = self.per_minute / 60.0
+        self.tokens = min(float(self.burst), self.tokens + max(0.0, now - self.updated) * rate)
+        self.updated = max(self.updated, now)
+
+    def take(self, now: float) -> float:
+        """0 if a token was taken; else the seconds until one is there (nothing taken)."""
+        rate = self.per_minute / 60.0
+        self.refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / rate
 
 
 class RateLimiter:
-    """`rate` requests a second on average, `burst` at once, per key; rate 0 turns it off."""
+    """One bucket per key, at most `max_entries` buckets (the least recently used go: a bucket
+    that went is full again, which only forgives)."""
 
-    def __init__(self, rate: float, burst: int, entries: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self.entries = entries
-        self.clock = clock
-        self.buckets: OrderedDict[str, _Bucket] = OrderedDict()
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
-    def wait(self, key: str) -> float:
-        """Takes a token for `key`: 0 if one was there, else the seconds until one is."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        bucket = self.buckets.pop(key, None) or _Bucket(float(self.burst), now)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
-        bucket.at = now
-        self.buckets[key] = bucket
-        while len(self.buckets) > self.entries:
-            self.buckets.popitem(last=False)
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return 0.0
-        return (1 - bucket.tokens) / self.rate
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: Hashable, per_minute: int, burst: int, now: float) -> float:
+        """0: go ahead; else the seconds to wait (for Retry-After)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(per_minute, burst, float(burst), now)
+        elif (bucket.per_minute, bucket.burst) != (per_minute, burst):
+            # The trigger's limits were edited: what it had saved up, within the new burst.
+            bucket.refill(now)
+            bucket.per_minute, bucket.burst = per_minute, burst
+            bucket.tokens = min(bucket.tokens, float(burst))
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_entries:
+            self._buckets.popitem(last=False)
+        return bucket.take(now)
 
 
 def retry_after(seconds: float) -> str:

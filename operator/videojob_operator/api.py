@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from videojob_common import triggers
 from videojob_common.pipeline import Phase, Stage, StagePhase
+from videojob_common.triggers import Signature
 
 GROUP = "videojob.dev"
 VERSION = "v1alpha1"
@@ -322,3 +324,192 @@ class PoolStatus(Model):
     last_scale_time: str | None = Field(None, description="When it was made.")
     head: list[str] = Field(default_factory=list, description="The first queued stage Jobs, "
                                                              "as namespace/videojob:stage.")
+
+
+# VideoJobTrigger: an inbound webhook that creates VideoJobs (docs/http-api.md, "Triggers"). The
+# gateway serves it; the operator never reads it. Its vocabulary (which spec fields a payload
+# may set) is videojob_common.triggers, shared with the gateway.
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# `$.head_commit.message`, `head_commit.message`, `$.commits[0].id`: keys and list indices,
+# nothing else (no wildcards, filters or expressions).
+PAYLOAD_PATH = r"^(\$\.)?[^.\[\]$][^.\[\]]*(\.[^.\[\]]+|\[[0-9]{1,4}\])*$"
+
+
+class SecretKeyRef(Model):
+    """One key of a Secret in the trigger's own namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN,
+                      description="The Secret's name, in the trigger's namespace (there is no "
+                                  "namespace field: a trigger never uses another namespace's "
+                                  "Secret).")
+    key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="The key in the Secret's data that holds the signing secret.")
+
+
+class TemplateMetadata(Model):
+    """Metadata of the VideoJobs a trigger creates."""
+
+    generate_name: str | None = Field(
+        None, max_length=200, pattern=r"^[a-z0-9][-a-z0-9.]*$",
+        description="Prefix of the VideoJobs' names. The gateway appends 16 hex digits derived "
+                    "from the delivery (not random ones), so the same delivery twice names the "
+                    "same VideoJob and the second is refused. Default: the trigger's name and "
+                    "a dash.")
+    labels: dict[str, str] | None = Field(
+        None, json_schema_extra={"maxProperties": 32},
+        description="Labels of the VideoJobs. videojob.dev/trigger is set to the trigger's name "
+                    "whatever this says.")
+    annotations: dict[str, str] | None = Field(
+        None, json_schema_extra={"maxProperties": 32},
+        description="Annotations of the VideoJobs. videojob.dev/delivery is set to the delivery "
+                    "id whatever this says.")
+
+
+class VideoJobTemplate(Model):
+    """The VideoJob each delivery creates, before the payload's parameters are set in it."""
+
+    metadata: TemplateMetadata | None = Field(
+        None, description="Name prefix, labels and annotations of the VideoJobs.")
+    spec: dict[str, Any] = Field(
+        description="A VideoJob spec (kubectl explain videojob.spec), checked against the "
+                    "VideoJob's schema when the trigger is written. A field a parameter sets "
+                    "may be left out here; prompt must be here or mapped.")
+
+
+class Parameter(Model):
+    """One payload field copied into the VideoJob's spec."""
+
+    from_: str = Field(
+        alias="from", max_length=256, pattern=PAYLOAD_PATH,
+        description="Where in the JSON payload: keys separated by dots and list indices in "
+                    "brackets, with or without a leading $. (e.g. $.head_commit.message, "
+                    "pull_request.title, $.commits[0].id). Nothing else of JSONPath.")
+    to: str = Field(
+        json_schema_extra={"enum": list(triggers.MAPPABLE)},
+        description="The spec field it sets: " + ", ".join(triggers.MAPPABLE) + ". Numbers "
+                    "given as text are converted; URIs (images, audio, output.uri) need "
+                    "uriPrefixes. Nothing else of the spec can come from a payload.")
+    required: bool = Field(
+        True, description="true: a delivery whose payload lacks the field (or has null) is "
+                          "refused (422). false: the template's value stays.")
+
+    @field_validator("to")
+    @classmethod
+    def mappable(cls, value: str) -> str:
+        if value not in triggers.MAPPABLE:
+            raise ValueError(f"{value!r} cannot be mapped; one of {', '.join(triggers.MAPPABLE)}")
+        return value
+
+
+class HeaderMatch(Model):
+    """A request header that must have one of the given values."""
+
+    name: str = Field(max_length=128, pattern=r"^[A-Za-z0-9-]+$",
+                      description="Header name, any case (e.g. X-GitHub-Event).")
+    values: list[Annotated[str, Field(max_length=256, description="A value, exactly as sent.")]
+                 ] = Field(min_length=1, max_length=32, description="Accepted values.")
+
+
+class PayloadMatch(Model):
+    """A payload field that must have one of the given values."""
+
+    path: str = Field(max_length=256, pattern=PAYLOAD_PATH,
+                      description="Where in the JSON payload, as in parameters[].from.")
+    values: list[Annotated[str, Field(max_length=256, description="A value.")]] = Field(
+        min_length=1, max_length=32,
+        description="Accepted values: text as is, numbers and true/false as JSON writes them.")
+
+
+class TriggerFilter(Model):
+    """Which deliveries make a VideoJob; the others are answered 200 and make nothing."""
+
+    headers: list[HeaderMatch] | None = Field(
+        None, max_length=8, description="Every one must match (e.g. X-GitHub-Event in [push]).")
+    payload: list[PayloadMatch] | None = Field(
+        None, max_length=8, description="Every one must match (e.g. $.ref in "
+                                        "[refs/heads/main]).")
+
+
+class RateLimit(Model):
+    """A token bucket per trigger and gateway replica; a delivery over it is answered 429."""
+
+    per_minute: int = Field(triggers.DEFAULT_PER_MINUTE, ge=1, le=6000,
+                            description="Deliveries per minute, sustained.")
+    burst: int = Field(triggers.DEFAULT_BURST, ge=1, le=1000,
+                       description="Deliveries accepted at once after a quiet period.")
+
+
+class VideoJobTriggerSpec(Model):
+    """An inbound webhook: each signed delivery to the gateway's URL of this trigger creates a
+    VideoJob from the template, as serviceAccountName."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.template.spec.prompt) || has(self.template.spec.images) || "
+                 "(has(self.parameters) && self.parameters.exists(p, p.to == 'prompt' || "
+                 "p.to == 'images'))",
+         "message": "the VideoJobs need a prompt: set template.spec.prompt (or images), or map "
+                    "one from the payload",
+         "fieldPath": ".template.spec"},
+        {"rule": "!has(self.parameters) || self.parameters.all(p, !(p.to in "
+                 f"{sorted(triggers.URI_TARGETS)}) || "
+                 "(has(self.uriPrefixes) && size(self.uriPrefixes) > 0))",
+         "message": "a parameter that sets images, audio or output.uri needs uriPrefixes: a "
+                    "payload's URIs must stay under prefixes the trigger names",
+         "fieldPath": ".parameters"},
+        {"rule": "!has(self.parameters) || "
+                 "self.parameters.all(p, size(self.parameters.filter(q, q.to == p.to)) == 1)",
+         "message": "each spec field is set by one parameter at most",
+         "fieldPath": ".parameters"},
+    ]})
+
+    signature: Signature = Field(
+        description="How deliveries are signed: github (X-Hub-Signature-256: sha256=<hex "
+                    "HMAC-SHA256 of the body>) or standard-webhooks (webhook-id, "
+                    "webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256>).")
+    secret_ref: SecretKeyRef = Field(
+        description="The signing secret: for github the text as entered at GitHub; for "
+                    "standard-webhooks whsec_<base64>. The gateway reads it as "
+                    "serviceAccountName, which needs get on this Secret.")
+    service_account_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN,
+        description="A ServiceAccount of the trigger's namespace. The gateway impersonates it "
+                    "to read the Secret and to create the VideoJobs, so its RBAC decides; the "
+                    "gateway must be allowed to impersonate it (chart value "
+                    "gateway.triggers.serviceAccounts).")
+    template: VideoJobTemplate = Field(description="The VideoJob each delivery creates.")
+    parameters: list[Parameter] | None = Field(
+        None, max_length=16, description="Payload fields copied into the VideoJob's spec.")
+    filter: TriggerFilter | None = Field(
+        None, description="Deliveries that make no VideoJob (answered 200, ignored).")
+    uri_prefixes: list[Annotated[str, Field(max_length=2048, pattern=r"^(gs|file|https?)://.+/$",
+                                            description="A URI prefix ending in /.")]
+                       ] | None = Field(
+        None, max_length=8,
+        description="Prefixes (each ending in /) a URI from the payload must start with, for "
+                    "parameters that set images, audio or output.uri; without them those "
+                    "fields cannot be mapped.")
+    rate_limit: RateLimit | None = Field(
+        None, description=f"Deliveries accepted per minute (default {triggers.DEFAULT_PER_MINUTE}"
+                          f", bursts of {triggers.DEFAULT_BURST}).")
+
+
+class TriggerStatus(Model):
+    """What the gateway saw, written by the gateway."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    last_delivery_id: str | None = Field(
+        None, alias="lastDeliveryID",
+        description="Id of the last delivery that made a VideoJob (X-GitHub-Delivery or "
+                    "webhook-id).")
+    last_delivery_time: str | None = Field(None, description="When it came (RFC 3339).")
+    last_video_job: str | None = Field(None, description="The VideoJob it created.")
+    created: int | None = Field(None, description="VideoJobs created.")
+    refused: int | None = Field(
+        None, description="Verified deliveries that made no VideoJob: a payload the parameters "
+                          "could not map, or a VideoJob the API server refused.")
+    conditions: list[Condition] | None = Field(
+        None, description="Ready: whether the gateway can read the signing secret "
+                          "(reasons SecretReadable, SecretUnreadable, SecretKeyMissing, "
+                          "SecretKeyInvalid, InvalidTrigger).")

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from videojob_common import triggers
+
 from .api import (
     GROUP,
     KIND,
@@ -29,14 +31,16 @@ from .api import (
     POOL_PLURAL,
     VERSION,
     PoolStatus,
+    TriggerStatus,
     VideoJobSpec,
     VideoJobStatus,
+    VideoJobTriggerSpec,
 )
 
 Schema = dict[str, Any]
 KEEP = {"type", "description", "default", "minimum", "maximum", "maxLength", "minLength",
         "pattern", "enum", "maxItems", "minItems", "items", "properties", "required",
-        "additionalProperties", "x-kubernetes-validations", "format"}
+        "additionalProperties", "x-kubernetes-validations", "format", "maxProperties"}
 
 
 def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
@@ -179,7 +183,72 @@ def pool_crd() -> dict[str, Any]:
                       names={"shortNames": ["vjpool"]})
 
 
-GENERATORS = {PLURAL: crd, POOL_PLURAL: pool_crd}
+def template_spec(schema: Schema) -> Schema:
+    """The VideoJob spec's schema as a trigger's template holds it: every field, bound, pattern
+    and enum, so a template is checked when the trigger is written, but without what only makes
+    sense of a VideoJob itself: transition rules (`oldSelf`: a template may be edited),
+    requirements a payload may fill in (the prompt), and defaults (the VideoJob's own apply when
+    it is created; the stored template stays as written)."""
+    out: Schema = {}
+    for key, value in schema.items():
+        if key == "default":
+            continue
+        if key == "x-kubernetes-validations":
+            rules = [r for r in value if "oldSelf" not in r["rule"]
+                     and r.get("reason") != "FieldValueRequired"]
+            if rules:
+                out[key] = rules
+        elif key == "properties":
+            out[key] = {name: template_spec(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = template_spec(value)
+        else:
+            out[key] = value
+    return out
+
+
+def trigger_crd() -> dict[str, Any]:
+    """VideoJobTrigger: namespaced; an inbound webhook of videojob-gateway that creates
+    VideoJobs (docs/http-api.md, "Triggers"). The operator does not read it."""
+    spec = model_schema(VideoJobTriggerSpec)
+    template = spec["properties"]["template"]["properties"]
+    template["spec"] = {**template_spec(model_schema(VideoJobSpec)),
+                        "description": template["spec"]["description"]}
+    root: Schema = {
+        "type": "object",
+        "description": "An inbound webhook: a signed POST to videojob-gateway's "
+                       "/api/v1/namespaces/{namespace}/triggers/{name} creates a VideoJob from "
+                       "spec.template, with fields from the payload, as "
+                       "spec.serviceAccountName.",
+        "required": ["spec"],
+        "x-kubernetes-validations": [
+            {"rule": "size(self.metadata.name) <= 63",
+             "message": "a VideoJobTrigger's name is at most 63 characters (it is the value of "
+                        f"the {triggers.TRIGGER_LABEL} label on its VideoJobs)"}],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "videojob.dev/v1alpha1"},
+            "kind": {"type": "string", "description": triggers.KIND},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": model_schema(TriggerStatus),
+        },
+    }
+    columns: list[Schema] = [
+        {"name": "Signature", "type": "string", "jsonPath": ".spec.signature"},
+        {"name": "Account", "type": "string", "jsonPath": ".spec.serviceAccountName"},
+        {"name": "Ready", "type": "string",
+         "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Created", "type": "integer", "jsonPath": ".status.created"},
+        {"name": "Last", "type": "string", "jsonPath": ".status.lastVideoJob", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    # No "videojob" category: `kubectl get videojob X` would become ambiguous.
+    return definition(triggers.KIND, triggers.PLURAL, "Namespaced", root, columns,
+                      names={"shortNames": ["vjt"]},
+                      subresources={"status": {}})
+
+
+GENERATORS = {PLURAL: crd, POOL_PLURAL: pool_crd, triggers.PLURAL: trigger_crd}
 
 
 def render(plural: str = PLURAL) -> str:

@@ -1,6 +1,7 @@
 """The gateway's part of the chart (templates/gateway/): off by default; when on, pods no
-selector of the operator's matches, permissions that never write a VideoJob, and in key mode
-impersonation of the named ServiceAccounts only."""
+selector of the operator's matches, permissions that never write a VideoJob, in key mode and
+for triggers impersonation of the named ServiceAccounts only, and the triggers' admission
+policy."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from videojob_testkit.chart import find, render
 ON = {"gateway": {"enabled": True}}
 KEYS = {"gateway": {"enabled": True, "authModes": ["token", "key"],
                     "apiKeys": {"serviceAccounts": {"team-a": ["videojob-api", "web"]}}}}
+POLICY = "vj-videojob-operator-gateway-triggers"
+TRIGGERS = {"gateway": {"enabled": True,
+                        "triggers": {"serviceAccounts": {"team-a": ["webhook-runner"],
+                                                         "team-b": ["hooks"]}}}}
 
 
 def gateway_objects(docs: list[Obj]) -> list[Obj]:
@@ -48,8 +53,9 @@ def test_the_gateway_never_writes_a_videojob_itself() -> None:
              for r in d["rules"]]
     for r in rules:
         assert "*" not in r["verbs"] and "*" not in r["resources"], r
-        if "videojob.dev" in r["apiGroups"]:
-            assert set(r["verbs"]) <= {"list", "watch"}, r
+        if "videojob.dev" in r["apiGroups"] and r["resources"] != ["videojobtriggers/status"]:
+            assert set(r["verbs"]) <= {"get", "list", "watch"}, r
+            assert "videojobs" not in r["resources"] or set(r["verbs"]) <= {"list", "watch"}, r
         if "secrets" in r["resources"]:
             assert set(r["verbs"]) == {"list", "watch"}, r
     (imp,) = [r for r in rules if "impersonate" in r["verbs"]]
@@ -75,3 +81,47 @@ def test_the_package_and_the_chart_grant_the_same() -> None:
     (keys,) = [d for d in find(render(KEYS), "Role")
                if d["metadata"]["name"] == "vj-videojob-operator-gateway-keys"]
     assert keys["rules"] == declared["keyNamespaceRules"]
+
+
+def test_triggers_impersonate_the_named_accounts_only_and_write_only_their_status() -> None:
+    docs = render(TRIGGERS)
+    roles = {d["metadata"]["namespace"]: d["rules"] for d in find(docs, "Role")
+             if d["metadata"]["name"] == "vj-videojob-operator-gateway-triggers"}
+    assert roles == {
+        "team-a": [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                    "verbs": ["impersonate"], "resourceNames": ["webhook-runner"]}],
+        "team-b": [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                    "verbs": ["impersonate"], "resourceNames": ["hooks"]}]}
+    writes = [r for d in gateway_objects(docs) if d["kind"] in ("ClusterRole", "Role")
+              for r in d["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
+    assert all(r["resources"] in (["videojobtriggers/status"], ["serviceaccounts"],
+                                  ["tokenreviews"], ["subjectaccessreviews"]) for r in writes)
+    assert not [r for d in gateway_objects(docs) if d["kind"] in ("ClusterRole", "Role")
+                for r in d["rules"] if "secrets" in r["resources"]]  # no key mode: no Secrets
+    (gw,) = find(docs, "Deployment", "vj-videojob-operator-gateway")
+    args = gw["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--triggers=true" in args and "--trigger-timestamp-tolerance-seconds=300" in args
+
+
+def test_triggers_off_means_no_trigger_rights_and_no_policy() -> None:
+    docs = render({"gateway": {"enabled": True, "triggers": {
+        "enabled": False, "serviceAccounts": {"team-a": ["webhook-runner"]}}}})
+    assert "videojobtriggers" not in str([d for d in gateway_objects(docs)
+                                          if d["kind"] in ("ClusterRole", "Role")])
+    assert not find(docs, "ValidatingAdmissionPolicy", POLICY)
+    (gw,) = find(docs, "Deployment", "vj-videojob-operator-gateway")
+    assert "--triggers=false" in gw["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_triggers_admission_policy_is_the_packages() -> None:
+    declared = {d["kind"]: d for d in yaml.safe_load_all(
+        (REPO / "gateway" / "videojob_gateway" / "trigger_policy.yaml").read_text())}
+    docs = render(ON)
+    (policy,) = find(docs, "ValidatingAdmissionPolicy", POLICY)
+    (binding,) = find(docs, "ValidatingAdmissionPolicyBinding", POLICY)
+    assert policy["spec"] == declared["ValidatingAdmissionPolicy"]["spec"]
+    assert binding["spec"] == {**declared["ValidatingAdmissionPolicyBinding"]["spec"],
+                               "policyName": policy["metadata"]["name"]}
+    assert not find(render({"gateway": {"enabled": True,
+                                        "triggers": {"admissionPolicy": False}}}),
+                    "ValidatingAdmissionPolicy", POLICY)

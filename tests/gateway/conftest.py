@@ -18,7 +18,7 @@ from kubernetes import client
 
 from videojob_gateway import keys
 from videojob_testkit import REPO
-from videojob_testkit.gateway_process import GatewayProcess, GatewayWorld
+from videojob_testkit.gateway_process import GatewayProcess, GatewayWorld, TriggerWorld
 from videojob_testkit.kube import Cluster
 from videojob_testkit.processes import wait_until
 
@@ -29,7 +29,8 @@ VIDEOJOBS = {"apiGroups": ["videojob.dev"], "resources": ["videojobs"]}
 def crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev")
+                    "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev",
+                    "crd/videojobtriggers.videojob.dev")
 
 
 def role(name: str, namespace: str | None, rules: list[dict[str, Any]],
@@ -145,3 +146,77 @@ def world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
                 delete(name)
     log = gateway.log.read_text()
     assert "Traceback" not in log, log[-5000:]
+
+
+@pytest.fixture(scope="module")
+def trigger_world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[TriggerWorld]:
+    """A tenant namespace with VideoJobTriggers' ServiceAccounts (hooks: may get its two
+    Secrets and create VideoJobs; nocreate: may get one Secret only; author: may write triggers
+    and create VideoJobs, read no Secret), its Secrets, another tenant's namespace, and a
+    gateway with rbac.yaml's rules that may impersonate hooks and nocreate, nothing else."""
+    suffix = uuid.uuid4().hex[:6]
+    a, b, system = f"tr-a-{suffix}", f"tr-b-{suffix}", f"tr-system-{suffix}"
+    gateway_role = f"videojob-gateway-triggers-{suffix}"
+    rbac = yaml.safe_load(resources.files("videojob_gateway").joinpath("rbac.yaml").read_text())
+    secrets = {"hook-secret": b"It's a Secret to Everybody",
+               "std-secret": b"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+               "private": b"do-not-leak-" + uuid.uuid4().hex.encode()}
+
+    def get(*names: str) -> dict[str, Any]:
+        return {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                "resourceNames": list(names)}
+
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns}}
+        for ns, sa in [(a, "hooks"), (a, "nocreate"), (a, "author"), (system, "gateway")]]
+    docs += role("hooks", a, [{**VIDEOJOBS, "verbs": ["create"]},
+                              get("hook-secret", "std-secret")], (a, "hooks"))
+    docs += role("nocreate", a, [get("hook-secret")], (a, "nocreate"))
+    docs += role("author", a, [{**VIDEOJOBS, "verbs": ["create"]},
+                               {"apiGroups": ["videojob.dev"], "resources": ["videojobtriggers"],
+                                "verbs": ["create", "update", "patch"]}], (a, "author"))
+    docs += role(gateway_role, None, rbac["clusterRules"], (system, "gateway"))
+    docs += role("videojob-gateway-triggers", a,
+                  [dict(r, resourceNames=["hooks", "nocreate"])
+                   for r in rbac["triggerImpersonationRules"]], (system, "gateway"))
+    workdir = tmp_path_factory.mktemp("trigger-gateway")
+    gateway: GatewayProcess | None = None
+    try:
+        for ns in (a, b, system):
+            cluster.core.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        for name, value in secrets.items():
+            cluster.core.create_namespaced_secret(a, client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name), string_data={"secret": value.decode()}))
+        cluster.core.create_namespaced_secret(b, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="hook-secret"),
+            string_data={"secret": "tenant b's own"}))
+        for user, verb, ns, resource in [
+                (f"system:serviceaccount:{a}:hooks", "create", a, "videojobs"),
+                (f"system:serviceaccount:{a}:author", "create", a, "videojobtriggers"),
+                (f"system:serviceaccount:{system}:gateway", "watch", "", "videojobtriggers")]:
+            wait_until(lambda u=user, v=verb, n=ns, r=resource: allowed(cluster, u, v, n, r), 30,
+                       f"RBAC to let {user} {verb} {resource}")
+        kubeconfig = gateway_kubeconfig(cluster, token(cluster, system, "gateway"),
+                                        workdir / "kubeconfig")
+        gateway = GatewayProcess(kubeconfig=kubeconfig, log=workdir / "gateway.log")
+        gateway.start()
+        yield TriggerWorld(a=a, b=b, system=system, gateway=gateway,
+                           admin=client.CustomObjectsApi(cluster.api), secrets=secrets)
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        rbac_api = client.RbacAuthorizationV1Api(cluster.api)
+        for delete, name in [(cluster.core.delete_namespace, a),
+                             (cluster.core.delete_namespace, b),
+                             (cluster.core.delete_namespace, system),
+                             (rbac_api.delete_cluster_role_binding, gateway_role),
+                             (rbac_api.delete_cluster_role, gateway_role)]:
+            with contextlib.suppress(client.ApiException):
+                delete(name)
+    log = gateway.log.read_text()
+    assert "Traceback" not in log, log[-5000:]
+    for value in secrets.values():
+        assert value.decode() not in log  # no signing secret, and nothing else, in the log

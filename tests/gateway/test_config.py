@@ -37,3 +37,15 @@ def test_inconsistent_settings_are_refused() -> None:
         load(["--auth-modes", "password"], {"KUBECONFIG": "/k"})
     with pytest.raises(ValidationError, match="list-default"):
         load(["--list-default", "600"], {"KUBECONFIG": "/k"})
+
+
+def test_trigger_settings() -> None:
+    s = load([], {"KUBECONFIG": "/k"})
+    assert (s.triggers, s.trigger_timestamp_tolerance_seconds, s.trigger_replay_entries,
+            s.trigger_key_cache_seconds) == (True, 300.0, 100_000, 10.0)
+    s = load(["--triggers", "false", "--trigger-timestamp-tolerance-seconds", "60"],
+             {"KUBECONFIG": "/k", "VIDEOJOB_GATEWAY_TRIGGER_REPLAY_ENTRIES": "5"})
+    assert (s.triggers, s.trigger_timestamp_tolerance_seconds, s.trigger_replay_entries) == (
+        False, 60.0, 5)
+    with pytest.raises(ValidationError):
+        load(["--trigger-timestamp-tolerance-seconds", "0"], {"KUBECONFIG": "/k"})

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from videojob_common.spec_fields import unknown_fields
+from videojob_common.triggers import MAPPABLE, URI_TARGETS
 from videojob_operator import crd
-from videojob_operator.api import VideoJobSpec, VideoJobStatus
+from videojob_operator.api import VideoJobSpec, VideoJobStatus, VideoJobTriggerSpec
 from videojob_testkit import REPO
 
 CRD_FILE = REPO / "crds" / "videojob.dev_videojobs.yaml"
@@ -35,7 +36,7 @@ def walk(s: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-@pytest.mark.parametrize("plural", ["videojobs", "videojobpools"])
+@pytest.mark.parametrize("plural", ["videojobs", "videojobpools", "videojobtriggers"])
 def test_committed_crds_are_what_the_models_generate(plural: str) -> None:
     path = CRD_FILE.parent / f"videojob.dev_{plural}.yaml"
     assert path.read_text() == crd.render(plural), (
@@ -109,7 +110,7 @@ def test_no_category_shadows_a_resource_name() -> None:
     """`kubectl get videojob X` must stay unambiguous: a category named like a resource would
     expand to every CRD in it."""
     crds = [yaml.safe_load((CRD_FILE.parent / f"videojob.dev_{p}.yaml").read_text())
-            for p in ("videojobs", "videojobpools")]
+            for p in ("videojobs", "videojobpools", "videojobtriggers")]
     names = {n for c in crds for n in (c["spec"]["names"]["singular"],
                                        c["spec"]["names"]["plural"])}
     members: dict[str, int] = {}
@@ -117,3 +118,58 @@ def test_no_category_shadows_a_resource_name() -> None:
         for category in c["spec"]["names"].get("categories", []):
             members[category] = members.get(category, 0) + 1
     assert all(members[c] == 1 for c in members if c in names), members
+
+
+def trigger_schema() -> dict[str, Any]:
+    doc = yaml.safe_load((CRD_FILE.parent / "videojob.dev_videojobtriggers.yaml").read_text())
+    result: dict[str, Any] = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return result
+
+
+def test_every_trigger_field_is_described_for_kubectl_explain() -> None:
+    root = trigger_schema()
+    for part in ("spec", "status"):
+        for path, s in walk(root["properties"][part]):
+            assert s.get("description"), f"{part}{path} has no description"
+
+
+def test_a_trigger_template_is_a_videojob_spec_without_its_transition_rules() -> None:
+    """Checked like a VideoJob's spec when the trigger is written (fields, bounds, enums), but
+    editable (no oldSelf), without defaults, and without the prompt requirement (a payload may
+    fill it in: the trigger's own rule checks that one of them does)."""
+    template = trigger_schema()["properties"]["spec"]["properties"]["template"]
+    spec = template["properties"]["spec"]
+    assert set(spec["properties"]) == set(schema("spec")["properties"])
+    assert spec["properties"]["fps"]["maximum"] == 60
+    assert spec["properties"]["transition"]["enum"] == ["none", "crossfade", "fade"]
+    for path, s in walk(spec):
+        assert "default" not in s, path
+        for rule in s.get("x-kubernetes-validations", []):
+            assert "oldSelf" not in rule["rule"], path
+    assert "prompt is required" not in str(spec)
+
+
+def test_only_the_allow_list_can_be_mapped_and_uris_need_prefixes() -> None:
+    spec = trigger_schema()["properties"]["spec"]
+    param = spec["properties"]["parameters"]["items"]["properties"]
+    assert param["to"]["enum"] == list(MAPPABLE)
+    assert not {"backend", "priority", "gpu", "output", "suspend", "retry"} & set(MAPPABLE)
+    rules = " ".join(r["rule"] for r in spec["x-kubernetes-validations"])
+    assert all(f"'{t}'" in rules for t in URI_TARGETS) and "uriPrefixes" in rules
+    assert spec["properties"]["uriPrefixes"]["items"]["pattern"].endswith("/$")
+    assert "namespace" not in spec["properties"]["secretRef"]["properties"]
+    with pytest.raises(ValueError, match="cannot be mapped"):
+        VideoJobTriggerSpec.model_validate({
+            "signature": "github", "secretRef": {"name": "s", "key": "k"},
+            "serviceAccountName": "sa", "template": {"spec": {"prompt": "x"}},
+            "parameters": [{"from": "$.x", "to": "backend"}]})
+
+
+def test_trigger_names_shortname_and_columns() -> None:
+    doc = yaml.safe_load((CRD_FILE.parent / "videojob.dev_videojobtriggers.yaml").read_text())
+    assert doc["spec"]["names"]["shortNames"] == ["vjt"]
+    assert doc["spec"]["scope"] == "Namespaced"
+    version = doc["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Signature", "Account", "Ready", "Created", "Last", "Age"]

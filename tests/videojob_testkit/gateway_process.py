@@ -79,3 +79,15 @@ class GatewayWorld:
     gateway: GatewayProcess
     gateway_kubeconfig: Path
     admin: client.CustomObjectsApi
+
+
+@dataclass
+class TriggerWorld:
+    """Who is who in the triggers' e2e tests (tests/gateway/conftest.py, `trigger_world`)."""
+
+    a: str  # the tenant namespace with the triggers, their Secrets and ServiceAccounts
+    b: str  # another tenant's namespace, with a Secret of its own
+    system: str  # the gateway's namespace
+    gateway: GatewayProcess
+    admin: client.CustomObjectsApi
+    secrets: dict[str, bytes]  # name in namespace a → the value of its one key
