@@ -125,3 +125,26 @@ def test_the_triggers_admission_policy_is_the_packages() -> None:
     assert not find(render({"gateway": {"enabled": True,
                                         "triggers": {"admissionPolicy": False}}}),
                     "ValidatingAdmissionPolicy", POLICY)
+
+
+def test_files_mount_the_stage_pods_storage_and_name_the_root() -> None:
+    values = {"gateway": {"enabled": True, "files": {"enabled": True}},
+              "storage": {"root": "file:///srv/videos", "volume": {"hostPath": {"path": "/srv"}}}}
+    (gw,) = find(render(values), "Deployment", "vj-videojob-operator-gateway")
+    spec = gw["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert "--storage-root=file:///srv/videos" in c["args"]
+    assert {"name": "storage", "mountPath": "/srv/videos"} in c["volumeMounts"]
+    assert {"name": "storage", "hostPath": {"path": "/srv"}} in spec["volumes"]
+    (off,) = find(render(ON), "Deployment", "vj-videojob-operator-gateway")
+    assert not any(a.startswith("--storage-root") for a in
+                   off["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_files_with_a_file_root_and_no_volume_is_refused_at_install() -> None:
+    from videojob_testkit.chart import helm
+
+    out = helm("template", "vj", str(REPO / "helm" / "videojob-operator"),
+               "--set", "gateway.enabled=true", "--set", "gateway.files.enabled=true",
+               "--set", "storage.root=file:///srv/videos", check=False)
+    assert out.returncode != 0 and "gateway.files.volume or storage.volume" in out.stderr

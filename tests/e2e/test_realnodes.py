@@ -75,7 +75,7 @@ def release(cluster: Cluster, crds: None, images: dict[str, str], tenant: str) -
                    "--set", f"watch.namespaces={{{tenant}}}",
                    "--set", f"storage.root=file://{storage}",
                    "--set", f"storage.volume.hostPath.path={storage}",
-                   "--set", "gateway.enabled=true",
+                   "--set", "gateway.enabled=true", "--set", "gateway.files.enabled=true",
                    *realnodes.chart_image_sets(images),
                    "--wait", "--timeout=300s", check=False, timeout=330)
     assert install.returncode == 0, install.stderr + pod_report(cluster, namespace)
@@ -332,8 +332,9 @@ def port_forward(cluster: Cluster, namespace: str, target: str, port: int) -> It
 def test_a_tenant_runs_a_videojob_over_http_through_the_charts_gateway(
         cluster: Cluster, release: Obj) -> None:
     """The gateway image as the chart runs it: a tenant's ServiceAccount, with its own token and
-    its RBAC only, creates a VideoJob over HTTP, follows it to Succeeded, and cannot touch
-    another namespace."""
+    its RBAC only, creates a VideoJob over HTTP, follows it to Succeeded, downloads its MP4 (a
+    range of it too), uploads an image into its own prefix, and cannot touch another
+    namespace."""
     tenant, system = release["tenant"], release["namespace"]
     account = "http-client"
     cluster.core.create_namespaced_service_account(
@@ -372,6 +373,22 @@ def test_a_tenant_runs_a_videojob_over_http_through_the_charts_gateway(
 
         wait_until(lambda: phase() in ("Succeeded", "Failed"), 600, "via-http to finish")
         assert phase() == "Succeeded"
+        # The MP4, from the storage the stage pods wrote, by the gateway's own mount.
+        output = Path(vjs.get(cluster, tenant, "via-http")["status"]["outputURI"]
+                      .removeprefix("file://"))
+        whole = http.get(f"/api/v1/namespaces/{tenant}/videojobs/via-http/download")
+        assert whole.status_code == 200 and whole.content == output.read_bytes()
+        part = http.get(f"/api/v1/namespaces/{tenant}/videojobs/via-http/download",
+                        headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == output.read_bytes()[100:200]
+        # An upload lands in the tenant's own prefix, as the gateway's user.
+        png = (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 17)
+        sent = http.post(f"/api/v1/namespaces/{tenant}/uploads",
+                         files=[("images", ("../../etc/passwd.png", png, "image/png"))])
+        assert sent.status_code == 201, sent.text
+        (uri,) = sent.json()["images"]
+        stored = Path(uri.removeprefix("file://"))
+        assert stored.is_relative_to(release["storage"] / tenant) and stored.read_bytes() == png
         listed = http.get(f"/api/v1/namespaces/{tenant}/videojobs", params={"limit": 500})
         assert "via-http" in [item["name"] for item in listed.json()["items"]]
         assert http.delete(f"/api/v1/namespaces/{tenant}/videojobs/via-http").status_code == 202
