@@ -13,6 +13,7 @@ effective values a VideoJob ran with are recorded in `status.effective`.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -125,6 +126,61 @@ class Gpu(Model):
                     "taint keys the operator configuration lets VideoJobs tolerate.")
 
 
+class NotifyEvent(StrEnum):
+    """What a webhook notification tells (spec.notify[].events; the payload's `type`)."""
+
+    QUEUED = "Queued"  # accepted, and again whenever it waits in a queue
+    RUNNING = "Running"  # a stage started (the first, or one after a wait or a resume)
+    STAGE_SUCCEEDED = "StageSucceeded"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"  # deleted before it finished
+    PROGRESS = "Progress"  # the overall progress moved (at most one every 2 s)
+
+
+NOTIFY_MAX = 4  # destinations per VideoJob
+NOTIFY_PENDING_MAX = 16  # undelivered notifications kept per destination (status.notifications)
+
+
+class SecretKeySelector(Model):
+    """One key of a Secret in the VideoJob's namespace."""
+
+    name: str = Field(
+        max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of the Secret, in the VideoJob's namespace. The operator reads it only "
+                    "where the namespace grants its ServiceAccount `get` on this Secret by name "
+                    "(a Role and RoleBinding: docs/tenancy.md).")
+    key: str = Field(
+        max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret holding the signing secret: `whsec_` followed by base64 "
+                    "of 24 to 64 random bytes (Standard Webhooks).")
+
+
+class Notify(Model):
+    """A webhook the operator calls on the VideoJob's transitions (Standard Webhooks, signed)."""
+
+    url: str = Field(
+        max_length=2048, pattern=r"^https?://[^/?#@\s]+([/?][^\s]*)?$",
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "isURL(self) && url(self).getHostname() != ''",
+             "message": "spec.notify[].url must be an http(s) URL with a host and no user "
+                        "information"}]},
+        description="Where to POST notifications: an http(s) URL (no user information). Its "
+                    "host must resolve only to public addresses unless the operator "
+                    "configuration allows the network (notify.allow_networks); redirects are "
+                    "not followed.")
+    events: list[NotifyEvent] = Field(
+        min_length=1, max_length=len(NotifyEvent),
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "self.all(e, self.exists_one(f, f == e))",
+             "message": "spec.notify[].events must not repeat an event"}]},
+        description="Which transitions to tell: Queued, Running, StageSucceeded, Succeeded, "
+                    "Failed, Cancelled, Progress (at most one every 2 seconds).")
+    secret_ref: SecretKeySelector = Field(
+        description="The signing secret. Every notification is signed with it (headers "
+                    "webhook-id, webhook-timestamp, webhook-signature); none is sent unsigned.")
+
+
 class VideoJobSpec(Model):
     """What video to make, and how to run the pipeline that makes it."""
 
@@ -140,7 +196,7 @@ class VideoJobSpec(Model):
          "fieldPath": ".scenes"},
         {"rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in (
             "prompt", "images", "audio", "scenes", "backend", "output", "retry", "timeouts",
-            "gpu")),
+            "gpu", "notify")),
          "message": "spec fields other than suspend, priority and ttlSecondsAfterFinished are "
                     "immutable"},
     ]})
@@ -198,6 +254,10 @@ class VideoJobSpec(Model):
                                       description="Time limits of the VideoJob and its stages.")
     gpu: Gpu | None = Field(None, json_schema_extra=immutable("gpu"),
                             description="GPU needs and placement of the GPU stages.")
+    notify: list[Notify] | None = Field(
+        None, max_length=NOTIFY_MAX, json_schema_extra=immutable("notify"),
+        description="Webhooks to notify of this VideoJob's transitions, at most 4; delivery is "
+                    "at least once, retried with backoff, and shown in status.notifications.")
     suspend: bool = Field(
         False,
         description="true suspends the running stage and starts no new one; false resumes where "
@@ -268,6 +328,52 @@ class EffectiveSpec(Model):
     worker_image: str = Field(description="Image the stage pods run.")
 
 
+class PendingNotification(Model):
+    """A notification not delivered yet: what it tells, frozen when the transition happened."""
+
+    id: str = Field(max_length=64, description="Its webhook-id: the same on every attempt, so "
+                                               "a receiver can drop a duplicate.")
+    type: NotifyEvent = Field(description="The event: Queued, Running, StageSucceeded, "
+                                          "Succeeded, Failed, Cancelled or Progress.")
+    time: str = Field(description="When the transition happened (RFC 3339, microseconds).")
+    phase: Phase | None = Field(None, description="The VideoJob's phase then.")
+    stage: Stage | None = Field(None, description="The stage it is about (current stage, or "
+                                                  "the one that succeeded).")
+    progress: int | None = Field(None, ge=0, le=100, description="Overall progress then.")
+    message: str | None = Field(None, max_length=512, description="status.message then.")
+    output_uri: str | None = Field(None, alias="outputURI",
+                                   description="The video (Succeeded).")
+    reason: str | None = Field(None, description="Why it failed (Failed).")
+    attempts: int = Field(0, ge=0, description="Attempts made so far.")
+    next_attempt_time: str | None = Field(
+        None, description="Not before this (after a failed attempt); unset: at once.")
+    last_error: str | None = Field(None, max_length=512,
+                                   description="Why the last attempt failed.")
+
+
+class NotificationStatus(Model):
+    """Delivery state of one spec.notify entry."""
+
+    index: int = Field(ge=0, description="The entry of spec.notify this is about.")
+    state: Literal["Ready", "Retrying", "SecretUnavailable", "AddressRefused", "GaveUp"] = Field(
+        description="Ready (the last attempt was delivered, or none was due), Retrying (the "
+                    "receiver failed; backing off), SecretUnavailable (the secretRef cannot be "
+                    "read; backing off), AddressRefused (the URL's host is at an address the "
+                    "operator may not send to; nothing was sent), GaveUp (the last notification "
+                    "was given up).")
+    message: str | None = Field(None, description="What went wrong, naming the field.")
+    queued: int = Field(0, ge=0, description="Notifications queued so far.")
+    delivered: int = Field(0, ge=0, description="Notifications delivered.")
+    gave_up: int = Field(0, ge=0, description="Notifications given up (attempts exhausted, "
+                                              "address refused, or dropped from a full list).")
+    last_delivery_time: str | None = Field(None, description="When the last one was "
+                                                             "delivered.")
+    pending: list[PendingNotification] | None = Field(
+        None, max_length=NOTIFY_PENDING_MAX,
+        description="Notifications not delivered yet, oldest first (at most 16; a Progress "
+                    "one is replaced by the latest).")
+
+
 class VideoJobStatus(Model):
     """Observed state, written by the operator."""
 
@@ -295,6 +401,9 @@ class VideoJobStatus(Model):
                                                               "with, after defaults.")
     conditions: list[Condition] | None = Field(None, description="Ready, Progressing, Failed, "
                                                                  "Suspended, Queued.")
+    notifications: list[NotificationStatus] | None = Field(
+        None, max_length=NOTIFY_MAX,
+        description="Delivery of the webhook notifications of spec.notify, one entry each.")
 
 
 class PoolStatus(Model):

@@ -29,6 +29,7 @@ from pydantic import (
 from . import pools as pool_config
 from .api import EffectiveSpec, Toleration, VideoJobSpec
 from .limits import Limits, Placement
+from .notifications import NotifyPolicy
 from .pools import Pool
 from .storage_policy import HttpInputs, valid_prefix
 
@@ -91,6 +92,9 @@ class OperatorConfig(BaseModel):
     read_prefixes: dict[str, list[str]] = Field(default_factory=dict)
     # http(s) inputs: off unless enabled, then only from the listed hosts.
     http_inputs: HttpInputs = Field(default_factory=HttpInputs)
+    # Webhook notifications (spec.notify): where they may go besides public addresses, their
+    # retries and timeouts (notifications.py, delivery.py).
+    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
     # Ceilings by namespace, "*" for the default (limits.py), and what tenants may add to the
     # GPU placement.
     limits: dict[str, Limits] = Field(default_factory=dict)

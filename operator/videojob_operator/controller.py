@@ -7,7 +7,8 @@ Everything that reads the cluster goes through the store (store.py): kopf's Vide
 (workqueue.py) runs one reconcile per VideoJob at a time:
 
 1. `observe`: the VideoJob, its Jobs and pods (views.py), its progress, the clock, its place in
-   the queue and what admission offers a Job created now (admission_loop.Admitter.offers);
+   the queue, what admission offers a Job created now (admission_loop.Admitter.offers) and the
+   webhook deliveries made since its status last recorded them (delivery.py);
 2. `planner.plan`: what to do (pure);
 3. `apply`: does it, in the plan's order; a Job the plan admitted at creation is counted by
    admission from the moment the plan is made (`Admitter.creating`), before any await, so two
@@ -43,11 +44,13 @@ from .actions import Plan
 from .admission_loop import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .config import LiveConfig
+from .delivery import Deliveries
 from .events import EventRecorder
 from .jobs import ANNOTATION_QUEUED_AT, LABEL_STAGE, token_secret
 from .kube import Api
 from .logs import ctx
 from .refusals import Refusal, backoff, refusal
+from .signing_secrets import SigningSecrets
 from .status import ts_micro
 from .store import Change, Key, Store
 from .views import Observation
@@ -79,6 +82,13 @@ class Controller:
         self.store.subscribe(self.changed)
         self.admitter = Admitter(self.store, self.config, self.api, requeue=self.queue.add,
                                  clock=self.clock)
+        # Webhook notifications, sent off the reconcile path (delivery.py); their signing
+        # secrets read from the Secrets tenants let the operator `get` (signing_secrets.py).
+        secrets_ = SigningSecrets(lambda ns, name: self.api.call(self.api.kube.read_secret, ns,
+                                                                  name))
+        self.deliveries = Deliveries(self.store, self.config, secrets_, requeue=self.queue.add,
+                                     clock=self.clock)
+        self.store.subscribe(self.deliveries.changed)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -89,6 +99,7 @@ class Controller:
         for w in self.watches:
             w.stop()
         await self.queue.stop()
+        await self.deliveries.stop()
         await self.events.drain(timeout=5)
         self.api.shutdown()
 
@@ -134,7 +145,8 @@ class Controller:
         return Observation(videojob=vj, jobs=jobs, pods=pods,
                            progress=list(self.store.progress.get(uid, {}).values()),
                            now=self.clock(), queue_position=self.admitter.positions.get(key),
-                           offers=self.admitter.offers(), refused=self.refusals.get(key))
+                           offers=self.admitter.offers(), refused=self.refusals.get(key),
+                           deliveries=self.deliveries.unrecorded(key))
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observe(key)
@@ -204,6 +216,7 @@ class Controller:
             version = await self._write_status(key, vj, plan, version)
             if version is None:
                 return  # not recorded (stale or rate-limited): no Events for it either, yet
+            self.deliveries.look(key)  # notifications it queued go now, not at the watch's echo
         for event in plan.events:
             self.events.post(key, vj, event, self.clock())
         await self._let_go(key, vj, plan, version)

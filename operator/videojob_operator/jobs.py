@@ -115,8 +115,10 @@ def labels(videojob: str, uid: str, stage: Stage, pool: str | None = None) -> di
 
 
 def spec_json(spec: VideoJobSpec, eff: EffectiveSpec) -> str:
-    """The effective spec the worker reads (VIDEOJOB_SPEC): the spec with defaults filled in."""
-    doc = spec.model_dump(by_alias=True, exclude_none=True)
+    """The effective spec the worker reads (VIDEOJOB_SPEC): the spec with defaults filled in,
+    less `notify`: the webhooks are the operator's to call, and a receiver's URL may carry its
+    token, which no stage pod's environment needs to hold."""
+    doc = spec.model_dump(by_alias=True, exclude_none=True, exclude={"notify"})
     doc["scenes"] = eff.scenes
     doc["backend"] = eff.backend
     doc["output"] = {"uri": eff.output_uri}

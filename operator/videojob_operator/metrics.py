@@ -1,7 +1,8 @@
 """Prometheus metrics of the operator (prometheus-client), served on `--metrics-port`.
 
 Cardinality is bounded by design (argo #13683): labels are pools, stages, priority bands
-(high/normal/low), phases and reasons, never a VideoJob's name or uid.
+(high/normal/low), phases, reasons and notification events and outcomes, never a VideoJob's
+name or uid, nor a webhook's URL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client.registry import Collector
 from videojob_common.pipeline import TERMINAL, Phase
 
 from . import __version__
+from .api import NotifyEvent
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 BANDS = ("high", "normal", "low")
@@ -76,6 +78,17 @@ PROGRESS_DROPPED = Counter(
     "`invalid` (no such stage or scene), `stale` (older than one already taken: a replay).",
     ["reason"], registry=REGISTRY)
 
+NOTIFY_OUTCOMES = ("delivered", "retried", "gave_up")
+NOTIFICATIONS = Counter(
+    "videojob_notifications", "Webhook notification attempts (delivery.py) by event and "
+    "outcome: `delivered` (a 2xx answer), `retried` (failed, tried again later), `gave_up` "
+    "(failed for the last time, or its address is not allowed).", ["event", "outcome"],
+    registry=REGISTRY)
+NOTIFICATION_DELAY = Histogram(
+    "videojob_notification_delay_seconds", "A transition recorded in the status -> the first "
+    "attempt to notify it (the delivery loop's lag; the receiver's time is not in it).",
+    buckets=HANDOFF_BUCKETS, registry=REGISTRY)
+
 # Series that exist from the start, at 0, so rates and alerts see them before the first event.
 for _reason in ("unverified", "invalid", "stale"):
     PROGRESS_DROPPED.labels(_reason)
@@ -86,6 +99,9 @@ for _kind in ("transition", "progress"):
         STATUS_PATCHES.labels(_kind, _result)
 for _phase in sorted(TERMINAL):
     FINISHED.labels(_phase)
+for _event in NotifyEvent:
+    for _outcome in NOTIFY_OUTCOMES:
+        NOTIFICATIONS.labels(_event, _outcome)
 
 
 class PhaseCollector(Collector):

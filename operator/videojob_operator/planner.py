@@ -8,8 +8,9 @@ API; `controller.py` gathers the observation and applies the plan as it is.
 
 The steps, in the kubebuilder order, each a function below:
 finalizer -> deletion (cancellation.py) -> spec -> terminal/TTL -> deadlines -> stages
-(stages.py) -> summary. Stages run one after another; the first one not yet Succeeded is the
-only one acted on.
+(stages.py) -> summary; then the webhook notifications of what changed (notifications.py),
+queued in the same status write as the transitions they tell. Stages run one after another;
+the first one not yet Succeeded is the only one acted on.
 
 Stage Jobs are created queued, or admitted when their pool has room and nobody waits (the
 Observation's offers); admission (admission_loop.py) unsuspends the queued ones. The planner only
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from videojob_common.pipeline import STAGES, TERMINAL, Obj, Phase, Stage, StagePhase
 
-from . import limits, storage_policy
+from . import limits, notifications, storage_policy
 from .actions import Plan, finish
 from .api import (
     FINALIZER,
@@ -62,26 +63,36 @@ UNDER_WAY = (StagePhase.SUSPENDED, StagePhase.RUNNING, StagePhase.QUEUED)
 
 
 def plan(obs: Observation, config: OperatorConfig) -> Plan:
-    meta = obs.videojob["metadata"]
     out = Plan()
     old_doc: Obj = obs.videojob.get("status") or {}
-    status = _old_status(old_doc)
+    old = _old_status(old_doc)
+    status = steps(obs, config, old, out)
+    # Last: the webhook notifications of what changed, queued in the same status write.
+    status = notifications.step(obs, config.notify, out, old, status)
+    notifications.hold_finalizer(obs, status, out, config.cancel_timeout_seconds)
+    return finish(out, status, old_doc)
+
+
+def steps(obs: Observation, config: OperatorConfig, status: VideoJobStatus,
+          out: Plan) -> VideoJobStatus:
+    """The reconcile's steps, in order, from the status as it is to the new one."""
+    meta = obs.videojob["metadata"]
     if meta.get("deletionTimestamp"):
-        return plan_deletion(obs, status, old_doc, config, out)
+        return plan_deletion(obs, status, config, out)
     ensure_finalizer(meta, out)
     valid, status = validate_spec(obs, status, out, config)
     if valid is None:
-        return finish(out, status, old_doc)
+        return status
     spec, eff = valid
     ctx = Context(obs=obs, config=config, spec=spec, eff=eff, out=out)
     status = status.model_copy(update={"observed_generation": meta.get("generation"),
                                        "effective": eff})
     stages = _stages(status, eff)
     if status.phase in TERMINAL:
-        return finish(out, after_the_end(ctx, status, stages), old_doc)
+        return after_the_end(ctx, status, stages)
     status = report_refusal(obs, status, out)
     if status.phase == Phase.FAILED:
-        return finish(out, after_the_end(ctx, status, stages), old_doc)
+        return after_the_end(ctx, status, stages)
     if status.phase is None:
         out.tell("Normal", Reason.CREATED,
                  f"VideoJob accepted: {eff.scenes} scenes, {spec.resolution} @ {spec.fps} fps, "
@@ -89,14 +100,14 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
     status = _started(status, ctx)
     timed_out = enforce_deadline(ctx, status, stages)
     if timed_out is not None:
-        return finish(out, timed_out, old_doc)
+        return timed_out
     status, failure = advance_stages(ctx, status, stages)
     if failure is None:
         started = _started(status, ctx)
         if started is not status:  # admitted as its Job was created: the deadline runs now
             out.again_in(float(eff.total_seconds))
         status = summarize(ctx, started, stages)
-    return finish(out, status, old_doc)
+    return status
 
 
 def _old_status(doc: Obj) -> VideoJobStatus:

@@ -41,6 +41,10 @@ class Reason:
     API_REJECTED = "APIRejected"  # a write the API server will never accept (refusals.py)
     API_ERROR = "APIError"  # a write refused for now; retried with backoff
     RECOVERED = "Recovered"  # writes go through again
+    # Webhook notifications (notifications.py), Warning Events naming spec.notify[i]:
+    NOTIFICATION_GAVE_UP = "NotificationGaveUp"  # attempts exhausted, or dropped
+    NOTIFICATION_SECRET = "NotificationSecretUnavailable"  # the secretRef cannot be read
+    NOTIFICATION_REFUSED = "NotificationAddressRefused"  # the URL's host is not allowed
 
 
 # The reason of the Ready (False) condition while a VideoJob is under way, by phase.
@@ -100,8 +104,10 @@ def dump_status(status: VideoJobStatus) -> Obj:
 # Fast-moving figures: written at most once a second (controller.py), not transitions. A
 # stage's pod count (`attempts`) and scenes rendered (`completed`) are figures of its progress
 # too: counted as transitions, a stage's pod starting cost a write of its own, a moment after
-# the write that started the stage.
-PROGRESS_KEYS = ("progress", "message", "queuePosition")
+# the write that started the stage. So is the notifications' bookkeeping (delivered, retried,
+# a Progress notification replaced): a notification of a transition is queued in that
+# transition's own write.
+PROGRESS_KEYS = ("progress", "message", "queuePosition", "notifications")
 STAGE_PROGRESS_KEYS = ("progress", "message", "attempts", "completed")
 
 

@@ -1,6 +1,7 @@
 """What a reconcile looks at: one VideoJob's stage Jobs, pods and worker progress, reduced to the
-few fields the planner reads (`JobView`, `PodView`, `ProgressView`), and the `Observation` that
-carries them, the clock and what admission says, into the planner. Pure: built from API objects
+few fields the planner reads (`JobView`, `PodView`, `ProgressView`), the webhook deliveries not
+recorded yet (`DeliveryOutcome`), and the `Observation` that carries them, the clock and what
+admission says, into the planner. Pure: built from API objects
 as the caches hold them (store.py)."""
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ class ProgressView:
 
 
 @dataclass(frozen=True)
+class DeliveryOutcome:
+    """One attempt to deliver a webhook notification (delivery.py), kept until the status
+    records it (notifications.record)."""
+
+    index: int  # of spec.notify
+    id: str  # the notification's webhook-id
+    attempt: int  # 1 for the first
+    at: dt.datetime  # when it ended
+    delivered: bool
+    error: str = ""  # why not, in words, naming the field where the fault is the spec's
+    # What a failure means: Retrying (the receiver or the network), SecretUnavailable (the
+    # secretRef), AddressRefused (the URL's host is not allowed: not retried).
+    state: str = "Retrying"
+
+
+@dataclass(frozen=True)
 class Observation:
     videojob: Obj
     jobs: list[JobView]
@@ -75,6 +92,8 @@ class Observation:
     offers: dict[str, CreationOffer] = field(default_factory=dict)
     # The API server's last refusal of this VideoJob's writes, if the last reconcile failed.
     refused: Refusal | None = None
+    # Webhook deliveries made since the status last recorded them (delivery.py).
+    deliveries: tuple[DeliveryOutcome, ...] = ()
 
 
 def job_view(job: Obj) -> JobView:

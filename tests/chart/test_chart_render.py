@@ -75,6 +75,8 @@ def test_every_value_is_documented() -> None:
     ({"operator": {"metricsPort": 0}}, "/operator/metricsPort"),
     ({"storage": {"readPrefixes": {"*": ["gs://shared"]}}}, "/storage/readPrefixes/*/0"),
     ({"httpInputs": {"enabeld": True}}, "/httpInputs"),
+    ({"notify": {"allowNetwork": {}}}, "/notify"),
+    ({"notify": {"maxAttempts": 0}}, "/notify/maxAttempts"),
 ])
 def test_bad_values_are_refused_naming_the_field(values: Obj, field: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"at '{field}'")):
@@ -202,6 +204,21 @@ def test_what_tenants_may_read_is_the_values() -> None:
     assert (cfg.http_inputs.enabled, cfg.http_inputs.hosts, cfg.http_inputs.allow_networks,
             cfg.http_inputs.max_bytes, cfg.http_inputs.timeout_seconds) == (
         True, ["*.cdn.example.net"], ["10.20.0.0/16"], 1000000, 10)
+
+
+def test_the_notify_policy_is_the_values() -> None:
+    """Webhook destinations: public addresses only by default; the administrator allows
+    networks by namespace (docs/tenancy.md), and sets the retries."""
+    cfg = load(text=yaml.safe_dump(operator_config(render())), environ={})
+    assert cfg.notify.allow_networks == {} and cfg.notify.max_attempts == 8
+    assert (cfg.notify.backoff_seconds, cfg.notify.max_backoff_seconds) == (5, 300)
+    values = {"notify": {"allowNetworks": {"*": ["10.20.0.0/16"], "team-a": ["fd00::/8"]},
+                         "maxAttempts": 3, "backoffSeconds": 0.5, "maxBackoffSeconds": 30,
+                         "timeoutSeconds": 4, "secretTTLSeconds": 15}}
+    cfg = load(text=yaml.safe_dump(operator_config(render(values))), environ={})
+    assert cfg.notify.allow_networks == {"*": ["10.20.0.0/16"], "team-a": ["fd00::/8"]}
+    assert (cfg.notify.max_attempts, cfg.notify.backoff_seconds, cfg.notify.max_backoff_seconds,
+            cfg.notify.timeout_seconds, cfg.notify.secret_ttl_seconds) == (3, 0.5, 30, 4, 15)
 
 
 def test_ceilings_and_placement_are_the_values() -> None:

@@ -87,6 +87,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line("  ".join(columns))
     for f in REPORT:
         terminalreporter.write_line("  ".join(str(getattr(f, c)) for c in columns))
+    for f in REPORT:
+        if f.extra:
+            terminalreporter.write_line(f"{f.scenario}: " + ", ".join(
+                f"{k} {v:g}" for k, v in f.extra.items()))
     total = {c: sum(getattr(f, c) for f in REPORT) for c in columns[1:]}
     terminalreporter.write_line("total  " + "  ".join(str(total[c]) for c in columns[1:]))
     terminalreporter.write_line(f"(written to {REPORT_FILE})")

@@ -10,6 +10,7 @@ the worker."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import random
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from videojob_testkit.faults import FAILED, REPORT, Batch, Figures, cmdline, wor
 from videojob_testkit.kube import Cluster, wait_for
 from videojob_testkit.operator_process import Operator
 from videojob_testkit.processes import RedisServer, free_port, wait_until
+from videojob_testkit.webhooks import Receiver, new_secret, verify
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.disruptive,
               pytest.mark.timeout(900)]
@@ -120,6 +123,86 @@ def test_operator_sigkilled_twenty_times_over_a_hundred_videojobs(
     assert kills >= 20, f"the batch finished after {kills} kills"
     assert set(final.values()) == {"Succeeded"}, final
     assert_clean(figures)
+
+
+def test_operator_sigkilled_five_times_every_terminal_notification_arrives_signed(
+        request: pytest.FixtureRequest, cluster: Cluster, namespace: str, crds: None,
+        redis: RedisServer, no_session_operator: None, figures: Figures) -> None:
+    """Webhook notifications survive the operator: what is pending lives in the status, so a
+    restarted operator sends what the one before did not (at least once, the same webhook-id
+    each time). A receiver on 127.0.0.1 counts them while the operator is SIGKILLed 5 times."""
+    count = int(os.environ.get("VIDEOJOB_NOTIFY_FAULT_VIDEOJOBS", "50"))
+    secret = new_secret()
+    cluster.core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "hook"}, "stringData": {"secret": secret}})
+    receiver = Receiver().start()
+    hooks = [{"url": receiver.url("/faults"), "secretRef": {"name": "hook", "key": "secret"},
+              "events": ["Queued", "Running", "StageSucceeded", "Succeeded", "Failed"]}]
+    try:
+        with scenario_operator(request, cluster, redis, notify={
+                "allow_networks": {"*": ["127.0.0.0/8"]}, "backoff_seconds": 0.5,
+                "max_backoff_seconds": 5, "max_attempts": 12}) as op:
+            batch = Batch(cluster, namespace, figures)
+            started = time.time()
+            batch.create(count, prompt="sleep:keyframes:0.2 sleep:segments:0.2", scenes=1,
+                         notify=hooks, **FAST)
+            rng = random.Random(13)
+            last_kill = 0.0
+            kills = 0
+            while kills < 5:
+                # Spread over the run, so that some kills fall among the VideoJobs' ends: a
+                # random moment, wherever the operator is (mid-delivery too).
+                time.sleep(rng.uniform(3.0, 12.0))
+                phases = {(vj.get("status") or {}).get("phase")
+                          for vj in batch.listing().values()}
+                if phases <= {"Succeeded", "Failed"}:
+                    break
+                op.kill()
+                last_kill = time.time()
+                kills += 1
+                op.start()
+            figures.faults += kills
+            assert kills == 5, f"the batch finished after {kills} kills"
+            final = batch.wait_terminal(600)
+            uids = {uid: name for name, uid in batch.uids.items()}
+
+            def terminal() -> dict[str, list[Any]]:
+                out: dict[str, list[Any]] = {}
+                for d in receiver.at("/faults"):
+                    doc = d.doc
+                    if doc["type"] in ("Succeeded", "Failed") and doc["data"]["uid"] in uids:
+                        out.setdefault(doc["data"]["uid"], []).append(d)
+                return out
+
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: len(terminal()) == len(uids), 120,
+                           "every terminal notification")
+            got = receiver.at("/faults")
+            ends = terminal()
+            ids = Counter(d.id for d in got)
+            delays = sorted(min(d.at for d in ds) - dt.datetime.fromisoformat(
+                ds[0].doc["timestamp"].replace("Z", "+00:00")).timestamp()
+                for ds in ends.values())
+            figures.extra.update({
+                "deliveries": len(got), "notifications": len(ids),
+                "duplicates": sum(n - 1 for n in ids.values()),
+                "terminal_missing": len(uids) - len(ends),
+                "terminal_before_last_kill": sum(1 for ds in ends.values()
+                                                 if min(d.at for d in ds) < last_kill),
+                "batch_seconds": round(max((d.at for ds in ends.values() for d in ds),
+                                           default=started) - started, 1),
+                "terminal_delay_p50_s": round(delays[len(delays) // 2], 3) if delays else -1,
+                "terminal_delay_max_s": round(delays[-1], 3) if delays else -1})
+            print(f"notifications under operator kills: {figures.extra}")
+            batch.count_duplicates(op)
+            batch.delete_all_and_count_orphans()
+            assert set(final.values()) == {"Succeeded"}, final
+            assert len(ends) == len(uids), figures.extra  # every end told at least once
+            assert all(verify(secret, d.headers, d.body, now=d.at) for d in got)
+            assert all(d.answered == 200 for d in got)
+            assert_clean(figures)
+    finally:
+        receiver.stop()
 
 
 def redis_cmd(server: RedisServer, *args: str) -> bytes:

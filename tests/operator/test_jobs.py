@@ -152,3 +152,16 @@ def test_worker_secrets_come_from_secret_refs_and_volumes_are_added() -> None:
     assert "secret@" not in str(job)  # no credential in the Job's spec
     assert [v["name"] for v in pod["volumes"]] == ["scratch", "gcs"]
     assert container["volumeMounts"][-1] == {"name": "gcs", "mountPath": "/var/run/gcs"}
+
+
+def test_webhooks_stay_out_of_the_stage_pods() -> None:
+    """spec.notify is the operator's to call; a receiver's URL may carry its token."""
+    spec = VideoJobSpec.model_validate({"prompt": "p", "notify": [
+        {"url": "https://hooks.example.com/T0KEN", "events": ["Succeeded"],
+         "secretRef": {"name": "hooks", "key": "secret"}}]})
+    eff = effective(spec, OperatorConfig(), "ns", "clip", "u1")
+    job = stage_job(namespace="ns", videojob="clip", uid="u1", stage="plan", spec=spec,
+                    eff=eff, pool="cpu", now="t", redis_url=None,
+                    service_account="videojob-worker", extra_env={}, secret_env={},
+                    volumes=[], volume_mounts=[])
+    assert "T0KEN" not in str(job) and "hooks" not in str(job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from videojob_operator import metrics
 
 ALLOWED_LABELS = {"pool", "priority_band", "stage", "outcome", "phase", "reason", "kind",
-                  "result", "type", "version", "python", "le", "cause"}
+                  "result", "type", "version", "python", "le", "cause", "event"}
 
 
 def value(name: str, **labels: str) -> float:
@@ -41,3 +41,13 @@ def test_no_metric_has_a_per_videojob_label() -> None:  # argo #13683
     for family in metrics.REGISTRY.collect():
         for sample in family.samples:
             assert set(sample.labels) <= ALLOWED_LABELS, (sample.name, sample.labels)
+
+
+def test_notification_series_are_the_events_by_outcome_and_exist_from_the_start() -> None:
+    """Bounded: 7 events x 3 outcomes, never a URL or a VideoJob (notifications.py)."""
+    (family,) = [f for f in metrics.REGISTRY.collect() if f.name == "videojob_notifications"]
+    series = {(s.labels["event"], s.labels["outcome"]) for s in family.samples
+              if s.name.endswith("_total")}
+    assert series == {(e, o) for e in ("Queued", "Running", "StageSucceeded", "Succeeded",
+                                       "Failed", "Cancelled", "Progress")
+                      for o in ("delivered", "retried", "gave_up")}

@@ -31,6 +31,8 @@ class Figures:
     duplicated: int = 0
     orphaned: int = 0
     stuck: int = 0
+    # A scenario's own figures (e.g. webhook deliveries, duplicates, delays), by name.
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 REPORT: list[Figures] = []

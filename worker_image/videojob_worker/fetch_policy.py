@@ -8,10 +8,12 @@ A URL passes when its host is listed (exactly, `*.domain` for the domain's subdo
 any: a local `videojob-worker run`'s default) and
 every address the host resolves to is a public one: no loopback, private, link-local (the cloud
 metadata servers among them), shared, multicast, reserved or unspecified address, IPv4 mapped
-into IPv6 included, unless it lies in `allow_networks`. The connection then goes to the address
-that was checked (no second lookup a DNS answer could change), and a redirect is checked the
-same way before it is followed. A URL that does not pass fails exactly as a server that refuses
-the connection does: "unreachable", with no detail, so status cannot serve as a port scanner.
+into IPv6 included, unless it lies in `allow_networks` (the check is
+videojob_common.addresses', which the operator's webhook notifications use too). The
+connection then goes to the address that was checked (no second lookup a DNS answer could
+change), and a redirect is checked the same way before it is followed. A URL that does not pass
+fails exactly as a server that refuses the connection does: "unreachable", with no detail, so
+status cannot serve as a port scanner.
 Pure: the resolver is a parameter.
 """
 
@@ -19,19 +21,25 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Resolver = Callable[[str, int], list[str]]
+from videojob_common.addresses import (
+    AddressRefused,
+    IPAddress,
+    Network,
+    Resolver,
+    allowed,
+    checked_address,
+    public,
+    system_resolver,
+)
+
+__all__ = ["ENV", "MAX_REDIRECTS", "FetchPolicy", "Resolver", "Target", "Unreachable", "public",
+           "system_resolver", "target"]
 
 ENV = "VIDEOJOB_HTTP_INPUTS"
 MAX_REDIRECTS = 3
-# Metadata servers that are not link-local everywhere (AWS's IPv6 one, Alibaba's is 100.100.x).
-METADATA = (ipaddress.ip_network("fd00:ec2::254/128"), ipaddress.ip_network("100.100.100.200/32"))
 
 
 class Unreachable(Exception):
@@ -66,28 +74,7 @@ class FetchPolicy:
                    for h in self.hosts)
 
     def address_allowed(self, address: IPAddress) -> bool:
-        if any(address in n for n in self.allow_networks if n.version == address.version):
-            return True
-        return public(address)
-
-
-def public(address: IPAddress) -> bool:
-    """A globally routable unicast address that is no metadata server's."""
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped or address.sixtofour
-        if mapped is not None:
-            return public(mapped)
-        if address.teredo is not None:
-            return False
-    if any(address in n for n in METADATA if n.version == address.version):
-        return False
-    return address.is_global and not (address.is_multicast or address.is_reserved
-                                      or address.is_unspecified or address.is_link_local)
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
+        return allowed(address, self.allow_networks)
 
 
 @dataclass(frozen=True)
@@ -110,13 +97,11 @@ def target(url: str, policy: FetchPolicy, resolve: Resolver = system_resolver) -
         raise Unreachable(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolve(parts.hostname, port)]
-    except (OSError, ValueError):
+        # Every address must pass: a name that also resolves to 127.0.0.1 is not a public name.
+        address = checked_address(parts.hostname, port, policy.allow_networks, resolve)
+    except AddressRefused:
         raise Unreachable(url) from None
-    # Every address must pass: a name that also resolves to 127.0.0.1 is not a public name.
-    if not addresses or not all(policy.address_allowed(a) for a in addresses):
-        raise Unreachable(url)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
-    return Target(parts.scheme, parts.hostname, port, str(addresses[0]), path)
+    return Target(parts.scheme, parts.hostname, port, address, path)

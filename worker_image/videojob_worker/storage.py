@@ -30,7 +30,6 @@ import hashlib
 import http.client
 import os
 import socket
-import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -43,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import google_crc32c
 
+from videojob_common.addresses import pinned
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.fetch_policy import ENV as FETCH_POLICY_ENV
 from videojob_worker.fetch_policy import (
@@ -531,27 +531,6 @@ class HttpStatus(Exception):
         self.code = code
 
 
-class _Pinned(http.client.HTTPConnection):
-    """A connection to the address the fetch policy checked, whatever the name resolves to now."""
-
-    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
-
-
-class _PinnedTLS(http.client.HTTPSConnection):
-    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self.address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
-
-
 class Web:
     """Read-only http(s) for input images and audio, within the administrator's fetch policy
     (fetch_policy.py): listed hosts, public addresses, at most `max_bytes` in `timeout_seconds`.
@@ -573,8 +552,8 @@ class Web:
         url = uri
         for _ in range(MAX_REDIRECTS + 1):
             t = target(url, self.policy, self.resolve)
-            kind = _PinnedTLS if t.scheme == "https" else _Pinned
-            conn = kind(t.address, t.host, t.port, min(HTTP_TIMEOUT, self.policy.timeout_seconds))
+            conn = pinned(t.scheme, t.address, t.host, t.port,
+                          min(HTTP_TIMEOUT, self.policy.timeout_seconds))
             try:
                 try:
                     conn.request("GET", t.path, headers={"User-Agent": "videojob-worker"})
