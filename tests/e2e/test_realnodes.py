@@ -407,6 +407,9 @@ GRANTED_NOT_CALLED = {
         "the uninstall hook (`videojob-operator release`) reads back a VideoJob it released",
     rbac.Grant("videojob.dev", "videojobs/finalizers", "update"):
         "checked by the API server on blockOwnerDeletion; never requested",
+    rbac.Grant("videojob.dev", "videojobpools", "delete"):
+        "checked by OwnerReferencesPermissionEnforcement when a patch adopts an earlier "
+        "install's pool; never requested",
 }
 
 
