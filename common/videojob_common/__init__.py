@@ -1,8 +1,10 @@
 """The words every part of VideoJob shares: the stages, the phases, the object alias
-(`pipeline`); the spec's field names as the CRD declares them (`spec_fields`); a URL as it may be
-logged (`redact`).
+(`pipeline`); the labels on the operator's Jobs and pods (`labels`); the spec's field names as
+the CRD declares them (`spec_fields`); a URL as it may be logged (`redact`); and the archive of
+finished VideoJobs (`archive`), which the operator writes and the kubectl plugin reads.
 
 The operator, the worker image, the kubectl plugin, the bench and the tests all import these
 from here, so a stage or a phase is defined once. The package has no dependencies and imports
-nothing of the project's: both images install it.
+nothing of the project's: both images install it. (`archive.store` and `archive.migrate` import
+psycopg, which the operator and plugin extras install; nothing else imports them.)
 """
