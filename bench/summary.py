@@ -104,6 +104,13 @@ HEADLINE: dict[str, Headline] = {
     "realnodes_example_s": Headline("realnodes", "realnodes_example_s"),
     "agent_example_s": Headline("realnodes", "agent_example_s"),
     "realnodes_example_ratio": Headline("realnodes", "realnodes_example_ratio"),
+    # The archive at a million rows (bench/archive.py): history pages and the write burst.
+    "history_list_p99_ms": Headline("archive", "history_list_p99_ms", "≤ 50",
+                                    lambda v: v <= 50),
+    "history_list_label_p99_ms": Headline("archive", "history_list_label_p99_ms", "≤ 100",
+                                          lambda v: v <= 100),
+    "history_deep_page_p99_ms": Headline("archive", "history_deep_page_p99_ms"),
+    "archive_write_rows_per_s": Headline("archive", "archive_write_rows_per_s"),
 }
 BENCHMARKS: tuple[str, ...] = tuple(dict.fromkeys(h.bench for h in HEADLINE.values()))
 

@@ -11,6 +11,8 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)        # the worker's encoder (li
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v redis-server >/dev/null || need+=(redis-server)  # progress and the admission queue
 command -v promtool >/dev/null || need+=(prometheus)  # promtool: metrics lint, alert rule tests
+# The archive's tests and benchmark start a real PostgreSQL (tests/videojob_testkit/postgres.py).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 # The real-node cluster (LOCALCLUSTER_RUNTIME=containerd): containerd 1.6 with runc, the CNI
 # plugins (bridge, host-local, portmap), and what kube-proxy calls (iptables, conntrack).
 [ -x /usr/bin/containerd ] || need+=(containerd)

@@ -13,6 +13,12 @@ import hashlib
 import json
 import re
 
+# The labels are shared with the archive and the plugin; the operator's modules import them from
+# here, as before.
+from videojob_common.labels import LABEL_NAME as LABEL_NAME
+from videojob_common.labels import LABEL_POOL as LABEL_POOL
+from videojob_common.labels import LABEL_STAGE as LABEL_STAGE
+from videojob_common.labels import LABEL_UID as LABEL_UID
 from videojob_common.pipeline import GPU_STAGES, PER_SCENE, Obj, Stage
 from videojob_common.progress_auth import SECRET_KEY as TOKEN_KEY
 from videojob_common.progress_auth import TOKEN_ENV
@@ -20,10 +26,6 @@ from videojob_common.progress_auth import TOKEN_ENV
 from .api import API_VERSION, KIND, EffectiveSpec, VideoJobSpec
 
 PERMANENT_ERROR_EXIT_CODE = 42
-LABEL_NAME = "videojob.dev/name"
-LABEL_STAGE = "videojob.dev/stage"
-LABEL_UID = "videojob.dev/uid"
-LABEL_POOL = "videojob.dev/pool"
 # When the Job (re-)entered the admission queue (RFC 3339, microseconds): admission wait.
 ANNOTATION_QUEUED_AT = "videojob.dev/queued-at"
 # When admission last unsuspended it (RFC 3339, microseconds).
