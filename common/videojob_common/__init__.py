@@ -1,6 +1,7 @@
 """The words every part of VideoJob shares: the stages, the phases, the object alias
 (`pipeline`); the labels on the operator's Jobs and pods (`labels`); the spec's field names as
-the CRD declares them (`spec_fields`); a URL as it may be logged (`redact`); which network
+the CRD declares them (`spec_fields`); a URL as it may be logged (`redact`); when a storage URI
+is ambiguous (`storage_uris`: the operator's storage policy and the gateway's files); which network
 addresses a tenant's URL may lead to (`addresses`: the worker's http(s) inputs, the operator's
 webhook notifications); and the archive of finished VideoJobs (`archive`), which the operator
 will write and the kubectl plugin read.

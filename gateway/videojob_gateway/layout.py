@@ -12,8 +12,9 @@ could write any URI there).
 `_uploads` cannot be a VideoJob's name (names are DNS subdomains: no `_`), so the uploads folder
 never shares a path with a VideoJob's artifacts (`<root>/<ns>/<name>/<uid>/`).
 
-The URI checks are the operator's (`storage_policy._unclean`), repeated here because the gateway's
-image does not carry the operator; tests/gateway/test_layout.py runs both on the same URIs.
+The URI checks share the operator's rule (`videojob_common.storage_uris`), with a few of the
+gateway's own on top (gs:// and file:// only, a bucket, no control characters);
+tests/gateway/test_layout.py runs both on the same URIs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 from urllib.parse import urlsplit
+
+from videojob_common.storage_uris import ambiguous
 
 UPLOADS = "_uploads"
 Scheme = Literal["file", "gs"]
@@ -42,15 +45,9 @@ def unclean(uri: str) -> str | None:
         return f"{uri!r} is not a URI"
     if parts.scheme not in SCHEMES:
         return f"{parts.scheme or '(no scheme)'}:// is not gs:// or file://"
-    if "%" in uri or "\\" in uri:
-        return "escapes (%XX) and backslashes are not allowed"
-    if parts.query or parts.fragment:
-        return "a gs:// or file:// URI has no query or fragment"
-    segments = parts.path.split("/")[1:]
-    if any(s in (".", "..") for s in segments) or "" in segments[:-1]:
-        return "'.', '..' and empty path segments are not allowed"
-    if parts.scheme == "file" and parts.netloc:
-        return "a file:// URI has no host (file:///path)"
+    problem = ambiguous(uri, parts)
+    if problem:
+        return problem
     if parts.scheme == "gs" and not parts.netloc:
         return "a gs:// URI names its bucket (gs://bucket/path)"
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from videojob_common.storage_uris import ambiguous
+
 STORAGE_SCHEMES = ("gs", "file")
 HTTP_INPUTS_ENV = "VIDEOJOB_HTTP_INPUTS"  # the policy, as JSON, in stage pods that may fetch
 HTTP_SCHEMES = ("http", "https")
@@ -121,13 +123,4 @@ def _unclean(uri: str) -> str | None:
         return f"{uri!r} is not a URI"
     if parts.scheme not in STORAGE_SCHEMES:
         return None  # http(s): what matters is the host (_unreadable, and the worker's check)
-    if "%" in uri or "\\" in uri:
-        return "escapes (%XX) and backslashes are not allowed"
-    if parts.query or parts.fragment:
-        return "a gs:// or file:// URI has no query or fragment"
-    segments = parts.path.split("/")[1:]
-    if any(s in (".", "..") for s in segments) or "" in segments[:-1]:
-        return "'.', '..' and empty path segments are not allowed"
-    if parts.scheme == "file" and parts.netloc:
-        return "a file:// URI has no host (file:///path)"
-    return None
+    return ambiguous(uri, parts)
