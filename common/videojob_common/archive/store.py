@@ -54,10 +54,12 @@ class Archive:
             kwargs={"autocommit": True, "application_name": application_name},
             configure=_configure, check=ConnectionPool.check_connection)
 
-    def open(self, timeout: float = 30) -> Archive:
+    def open(self, timeout: float = 30, wait: bool = True) -> Archive:
         """Opens the pool, waiting until its first connections are made (PoolTimeout after
-        `timeout` seconds: the database is not reachable)."""
-        self.pool.open(wait=True, timeout=timeout)
+        `timeout` seconds: the database is not reachable). `wait=False`: returns at once, the
+        connections are made in the background (a server whose database is down starts and
+        answers its other requests)."""
+        self.pool.open(wait=wait, timeout=timeout)
         return self
 
     def close(self) -> None:
