@@ -46,7 +46,7 @@ def dsn_env(docs: list[Obj]) -> dict[str, Obj]:
 def comparable(docs: list[Obj]) -> list[Obj]:
     """The documents, less what differs from one render to the next: the operator's config
     checksum (any change of values changes it) and generated keys (Secrets' data)."""
-    out = json.loads(json.dumps(docs))
+    out: list[Obj] = json.loads(json.dumps(docs))
     for d in find(out, "Deployment"):
         (d["spec"]["template"]["metadata"].get("annotations") or {}).pop("checksum/config", None)
     for d in find(out, "Secret"):
@@ -77,7 +77,8 @@ def test_an_external_dsn_comes_from_its_secret_to_the_operator_and_the_gateway()
     assert dsn_env(docs) == {
         "vj-videojob-operator/operator": {"name": DSN_REF, **ref},
         "vj-videojob-operator-gateway/gateway": {"name": DSN_REF, **ref}}
-    assert not find(docs, "StatefulSet") and not find(docs, "Secret", "vj-videojob-operator-archive")
+    assert not find(docs, "StatefulSet")
+    assert not find(docs, "Secret", "vj-videojob-operator-archive")
     # The operator's contract (its config's `archive:` key): snake_case, absent bounds absent.
     assert archive_config(docs) == {
         "retention": [{"namespace": "*", "max_age_days": 30},
@@ -96,7 +97,8 @@ def test_the_bundled_postgres_is_a_restricted_statefulset_with_a_generated_passw
     docs = render(deep_merge(BUNDLED, WITH_GATEWAY))
     (sts,) = find(docs, "StatefulSet")
     (svc,) = find(docs, "Service", "vj-videojob-operator-postgres")
-    assert svc["spec"]["clusterIP"] == "None" and sts["spec"]["serviceName"] == "vj-videojob-operator-postgres"
+    assert svc["spec"]["clusterIP"] == "None"
+    assert sts["spec"]["serviceName"] == "vj-videojob-operator-postgres"
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert "storageClassName" not in claim["spec"]
