@@ -125,8 +125,8 @@ def database_problem(e: Exception) -> Problem:
 
 def filter_problem(e: FilterError) -> Problem:
     name = PARAMETERS.get(e.filter, e.filter)
-    return problems.bad_request("invalid-parameter", "Invalid parameter", f"{name}: {e}",
-                                [FieldError(name, str(e))])
+    return problems.bad_request("invalid-parameter", "Invalid parameter", e.named(name),
+                                [FieldError(name, e.reason)])
 
 
 def is_uid(text: str) -> bool:

@@ -233,7 +233,7 @@ def page_json(rows: Sequence[Summary], cursor: str | None, estimated: int) -> st
 # -- the command -------------------------------------------------------------------------------
 
 def flag_error(e: FilterError) -> CommandError:
-    return CommandError(f"{FLAGS.get(e.filter, e.filter)}: {e}")
+    return CommandError(e.named(FLAGS.get(e.filter, e.filter)))
 
 
 def run(req: Request, kube: KubeFlags, environ: Mapping[str, str] | None = None,

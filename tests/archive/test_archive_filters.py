@@ -34,14 +34,15 @@ def test_since_as_an_rfc3339_time_keeps_its_zone() -> None:
     (Filters(since="2026-12-01 09:00"), "since", "needs its zone"),
     (Filters(phase="Running"), "phase", "finished VideoJobs only"),
     (Filters(selector="team=a,,"), "selector", "stray comma"),
-    (Filters(after="garbage"), "continue", "not one this archive handed out"),
+    (Filters(after="garbage"), "continue", "not a token this archive handed out"),
     (Filters(limit=501), "limit", "1 to 500"),
     (Filters(limit=0), "limit", "1 to 500"),
 ])
 def test_each_bad_filter_is_named(filters: Filters, name: str, words: str) -> None:
     with pytest.raises(FilterError) as refused:
         list_query(filters, "studio", NOW)
-    assert refused.value.filter == name and words in str(refused.value)
+    assert refused.value.filter == name and words in refused.value.reason
+    assert refused.value.named("--x").startswith("--x ")
 
 
 def test_good_filters_make_the_query() -> None:

@@ -178,8 +178,8 @@ def test_a_run_by_uid_from_any_namespace_and_as_json(
     (["-l", "tier in gold"], "-l/--selector", "requirement 'tier in gold'"),
     (["--since", "yesterday"], "--since", "expected a duration"),
     (["--since", "2026-12-01T09:00:00"], "--since", "needs its zone"),
-    (["--continue", "bm90LWEtY3Vyc29y"], "--continue", "not one this archive handed out"),
-    (["--phase", "Running"], "--phase", "Failed, Succeeded"),
+    (["--continue", "bm90LWEtY3Vyc29y"], "--continue", "not a token this archive handed out"),
+    (["--phase", "Running"], "--phase", "expected Failed or Succeeded"),
     (["--limit", "0"], "--limit", "must be 1 to 500"),
 ])
 def test_bad_input_names_its_flag_before_any_database(
@@ -190,7 +190,7 @@ def test_bad_input_names_its_flag_before_any_database(
     code, out, err = cli(capsys, "history", "-n", "studio", "--dsn",
                          "host=127.0.0.1 port=1 dbname=x", *argv)
     assert (code, out) == (1, "")
-    assert err.startswith(f"error: {flag}: ") and words in err, err
+    assert err.startswith(f"error: {flag} ") and words in err, err
 
 
 def test_the_dsn_comes_from_the_flag_then_the_environment_then_the_local_file(

@@ -27,12 +27,17 @@ _UNIT = {"s": dt.timedelta(seconds=1), "m": dt.timedelta(minutes=1),
 
 
 class FilterError(ValueError):
-    """A filter that cannot be read. `filter` is its generic name (phase, since, selector,
-    limit, continue); each front end names it as its users type it (`--since`, `since=`)."""
+    """A filter that cannot be read: `filter` is its generic name (phase, since, selector,
+    limit, continue), `value` what was given, `reason` what is wrong with it. Each front end
+    names the filter as its users type it (`--since`, `since=`)."""
 
-    def __init__(self, filter: str, message: str) -> None:
-        super().__init__(message)
-        self.filter = filter
+    def __init__(self, filter: str, value: object, reason: str) -> None:
+        super().__init__(f"{filter} {value!r}: {reason}")
+        self.filter, self.value, self.reason = filter, value, reason
+
+    def named(self, name: str) -> str:
+        """The message with the filter called `name`."""
+        return f"{name} {self.value!r}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -55,12 +60,11 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        raise FilterError("since", f"since {text!r}: expected a duration back from now (90s, "
-                                   "30m, 24h, 7d, 2w) or an RFC 3339 time "
-                                   "(2026-12-01T09:00:00Z)") from None
+        raise FilterError("since", text, "expected a duration back from now (90s, 30m, 24h, "
+                                         "7d, 2w) or an RFC 3339 time (2026-12-01T09:00:00Z)"
+                          ) from None
     if when.tzinfo is None:
-        raise FilterError("since", f"since {text!r}: an RFC 3339 time needs its zone (Z or "
-                                   "+hh:mm)")
+        raise FilterError("since", text, "an RFC 3339 time needs its zone (Z or +hh:mm)")
     return when
 
 
@@ -69,23 +73,26 @@ def parse_phase(text: str) -> str:
     for phase in PHASES:
         if text.strip().lower() == phase.lower():
             return phase
-    raise FilterError("phase", f"phase {text!r}: the archive holds finished VideoJobs only; "
-                               f"expected one of {', '.join(PHASES)}")
+    raise FilterError("phase", text, "the archive holds finished VideoJobs only: expected "
+                                     f"{' or '.join(PHASES)}")
 
 
 def list_query(f: Filters, namespace: str | None, now: dt.datetime) -> ListQuery:
     """The query the filters ask for (FilterError naming the first that is wrong)."""
     limit = DEFAULT_LIMIT if f.limit is None else f.limit
     if not 1 <= limit <= MAX_LIMIT:
-        raise FilterError("limit", f"limit {limit}: must be 1 to {MAX_LIMIT}")
+        raise FilterError("limit", limit, f"must be 1 to {MAX_LIMIT}")
     try:
         labels = parse_selector(f.selector or "")
     except SelectorError as e:
-        raise FilterError("selector", str(e)) from None
+        # Its message names the selector too: keep what follows, which names the part.
+        reason = str(e).removeprefix(f"label selector {f.selector!r}").lstrip(":, ")
+        raise FilterError("selector", f.selector, reason) from None
     try:
         after = Cursor.decode(f.after) if f.after else None
-    except CursorError as e:
-        raise FilterError("continue", str(e)) from None
+    except CursorError:
+        raise FilterError("continue", f.after, "not a token this archive handed out (pass "
+                                               "the page before's, unchanged)") from None
     return ListQuery(namespace=namespace, phase=parse_phase(f.phase) if f.phase else None,
                      since=parse_since(f.since, now) if f.since else None, labels=labels,
                      limit=limit, after=after)
