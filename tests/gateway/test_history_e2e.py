@@ -9,9 +9,11 @@ none, and says so.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -195,3 +197,27 @@ def test_the_openapi_document_describes_history(world: GatewayWorld) -> None:
     assert {"items", "continue", "estimatedTotal"} <= set(schemas["HistoryPage"]["properties"])
     assert "stages" in schemas["ArchivedRun"]["properties"]
     assert "/api/v1/namespaces/{namespace}/history/{nameOrUid}" in doc["paths"]
+
+
+def test_a_database_that_does_not_answer_is_503_and_the_rest_of_the_gateway_serves(
+        world: GatewayWorld, tmp_path: Path) -> None:
+    gateway = GatewayProcess(kubeconfig=world.gateway_kubeconfig, log=tmp_path / "gateway.log",
+                             args=["--archive-timeout-seconds", "1"])
+    with pytest.MonkeyPatch.context() as env:
+        # Nothing listens on port 1: every connection is refused.
+        env.setenv(ARCHIVE_DSN_ENV, "host=127.0.0.1 port=1 dbname=archive user=u "
+                                    "password=never-logged connect_timeout=1")
+        gateway.start()  # starts and is ready: the archive is not waited for
+    try:
+        with gateway.client(token=world.tokens["reader"]) as reader:
+            started = time.monotonic()
+            resp = reader.get(history(world, world.a))
+            doc = problem(resp, 503)
+            assert doc["type"].endswith("/archive-unavailable")
+            assert resp.headers["retry-after"] == "5"
+            assert time.monotonic() - started < 5
+            assert reader.get(f"/api/v1/namespaces/{world.a}/videojobs").status_code == 200
+    finally:
+        gateway.stop()
+    log = gateway.log.read_text()
+    assert "never-logged" not in log and "Traceback" not in log
