@@ -88,6 +88,8 @@ class Settings(BaseModel):
     archive_pool_size: int = Field(4, ge=1, le=64)
     # How long a history request waits for a connection before its 503.
     archive_timeout_seconds: float = Field(5.0, gt=0)
+    # The longest a history query may run in PostgreSQL (a session statement_timeout).
+    archive_statement_timeout_seconds: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
     def consistent(self) -> Settings:
@@ -151,6 +153,8 @@ def parser() -> argparse.ArgumentParser:
                         "never a flag")
     p.add_argument("--archive-timeout-seconds", type=float,
                    help="a history request's wait for an archive connection (5)")
+    p.add_argument("--archive-statement-timeout-seconds", type=float,
+                   help="the longest a history query may run (10)")
     return p
 
 

@@ -72,7 +72,8 @@ class History:
         size = settings.archive_pool_size
         archive = Archive(settings.archive_dsn.get_secret_value(), min_size=1, max_size=size,
                           application_name="videojob-gateway",
-                          timeout=settings.archive_timeout_seconds)
+                          timeout=settings.archive_timeout_seconds,
+                          statement_timeout=settings.archive_statement_timeout_seconds)
         return cls(authz, archive, ThreadPoolExecutor(size, thread_name_prefix="archive"))
 
     async def start(self) -> None:

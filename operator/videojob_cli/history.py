@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from videojob_common.archive.store import Archive
 
 DSN_ENV = "VIDEOJOB_ARCHIVE_DSN"
+# Seconds any one query may run: a page is milliseconds (docs/history.md, "Figures"); one that
+# is not should end with an error, not hold a connection of a busy database.
+STATEMENT_TIMEOUT = 30.0
 LOCAL_DSN = Path("archive") / "dsn"  # under the local cluster's root (make operator-up)
 # The flag each filter is given by, for messages (FilterError names the filter generically).
 FLAGS = {"phase": "--phase", "since": "--since", "selector": "-l/--selector",
@@ -314,7 +317,7 @@ def _archive(dsn: str, source: str, timeout: float = 10) -> Iterator[Archive]:
     except psycopg.Error as e:
         raise CommandError(f"cannot reach {where}: {' '.join(str(e).split())}") from None
     archive = Archive(dsn, min_size=1, max_size=1, application_name="kubectl-videojob-history",
-                      timeout=timeout)
+                      timeout=timeout, statement_timeout=STATEMENT_TIMEOUT)
     try:
         try:
             archive.open(timeout=timeout)

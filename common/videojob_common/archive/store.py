@@ -45,14 +45,23 @@ class Archive:
     """The archive at `dsn` (a libpq connection string or URL)."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4,
-                 application_name: str = "videojob-archive", timeout: float = 30) -> None:
+                 application_name: str = "videojob-archive", timeout: float = 30,
+                 statement_timeout: float | None = None) -> None:
         # `timeout`: how long a caller waits for a connection (PoolTimeout after it: the
-        # database is down or every connection is busy).
+        # database is down or every connection is busy). `statement_timeout` (seconds): the
+        # longest any statement of this Archive may run, for readers (the gateway, the plugin);
+        # the operator's, which migrates and runs retention's batches, has none.
+        def configure(conn: Connection) -> None:
+            _configure(conn)
+            if statement_timeout is not None:
+                conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                             (f"{int(statement_timeout * 1000)}ms",))
+
         self.pool = ConnectionPool(
             dsn, min_size=min_size, max_size=max_size, open=False, name="videojob-archive",
             timeout=timeout,
             kwargs={"autocommit": True, "application_name": application_name},
-            configure=_configure, check=ConnectionPool.check_connection)
+            configure=configure, check=ConnectionPool.check_connection)
 
     def open(self, timeout: float = 30, wait: bool = True) -> Archive:
         """Opens the pool, waiting until its first connections are made (PoolTimeout after
