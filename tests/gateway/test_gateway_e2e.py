@@ -481,6 +481,8 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
         "/api/v1/namespaces/{namespace}/videojobs/{name}/download",
         "/api/v1/namespaces/{namespace}/uploads",
         "/api/v1/namespaces/{namespace}/triggers/{name}",
+        "/api/v1/namespaces/{namespace}/history",
+        "/api/v1/namespaces/{namespace}/history/{nameOrUid}",
         "/api/v1/queues"}
     create = doc["paths"]["/api/v1/namespaces/{namespace}/videojobs"]["post"]
     schema = create["requestBody"]["content"]["application/json"]["schema"]
