@@ -39,7 +39,8 @@ from videojob_common.pipeline import Stage
 from videojob_operator.api import EffectiveSpec, Toleration, VideoJobSpec
 from videojob_operator.config import OperatorConfig, effective
 from videojob_operator.jobs import spec_json
-from videojob_worker import backends, procedural
+from videojob_worker import backends, procedural, transitions
+from videojob_worker.backends import RenderBackend
 from videojob_worker.plan import Camera, Plan
 from videojob_worker.procedural import ProceduralBackend
 from videojob_worker.spec import parse_spec
@@ -187,6 +188,47 @@ def keys_of(spec: VideoJobSpec, eff: EffectiveSpec,
     return stage_keys(doc, toolchain_for(eff), inputs, plan_document(doc))
 
 
+def backend_of(plan: Plan) -> RenderBackend:
+    return Other() if plan.backend == "other" else backends.load(plan.backend)
+
+
+def keyframe_pixels(raw_plan: dict[str, Any], index: int) -> bytes:
+    """What the keyframes stage draws for scene `index` (prompt mode)."""
+    plan = Plan.model_validate(raw_plan)
+    return bytes(backend_of(plan).render_keyframe(plan.scenes[index], plan).tobytes())
+
+
+def segment_pixels(raw_plan: dict[str, Any], index: int) -> str:
+    """A digest of the frames the segments stage encodes for scene `index`: its steps
+    (stages/segments.py) less the encoder, whose settings are the plan's size and fps."""
+    plan = Plan.model_validate(raw_plan)
+    backend, scene = backend_of(plan), plan.scenes[index]
+    keyframe = backend.render_keyframe(scene, plan)  # PNG round-trips it exactly
+    incoming = None
+    if transitions.needs_next_scene(plan, scene):
+        following = plan.scenes[index + 1]
+        incoming = backend.first_frame(following, backend.render_keyframe(following, plan),
+                                       plan)
+    frames = hashlib.sha256(f"{plan.width}x{plan.height}@{plan.fps}".encode())
+    for k, frame in enumerate(backend.render_clip(scene, keyframe, plan, scene.frames)):
+        frames.update(transitions.apply(frame, k, scene, plan, incoming).tobytes())
+    return frames.hexdigest()
+
+
+def assert_no_false_hit(a: StageKeys, plan_a: dict[str, Any], b: StageKeys,
+                        plan_b: dict[str, Any]) -> None:
+    """Where a key stayed the same, the worker makes the same output: a hit would be right.
+    (Prompt mode; stitch and publish follow from their inputs' keys by construction.)"""
+    if a.plan == b.plan:
+        assert canonical_json(plan_a) == canonical_json(plan_b)
+    for i, (x, y) in enumerate(zip(a.keyframes, b.keyframes, strict=False)):
+        if x == y and plan_a["scenes"][i].get("image") is None:
+            assert keyframe_pixels(plan_a, i) == keyframe_pixels(plan_b, i), f"keyframes[{i}]"
+    for i, (x, y) in enumerate(zip(a.segments, b.segments, strict=False)):
+        if x == y and plan_a["scenes"][i].get("image") is None:
+            assert segment_pixels(plan_a, i) == segment_pixels(plan_b, i), f"segments[{i}]"
+
+
 def changed(a: StageKeys, b: StageKeys) -> set[str]:
     """Which keys differ: a stage when all its keys do (or the scene count changed), else the
     scenes that do, as "segments[2]"."""
@@ -226,7 +268,7 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def with_value(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    out = json.loads(json.dumps(raw))
+    out: dict[str, Any] = json.loads(json.dumps(raw))
     *parents, last = path.replace("[0]", ".0").split(".")
     node: Any = out
     for part in parents:
@@ -253,6 +295,8 @@ def test_flipping_a_spec_field_changes_exactly_its_keys(path: str) -> None:
     assert flipped != BASE
     before, after = keys_of(*effective_of(BASE)), keys_of(*effective_of(flipped))
     assert changed(before, after) == set(flip.changes), flip.why
+    assert_no_false_hit(before, plan_document(json.loads(spec_json(*effective_of(BASE)))),
+                        after, plan_document(json.loads(spec_json(*effective_of(flipped)))))
 
 
 @pytest.mark.parametrize("field", sorted(EFFECTIVE_FLIPS))
@@ -419,7 +463,7 @@ def test_image_digest_only_from_a_pinned_reference() -> None:
 
 
 def edit_scene(plan: dict[str, Any], index: int, **fields: Any) -> dict[str, Any]:
-    out = json.loads(json.dumps(plan))
+    out: dict[str, Any] = json.loads(json.dumps(plan))
     out["scenes"][index].update(fields)
     return out
 
@@ -444,6 +488,7 @@ def test_a_one_scene_edit_changes_that_scene_then_stitch_and_publish(
                            edit_scene(plan, 2, description="a lighthouse"))
     assert changed(before, described) == {"plan", "keyframes[2]", *segments, "stitch",
                                           "publish"}
+    assert_no_false_hit(before, plan, described, edit_scene(plan, 2, description="a lighthouse"))
     reseeded = stage_keys({**doc, "sceneOverrides": [{"index": 2, "seed": 99}]}, tc, INPUTS,
                           edit_scene(plan, 2, seed=99))
     assert changed(before, reseeded) == {"plan", "keyframes[2]", *segments, "stitch",
