@@ -137,7 +137,7 @@ def canonical(value: Any, where: str = "") -> Any:
                 raise TypeError(f"{where or 'value'}: key {k!r} is not a string")
             out[k] = canonical(v, f"{where}.{k}" if where else k)
         return out
-    if isinstance(value, Sequence):
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         return [canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise TypeError(f"{where or 'value'}: {type(value).__name__} cannot be keyed")
 

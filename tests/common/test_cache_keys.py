@@ -391,6 +391,8 @@ def test_canonical_refuses_what_json_cannot_spell() -> None:
         canonical({"fps": float("nan")})
     with pytest.raises(TypeError):
         canonical({1: "x"})
+    with pytest.raises(TypeError, match="bytes"):
+        canonical({"checksum": b"\x00"})
     assert canonical({"a": (1.0, 2.5, True)}) == {"a": [1, 2.5, True]}
 
 
