@@ -223,11 +223,12 @@ async def download_link(namespace: str, name: str, who: Who, f: FilesOf) -> Resp
                                             "VideoJob, or expired"}})
 @router.head(LINKED, include_in_schema=False)
 async def linked_download(namespace: str, name: str, request: Request, f: FilesOf,
-                          token: Annotated[str, Query(max_length=64)]) -> Response:
+                          token: Annotated[str | None, Query(max_length=64)] = None
+                          ) -> Response:
     obj = f.videojobs.get(namespace, name)
     uid = str((obj.get("metadata") or {}).get("uid") or "") if obj is not None else None
     try:
-        download_links.check(f.link_key, token, namespace, name, uid or None, time.time())
+        download_links.check(f.link_key, token or "", namespace, name, uid or None, time.time())
     except download_links.LinkRefused as e:
         raise Problem(401, "invalid-download-link", "Invalid download link", str(e),
                       headers={"WWW-Authenticate": 'Bearer realm="videojob"'}) from None
