@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from videojob_common.pipeline import Obj, Phase
 
-from . import __version__, bodies, pages, problems, queues, stream
+from . import __version__, bodies, console, pages, problems, queues, stream
 from .api import (
     PREFIX,
     Cancelled,
@@ -160,6 +160,7 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
     app.include_router(router)
     app.include_router(files_router)
     app.include_router(trigger_router)
+    app.include_router(console.router)
     return app
 
 
