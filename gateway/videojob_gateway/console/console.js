@@ -277,7 +277,8 @@ async function listView() {
     if (!TERMINAL.includes(vj.phase)) live.add(li, vj);
   }
   $("list-empty").hidden = items.length > 0;
-  say(`${items.length} VideoJob${items.length === 1 ? "" : "s"} in ${wanted.length === 1 ? wanted[0] : `${wanted.length} namespaces`}.`);
+  setText($("list-count"), `${items.length} VideoJob${items.length === 1 ? "" : "s"} in ${
+    wanted.length === 1 ? wanted[0] : `${wanted.length} namespaces`}.`);
 }
 
 // --- one VideoJob
