@@ -341,6 +341,17 @@ def test_cancel_another_videojob_from_the_list(
                 "its row to follow the event stream")
     assert live
     shot(browser, "list")
+    # Suspend and resume from the row: the API says so, and the row follows through the stream.
+    row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=suspend]").click()
+    wait(browser, lambda d: row(d, name).find_elements(
+        By.CSS_SELECTOR, "button[data-action=resume]"), 30, "the Resume button")
+    assert vj_get(world, name)["spec"]["suspend"] is True
+    wait(browser, lambda d: row(d, name).find_element(By.CSS_SELECTOR, ".phase")
+         .get_attribute("data-phase") == "Suspended", 60, "Suspended in the row")
+    row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=resume]").click()
+    wait(browser, lambda d: row(d, name).find_elements(
+        By.CSS_SELECTOR, "button[data-action=suspend]"), 30, "the Suspend button again")
+    assert vj_get(world, name)["spec"]["suspend"] is False
     cancel = row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=cancel]")
     assert cancel.get_attribute("aria-label") == f"Cancel {name}"
     cancel.click()
