@@ -241,7 +241,6 @@ def test_submit_through_the_form_watch_the_bar_and_play_the_video(
 
     wait(browser, moved, 240, f"the bar to move (seen {seen})")
     assert seen == sorted(seen), seen
-    shot(browser, "detail-running")
     wait(browser, lambda d: d.find_element(By.ID, "detail-phase").text == "Succeeded", 300,
          "Succeeded on the page")
     assert progress_of(bar) == 100
@@ -340,6 +339,9 @@ def test_cancel_another_videojob_from_the_list(
     live = wait(browser, lambda d: row(d, name).get_attribute("data-live") == "yes", 30,
                 "its row to follow the event stream")
     assert live
+    # The row's bar moves too, from the same kind of stream the detail page follows.
+    wait(browser, lambda d: progress_of(row(d, name).find_element(By.TAG_NAME, "progress")) > 0,
+         120, "the row's bar to move")
     shot(browser, "list")
     # Suspend and resume from the row: the API says so, and the row follows through the stream.
     row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=suspend]").click()
