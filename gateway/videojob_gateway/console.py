@@ -24,7 +24,7 @@ CSP = "; ".join([
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data:",
+    "img-src 'self'",
     "media-src 'self'",
     "connect-src 'self'",
     "form-action 'none'",

@@ -475,6 +475,42 @@ def test_phone_width(browser: WebDriver, gateway: GatewayProcess, world: Gateway
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+# --- what the console reads besides VideoJobs, over HTTP
+
+
+def test_namespaces_and_events_are_what_the_caller_may_read(
+        gateway: GatewayProcess, world: GatewayWorld, cluster: Cluster) -> None:
+    with gateway.client(token=world.tokens["writer"]) as writer, \
+            gateway.client(token=world.tokens["reader"]) as reader, \
+            gateway.client(token=world.tokens["auditor"]) as auditor, \
+            gateway.client(api_key=world.api_key) as key:
+        assert writer.get("/api/v1/namespaces").json() == {"namespaces": [{"name": world.a}]}
+        assert key.get("/api/v1/namespaces").json() == {"namespaces": [{"name": world.a}]}
+        everyone = {n["name"] for n in auditor.get("/api/v1/namespaces").json()["namespaces"]}
+        assert {world.a, world.b, world.system, "default"} <= everyone  # a cluster-wide grant
+        assert problem_of(gateway.client().get("/api/v1/namespaces"), 401)
+
+        name = f"evented-{uuid.uuid4().hex[:5]}"
+        made = world.admin.create_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob", "metadata": {"name": name},
+            "spec": {"prompt": "held", **SMALL, "suspend": True}})
+        cluster.core.create_namespaced_event(world.a, client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{name}-"),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}", kind="VideoJob", name=name,
+                namespace=world.a, uid=made["metadata"]["uid"]),
+            reason="Noted", message="seen", type="Normal"))
+        url = f"/api/v1/namespaces/{world.a}/videojobs/{name}/kube-events"
+        wait_until(lambda: writer.get(url).status_code == 200, 10, "the VideoJob in the cache")
+        assert [(e["reason"], e["message"]) for e in writer.get(url).json()["items"]
+                if e["reason"] == "Noted"] == [("Noted", "seen")]
+        # The reader may get the VideoJob but not list Events: the API server says no, as them.
+        assert problem_of(reader.get(url), 403)
+        assert problem_of(writer.get(f"/api/v1/namespaces/{world.b}/videojobs/{name}"
+                                     "/kube-events"), 403)
+        world.admin.delete_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, name)
+
+
 # --- download links, over HTTP
 
 
