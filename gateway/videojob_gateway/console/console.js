@@ -533,7 +533,12 @@ function route() {
   if (!credential()) { signinView(); return; }
   const hash = location.hash || "#/";
   const detail = /^#\/vj\/([^/]+)\/([^/]+)$/.exec(hash);
-  if (detail) detailView(decodeURIComponent(detail[1]), decodeURIComponent(detail[2]));
+  let ns = null;
+  let name = null;
+  try {
+    if (detail) [ns, name] = [decodeURIComponent(detail[1]), decodeURIComponent(detail[2])];
+  } catch { /* a mangled link: show the list */ }
+  if (ns !== null) detailView(ns, name);
   else if (hash === "#/new") newView();
   else listView();
   $("main").focus({ preventScroll: true });
