@@ -49,6 +49,8 @@ from .callers import Callers, Who
 from .config import Settings
 from .files import Files
 from .files import router as files_router
+from .history import History
+from .history import router as history_router
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
 from .ratelimit import RateLimiter
@@ -134,11 +136,13 @@ class Gateway:
 
 def create_app(settings: Settings, connection: Connection) -> FastAPI:
     gw = Gateway.build(settings, connection)
+    history = History.build(settings, gw.authz)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.what}")
                  for r in gw.reflectors]
+        await history.start()
         try:
             yield
         finally:
@@ -146,6 +150,7 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await gw.api.close()
+            await history.close()
 
     app = FastAPI(title="VideoJob API", version=__version__, lifespan=lifespan,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
@@ -155,12 +160,14 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
     app.state.callers = Callers(gw.authn, gw.limiter, settings.rate_limit, settings.rate_burst,
                                 gw.metrics.rate_limited.inc)
     app.state.files = Files.build(settings, gw.authn, gw.authz, gw.videojobs, gw.namespaces)
+    app.state.history = history
     problems.install(app)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     app.include_router(router)
     app.include_router(files_router)
     app.include_router(trigger_router)
     app.include_router(console.router)
+    app.include_router(history_router)
     return app
 
 

@@ -9,12 +9,23 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from .auth import Mode
 from .layout import StorageRoot
 
 ENV_PREFIX = "VIDEOJOB_GATEWAY_"
+# The archive's DSN: the same variable the operator reads (from the same Secret, in the chart).
+# Never a flag: a command line is visible to every process on the node.
+ARCHIVE_DSN_ENV = "VIDEOJOB_ARCHIVE_DSN"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -75,6 +86,15 @@ class Settings(BaseModel):
     trigger_replay_entries: int = Field(100_000, ge=1)
     # How long a trigger's signing secret (or the failure to read it) is kept.
     trigger_key_cache_seconds: float = Field(10.0, ge=0)
+
+    # The history routes (history.py): the archive's PostgreSQL; None: they answer 503.
+    archive_dsn: SecretStr | None = None
+    # Connections to it, and threads that run its queries.
+    archive_pool_size: int = Field(4, ge=1, le=64)
+    # How long a history request waits for a connection before its 503.
+    archive_timeout_seconds: float = Field(5.0, gt=0)
+    # The longest a history query may run in PostgreSQL (a session statement_timeout).
+    archive_statement_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("download_link_key")
     @classmethod
@@ -144,6 +164,13 @@ def parser() -> argparse.ArgumentParser:
                    help="deliveries remembered for replay detection (100000)")
     p.add_argument("--trigger-key-cache-seconds", type=float,
                    help="how long a trigger's signing secret is cached (10)")
+    p.add_argument("--archive-pool-size", type=int,
+                   help=f"connections to the archive (4); its DSN is ${ARCHIVE_DSN_ENV}, "
+                        "never a flag")
+    p.add_argument("--archive-timeout-seconds", type=float,
+                   help="a history request's wait for an archive connection (5)")
+    p.add_argument("--archive-statement-timeout-seconds", type=float,
+                   help="the longest a history query may run (10)")
     return p
 
 
@@ -163,6 +190,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if "download_link_key_file" in values:
         values["download_link_key"] = Path(
             str(values.pop("download_link_key_file"))).read_bytes().strip()
+    if environ.get(ARCHIVE_DSN_ENV):
+        values["archive_dsn"] = environ[ARCHIVE_DSN_ENV]
     values["kubeconfig"] = values.get("kubeconfig") or _kubeconfig(environ)
     if "key_namespace" not in values and IN_CLUSTER_NAMESPACE.exists():
         values["key_namespace"] = IN_CLUSTER_NAMESPACE.read_text().strip()

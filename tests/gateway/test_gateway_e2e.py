@@ -485,6 +485,8 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
         "/api/v1/namespaces/{namespace}/uploads",
         "/api/v1/namespaces/{namespace}/triggers/{name}",
         "/api/v1/namespaces",
+        "/api/v1/namespaces/{namespace}/history",
+        "/api/v1/namespaces/{namespace}/history/{nameOrUid}",
         "/api/v1/queues"}
     # A download link is the credential of its own route: no header asked there.
     linked = "/api/v1/namespaces/{namespace}/videojobs/{name}/linked-download"
