@@ -77,7 +77,7 @@ def up_real_nodes(lay: controlplane.Layout) -> None:
     print(f"operator installed with Helm: release {RELEASE} in {RELEASE_NAMESPACE} "
           f"(kubectl -n {RELEASE_NAMESPACE} logs deploy/{RELEASE}); the HTTP gateway: "
           f"kubectl -n {RELEASE_NAMESPACE} port-forward svc/{RELEASE}-gateway "
-          f"{GATEWAY_PORT}:80")
+          f"{GATEWAY_PORT}:80, then the console is http://127.0.0.1:{GATEWAY_PORT}/")
 
 
 def up() -> None:
@@ -127,6 +127,8 @@ def up() -> None:
           f"PostgreSQL on :{postgres.PORT} (DSN in {postgres.dsn_file(lay)})")
     print(f"gateway: http://127.0.0.1:{GATEWAY_PORT}/api/v1 (an API key for namespace "
           f"default: {key_file}; docs/http-api.md)")
+    print(f"console: http://127.0.0.1:{GATEWAY_PORT}/ (sign in with that key, or a token: "
+          f"kubectl -n default create token {DEV_ACCOUNT})")
 
 
 DEV_ACCOUNT = "videojob-dev"

@@ -53,6 +53,11 @@ class Settings(BaseModel):
     # Signs continue tokens (pages.py). Random per process unless given: replicas behind one
     # Service must share it, or a page's token only works on the replica that made it.
     continue_key: SecretBytes = Field(default_factory=lambda: SecretBytes(secrets.token_bytes(32)))
+    # Signs download links (download_links.py): random per process unless given, like
+    # continue_key; replicas behind one Service must share it (a Secret, --download-link-key-file).
+    download_link_key: SecretBytes = Field(
+        default_factory=lambda: SecretBytes(secrets.token_bytes(32)))
+    download_link_seconds: int = Field(300, ge=1, le=300)
     api_timeout_seconds: float = Field(10.0, gt=0)
     watch_seconds: int = Field(290, ge=10)  # one watch request's length (the server ends it)
     tls_cert: Path | None = None
@@ -91,6 +96,13 @@ class Settings(BaseModel):
     # The longest a history query may run in PostgreSQL (a session statement_timeout).
     archive_statement_timeout_seconds: float = Field(10.0, gt=0)
 
+    @field_validator("download_link_key")
+    @classmethod
+    def _download_link_key(cls, value: SecretBytes) -> SecretBytes:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("the download-link key must be at least 16 bytes")
+        return value
+
     @model_validator(mode="after")
     def consistent(self) -> Settings:
         if "key" in self.auth_modes and not self.key_namespace:
@@ -128,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-burst", type=int, help="requests per credential at once (40)")
     p.add_argument("--continue-key-file", help="file with the key that signs continue tokens "
                    "(default: random per process)")
+    p.add_argument("--download-link-key-file", help="file with the key that signs download "
+                   "links (default: random per process)")
+    p.add_argument("--download-link-seconds", type=int,
+                   help="how long a download link works (300, the most)")
     p.add_argument("--api-timeout-seconds", type=float, help="API-server request timeout (10)")
     p.add_argument("--watch-seconds", type=int, help="length of one watch request (290)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -171,6 +187,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             m.strip() for m in str(values["auth_modes"]).split(",") if m.strip())
     if "continue_key_file" in values:
         values["continue_key"] = Path(str(values.pop("continue_key_file"))).read_bytes().strip()
+    if "download_link_key_file" in values:
+        values["download_link_key"] = Path(
+            str(values.pop("download_link_key_file"))).read_bytes().strip()
     if environ.get(ARCHIVE_DSN_ENV):
         values["archive_dsn"] = environ[ARCHIVE_DSN_ENV]
     values["kubeconfig"] = values.get("kubeconfig") or _kubeconfig(environ)
