@@ -181,6 +181,9 @@ if [ -n "$node_tools" ]; then
     "$context/coredns" hack/images/coredns/Dockerfile --build-arg "VERSION=$coredns_version" -- \
     hack/images/coredns "$node_tools/coredns"
 fi
+# Images a rebuild left untagged go: with the vfs driver each keeps whole copies of its layers
+# (gigabytes), and nothing refers to them any more.
+"${podman[@]}" image prune -f >/dev/null
 echo "images ready in $(( $(date +%s) - started ))s" >&2
 
 if [ -z "$push" ]; then

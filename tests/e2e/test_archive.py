@@ -25,6 +25,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
+from videojob_common.archive.rows import row
+from videojob_common.archive.store import Archive
 from videojob_operator.api import GROUP, PLURAL, VERSION
 from videojob_operator.archiving import ANNOTATION_ARCHIVED
 from videojob_testkit import REPO
@@ -46,6 +48,7 @@ class World:
     postgres: PostgresServer
     dsn: str
     operator: Operator
+    expiring: str  # a namespace whose rows the operator's retention keeps 30 days
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +61,18 @@ def world(cluster: Cluster, crds: None, redis_server: RedisServer,
     postgres.start()
     dsn = postgres.create_database("archive")
     workdir = REPO / ".cluster" / "e2e" / f"archive-{suffix}"
+    expiring = f"expiring-{suffix}"
     op = Operator(cluster=cluster, workdir=workdir, redis_url=redis_server.url,
                   env={"VIDEOJOB_ARCHIVE_DSN": dsn},
-                  overrides={"archive": {"hold_seconds": 120}})
+                  overrides={"archive": {
+                      "hold_seconds": 120, "retention_interval_seconds": 1,
+                      "retention": [{"namespace": expiring, "max_age_days": 30}]}})
     try:
         cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
             name=namespace)))
         op.start()
-        yield World(namespace=namespace, postgres=postgres, dsn=dsn, operator=op)
+        yield World(namespace=namespace, postgres=postgres, dsn=dsn, operator=op,
+                    expiring=expiring)
     finally:
         op.stop()
         cluster.core.delete_namespace(namespace, propagation_policy="Background")
@@ -272,3 +279,30 @@ def test_sigkill_between_the_commit_and_the_mark_leaves_one_row(
     vj = finished(cluster, ns, "marker")
     assert vj["metadata"]["uid"] == uid
     assert [(r[0], r[2]) for r in rows(world, "marker")] == [(uid, "Succeeded")]
+
+
+def test_retention_removes_what_the_administrator_keeps_no_longer(world: World) -> None:
+    """The operator applies `archive.retention` on its schedule: rows of the expiring namespace
+    older than 30 days go, newer ones and every other namespace's stay."""
+    now = dt.datetime.now(dt.UTC)
+
+    def finished(name: str, days_ago: float) -> Any:
+        done = (now - dt.timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return row({"metadata": {"uid": str(uuid.uuid4()), "namespace": world.expiring,
+                                 "name": name, "creationTimestamp": done},
+                    "spec": {"prompt": "x"},
+                    "status": {"phase": "Succeeded", "completionTime": done}}, [], now)
+
+    with Archive(world.dsn) as archive:
+        archive.upsert([finished(f"old-{i}", 400 + i) for i in range(5)]
+                       + [finished(f"new-{i}", 1) for i in range(2)])
+    wait_until(lambda: [r[1] for r in _rows_in(world, world.expiring)] == ["new-0", "new-1"],
+               30, "retention to remove the old rows")
+    assert rows(world)  # the test namespace's rows (no policy of their own) are all there
+    assert world.operator.metrics().get("videojob_archive_rows_expired_total", 0) >= 5
+
+
+def _rows_in(world: World, namespace: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(world.dsn) as conn:
+        return conn.execute("SELECT uid::text, name FROM videojob_archive WHERE namespace = %s "
+                            "ORDER BY name", (namespace,)).fetchall()
