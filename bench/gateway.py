@@ -137,6 +137,19 @@ def quantiles(values: list[float]) -> dict[str, float | None]:
             "max_ms": round(max(values), 2)}
 
 
+def shares(cpu: dict[str, float], loadgen_s: float) -> dict[str, float]:
+    """CPU seconds by part over a wall time (`cpu["wall"]`) as shares of one core, with the load
+    generator's and `other`: the machine's busy time that none of them spent (other work on a
+    shared machine shows there)."""
+    wall = cpu["wall"]
+    parts = {k: v for k, v in cpu.items() if k not in ("wall", "machine")}
+    parts["loadgen"] = loadgen_s
+    out = {k: round(v / wall, 3) for k, v in parts.items()}
+    out["machine"] = round(cpu["machine"] / wall, 3)
+    out["other"] = round(max(cpu["machine"] - sum(parts.values()), 0.0) / wall, 3)
+    return out
+
+
 def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return round(statistics.median(values), 2) if values else None
@@ -327,11 +340,13 @@ def get_runs(w: World, names: list[str], args: argparse.Namespace) -> dict[str, 
         with cpu_of(w) as cpu:
             out = result(loadgen(w, "rate", job), duration + 120)
         lat = out["latencies_ms"]
-        wall = cpu["wall"]
+        server = cpu["gateway"] if kind.startswith("gateway") else cpu["kube-apiserver"]
         return {**quantiles(lat), "achieved_rps": round(len(lat) / out["elapsed_s"], 1),
                 "sent": out["sent"], "errors": out["errors"], "connections": out["connections"],
-                "loadgen_cpu_share": round(out["cpu_s"] / wall, 3),
-                "cpu_share": {k: round(v / wall, 3) for k, v in cpu.items() if k != "wall"}}
+                # the serving process's CPU per answered request (the gateway's reviews and
+                # watches included; the API server's without etcd)
+                "cpu_ms_per_request": round(server * 1000 / max(len(lat), 1), 3),
+                "cpu_share": shares(cpu, out["cpu_s"])}
 
     for kind in order:  # warm-up: connections, caches, the API server's token cache
         one(kind, 3)
@@ -427,13 +442,11 @@ def sse_runs(w: World, names: list[str], args: argparse.Namespace) -> dict[str, 
                 events, followed, {k: v[1] for k, v in patched.items()})
             from_sent, _ = stream_latencies(events, followed,
                                             {k: v[0] for k, v in patched.items()})
-            wall = cpu["wall"]
             run = {**quantiles(answered), "from_sent": quantiles(from_sent),
                    "patch_ms": quantiles([(b - a) * 1000 for a, b in patched.values()]),
                    "samples": len(answered), "missed": missed, "failed": out["failed"][:5],
                    "streams_opened_s": round(opened_s, 1),
-                   "loadgen_cpu_share": round(out["cpu_s"] / wall, 3),
-                   "cpu_share": {k: round(v / wall, 3) for k, v in cpu.items() if k != "wall"}}
+                   "cpu_share": shares(cpu, out["cpu_s"])}
             print(f"SSE {kind}: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
                   f"{run['samples']} seen, {missed} missed, streams opened in "
                   f"{run['streams_opened_s']} s, cpu {run['cpu_share']}", flush=True)
@@ -533,10 +546,15 @@ def summarise(get: dict[str, list[dict[str, Any]]], submit: dict[str, list[dict[
             "apiserver_get_p99_ms": median_of(a, "p99_ms"),
             "apiserver_get_p50_ms": median_of(a, "p50_ms"),
             "apiserver_get_rps": median_of(a, "achieved_rps"),
+            "gateway_get_cpu_ms": median_of(g, "cpu_ms_per_request"),
+            "gateway_get_key_cpu_ms": median_of(k, "cpu_ms_per_request"),
+            "apiserver_get_cpu_ms": median_of(a, "cpu_ms_per_request"),
             "gateway_get_cpu_share": round(statistics.median(
                 r["cpu_share"]["gateway"] for r in g), 3),
             "gateway_get_loadgen_cpu_share": round(statistics.median(
-                r["loadgen_cpu_share"] for r in g), 3),
+                r["cpu_share"]["loadgen"] for r in g), 3),
+            "get_other_cpu_share": round(statistics.median(
+                r["cpu_share"]["other"] for rs in (g, k, a) for r in rs), 3),
         })
         out["gateway_get_vs_apiserver_p99_ratio"] = ratio(out["gateway_get_p99_ms"],
                                                           out["apiserver_get_p99_ms"])
