@@ -112,21 +112,30 @@ def spread(subscribers: int, videojobs: list[str]) -> list[str]:
 
 def stream_latencies(events: list[tuple[int, str, float]], followed: list[str],
                      patched: dict[tuple[str, str], float]) -> tuple[list[float], int]:
-    """Milliseconds from each patch's time (by (VideoJob, message)) to each subscriber's event
-    carrying that message, and how many (subscriber, patch) pairs never got theirs."""
-    got: dict[tuple[int, str], float] = {}
+    """Milliseconds from each patch's time (by (VideoJob, message)) to each subscriber of that
+    VideoJob seeing it or a later state (a stream sends states: a change still unsent when a
+    newer one comes is replaced by it, cache.Mailbox), and how many (subscriber, patch) pairs
+    never saw either. A VideoJob's patches are in the order of their times."""
+    order: dict[tuple[str, str], int] = {}
+    for n, (key, _) in enumerate(sorted(patched.items(), key=lambda kv: kv[1])):
+        order[key] = n
+    seen: dict[int, list[tuple[float, int]]] = {}
     for stream, message, at in events:
-        got.setdefault((stream, message), at)
+        n = order.get((followed[stream], message))
+        if n is not None:
+            seen.setdefault(stream, []).append((at, n))
     out, missed = [], 0
     for stream, vj in enumerate(followed):
+        mine = seen.get(stream, [])
         for (name, message), at in patched.items():
             if name != vj:
                 continue
-            seen = got.get((stream, message))
-            if seen is None:
+            n = order[(name, message)]
+            first = min((t for t, m in mine if m >= n), default=None)
+            if first is None:
                 missed += 1
             else:
-                out.append((seen - at) * 1000)
+                out.append((first - at) * 1000)
     return out, missed
 
 

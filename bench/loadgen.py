@@ -224,6 +224,7 @@ async def run_rate(job: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     lags: list[float] = []
     errors: dict[str, int] = {}
+    stale = {"count": 0}
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(due: float, raw: bytes) -> None:
@@ -238,7 +239,16 @@ async def run_rate(job: dict[str, Any]) -> dict[str, Any]:
             if conn is None:
                 conn = await Connection.open(target, ctx)
             lags.append(time.monotonic() - due)
-            status, _ = await asyncio.wait_for(conn.exchange(raw), TIMEOUT_S)
+            try:
+                status, _ = await asyncio.wait_for(conn.exchange(raw), TIMEOUT_S)
+            except (ConnectionResetError, asyncio.IncompleteReadError):
+                # The server closed a keep-alive connection that sat idle (uvicorn: after
+                # 5 s) as the request went out: again on a new one, as HTTP clients do with
+                # an idempotent request. The time lost stays in its latency.
+                stale["count"] += 1
+                conn.close()
+                conn = await Connection.open(target, ctx)
+                status, _ = await asyncio.wait_for(conn.exchange(raw), TIMEOUT_S)
             done = time.monotonic()
             if status != 200:
                 errors[str(status)] = errors.get(str(status), 0) + 1
@@ -269,6 +279,7 @@ async def run_rate(job: dict[str, Any]) -> dict[str, Any]:
     for conn in idle:
         conn.close()
     return {"latencies_ms": latencies, "errors": errors, "connections": opened,
+            "stale_connections_retried": stale["count"],
             "sent": len(dues), "elapsed_s": end - start,
             "send_lag_ms_max": max(lags) * 1000 if lags else None,
             "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)}

@@ -52,6 +52,13 @@ def test_subscribers_spread_evenly_and_each_is_timed_from_its_own_videojobs_patc
     assert missed == 1  # subscriber 3 never saw b's change
 
 
+def test_a_change_replaced_by_a_newer_one_counts_as_seen_with_it() -> None:
+    patched = {("a", "m1"): 10.0, ("a", "m2"): 11.0, ("a", "m3"): 12.0}
+    events = [(0, "m2", 11.5)]  # m1 was still unsent when m2 came; m3 never came
+    latencies, missed = gateway.stream_latencies(events, ["a"], patched)
+    assert [round(x) for x in latencies] == [1500, 500] and missed == 1
+
+
 def test_cpu_shares_name_what_other_work_on_the_machine_took() -> None:
     out = gateway.shares({"gateway": 5.0, "kube-apiserver": 2.0, "machine": 16.0,
                           "wall": 10.0}, loadgen_s=1.0)
