@@ -352,6 +352,7 @@ def get_runs(w: World, names: list[str], args: argparse.Namespace) -> dict[str, 
         server = cpu["gateway"] if kind.startswith("gateway") else cpu["kube-apiserver"]
         return {**quantiles(lat), "achieved_rps": round(len(lat) / out["elapsed_s"], 1),
                 "sent": out["sent"], "errors": out["errors"], "connections": out["connections"],
+                "stale_connections_retried": out["stale_connections_retried"],
                 # the serving process's CPU per answered request (the gateway's reviews and
                 # watches included; the API server's without etcd)
                 "cpu_ms_per_request": round(server * 1000 / max(len(lat), 1), 3),
