@@ -117,8 +117,8 @@ def stream_latencies(events: list[tuple[int, str, float]], followed: list[str],
     newer one comes is replaced by it, cache.Mailbox), and how many (subscriber, patch) pairs
     never saw either. A VideoJob's patches are in the order of their times."""
     order: dict[tuple[str, str], int] = {}
-    for n, (key, _) in enumerate(sorted(patched.items(), key=lambda kv: kv[1])):
-        order[key] = n
+    for i, (key, _) in enumerate(sorted(patched.items(), key=lambda kv: kv[1])):
+        order[key] = i
     seen: dict[int, list[tuple[float, int]]] = {}
     for stream, message, at in events:
         n = order.get((followed[stream], message))
@@ -534,7 +534,7 @@ def delete_namespace(bed: Testbed, ns: str) -> None:
         try:
             bed.cluster.core.read_namespace(ns)
         except client.ApiException as e:
-            return e.status == 404
+            return bool(e.status == 404)
         return False
 
     wait_until(gone, 300, f"namespace {ns} deleted")
