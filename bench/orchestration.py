@@ -187,10 +187,12 @@ def run_floor(bed: Testbed, n: int, interval: float = 0.0) -> Run:
                times.by_third(began, makespan), interval_s=interval)
 
 
-def run_operator(bed: Testbed, n: int, interval: float = 0.0) -> Run:
-    """The operator over n VideoJobs, all created at once or one every `interval` seconds."""
+def run_operator(bed: Testbed, n: int, interval: float = 0.0,
+                 env: dict[str, str] | None = None) -> Run:
+    """The operator over n VideoJobs, all created at once or one every `interval` seconds
+    (`env`: added to the operator's environment)."""
     wide = {"gpu": {"maxConcurrency": 4 * n}, "cpu": {"maxConcurrency": 4 * n}}
-    op = bed.operator(wide)
+    op = bed.operator(wide, env=env)
     op.start()
     ns = bed.namespace("operator")
     names = [f"vj{i:04d}" for i in range(n)]

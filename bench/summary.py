@@ -111,6 +111,11 @@ HEADLINE: dict[str, Headline] = {
                                           lambda v: v <= 100),
     "history_deep_page_p99_ms": Headline("archive", "history_deep_page_p99_ms"),
     "archive_write_rows_per_s": Headline("archive", "archive_write_rows_per_s"),
+    # The operator's hand-off with the archive on against off (bench/archive_handoff.py).
+    "archive_on_handoff_p50_ms": Headline("archive_handoff", "archive_on_handoff_p50_ms"),
+    "archive_off_handoff_p50_ms": Headline("archive_handoff", "archive_off_handoff_p50_ms"),
+    "archive_handoff_p50_ratio": Headline("archive_handoff", "archive_handoff_p50_ratio",
+                                          "within noise"),
     # The HTTP gateway (bench/gateway.py): each against the API server in the same run.
     "gateway_get_p99_ms": Headline("gateway", "gateway_get_p99_ms", "≤ 10", lambda v: v <= 10),
     "gateway_get_p50_ms": Headline("gateway", "gateway_get_p50_ms"),

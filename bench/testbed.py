@@ -90,12 +90,13 @@ class Testbed:
         return ns
 
     def operator(self, pools: dict[str, Any], *, track: bool = True,
-                 **overrides: Any) -> Operator:
+                 env: dict[str, str] | None = None, **overrides: Any) -> Operator:
         """The operator as its own process (not started yet), authenticating as the counted
-        ServiceAccount; stopped with the testbed unless `track` is False."""
+        ServiceAccount (`env` added to its environment); stopped with the testbed unless
+        `track` is False."""
         op = Operator(cluster=self.cluster, workdir=self.root / f"operator-{len(self.operators)}",
                       redis_url=self.redis.url, overrides={"pools": pools, **overrides},
-                      env={"KUBECONFIG": str(self.operator_kubeconfig)})
+                      env={"KUBECONFIG": str(self.operator_kubeconfig), **(env or {})})
         op.workdir.mkdir(parents=True, exist_ok=True)  # the stage pods' ledger is written there
         if track:
             self.operators.append(op)

@@ -3,13 +3,14 @@
 #   localhost/videojob/operator:<version>   localhost/videojob/worker:<version>
 #   localhost/videojob/gateway:<version>    the HTTP API (docs/http-api.md)
 #   localhost/videojob/redis:7.0            the chart's bundled Redis (Debian's redis-server)
+#   localhost/videojob/postgres:15          the chart's bundled archive (Debian's PostgreSQL)
 #   localhost/videojob/pause:3.10           with --node-images, or when hack/build-node-tools.sh
 #   localhost/videojob/coredns:<version>    exists: the real nodes' sandbox image and cluster DNS
 # and prints one line per image on stdout: `<name> <reference>`.
 #
 #   hack/build-images.sh [--node-images | --no-node-images] [--push REGISTRY] [NAME...]
 #
-# NAMEs (operator worker gateway redis pause coredns) build only those; naming pause or coredns needs the
+# NAMEs (operator worker gateway redis postgres pause coredns) build only those; naming pause or coredns needs the
 # node binaries as --node-images does.
 # --push REGISTRY (e.g. 127.0.0.1:5000, plain HTTP) pushes each image to
 # REGISTRY/videojob/<name>:<tag>, and the printed references are those, with the digest pushed
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     --node-images) node_images=yes; shift ;;
     --no-node-images) node_images=no; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    operator|worker|gateway|redis|pause|coredns) names+=("$1"); shift ;;
+    operator|worker|gateway|redis|postgres|pause|coredns) names+=("$1"); shift ;;
     *) echo "unknown argument: $1 (hack/build-images.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -161,6 +162,8 @@ wanted gateway && build gateway "localhost/videojob/gateway:$version" . Dockerfi
 # Bookworm's redis-server is 7.0.
 wanted redis && build redis localhost/videojob/redis:7.0 hack/images/redis \
   hack/images/redis/Dockerfile -- hack/images/redis
+wanted postgres && build postgres localhost/videojob/postgres:15 hack/images/postgres \
+  hack/images/postgres/Dockerfile -- hack/images/postgres
 if [ -n "$node_tools" ]; then
   # Each binary alone in its build context.
   context=$(mktemp -d)

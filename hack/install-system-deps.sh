@@ -13,6 +13,9 @@ command -v redis-server >/dev/null || need+=(redis-server)  # progress and the a
 command -v promtool >/dev/null || need+=(prometheus)  # promtool: metrics lint, alert rule tests
 # The archive's tests and benchmark start a real PostgreSQL (tests/videojob_testkit/postgres.py).
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+# The web console's tests drive a real headless Chromium (tests/gateway/test_console_e2e.py).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 # The real-node cluster (LOCALCLUSTER_RUNTIME=containerd): containerd 1.6 with runc, the CNI
 # plugins (bridge, host-local, portmap), and what kube-proxy calls (iptables, conntrack).
 [ -x /usr/bin/containerd ] || need+=(containerd)

@@ -2,11 +2,13 @@
 local cluster.
 
 With the node agent (the default), all three run in the background against .cluster/kubeconfig,
-with the CRDs applied first; logs go to .cluster/logs/{operator,redis,gateway}.log. They carry
-the cluster's process marker, so `make cluster-down` stops them too. The gateway listens on
-http://127.0.0.1:18080 (`VIDEOJOB_DEV_GATEWAY_PORT`), in token and key modes; an API key for the
-`default` namespace (ServiceAccount `videojob-dev`, allowed VideoJobs only) is made once and
-kept in .cluster/gateway/api-key.
+with the CRDs applied first, and with the archive on: a PostgreSQL from Debian's packages under
+.cluster/postgres (localcluster/postgres.py), its DSN in .cluster/archive/dsn, so `kubectl
+videojob history` works at once. Logs go to .cluster/logs/{operator,redis,gateway,postgres}.log.
+They carry the cluster's process marker, so `make cluster-down` stops them too. The gateway
+listens on http://127.0.0.1:18080 (`VIDEOJOB_DEV_GATEWAY_PORT`), in token and key modes; an API
+key for the `default` namespace (ServiceAccount `videojob-dev`, allowed VideoJobs only) is made
+once and kept in .cluster/gateway/api-key.
 
 With real nodes (a cluster started with LOCALCLUSTER_RUNTIME=containerd), the images are built
 from the Dockerfiles and pushed to the local registry, and the chart is installed as a user would
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from localcluster import controlplane, realnodes
+from localcluster import controlplane, postgres, realnodes
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_PORT = int(os.environ.get("VIDEOJOB_DEV_REDIS_PORT", "16379"))
@@ -75,7 +77,7 @@ def up_real_nodes(lay: controlplane.Layout) -> None:
     print(f"operator installed with Helm: release {RELEASE} in {RELEASE_NAMESPACE} "
           f"(kubectl -n {RELEASE_NAMESPACE} logs deploy/{RELEASE}); the HTTP gateway: "
           f"kubectl -n {RELEASE_NAMESPACE} port-forward svc/{RELEASE}-gateway "
-          f"{GATEWAY_PORT}:80")
+          f"{GATEWAY_PORT}:80, then the console is http://127.0.0.1:{GATEWAY_PORT}/")
 
 
 def up() -> None:
@@ -90,6 +92,8 @@ def up() -> None:
         controlplane.start(lay, "redis", ["redis-server", "--port", str(REDIS_PORT),
                                           "--bind", "127.0.0.1", "--save", "",
                                           "--appendonly", "no"])
+    # The archive (docs/history.md): Debian's PostgreSQL under .cluster/postgres.
+    os.environ["VIDEOJOB_ARCHIVE_DSN"] = postgres.up(lay)
     config = lay.root / "operator" / "config.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({
@@ -119,9 +123,12 @@ def up() -> None:
                           lambda: _ok(f"http://127.0.0.1:{GATEWAY_PORT}/readyz"), 60,
                           lay.logs / "gateway.log")
     print(f"operator running (logs: {lay.logs / 'operator.log'}, metrics "
-          f"http://127.0.0.1:{METRICS_PORT}/metrics), redis on :{REDIS_PORT}")
+          f"http://127.0.0.1:{METRICS_PORT}/metrics), redis on :{REDIS_PORT}, the archive's "
+          f"PostgreSQL on :{postgres.PORT} (DSN in {postgres.dsn_file(lay)})")
     print(f"gateway: http://127.0.0.1:{GATEWAY_PORT}/api/v1 (an API key for namespace "
           f"default: {key_file}; docs/http-api.md)")
+    print(f"console: http://127.0.0.1:{GATEWAY_PORT}/ (sign in with that key, or a token: "
+          f"kubectl -n default create token {DEV_ACCOUNT})")
 
 
 DEV_ACCOUNT = "videojob-dev"
@@ -182,7 +189,7 @@ def down() -> None:
     if controlplane.recorded_runtime(lay) == "containerd" and lay.kubeconfig.exists():
         subprocess.run([helm(), "uninstall", RELEASE, f"--kubeconfig={lay.kubeconfig}", "-n",
                         RELEASE_NAMESPACE, "--wait", "--ignore-not-found"], check=False)
-    for name in ("gateway", "operator", "redis"):
+    for name in ("gateway", "operator", "redis", "postgres"):
         if controlplane.stop(layout(), name, grace=15):
             print(f"stopped {name}")
 

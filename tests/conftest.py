@@ -1,4 +1,5 @@
-"""Fixtures shared by the suite: the cluster (local by default) and a namespace per test."""
+"""Fixtures shared by the suite: the cluster (local by default), a namespace per test, and a real
+PostgreSQL for the archive (tests/archive, the history command and endpoint)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kubernetes import client
 
 from videojob_testkit import REPO
 from videojob_testkit.kube import Cluster, connect, wait_for
+from videojob_testkit.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,23 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
              namespace=name, timeout=30, what=f"ServiceAccount {name}/default")
     yield name
     cluster.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (a free port on 127.0.0.1), stopped and removed
+    after."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def archive_dsn(postgres: PostgresServer) -> Iterator[str]:
+    """The DSN of an empty database, dropped after the test."""
+    name = f"archive_{uuid.uuid4().hex[:12]}"
+    yield postgres.create_database(name)
+    postgres.drop_database(name)

@@ -12,7 +12,8 @@ gateway has no permissions of its own that a caller could borrow (docs/http-api.
 - pure: `views` (a VideoJob as the API shows it), `pages` (keyset pagination, continue tokens),
   `queues` (counts per pool), `stream` (Server-Sent Events), `bodies` (reading a request),
   `problems` (RFC 9457 documents);
-- `app`: the routes, thin adapters over the above; `metrics`: Prometheus.
+- `app`: the routes, thin adapters over the above; `files` and `history` (the archive of
+  finished VideoJobs, in PostgreSQL), theirs; `metrics`: Prometheus.
 """
 
 __version__ = "0.1.0"

@@ -118,6 +118,38 @@ class Cancelled(BaseModel):
     status: str = "Cancelling"
 
 
+class DownloadLink(BaseModel):
+    """A URL of a Succeeded VideoJob's MP4 that needs no header, for a few minutes."""
+
+    url: str = Field(description="Relative to the gateway; Range requests work through it.")
+    expiresAt: str
+
+
+class VisibleNamespace(BaseModel):
+    name: str
+
+
+class NamespaceList(BaseModel):
+    """The namespaces whose VideoJobs the caller may list."""
+
+    namespaces: list[VisibleNamespace]
+
+
+class KubeEvent(BaseModel):
+    """A Kubernetes Event about a VideoJob (the operator's record of what it did)."""
+
+    type: str
+    reason: str
+    message: str
+    count: int = 1
+    firstTime: str | None = None
+    lastTime: str | None = None
+
+
+class KubeEvents(BaseModel):
+    items: list[KubeEvent]
+
+
 class NamespaceCounts(BaseModel):
     queued: int = 0
     running: int = 0

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -21,8 +22,19 @@ from pydantic import BaseModel
 
 from videojob_common.pipeline import Obj, Phase
 
-from . import __version__, bodies, pages, problems, queues, stream
-from .api import PREFIX, Cancelled, Created, CreateVideoJob, Queues, VideoJob, VideoJobList
+from . import __version__, bodies, console, pages, problems, queues, stream
+from .api import (
+    PREFIX,
+    Cancelled,
+    Created,
+    CreateVideoJob,
+    KubeEvents,
+    NamespaceList,
+    Queues,
+    VideoJob,
+    VideoJobList,
+    VisibleNamespace,
+)
 from .auth import (
     Access,
     Authenticator,
@@ -37,13 +49,25 @@ from .callers import Callers, Who
 from .config import Settings
 from .files import Files
 from .files import router as files_router
+from .history import History
+from .history import router as history_router
 from .kube import FIELD_MANAGER, MERGE_PATCH, ApiError, ApiServer, ApiUnavailable, Connection
 from .metrics import Metrics, RequestMetrics
 from .ratelimit import RateLimiter
 from .trigger_objects import ALL_TRIGGERS
 from .triggers import TriggerDesk
 from .triggers import router as trigger_router
-from .views import GROUP, PLURAL, VERSION, collection_path, links, manifest, object_path, view
+from .views import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    collection_path,
+    kube_event_items,
+    links,
+    manifest,
+    object_path,
+    view,
+)
 
 VIDEOJOBS = f"{PREFIX}/namespaces/{{namespace}}/videojobs"
 VIDEOJOB = VIDEOJOBS + "/{name}"
@@ -112,11 +136,13 @@ class Gateway:
 
 def create_app(settings: Settings, connection: Connection) -> FastAPI:
     gw = Gateway.build(settings, connection)
+    history = History.build(settings, gw.authz)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.what}")
                  for r in gw.reflectors]
+        await history.start()
         try:
             yield
         finally:
@@ -124,6 +150,7 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await gw.api.close()
+            await history.close()
 
     app = FastAPI(title="VideoJob API", version=__version__, lifespan=lifespan,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
@@ -133,11 +160,14 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
     app.state.callers = Callers(gw.authn, gw.limiter, settings.rate_limit, settings.rate_burst,
                                 gw.metrics.rate_limited.inc)
     app.state.files = Files.build(settings, gw.authn, gw.authz, gw.videojobs, gw.namespaces)
+    app.state.history = history
     problems.install(app)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     app.include_router(router)
     app.include_router(files_router)
     app.include_router(trigger_router)
+    app.include_router(console.router)
+    app.include_router(history_router)
     return app
 
 
@@ -309,15 +339,45 @@ async def queue_counts(who: Who, gw: GW) -> Response:
                                        figures))
 
 
-async def visible_namespaces(gw: Gateway, who: Caller) -> Callable[[str], bool]:
-    """The namespaces whose VideoJobs the caller may list: all, with a cluster-wide grant."""
+async def visible_namespaces(gw: Gateway, who: Caller,
+                             candidates: list[str] | None = None) -> Callable[[str], bool]:
+    """The namespaces whose VideoJobs the caller may list: all, with a cluster-wide grant;
+    else those of `candidates` (default: the namespaces that have VideoJobs) RBAC allows."""
     if await gw.authz.allowed(who, Access("list")):
         return lambda ns: True
-    candidates = gw.videojobs.namespaces()
+    if candidates is None:
+        candidates = gw.videojobs.namespaces()
     answers = await asyncio.gather(*(gw.authz.allowed(who, Access("list", ns))
                                      for ns in candidates))
     allowed = {ns for ns, ok in zip(candidates, answers, strict=True) if ok}
     return allowed.__contains__
+
+
+@router.get(f"{PREFIX}/namespaces", response_model=NamespaceList, tags=["namespaces"],
+            summary="The namespaces whose VideoJobs you may list (an API key: its own)")
+async def namespace_list(who: Who, gw: GW) -> Response:
+    if who.key is not None:
+        candidates = [who.key.namespace]
+    else:
+        candidates = sorted(str((o.get("metadata") or {}).get("name") or "")
+                            for o in gw.namespaces.values())
+    visible = await visible_namespaces(gw, who, candidates)
+    return json_response(NamespaceList(
+        namespaces=[VisibleNamespace(name=ns) for ns in candidates if visible(ns)]))
+
+
+@router.get(VIDEOJOB + "/kube-events", response_model=KubeEvents, tags=["videojobs"],
+            summary="The Kubernetes Events of a VideoJob, read as the caller")
+async def kube_events(namespace: str, name: str, who: Who, gw: GW) -> Response:
+    await gw.authz.require(who, Access("get", namespace, name))
+    obj = await found(gw, namespace, name)
+    uid = str((obj.get("metadata") or {}).get("uid") or "")
+    # As the caller: reading Events is RBAC's to allow (`list events`), not the gateway's.
+    listed = await gw.api.request(
+        "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/events",
+        params={"fieldSelector": f"involvedObject.kind=VideoJob,involvedObject.name={name}"},
+        acting=who.acting)
+    return json_response(KubeEvents(items=kube_event_items(listed.get("items") or [], uid)))
 
 
 @router.get("/healthz", include_in_schema=False)

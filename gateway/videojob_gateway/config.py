@@ -9,12 +9,23 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from .auth import Mode
 from .layout import StorageRoot
 
 ENV_PREFIX = "VIDEOJOB_GATEWAY_"
+# The archive's DSN: the same variable the operator reads (from the same Secret, in the chart).
+# Never a flag: a command line is visible to every process on the node.
+ARCHIVE_DSN_ENV = "VIDEOJOB_ARCHIVE_DSN"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -42,6 +53,11 @@ class Settings(BaseModel):
     # Signs continue tokens (pages.py). Random per process unless given: replicas behind one
     # Service must share it, or a page's token only works on the replica that made it.
     continue_key: SecretBytes = Field(default_factory=lambda: SecretBytes(secrets.token_bytes(32)))
+    # Signs download links (download_links.py): random per process unless given, like
+    # continue_key; replicas behind one Service must share it (a Secret, --download-link-key-file).
+    download_link_key: SecretBytes = Field(
+        default_factory=lambda: SecretBytes(secrets.token_bytes(32)))
+    download_link_seconds: int = Field(300, ge=1, le=300)
     api_timeout_seconds: float = Field(10.0, gt=0)
     watch_seconds: int = Field(290, ge=10)  # one watch request's length (the server ends it)
     tls_cert: Path | None = None
@@ -70,6 +86,22 @@ class Settings(BaseModel):
     trigger_replay_entries: int = Field(100_000, ge=1)
     # How long a trigger's signing secret (or the failure to read it) is kept.
     trigger_key_cache_seconds: float = Field(10.0, ge=0)
+
+    # The history routes (history.py): the archive's PostgreSQL; None: they answer 503.
+    archive_dsn: SecretStr | None = None
+    # Connections to it, and threads that run its queries.
+    archive_pool_size: int = Field(4, ge=1, le=64)
+    # How long a history request waits for a connection before its 503.
+    archive_timeout_seconds: float = Field(5.0, gt=0)
+    # The longest a history query may run in PostgreSQL (a session statement_timeout).
+    archive_statement_timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("download_link_key")
+    @classmethod
+    def _download_link_key(cls, value: SecretBytes) -> SecretBytes:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("the download-link key must be at least 16 bytes")
+        return value
 
     @model_validator(mode="after")
     def consistent(self) -> Settings:
@@ -108,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-burst", type=int, help="requests per credential at once (40)")
     p.add_argument("--continue-key-file", help="file with the key that signs continue tokens "
                    "(default: random per process)")
+    p.add_argument("--download-link-key-file", help="file with the key that signs download "
+                   "links (default: random per process)")
+    p.add_argument("--download-link-seconds", type=int,
+                   help="how long a download link works (300, the most)")
     p.add_argument("--api-timeout-seconds", type=float, help="API-server request timeout (10)")
     p.add_argument("--watch-seconds", type=int, help="length of one watch request (290)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -128,6 +164,13 @@ def parser() -> argparse.ArgumentParser:
                    help="deliveries remembered for replay detection (100000)")
     p.add_argument("--trigger-key-cache-seconds", type=float,
                    help="how long a trigger's signing secret is cached (10)")
+    p.add_argument("--archive-pool-size", type=int,
+                   help=f"connections to the archive (4); its DSN is ${ARCHIVE_DSN_ENV}, "
+                        "never a flag")
+    p.add_argument("--archive-timeout-seconds", type=float,
+                   help="a history request's wait for an archive connection (5)")
+    p.add_argument("--archive-statement-timeout-seconds", type=float,
+                   help="the longest a history query may run (10)")
     return p
 
 
@@ -144,6 +187,11 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             m.strip() for m in str(values["auth_modes"]).split(",") if m.strip())
     if "continue_key_file" in values:
         values["continue_key"] = Path(str(values.pop("continue_key_file"))).read_bytes().strip()
+    if "download_link_key_file" in values:
+        values["download_link_key"] = Path(
+            str(values.pop("download_link_key_file"))).read_bytes().strip()
+    if environ.get(ARCHIVE_DSN_ENV):
+        values["archive_dsn"] = environ[ARCHIVE_DSN_ENV]
     values["kubeconfig"] = values.get("kubeconfig") or _kubeconfig(environ)
     if "key_namespace" not in values and IN_CLUSTER_NAMESPACE.exists():
         values["key_namespace"] = IN_CLUSTER_NAMESPACE.read_text().strip()

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from videojob_common.pipeline import Phase
+from videojob_common.pipeline import Obj, Phase
 
-from . import layout, problems, ranges, uploads
-from .api import PREFIX
+from . import download_links, layout, problems, ranges, uploads
+from .api import PREFIX, DownloadLink
 from .auth import Access, Authenticator, Authorizer
 from .cache import Namespaces, VideoJobs
 from .callers import Who
@@ -35,6 +37,7 @@ from .views import phase_of, view
 
 UPLOADS = f"{PREFIX}/namespaces/{{namespace}}/uploads"
 DOWNLOAD = f"{PREFIX}/namespaces/{{namespace}}/videojobs/{{name}}/download"
+LINKED = f"{PREFIX}/namespaces/{{namespace}}/videojobs/{{name}}/linked-download"
 READ_CHUNK = 1024 * 1024  # a download is sent in pieces of this size
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,16 @@ class Files:
     namespaces: Namespaces
     limits: uploads.Limits
     store: Store | None  # None: no --storage-root
+    link_key: bytes  # signs download links
+    link_seconds: int
 
     @classmethod
     def build(cls, settings: Settings, authn: Authenticator, authz: Authorizer,
               videojobs: VideoJobs, namespaces: Namespaces) -> Files:
         root = settings.storage_root
         return cls(authn, authz, videojobs, namespaces, limits(settings),
-                   store_for(layout.StorageRoot.parse(root)) if root else None)
+                   store_for(layout.StorageRoot.parse(root)) if root else None,
+                   settings.download_link_key.get_secret_value(), settings.download_link_seconds)
 
     def storage(self) -> Store:
         if self.store is None:
@@ -141,12 +147,17 @@ def not_finished(namespace: str, name: str, phase: str) -> Problem:
                    "video to download")
 
 
-async def open_output(f: Files, namespace: str, name: str) -> Reader:
+async def found(f: Files, namespace: str, name: str) -> Obj:
     obj = await f.videojobs.get_fresh(namespace, name)
     if obj is None:
         if not f.namespaces.exists(namespace):
             raise problems.not_found(f"namespace {namespace} not found")
         raise problems.not_found(f"VideoJob {namespace}/{name} not found")
+    return obj
+
+
+async def open_output(f: Files, namespace: str, name: str) -> Reader:
+    obj = await found(f, namespace, name)
     phase = phase_of(obj)
     result = view(obj).result
     if phase != Phase.SUCCEEDED:
@@ -185,12 +196,53 @@ async def open_output(f: Files, namespace: str, name: str) -> Reader:
 async def download(namespace: str, name: str, request: Request, who: Who,
                    f: FilesOf) -> Response:
     await f.authz.require(who, Access("get", namespace, name))
+    return await serve(f, namespace, name, request)
+
+
+@router.post(DOWNLOAD + "-link", tags=["files"], response_model=DownloadLink,
+             summary="A short-lived URL of the MP4, for a <video src> (which sends no header)")
+async def download_link(namespace: str, name: str, who: Who, f: FilesOf) -> Response:
+    await f.authz.require(who, Access("get", namespace, name))
+    obj = await found(f, namespace, name)
+    phase = phase_of(obj)
+    if phase != Phase.SUCCEEDED:
+        raise not_finished(namespace, name, phase)
+    uid = str((obj.get("metadata") or {}).get("uid") or "")
+    link = download_links.issue(f.link_key, namespace, name, uid, time.time(), f.link_seconds)
+    url = (f"{PREFIX}/namespaces/{quote(namespace, safe='')}/videojobs/{quote(name, safe='')}"
+           f"/linked-download?token={quote(link.token, safe='')}")
+    doc = DownloadLink(url=url, expiresAt=datetime.fromtimestamp(link.expires_at, UTC)
+                       .strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return Response(doc.model_dump_json(), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+@router.get(LINKED, tags=["files"], response_class=StreamingResponse,
+            summary="The MP4 through a download link (no credentials: the token is one)",
+            responses={401: {"description": "The link is malformed, forged, for another "
+                                            "VideoJob, or expired"}})
+@router.head(LINKED, include_in_schema=False)
+async def linked_download(namespace: str, name: str, request: Request, f: FilesOf,
+                          token: Annotated[str | None, Query(max_length=64)] = None
+                          ) -> Response:
+    obj = f.videojobs.get(namespace, name)
+    uid = str((obj.get("metadata") or {}).get("uid") or "") if obj is not None else None
+    try:
+        download_links.check(f.link_key, token or "", namespace, name, uid or None, time.time())
+    except download_links.LinkRefused as e:
+        raise Problem(401, "invalid-download-link", "Invalid download link", str(e),
+                      headers={"WWW-Authenticate": 'Bearer realm="videojob"'}) from None
+    return await serve(f, namespace, name, request)
+
+
+async def serve(f: Files, namespace: str, name: str, request: Request) -> Response:
+    """The video, whole or the range asked for, to a request already authorised."""
     reader = await open_output(f, namespace, name)
     version = reader.version
     headers = {"Accept-Ranges": "bytes", "ETag": version.etag,
                "Content-Disposition": f'inline; filename="{name}.mp4"',
                # Served to one caller after their review: no shared cache may keep it.
-               "Cache-Control": "private, no-cache"}
+               "Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
     if version.modified is not None:
         headers["Last-Modified"] = ranges.http_date(version.modified)
     try:

@@ -8,7 +8,16 @@ from urllib.parse import quote
 
 from videojob_common.pipeline import Obj, Phase
 
-from .api import PREFIX, Condition, CreateVideoJob, Links, Result, StageState, VideoJob
+from .api import (
+    PREFIX,
+    Condition,
+    CreateVideoJob,
+    KubeEvent,
+    Links,
+    Result,
+    StageState,
+    VideoJob,
+)
 
 GROUP, VERSION, PLURAL = "videojob.dev", "v1alpha1", "videojobs"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -94,3 +103,21 @@ def _result(status: Obj) -> Result | None:
         return None
     return Result(outputURI=str(uri), bytes=output.get("bytes"), md5=output.get("md5"),
                   crc32c=output.get("crc32C"))
+
+
+def kube_event_items(events: list[Obj], uid: str) -> list[KubeEvent]:
+    """The Events of the VideoJob with this uid (not of an earlier one of the same name),
+    oldest first."""
+    out = []
+    for e in events:
+        involved = e.get("involvedObject") or {}
+        if uid and involved.get("uid") not in (None, "", uid):
+            continue
+        meta = e.get("metadata") or {}
+        last = e.get("lastTimestamp") or e.get("eventTime") or meta.get("creationTimestamp")
+        out.append(KubeEvent(
+            type=str(e.get("type") or "Normal"), reason=str(e.get("reason") or ""),
+            message=str(e.get("message") or ""), count=int(e.get("count") or 1),
+            firstTime=e.get("firstTimestamp") or last, lastTime=last))
+    out.sort(key=lambda k: (k.lastTime or "", k.firstTime or ""))
+    return out

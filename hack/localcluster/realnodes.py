@@ -424,7 +424,8 @@ def push_images(names: list[str]) -> dict[str, str]:
 
 # The chart's value for each image (repository and tag; a tag may carry a digest).
 CHART_IMAGE_VALUES = {"operator": "image", "worker": "worker.image",
-                      "gateway": "gateway.image", "redis": "redis.bundled.image"}
+                      "gateway": "gateway.image", "redis": "redis.bundled.image",
+                      "postgres": "archive.postgres.image"}
 
 
 def chart_image_sets(refs: dict[str, str]) -> list[str]:

@@ -9,5 +9,6 @@ Modules: `flags` (the command line), `cluster` (kubeconfig, context and namespac
 (the parts of a VideoJob the plugin reads), `videojobs` (the VideoJob API and its watch),
 `render` (tables, progress bars and watch lines, pure), `errors` (the failure reported as one
 line), and one module per subcommand: `submit`, `get`, `watch`, `logs`, `suspend`
-(suspend/resume), `cancel`, `download`. Usage: docs/kubectl-plugin.md.
+(suspend/resume), `cancel`, `download`, and `history` (finished VideoJobs from the PostgreSQL
+archive, read without a cluster). Usage: docs/kubectl-plugin.md, docs/history.md.
 """

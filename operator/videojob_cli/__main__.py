@@ -15,7 +15,9 @@ import sys
 import urllib3
 from kubernetes import client
 
-from . import cancel, download, get, logs, submit, suspend, watch
+from videojob_common.archive.filters import Filters
+
+from . import cancel, download, get, history, logs, submit, suspend, watch
 from .cluster import Target, connect, server_message
 from .errors import CommandError
 from .flags import Invocation, UsageError, parse
@@ -42,6 +44,14 @@ def dispatch(inv: Invocation, target: Target) -> int:
     raise CommandError(f"unknown command {inv.command!r}")
 
 
+def history_request(inv: Invocation) -> history.Request:
+    a = inv.args
+    return history.Request(
+        name=a.name, all_namespaces=a.all_namespaces, output=a.output, dsn=a.dsn,
+        filters=Filters(phase=a.phase, since=a.since, selector=a.selector, limit=a.limit,
+                        after=a.continue_))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         inv = parse(sys.argv[1:] if argv is None else argv)
@@ -51,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     try:
+        if inv.command == "history":  # reads the archive: no cluster needed
+            return history.run(history_request(inv), inv.kube)
         return dispatch(inv, connect(inv.kube))
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,6 +16,8 @@ import argparse
 from dataclasses import dataclass
 from typing import NoReturn
 
+from videojob_common.archive.filters import DEFAULT_LIMIT, PHASES
+from videojob_common.archive.queries import MAX_LIMIT
 from videojob_common.pipeline import STAGES
 
 
@@ -127,6 +129,32 @@ def parser() -> Parser:
     download.add_argument("-o", "--output", metavar="PATH",
                           help="where to write it ('-' for stdout; default: NAME plus the "
                                "output's extension, in the current directory)")
+    history = command("history", "finished VideoJobs from the archive (deleted ones too), "
+                                 "or one with its stages and GPU-seconds; reads PostgreSQL, "
+                                 "not the cluster (an administrator's command: "
+                                 "docs/history.md)")
+    history.add_argument("name", nargs="?", metavar="NAME|UID",
+                         help="show this run: the newest of that name in the namespace, or "
+                              "the one with that UID")
+    history.add_argument("-A", "--all-namespaces", action="store_true",
+                         help="list every namespace's history")
+    history.add_argument("--phase", metavar="PHASE",
+                         help=f"only this phase ({', '.join(PHASES)})")
+    history.add_argument("--since", metavar="WHEN",
+                         help="finished since: a duration back from now (30m, 24h, 7d) or an "
+                              "RFC 3339 time")
+    history.add_argument("-l", "--selector", default="", metavar="SELECTOR",
+                         help="label selector (team=a,tier in (gold,silver),!legacy)")
+    history.add_argument("--limit", type=int, metavar="N",
+                         help=f"rows per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
+    history.add_argument("--continue", dest="continue_", metavar="TOKEN",
+                         help="the next page: the token the page before printed")
+    history.add_argument("-o", "--output", choices=["wide", "json"],
+                         help="output format (default: a table)")
+    history.add_argument("--dsn", metavar="DSN",
+                         help="the archive's PostgreSQL connection string (default: "
+                              "$VIDEOJOB_ARCHIVE_DSN, else the local cluster's archive/dsn "
+                              "file)")
     return top
 
 

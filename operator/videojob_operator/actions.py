@@ -37,6 +37,7 @@ class Plan:
     progress_only: bool = False  # status differs only in progress figures (rate-limited)
     events: list[Event] = field(default_factory=list)
     delete_videojob: bool = False  # ttlSecondsAfterFinished reached
+    archive: bool = False  # the VideoJob is due for the archive (archiving.py)
     requeue_after: float | None = None
 
     def again_in(self, seconds: float) -> None:

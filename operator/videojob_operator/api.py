@@ -298,6 +298,10 @@ class StageStatus(Model):
     job_lost_time: str | None = Field(
         None, description="When the operator found the stage's Job gone while the stage ran; "
                           "it is re-created retry.backoffSeconds later.")
+    gpu_seconds: float | None = Field(
+        None, ge=0, description="GPU-seconds of the stage's pods that have ended: each pod's "
+                                "run (start to its last container's end) times the GPUs it "
+                                "held, every attempt included.")
 
 
 class OutputStatus(Model):
@@ -393,6 +397,8 @@ class VideoJobStatus(Model):
     start_time: str | None = Field(None, description="When the first stage started.")
     completion_time: str | None = Field(None, description="When the VideoJob succeeded or "
                                                           "failed.")
+    gpu_seconds: float | None = Field(None, ge=0, description="GPU-seconds of every stage, "
+                                                              "added up (stages[].gpuSeconds).")
     observed_generation: int | None = Field(None, description="metadata.generation last acted "
                                                               "on.")
     queue_position: int | None = Field(None, description="Place in the admission queue while "

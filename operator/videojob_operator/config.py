@@ -9,6 +9,7 @@ a default.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from videojob_common.archive.retention import RetentionPolicy, by_namespace
 
 from . import pools as pool_config
 from .api import EffectiveSpec, Toleration, VideoJobSpec
@@ -66,6 +69,49 @@ class SecretKeyRef(BaseModel):
     key: str = Field(min_length=1)
 
 
+class ArchiveRetention(BaseModel):
+    """How long the archive keeps one namespace's VideoJobs ("*": every namespace without a
+    policy of its own): those finished within `max_age_days`, at most the `max_rows` newest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field("*", min_length=1)
+    max_age_days: float | None = Field(None, gt=0)
+    max_rows: int | None = Field(None, ge=0)
+
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            namespace=None if self.namespace == "*" else self.namespace,
+            max_age=dt.timedelta(days=self.max_age_days) if self.max_age_days else None,
+            max_rows=self.max_rows)
+
+
+class ArchiveConfig(BaseModel):
+    """The archive of finished VideoJobs in PostgreSQL (archiving.py, docs/history.md): on when
+    `dsn` is set ($VIDEOJOB_ARCHIVE_DSN, from a Secret), off otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dsn: SecretStr | None = None
+    retention: list[ArchiveRetention] = Field(default_factory=list)
+    retention_interval_seconds: float = Field(3600.0, gt=0)
+    # A deleted VideoJob keeps its finalizer until it is archived, at most this long (the
+    # database may be down): then it goes unarchived, with a Warning Event.
+    hold_seconds: int = Field(600, ge=0)
+    # Rows written to a transaction, at most (a burst of completions goes in a few).
+    batch: int = Field(200, ge=1, le=5000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.dsn is not None and bool(self.dsn.get_secret_value())
+
+    @field_validator("retention")
+    @classmethod
+    def _one_policy_each(cls, value: list[ArchiveRetention]) -> list[ArchiveRetention]:
+        by_namespace([r.policy() for r in value], [])  # two for one namespace: ValueError
+        return value
+
+
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +141,8 @@ class OperatorConfig(BaseModel):
     # Webhook notifications (spec.notify): where they may go besides public addresses, their
     # retries and timeouts (notifications.py, delivery.py).
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
+    # The archive of finished VideoJobs (off without a DSN).
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     # Ceilings by namespace, "*" for the default (limits.py), and what tenants may add to the
     # GPU placement.
     limits: dict[str, Limits] = Field(default_factory=dict)
@@ -185,6 +233,10 @@ def load(path: str | None = None, environ: dict[str, str] | None = None,
     for var, key in ENV_KEYS.items():
         if env.get(var):
             data[key] = env[var]
+    if env.get("VIDEOJOB_ARCHIVE_DSN"):  # a Secret's, never in the ConfigMap
+        archive = data.get("archive")
+        data["archive"] = {**(archive if isinstance(archive, dict) else {}),
+                           "dsn": env["VIDEOJOB_ARCHIVE_DSN"]}
     try:
         return OperatorConfig.model_validate(data)
     except ValidationError as e:

@@ -43,12 +43,14 @@ from . import child_watches, metrics, planner
 from .actions import Plan
 from .admission_loop import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
+from .archiver import Archiver
 from .config import LiveConfig
 from .delivery import Deliveries
 from .events import EventRecorder
 from .jobs import ANNOTATION_QUEUED_AT, LABEL_STAGE, token_secret
 from .kube import Api
 from .logs import ctx
+from .pools import pool_of
 from .refusals import Refusal, backoff, refusal
 from .signing_secrets import SigningSecrets
 from .status import ts_micro
@@ -89,6 +91,10 @@ class Controller:
         self.deliveries = Deliveries(self.store, self.config, secrets_, requeue=self.queue.add,
                                      clock=self.clock)
         self.store.subscribe(self.deliveries.changed)
+        # The archive of finished VideoJobs, when it is on (archiver.py).
+        self.archiver = (Archiver(self.store, self.config, self.api, requeue=self.queue.add,
+                                  clock=self.clock)
+                         if config.current.archive.enabled else None)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -100,6 +106,8 @@ class Controller:
             w.stop()
         await self.queue.stop()
         await self.deliveries.stop()
+        if self.archiver is not None:
+            await self.archiver.close()
         await self.events.drain(timeout=5)
         self.api.shutdown()
 
@@ -146,7 +154,8 @@ class Controller:
                            progress=list(self.store.progress.get(uid, {}).values()),
                            now=self.clock(), queue_position=self.admitter.positions.get(key),
                            offers=self.admitter.offers(), refused=self.refusals.get(key),
-                           deliveries=self.deliveries.unrecorded(key))
+                           deliveries=self.deliveries.unrecorded(key),
+                           pod_objects=tuple(self.store.pod_objects(key, uid)))
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observe(key)
@@ -219,6 +228,8 @@ class Controller:
             self.deliveries.look(key)  # notifications it queued go now, not at the watch's echo
         for event in plan.events:
             self.events.post(key, vj, event, self.clock())
+        if plan.archive and self.archiver is not None:
+            self.archiver.add(key)
         await self._let_go(key, vj, plan, version)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
@@ -347,6 +358,10 @@ class Controller:
             return None
         metrics.STATUS_PATCHES.labels(kind, "ok").inc()
         metrics.record_transition(vj.get("status") or {}, plan.status or {})
+        pools = self.config.current.pools
+        metrics.record_usage(key[0], vj.get("status") or {}, plan.status or {},
+                             lambda stage: pool_of(pools, stage),
+                             (vj.get("spec") or {}).get("durationSeconds"))
         self.last_status_write[key] = now
         self.store.remember(key, updated)
         return str(updated["metadata"]["resourceVersion"])

@@ -105,10 +105,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tasks.append(asyncio.create_task(mirror.run(stop), name="redis-queue"))
     if cfg.configmap:
         tasks.append(asyncio.create_task(config_watch.follow(live, api, stop)))
+    if controller.archiver is not None:
+        tasks.append(asyncio.create_task(controller.archiver.run(stop), name="archive"))
     memo["tasks"] = tasks
-    log.info("operator started: storage root %s, worker image %s, redis %s",
+    log.info("operator started: storage root %s, worker image %s, redis %s, archive %s",
              cfg.storage_root, cfg.worker_image,
-             redact_url(cfg.redis_url) if cfg.redis_url else "off")
+             redact_url(cfg.redis_url) if cfg.redis_url else "off",
+             "on" if cfg.archive.enabled else "off")
 
 
 @kopf.on.cleanup()

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from videojob_common.pipeline import TERMINAL, Phase
 
 from . import __version__
+from .accounting import stage_figures
 from .api import NotifyEvent
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -153,6 +154,42 @@ def record_transition(old: dict[str, Any], new: dict[str, Any]) -> None:
         if seconds is not None:
             VIDEOJOB_DURATION.labels(phase.lower()).observe(seconds)
 
+GPU_SECONDS = Counter(
+    "videojob_gpu_seconds", "GPU-seconds of stage pods that have ended (run time times GPUs "
+    "held, every attempt), by the VideoJob's namespace and the stage's pool.",
+    ["namespace", "pool"], registry=REGISTRY)
+OUTPUT_SECONDS = Counter(
+    "videojob_output_seconds", "Seconds of video of the VideoJobs that succeeded, by namespace "
+    "(GPU-seconds per output second: the ratio of the two).", ["namespace"], registry=REGISTRY)
+
+
+def record_usage(namespace: str, old: dict[str, Any], new: dict[str, Any],
+                 pool_of: Callable[[str], str], output_seconds: float | None) -> None:
+    """What a written status adds: the GPU-seconds its stages gained, and the video's seconds
+    when it shows the VideoJob succeeded first. Counted from writes only, so a restart, which
+    plans from the status as written, never counts a figure twice."""
+    before = stage_figures(old)
+    for stage, figure in stage_figures(new).items():
+        added = figure - before.get(stage, 0.0)
+        if added > 0:
+            GPU_SECONDS.labels(namespace, pool_of(stage)).inc(added)
+    if (new.get("phase") == Phase.SUCCEEDED and old.get("phase") != Phase.SUCCEEDED
+            and output_seconds):
+        OUTPUT_SECONDS.labels(namespace).inc(output_seconds)
+
+
+ARCHIVED = Counter("videojob_archive_rows_written", "Rows the archive committed (a row written "
+                   "again, for a figure that changed after the end, counts again).",
+                   registry=REGISTRY)
+ARCHIVE_ERRORS = Counter("videojob_archive_errors", "Archive writes or marks that failed "
+                         "(retried).", registry=REGISTRY)
+ARCHIVE_PENDING = Gauge("videojob_archive_pending", "VideoJobs due for the archive, not "
+                        "written yet.", registry=REGISTRY)
+ARCHIVE_WRITE_SECONDS = Histogram(
+    "videojob_archive_write_seconds", "Time to commit one batch of archive rows.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY)
+ARCHIVE_EXPIRED = Counter("videojob_archive_rows_expired", "Archive rows removed by retention.",
+                          registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "videojob_queue_depth", "Stage Jobs waiting in a pool's admission queue (suspended, "
     "VideoJob not suspended).", ["pool", "priority_band"], registry=REGISTRY)

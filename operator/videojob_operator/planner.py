@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from videojob_common.pipeline import STAGES, TERMINAL, Obj, Phase, Stage, StagePhase
 
-from . import limits, notifications, storage_policy
+from . import accounting, archiving, limits, notifications, storage_policy
 from .actions import Plan, finish
 from .api import (
     FINALIZER,
@@ -67,10 +67,16 @@ def plan(obs: Observation, config: OperatorConfig) -> Plan:
     old_doc: Obj = obs.videojob.get("status") or {}
     old = _old_status(old_doc)
     status = steps(obs, config, old, out)
+    effective_ = status.effective
+    status = accounting.step(status, obs.pod_objects, effective_.gpu_resource_name if effective_
+                             else config.defaults.gpu_resource_name, obs.now)
     # Last: the webhook notifications of what changed, queued in the same status write.
     status = notifications.step(obs, config.notify, out, old, status)
     notifications.hold_finalizer(obs, status, out, config.cancel_timeout_seconds)
-    return finish(out, status, old_doc)
+    out = finish(out, status, old_doc)
+    # Then the archive: due once it ended, and holding its deletion until the row is in.
+    archiving.step(obs, out.status if out.status is not None else old_doc, config.archive, out)
+    return out
 
 
 def steps(obs: Observation, config: OperatorConfig, status: VideoJobStatus,

@@ -45,6 +45,10 @@ class Reason:
     NOTIFICATION_GAVE_UP = "NotificationGaveUp"  # attempts exhausted, or dropped
     NOTIFICATION_SECRET = "NotificationSecretUnavailable"  # the secretRef cannot be read
     NOTIFICATION_REFUSED = "NotificationAddressRefused"  # the URL's host is not allowed
+    # The archive (archiving.py): the reason its row gives a VideoJob deleted before it ended,
+    # and the Warning Event of one deleted before the archive took it.
+    DELETED = "Deleted"
+    NOT_ARCHIVED = "NotArchived"
 
 
 # The reason of the Ready (False) condition while a VideoJob is under way, by phase.
@@ -106,9 +110,9 @@ def dump_status(status: VideoJobStatus) -> Obj:
 # too: counted as transitions, a stage's pod starting cost a write of its own, a moment after
 # the write that started the stage. So is the notifications' bookkeeping (delivered, retried,
 # a Progress notification replaced): a notification of a transition is queued in that
-# transition's own write.
-PROGRESS_KEYS = ("progress", "message", "queuePosition", "notifications")
-STAGE_PROGRESS_KEYS = ("progress", "message", "attempts", "completed")
+# transition's own write. GPU-seconds grow as pods end, as `completed` does.
+PROGRESS_KEYS = ("progress", "message", "queuePosition", "notifications", "gpuSeconds")
+STAGE_PROGRESS_KEYS = ("progress", "message", "attempts", "completed", "gpuSeconds")
 
 
 def strip_progress(doc: Obj) -> Obj:

@@ -72,6 +72,9 @@ class Store:
         self.keys_by_uid: dict[str, Key] = {}  # progress reports name a VideoJob by its uid
         self.jobs: dict[Key, dict[str, Obj]] = defaultdict(dict)
         self.pods: dict[Key, dict[str, Obj]] = defaultdict(dict)
+        # Pods deleted while their VideoJob lives (a cancellation, a failure's clean-up), as the
+        # deletion's event last showed them: their GPU-seconds still count (accounting.py).
+        self.spent: dict[Key, dict[str, Obj]] = defaultdict(dict)
         # uid -> (stage, index) -> latest progress report
         self.progress: dict[str, dict[tuple[str, int | None], ProgressView]] = defaultdict(dict)
         # uid -> when its first report came, for reports no cached VideoJob claims (yet)
@@ -94,6 +97,7 @@ class Store:
         if event_type == "DELETED":
             self.videojobs.pop(key, None)
             self.progress.pop(meta.get("uid", ""), None)
+            self.spent.pop(key, None)
             if self.keys_by_uid.get(meta.get("uid", "")) == key:
                 del self.keys_by_uid[meta["uid"]]
             self.handoffs.forget(key)
@@ -145,6 +149,8 @@ class Store:
         key = (meta["namespace"], owner)
         if event_type == "DELETED":
             self._forget(kind, key, meta["name"])
+            if kind == "pod" and key in self.videojobs:
+                self.spent[key][meta["name"]] = obj if trimmed else slim(kind, obj)
             self._tell(Change(key, kind, reconcile=reconcile))
             return
         urgent = self._keep(kind, key, obj, trimmed, event_type, arrived)
@@ -336,6 +342,12 @@ class Store:
                 or _labels(p).get(LABEL_UID) == uid]
         return jobs, pods
 
+    def pod_objects(self, key: Key, uid: str) -> list[Obj]:
+        """The VideoJob's pods as the caches keep them, those deleted since included (the
+        GPU-seconds' source: accounting.py)."""
+        return [p for cache in (self.pods.get(key, {}), self.spent.get(key, {}))
+                for p in cache.values() if _labels(p).get(LABEL_UID) == uid]
+
 
 def _labels(obj: Obj) -> dict[str, str]:
     labels: dict[str, str] = obj["metadata"].get("labels") or {}
@@ -359,6 +371,11 @@ def slim(kind: str, obj: Obj) -> Obj:
     meta = obj.get("metadata") or {}
     out: Obj = {"metadata": {k: meta[k] for k in _METADATA if k in meta},
                 "status": obj.get("status") or {}}
+    if kind == "pod":  # what GPUs it holds (accounting.py)
+        spec = obj.get("spec") or {}
+        out["spec"] = {k: [{"name": c.get("name"), "resources": c.get("resources") or {}}
+                           for c in spec[k]]
+                       for k in ("containers", "initContainers") if spec.get(k)}
     if kind == "job":
         spec = obj.get("spec") or {}
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []

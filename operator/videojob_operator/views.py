@@ -94,6 +94,9 @@ class Observation:
     refused: Refusal | None = None
     # Webhook deliveries made since the status last recorded them (delivery.py).
     deliveries: tuple[DeliveryOutcome, ...] = ()
+    # Its pods as the caches keep them (those deleted since included): GPU-seconds
+    # (accounting.py) and the archive's row (archiving.py) are counted from them.
+    pod_objects: tuple[Obj, ...] = ()
 
 
 def job_view(job: Obj) -> JobView:

@@ -44,8 +44,11 @@ def test_its_pods_are_not_the_operators() -> None:
     assert "--auth-modes=token" in c["args"] and "--host=0.0.0.0" in c["args"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "--continue-key-file=/etc/videojob-gateway/continue-key" in c["args"]
+    assert "--download-link-key-file=/etc/videojob-gateway/download-link-key" in c["args"]
     (secret,) = find(docs, "Secret", "vj-videojob-operator-gateway")
     assert len(secret["data"]["continue-key"]) >= 48
+    assert len(secret["data"]["download-link-key"]) >= 48
+    assert secret["data"]["download-link-key"] != secret["data"]["continue-key"]
 
 
 def test_the_gateway_never_writes_a_videojob_itself() -> None:

@@ -87,10 +87,13 @@ def test_every_dashboard_panel_query_returns_data(
     assert DASHBOARDS, "no dashboards in the chart"
     # One after another, so every counter and histogram series grows while Prometheus watches
     # (a rate needs two different samples).
-    for i, prompt in enumerate(["hello", "hello", "fail:plan:permanent", "fail:plan:permanent"]):
+    # The GPU stages run over a second, so the GPU-seconds counters (timestamps in whole
+    # seconds) grow too.
+    ran = "sleep:keyframes:1.2 sleep:segments:1.2"
+    for i, prompt in enumerate([ran, ran, "fail:plan:permanent", "fail:plan:permanent"]):
         vjs.create(cluster, namespace, f"seen-{i}", prompt=prompt, scenes=1, **FAST)
         vjs.wait(cluster, namespace, f"seen-{i}", vjs.phase_is("Succeeded", "Failed"))
-    vjs.create(cluster, namespace, "seen-last", prompt="hello", scenes=1, **FAST)
+    vjs.create(cluster, namespace, "seen-last", prompt=ran, scenes=1, **FAST)
     vjs.wait(cluster, namespace, "seen-last", vjs.phase_is("Succeeded", "Failed"))
     missing = []
     for title, expr in panel_queries():

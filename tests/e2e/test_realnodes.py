@@ -534,3 +534,73 @@ def test_the_charts_defaults_run_a_videojob_on_a_shared_claim(
                                                                    namespace)
         cluster.core.delete_persistent_volume(f"share-{name}")
         cluster.core.delete_namespace(release_namespace, propagation_policy="Background")
+
+
+def test_the_charts_bundled_postgresql_archives_a_videojob_deleted_by_its_ttl(
+        cluster: Cluster, crds: None, images: dict[str, str], namespace: str) -> None:
+    """`helm install` with the archive on and the chart's bundled PostgreSQL, from the image built
+    from hack/images/postgres (Debian's server): a VideoJob with a TTL is archived by the
+    operator in its pod, then deleted, and its row, read with psql inside the PostgreSQL pod,
+    shows how it ended and its GPU-seconds. Runs after the module's release is gone (one
+    operator at a time). The StatefulSet's claim binds to a PersistentVolume made here, a
+    directory owned by the image's postgres user (999)."""
+    from localcluster import realnodes
+
+    refs = {**images, **realnodes.push_images(["postgres"])}
+    name = f"vj-{uuid.uuid4().hex[:5]}"
+    release_namespace = f"videojob-system-{name}"
+    storage = REPO / ".cluster" / "e2e" / f"archive-{name}"
+    data = REPO / ".cluster" / "e2e" / f"pgdata-{name}"
+    for path in (storage, data):
+        path.mkdir(parents=True)
+    shutil.chown(storage, 65532, 65532)
+    shutil.chown(data, 999, 999)
+    postgres = f"{name}-videojob-operator-postgres"
+    cluster.core.create_persistent_volume({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pg-{name}"},
+        "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(data)},
+                 "claimRef": {"namespace": release_namespace, "name": f"data-{postgres}-0"}}})
+    try:
+        install = helm("install", name, CHART, f"--kubeconfig={cluster.kubeconfig}",
+                       "-n", release_namespace, "--create-namespace",
+                       "-f", str(REPO / "examples/helm/values-local.yaml"),
+                       "--set", f"watch.namespaces={{{namespace}}}",
+                       "--set", f"storage.root=file://{storage}",
+                       "--set", f"storage.volume.hostPath.path={storage}",
+                       "--set", "archive.enabled=true", "--set", "archive.postgres.bundled=true",
+                       *realnodes.chart_image_sets(refs),
+                       "--wait", "--timeout=300s", check=False, timeout=330)
+        assert install.returncode == 0, install.stderr + pod_report(cluster, release_namespace)
+        vjs.create(cluster, namespace, "kept", prompt="a harbour at noon", scenes=2,
+                   durationSeconds=2, fps=8, resolution="320x180", ttlSecondsAfterFinished=2)
+        done = vjs.wait(cluster, namespace, "kept", vjs.phase_is("Succeeded", "Failed"),
+                        timeout=300)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        uid, gpu = done["metadata"]["uid"], done["status"]["gpuSeconds"]
+        wait_until(lambda: not vjs.custom(cluster).list_namespaced_custom_object(
+            "videojob.dev", "v1alpha1", namespace, "videojobs")["items"], 120,
+            "the TTL to delete the VideoJob, once archived")
+        row = cluster.kubectl(
+            "exec", "-n", release_namespace, f"{postgres}-0", "--", "psql", "-U", "videojob",
+            "-d", "videojob", "-tA", "-F", " ", "-c",
+            f"SELECT name, phase, gpu_seconds FROM videojob_archive WHERE uid = '{uid}'",
+            check=False)
+        assert row.returncode == 0, row.stderr
+        kept, phase, seconds = row.stdout.split()
+        assert (kept, phase) == ("kept", "Succeeded")
+        assert float(seconds) == pytest.approx(float(gpu), abs=0.01) and float(seconds) > 0
+    finally:
+        helm("uninstall", name, f"--kubeconfig={cluster.kubeconfig}", "-n", release_namespace,
+             "--wait", "--timeout=120s", check=False, timeout=150)
+        cluster.core.delete_namespace(release_namespace, propagation_policy="Background")
+        wait_until(lambda: _gone(cluster, release_namespace), 180, "the release namespace gone")
+        cluster.core.delete_persistent_volume(f"pg-{name}")
+
+
+def _gone(cluster: Cluster, namespace: str) -> bool:
+    try:
+        cluster.core.read_namespace(namespace)
+    except client.ApiException as e:
+        return e.status == 404
+    return False

@@ -49,3 +49,19 @@ def test_trigger_settings() -> None:
         False, 60.0, 5)
     with pytest.raises(ValidationError):
         load(["--trigger-timestamp-tolerance-seconds", "0"], {"KUBECONFIG": "/k"})
+
+
+def test_the_download_link_key_and_lifetime(tmp_path: Path) -> None:
+    assert load([], {}).download_link_key != load([], {}).download_link_key  # random per process
+    assert load([], {}).download_link_seconds == 300
+    key_file = tmp_path / "link-key"
+    key_file.write_bytes(b"a key replicas share, 32 bytes.\n")
+    s = load(["--download-link-key-file", str(key_file), "--download-link-seconds", "60"], {})
+    assert s.download_link_key.get_secret_value() == b"a key replicas share, 32 bytes."
+    assert s.download_link_seconds == 60
+    assert "replicas share" not in repr(s)
+    key_file.write_bytes(b"short\n")
+    with pytest.raises(ValidationError, match="at least 16 bytes"):
+        load(["--download-link-key-file", str(key_file)], {})
+    with pytest.raises(ValidationError):  # no link lives longer than 5 minutes
+        load(["--download-link-seconds", "301"], {})

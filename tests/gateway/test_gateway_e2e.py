@@ -479,9 +479,19 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
         "/api/v1/namespaces/{namespace}/videojobs/{name}/suspend",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/resume",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/download",
+        "/api/v1/namespaces/{namespace}/videojobs/{name}/download-link",
+        "/api/v1/namespaces/{namespace}/videojobs/{name}/linked-download",
+        "/api/v1/namespaces/{namespace}/videojobs/{name}/kube-events",
         "/api/v1/namespaces/{namespace}/uploads",
         "/api/v1/namespaces/{namespace}/triggers/{name}",
+        "/api/v1/namespaces",
+        "/api/v1/namespaces/{namespace}/history",
+        "/api/v1/namespaces/{namespace}/history/{nameOrUid}",
         "/api/v1/queues"}
+    # A download link is the credential of its own route: no header asked there.
+    linked = "/api/v1/namespaces/{namespace}/videojobs/{name}/linked-download"
+    assert "security" not in doc["paths"][linked]["get"]
+    assert doc["paths"][linked.replace("linked-download", "download-link")]["post"]["security"]
     create = doc["paths"]["/api/v1/namespaces/{namespace}/videojobs"]["post"]
     schema = create["requestBody"]["content"]["application/json"]["schema"]
     assert schema["additionalProperties"] is False and "spec" in schema["required"]

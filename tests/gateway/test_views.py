@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from videojob_gateway.api import CreateVideoJob
-from videojob_gateway.views import collection_path, links, manifest, object_path, view
+from videojob_gateway.views import (
+    collection_path,
+    kube_event_items,
+    links,
+    manifest,
+    object_path,
+    view,
+)
 
 
 def videojob(status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
@@ -76,3 +83,24 @@ def test_paths_quote_what_they_carry() -> None:
         "/apis/videojob.dev/v1alpha1/namespaces/team-a/videojobs/dotted.name")
     assert collection_path("a/b") == "/apis/videojob.dev/v1alpha1/namespaces/a%2Fb/videojobs"
     assert links("ns", "a b").self == "/api/v1/namespaces/ns/videojobs/a%20b"
+
+
+def test_kube_events_are_the_current_videojobs_oldest_first() -> None:
+    def event(reason: str, uid: str, last: str | None, **extra: Any) -> dict[str, Any]:
+        return {"involvedObject": {"kind": "VideoJob", "name": "hello", "uid": uid},
+                "metadata": {"creationTimestamp": "2026-01-02T03:00:00Z"},
+                "reason": reason, "message": f"{reason} happened", "type": "Normal",
+                "lastTimestamp": last, **extra}
+
+    items = kube_event_items([
+        event("StageSucceeded", "u-1", "2026-01-02T03:06:00Z", count=2,
+              firstTimestamp="2026-01-02T03:05:30Z"),
+        event("Admitted", "u-1", "2026-01-02T03:05:00Z"),
+        event("Earlier", "u-0", "2026-01-01T00:00:00Z"),  # a VideoJob of the same name, before
+        event("Recorded", "u-1", None, eventTime="2026-01-02T03:07:00.000000Z",
+              type="Warning"),
+    ], "u-1")
+    assert [(e.reason, e.type, e.count) for e in items] == [
+        ("Admitted", "Normal", 1), ("StageSucceeded", "Normal", 2), ("Recorded", "Warning", 1)]
+    assert items[1].firstTime == "2026-01-02T03:05:30Z"
+    assert items[2].lastTime == "2026-01-02T03:07:00.000000Z"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from videojob_operator import metrics
 
+# `namespace`: GPU-seconds per tenant (videojob_gpu_seconds_total, videojob_output_seconds_total);
+# one series per namespace and pool, never per VideoJob.
 ALLOWED_LABELS = {"pool", "priority_band", "stage", "outcome", "phase", "reason", "kind",
-                  "result", "type", "version", "python", "le", "cause", "event"}
+                  "result", "type", "version", "python", "le", "cause", "event", "namespace"}
 
 
 def value(name: str, **labels: str) -> float:

@@ -28,6 +28,9 @@ EVERYTHING = {
     "storage": {"volume": {"persistentVolumeClaim": {"claimName": "videojob-artifacts"}}},
     # (Impersonation Roles name tenant namespaces: tests/chart/test_chart_gateway.py has them.)
     "gateway": {"enabled": True, "authModes": ["token", "key"], "ingress": {"enabled": True}},
+    "archive": {"enabled": True, "existingSecret": {"name": "archive-dsn", "key": "dsn"},
+                "retention": [{"namespace": "*", "maxAgeDays": 90},
+                              {"namespace": "team-a", "maxRows": 10}]},
 }
 
 

@@ -21,6 +21,16 @@ SCRIPTED_WORKER = (Path(__file__).parent / "scripted_worker.py").read_text()
 # The master key of progress tokens (videojob_common.progress_auth): fixed, so that an operator
 # restarted by a test still takes the reports its stage pods sign, and tests can forge them.
 PROGRESS_KEY = "test-progress-master-key"
+# The operators this test session has started and not stopped: two must never share a cluster's
+# VideoJobs, so a suite that needs an operator of its own stops the others first (`stop_all`).
+_RUNNING: list[Operator] = []
+
+
+def stop_all() -> None:
+    """Stops every operator this session started (the e2e suite's `running_operator` starts its
+    own again when a later test needs it)."""
+    for op in list(_RUNNING):
+        op.stop()
 
 
 @dataclass
@@ -76,6 +86,7 @@ class Operator:
                  f"--metrics-port={self.metrics_port}"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         self.starts += 1
+        _RUNNING.append(self)
 
         def healthy() -> bool:
             assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
@@ -103,6 +114,7 @@ class Operator:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
             self.proc = None
+        _forget(self)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -113,6 +125,7 @@ class Operator:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        _forget(self)
 
     def runs(self, uid: str) -> list[tuple[str, str, str]]:
         """(stage, index, event) lines the scripted worker recorded for a VideoJob."""
@@ -124,3 +137,7 @@ class Operator:
             if u == uid:
                 out.append((stage, index, event))
         return out
+
+
+def _forget(op: Operator) -> None:
+    _RUNNING[:] = [o for o in _RUNNING if o is not op]

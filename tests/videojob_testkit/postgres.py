@@ -98,13 +98,19 @@ class PostgresServer:
         pwfile.unlink()
         if init.returncode != 0:
             raise AssertionError(f"initdb failed: {init.stderr[-2000:]}")
+        self._run(timeout)
+
+    def _run(self, timeout: float) -> None:
+        """Starts the server on the data folder initdb made (again, after `halt`)."""
+        assert self.dir is not None
+        bins, data = bindir(), self.dir / "data"
         options = {"listen_addresses": "127.0.0.1", "port": str(self.port),
                    # The socket is in the data folder (mode 0700): no one else reaches it.
                    "unix_socket_directories": str(data), **self.settings}
         argv = [str(bins / "postgres"), "-D", str(data)]
         for key, value in options.items():
             argv += ["-c", f"{key}={value}"]
-        log = (self.dir / "server.log").open("wb")
+        log = (self.dir / "server.log").open("ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                      cwd=self.dir, **self._as_owner())
         log.close()
@@ -120,6 +126,21 @@ class PostgresServer:
         wait_until(accepts, timeout, "PostgreSQL to accept connections", interval=0.1)
         if proc.poll() is not None:
             raise AssertionError(f"postgres exited with {proc.returncode}: {self.log()[-2000:]}")
+
+    def halt(self, grace: float = 30) -> None:
+        """Stops the server (a fast shutdown), keeping its data: `resume` starts it again on the
+        same port, as a database restarted by its administrator."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def resume(self, timeout: float = 60) -> None:
+        self._run(timeout)
 
     def log(self) -> str:
         path = self.dir / "server.log" if self.dir else None
@@ -139,14 +160,7 @@ class PostgresServer:
     def stop(self, grace: float = 30) -> None:
         """Fast shutdown (SIGINT: clients disconnected, a clean checkpoint), SIGKILL after
         `grace` seconds; then the folder goes."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        self.halt(grace)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None

@@ -34,7 +34,13 @@ _registered: dict[str, Callable[[], RenderBackend]] = {}
 
 class RenderBackend(ABC):
     """The generative part of the pipeline. Every method must be deterministic for a given
-    plan (seed included): a retried or re-run stage overwrites its outputs with identical ones."""
+    plan (seed included): a retried or re-run stage overwrites its outputs with identical ones.
+
+    Each method may read only what its output's cache key holds (videojob_common.cache_keys,
+    docs/reuse.md): `describe_scenes` not the audio; `render_keyframe` not the scene's camera
+    or frame range, nor the plan's fps or transition (a still); `render_clip` and `first_frame`
+    not the scene's image URI (its content arrives as the keyframe). Reading more would make a
+    reused output wrong."""
 
     name: str = ""
 

@@ -11,7 +11,8 @@ moment the kubelet starts it (`status.startTime`, before the image is pulled) un
 container ends, whether it succeeds or not, so every attempt of every scene counts, and a pod that
 was never started (Pending for want of a GPU) counts nothing. A pod still running when the row is
 built (one being torn down after a failure) is counted up to `now` and recorded with no finish,
-so the caller can tell (`Detail.pods_running`) and write the row again once it ends.
+so the caller can tell (`Detail.pods_running`) and write the row again once it ends. A stage
+whose status holds a larger `gpuSeconds` (the operator counted pods deleted since) keeps that.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def row(videojob: Obj, pods: Iterable[Obj], now: dt.datetime) -> ArchiveRow:
         failed_stage=next((s.name for s in stages if s.phase == StagePhase.FAILED), None),
         labels=dict(meta.get("labels") or {}), created=created,
         started=_time(status.get("startTime")), finished=finished_at(status, now),
-        gpu_seconds=gpu.total, output_uri=status.get("outputURI") or output.get("uri"),
+        gpu_seconds=round(sum(s.gpu_seconds for s in stages), 3),
+        output_uri=status.get("outputURI") or output.get("uri"),
         output_bytes=output.get("bytes"))
     detail = Detail(spec=redacted_spec(spec), effective=effective, status=status,
                     message=status.get("message"), output_md5=output.get("md5"),
@@ -293,7 +295,9 @@ def _stage(name: str, st: Obj, gpu: GpuSeconds) -> StageRecord:
         name=name, phase=st.get("phase"), attempts=st.get("attempts", 0) or 0,
         started=_time(st.get("startTime")), finished=_time(st.get("completionTime")),
         job_name=st.get("jobName"), message=st.get("message"),
-        gpu_seconds=gpu.by_stage.get(name, 0.0),
+        # The status's figure where it is more: it kept counting pods since deleted
+        # (the operator's accounting.py), which this row cannot see.
+        gpu_seconds=max(gpu.by_stage.get(name, 0.0), float(st.get("gpuSeconds") or 0.0)),
         pods=tuple(p for p in gpu.pods if p.stage == name))
 
 

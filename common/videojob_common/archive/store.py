@@ -45,16 +45,30 @@ class Archive:
     """The archive at `dsn` (a libpq connection string or URL)."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4,
-                 application_name: str = "videojob-archive") -> None:
+                 application_name: str = "videojob-archive", timeout: float = 30,
+                 statement_timeout: float | None = None) -> None:
+        # `timeout`: how long a caller waits for a connection (PoolTimeout after it: the
+        # database is down or every connection is busy). `statement_timeout` (seconds): the
+        # longest any statement of this Archive may run, for readers (the gateway, the plugin);
+        # the operator's, which migrates and runs retention's batches, has none.
+        def configure(conn: Connection) -> None:
+            _configure(conn)
+            if statement_timeout is not None:
+                conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                             (f"{int(statement_timeout * 1000)}ms",))
+
         self.pool = ConnectionPool(
             dsn, min_size=min_size, max_size=max_size, open=False, name="videojob-archive",
+            timeout=timeout,
             kwargs={"autocommit": True, "application_name": application_name},
-            configure=_configure, check=ConnectionPool.check_connection)
+            configure=configure, check=ConnectionPool.check_connection)
 
-    def open(self, timeout: float = 30) -> Archive:
+    def open(self, timeout: float = 30, wait: bool = True) -> Archive:
         """Opens the pool, waiting until its first connections are made (PoolTimeout after
-        `timeout` seconds: the database is not reachable)."""
-        self.pool.open(wait=True, timeout=timeout)
+        `timeout` seconds: the database is not reachable). `wait=False`: returns at once, the
+        connections are made in the background (a server whose database is down starts and
+        answers its other requests)."""
+        self.pool.open(wait=wait, timeout=timeout)
         return self
 
     def close(self) -> None:
@@ -101,14 +115,18 @@ class Archive:
              after: str | None = None) -> tuple[builtins.list[Summary], str | None]:
         """One page, newest first, and the cursor of the next (None: this was the last).
         SelectorError, CursorError (both ValueError): a bad selector or cursor."""
-        q = ListQuery(namespace=namespace, phase=phase, since=since,
-                      labels=parse_selector(label_selector), limit=limit,
-                      after=Cursor.decode(after) if after else None)
+        return self.page(ListQuery(namespace=namespace, phase=phase, since=since,
+                                   labels=parse_selector(label_selector), limit=limit,
+                                   after=Cursor.decode(after) if after else None))
+
+    def page(self, q: ListQuery) -> tuple[builtins.list[Summary], str | None]:
+        """The page `q` asks for (filters.list_query reads one from a user's input), newest
+        first, and the cursor of the next (None: this was the last)."""
         with self.pool.connection() as conn:
             statement = queries.list_statement(q, choose_driver(conn, q))
             records = conn.execute(statement.sql, statement.params).fetchall()
-        page = [queries.summary_from_record(r) for r in records[:limit]]
-        more = len(records) > limit
+        page = [queries.summary_from_record(r) for r in records[:q.limit]]
+        more = len(records) > q.limit
         return page, (Cursor(page[-1].finished, page[-1].uid).encode() if more else None)
 
     def estimate(self, namespace: str | None = None, phase: str | None = None) -> int:

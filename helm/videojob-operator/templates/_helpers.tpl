@@ -133,3 +133,44 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "videojob.gatewayKeyNamespace" -}}
 {{- default .Release.Namespace .Values.gateway.apiKeys.namespace }}
 {{- end }}
+
+{{/* The archive (docs/history.md): the bundled PostgreSQL's name, and the Secret the DSN comes
+from (the administrator's, or the bundled one's). Checked here, so that both Deployments fail the
+same way on a half-set archive. */}}
+{{- define "videojob.postgresName" -}}
+{{- printf "%s-postgres" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "videojob.archiveAuthName" -}}
+{{- printf "%s-archive" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "videojob.archiveSecret" -}}
+{{- $a := .Values.archive }}
+{{- if $a.enabled }}
+{{- if and $a.existingSecret.name $a.postgres.bundled }}
+{{- fail "archive: set archive.existingSecret.name (your PostgreSQL) or archive.postgres.bundled (the chart's), not both" }}
+{{- else if $a.existingSecret.name }}
+{{- $a.existingSecret.name }}
+{{- else if $a.postgres.bundled }}
+{{- include "videojob.archiveAuthName" . }}
+{{- else }}
+{{- fail "archive.enabled needs a PostgreSQL: archive.existingSecret.name (a Secret holding its DSN) or archive.postgres.bundled=true" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "videojob.archiveSecretKey" -}}
+{{- if .Values.archive.existingSecret.name }}{{ .Values.archive.existingSecret.key }}{{ else }}dsn{{ end }}
+{{- end }}
+
+{{/* VIDEOJOB_ARCHIVE_DSN for the operator and the gateway: from the Secret, never in plain. */}}
+{{- define "videojob.archiveEnv" -}}
+{{- with include "videojob.archiveSecret" . }}
+- name: VIDEOJOB_ARCHIVE_DSN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ include "videojob.archiveSecretKey" $ }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,111 @@
+"""GPU-seconds in status (accounting.py): counted from pods that ended, every attempt, per stage
+and in total, never going down; the counters add what a written status gained."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kubernetes import client
+
+from videojob_common.pipeline import Obj
+from videojob_operator import accounting, metrics
+from videojob_operator.api import StageStatus, VideoJobStatus
+from videojob_operator.kube import Api
+from videojob_operator.store import Store
+
+NOW = dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC)
+GPU = "nvidia.com/gpu"
+
+
+def pod(name: str, stage: str, start: str | None, end: str | None, gpus: int = 1,
+        phase: str | None = None, uid: str = "u1") -> Obj:
+    state: Obj = ({"terminated": {"startedAt": start, "finishedAt": end, "exitCode": 0}}
+                  if end else {"running": {"startedAt": start}} if start else {})
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": "5",
+                         "labels": {"videojob.dev/name": "clip", "videojob.dev/uid": uid,
+                                    "videojob.dev/stage": stage}},
+            "spec": {"containers": [{"name": "worker", "resources": {
+                "limits": {GPU: str(gpus)}} if gpus else {}}]},
+            "status": {"phase": phase or ("Succeeded" if end else "Running"),
+                       **({"startTime": start} if start else {}),
+                       "containerStatuses": [{"name": "worker", "state": state}]}}
+
+
+def status(**stage_seconds: float | None) -> VideoJobStatus:
+    return VideoJobStatus(stages=[StageStatus(name=s, phase="Running", gpu_seconds=v)
+                                  for s, v in stage_seconds.items()])
+
+
+def test_ended_pods_count_their_run_times_their_gpus_every_attempt() -> None:
+    pods = [pod("k0", "keyframes", "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z"),
+            # segments: scene 0 failed once (its first pod), then ran again; 2 GPUs each
+            pod("s0a", "segments", "2026-01-01T00:01:00Z", "2026-01-01T00:01:30Z", 2, "Failed"),
+            pod("s0b", "segments", "2026-01-01T00:01:40Z", "2026-01-01T00:02:00Z", 2),
+            pod("s1", "segments", "2026-01-01T00:01:00Z", "2026-01-01T00:01:05Z", 2),
+            pod("p0", "plan", "2026-01-01T00:00:00Z", "2026-01-01T00:00:03Z", 0)]
+    out = accounting.step(status(plan=None, keyframes=None, segments=None), pods, GPU, NOW)
+    figures = {s.name: s.gpu_seconds for s in out.stages or []}
+    assert figures == {"plan": None, "keyframes": 10.0, "segments": 110.0}
+    assert out.gpu_seconds == 120.0
+
+
+def test_a_running_pod_counts_nothing_until_it_ends() -> None:
+    running = pod("s0", "segments", "2026-01-01T00:00:00Z", None, 4)
+    before = status(segments=None)
+    assert accounting.step(before, [running], GPU, NOW) is before  # nothing new: no write
+    ended = pod("s0", "segments", "2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z", 4)
+    assert accounting.step(before, [ended], GPU, NOW).gpu_seconds == 120.0
+
+
+def test_a_figure_never_goes_down_when_pods_are_gone() -> None:
+    held = status(segments=500.0)
+    # After a restart, one of the pods counted before was deleted meanwhile: 500 stays.
+    one = pod("s1", "segments", "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z")
+    out = accounting.step(held, [one], GPU, NOW)
+    assert out.stages is not None and out.stages[0].gpu_seconds == 500.0
+    assert out.gpu_seconds == 500.0
+    # Settled: planning again from that status changes nothing.
+    assert accounting.step(out, [one], GPU, NOW) is out
+
+
+def test_no_gpu_no_figure() -> None:
+    plan_pod = pod("p0", "plan", "2026-01-01T00:00:00Z", "2026-01-01T00:00:03Z", 0)
+    before = status(plan=None)
+    assert accounting.step(before, [plan_pod], GPU, NOW) is before
+
+
+def test_the_store_keeps_deleted_pods_for_accounting_until_the_videojob_goes() -> None:
+    store = Store(Api(client.ApiClient()))
+    vj: dict[str, Any] = {"metadata": {"name": "clip", "namespace": "ns", "uid": "u1",
+                                       "resourceVersion": "1"}, "spec": {}, "status": {}}
+    store.observe_videojob("ADDED", vj)
+    p = pod("s0", "segments", "2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z", 2)
+    other = pod("x0", "segments", "2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z", 2, uid="u2")
+    store.observe_child("pod", "ADDED", p)
+    store.observe_child("pod", "ADDED", other)
+    store.observe_child("pod", "DELETED", p)
+    assert not store.pods.get(("ns", "clip"), {}).get("s0")
+    assert [o["metadata"]["name"] for o in store.pod_objects(("ns", "clip"), "u1")] == ["s0"]
+    store.observe_videojob("DELETED", vj)
+    assert store.pod_objects(("ns", "clip"), "u1") == []
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_the_counters_add_what_a_written_status_gained() -> None:
+    labels = {"namespace": "acct", "pool": "gpu"}
+    before = sample("videojob_gpu_seconds_total", labels)
+    out_before = sample("videojob_output_seconds_total", {"namespace": "acct"})
+    old = {"phase": "Running", "stages": [{"name": "segments", "gpuSeconds": 10.0}]}
+    new = {"phase": "Succeeded", "stages": [{"name": "segments", "gpuSeconds": 25.5},
+                                            {"name": "stitch"}]}
+    metrics.record_usage("acct", old, new, lambda stage: "gpu", 12)
+    assert sample("videojob_gpu_seconds_total", labels) - before == 15.5
+    assert sample("videojob_output_seconds_total", {"namespace": "acct"}) - out_before == 12
+    # The same status written again (or planned again after a restart) adds nothing.
+    metrics.record_usage("acct", new, new, lambda stage: "gpu", 12)
+    assert sample("videojob_gpu_seconds_total", labels) - before == 15.5
+    assert sample("videojob_output_seconds_total", {"namespace": "acct"}) - out_before == 12
