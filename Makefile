@@ -75,6 +75,7 @@ bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.p
 	$(BIN)/python -m bench.realnodes
 	$(BIN)/python -m bench.archive
 	$(BIN)/python -m bench.archive_handoff
+	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.summary
 
 images: ## build the images with podman (localhost/videojob/*: operator, worker, redis, pause, coredns)

@@ -116,6 +116,31 @@ HEADLINE: dict[str, Headline] = {
     "archive_off_handoff_p50_ms": Headline("archive_handoff", "archive_off_handoff_p50_ms"),
     "archive_handoff_p50_ratio": Headline("archive_handoff", "archive_handoff_p50_ratio",
                                           "within noise"),
+    # The HTTP gateway (bench/gateway.py): each against the API server in the same run.
+    "gateway_get_p99_ms": Headline("gateway", "gateway_get_p99_ms", "≤ 10", lambda v: v <= 10),
+    "gateway_get_p50_ms": Headline("gateway", "gateway_get_p50_ms"),
+    "gateway_get_rps": Headline("gateway", "gateway_get_rps"),
+    "gateway_get_key_p99_ms": Headline("gateway", "gateway_get_key_p99_ms"),
+    "apiserver_get_p99_ms": Headline("gateway", "apiserver_get_p99_ms"),
+    "gateway_get_vs_apiserver_p99_ratio": Headline("gateway",
+                                                   "gateway_get_vs_apiserver_p99_ratio"),
+    "gateway_get_cpu_ms": Headline("gateway", "gateway_get_cpu_ms"),
+    "apiserver_get_cpu_ms": Headline("gateway", "apiserver_get_cpu_ms"),
+    "gateway_sse_p99_ms": Headline("gateway", "gateway_sse_p99_ms", "≤ 1000",
+                                   lambda v: v <= 1000),
+    "gateway_sse_p50_ms": Headline("gateway", "gateway_sse_p50_ms"),
+    "apiserver_watch_p99_ms": Headline("gateway", "apiserver_watch_p99_ms"),
+    "gateway_sse_vs_apiserver_p99_ratio": Headline("gateway",
+                                                   "gateway_sse_vs_apiserver_p99_ratio"),
+    "gateway_submit_p50_ms": Headline("gateway", "gateway_submit_p50_ms", "≤ 50",
+                                      lambda v: v <= 50),
+    "apiserver_submit_p50_ms": Headline("gateway", "apiserver_submit_p50_ms"),
+    "gateway_submit_vs_apiserver_p50_ratio": Headline("gateway",
+                                                      "gateway_submit_vs_apiserver_p50_ratio"),
+    "webhook_first_attempt_p50_ms": Headline("gateway", "webhook_first_attempt_p50_ms", "≤ 1000",
+                                             lambda v: v <= 1000),
+    "webhook_from_notification_time_p50_ms": Headline(
+        "gateway", "webhook_from_notification_time_p50_ms"),
 }
 BENCHMARKS: tuple[str, ...] = tuple(dict.fromkeys(h.bench for h in HEADLINE.values()))
 

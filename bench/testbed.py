@@ -334,8 +334,10 @@ def operator_identity(cluster: Cluster, root: Path) -> Path:
 
 
 @contextlib.contextmanager
-def testbed(name: str, pods: int, gpus: int) -> Iterator[Testbed]:
-    """A fresh benchmark cluster (torn down afterwards), redis-server and operator identity."""
+def testbed(name: str, pods: int, gpus: int,
+            ports: controlplane.Ports = PORTS) -> Iterator[Testbed]:
+    """A fresh benchmark cluster (torn down afterwards), redis-server and operator identity;
+    at `ports` (PORTS unless a benchmark runs beside another one)."""
     root = REPO / ".cluster" / "bench" / name
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -345,7 +347,7 @@ def testbed(name: str, pods: int, gpus: int) -> Iterator[Testbed]:
     redis: RedisServer | None = None
     bed: Testbed | None = None
     try:
-        controlplane.up(layout, PORTS)
+        controlplane.up(layout, ports)
         cluster = connect(layout.kubeconfig, local=True)
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from videojob_gateway import auth
@@ -120,3 +123,81 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used() -> None:
     assert [k for k in range(4) if cache.get(k) is not None] == [0, 2, 3]
     with pytest.raises(ValueError):
         TtlCache(ttl=1, max_entries=0)
+
+
+class Reviews:
+    """The API server's SubjectAccessReview, as a double: RBAC-like rules (verb, namespace,
+    names; no names: every one) and a record of what was asked."""
+
+    def __init__(self, rules: list[tuple[str, str, tuple[str, ...]]]) -> None:
+        self.rules = rules
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def request(self, method: str, path: str, *, body: dict[str, Any]) -> dict[str, Any]:
+        attrs = body["spec"]["resourceAttributes"]
+        verb, ns, name = attrs["verb"], attrs.get("namespace", ""), attrs.get("name", "")
+        self.asked.append((verb, ns, name))
+        allowed = any(v == verb and n == ns and (not names or name in names)
+                      for v, n, names in self.rules)
+        return {"status": {"allowed": allowed}}
+
+
+def decide(reviews: Reviews, *accesses: Access) -> list[bool]:
+    authz = auth.Authorizer(reviews, TtlCache(5, 100, clock=Clock()),  # type: ignore[arg-type]
+                            lambda cache, hit: None)
+    caller = Caller(user="jane")
+    return [asyncio.run(authz.allowed(caller, a)) for a in accesses]
+
+
+def test_a_namespace_wide_grant_is_one_review_for_every_videojob_in_it() -> None:
+    reviews = Reviews([("get", "team-a", ())])
+    reads = [Access("get", "team-a", f"vj{i}") for i in range(100)]
+    assert decide(reviews, *reads) == [True] * 100
+    assert reviews.asked == [("get", "team-a", "")]  # cached for the TTL
+
+
+def test_a_grant_by_name_is_asked_by_name_and_covers_no_other() -> None:
+    reviews = Reviews([("get", "team-a", ("mine",))])
+    assert decide(reviews, Access("get", "team-a", "mine"), Access("get", "team-a", "other"),
+                  Access("get", "team-a", "mine")) == [True, False, True]
+    # the namespace-wide "no" is cached; then each name is asked once
+    assert reviews.asked == [("get", "team-a", ""), ("get", "team-a", "mine"),
+                             ("get", "team-a", "other")]
+
+
+def test_requests_that_miss_the_cache_at_once_share_one_review() -> None:
+    reviews = Reviews([("get", "team-a", ())])
+    authz = auth.Authorizer(reviews, TtlCache(5, 100, clock=Clock()),  # type: ignore[arg-type]
+                            lambda cache, hit: None)
+    caller = Caller(user="jane")
+
+    async def burst() -> list[bool]:
+        return await asyncio.gather(*(authz.allowed(caller, Access("get", "team-a", f"vj{i}"))
+                                      for i in range(200)))
+
+    assert asyncio.run(burst()) == [True] * 200
+    assert reviews.asked == [("get", "team-a", "")]
+
+
+def test_a_shared_call_outlives_a_waiter_that_leaves_and_tells_everyone_its_error() -> None:
+    flights: auth.Flights[str, int] = auth.Flights()
+    calls = []
+
+    async def slow(value: int | Exception) -> int:
+        calls.append(value)
+        await asyncio.sleep(0.01)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    async def scenario() -> None:
+        first = asyncio.create_task(flights.run("k", lambda: slow(1)))
+        second = asyncio.create_task(flights.run("k", lambda: slow(2)))
+        await asyncio.sleep(0)
+        first.cancel()  # its client went away
+        assert await second == 1 and calls == [1] and len(flights) == 0
+        failing = [flights.run("e", lambda: slow(ValueError("no answer"))) for _ in range(3)]
+        outcomes = await asyncio.gather(*failing, return_exceptions=True)
+        assert [type(o) for o in outcomes] == [ValueError] * 3 and len(calls) == 2
+
+    asyncio.run(scenario())
