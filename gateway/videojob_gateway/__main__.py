@@ -34,7 +34,10 @@ def serve(argv: Sequence[str]) -> int:
     # httpx logs every request at INFO: the cache's watches and the reviews, many a second.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings, load_connection(settings.kubeconfig, settings.context))
+    # uvloop and httptools (the gateway's dependencies), named so that a missing one fails at
+    # start instead of the server quietly running on asyncio and h11 at 1.3x the CPU a request.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                loop="uvloop", http="httptools",
                 ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
                 ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
                 # Event streams are long; a rollout should not wait for them all to end.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -138,10 +139,20 @@ def create_app(settings: Settings, connection: Connection) -> FastAPI:
     gw = Gateway.build(settings, connection)
     history = History.build(settings, gw.authz)
 
+    async def freeze_after_sync() -> None:
+        """Once the caches hold their first listings (most of what this process keeps), those
+        objects leave the collector's generations: a full collection then walks what came since
+        instead of every cached VideoJob, a pause that lands in the tail of the requests it
+        holds up."""
+        await asyncio.gather(*(r.synced.wait() for r in gw.reflectors))
+        gc.collect()
+        gc.freeze()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.what}")
                  for r in gw.reflectors]
+        tasks.append(asyncio.create_task(freeze_after_sync(), name="gc-freeze"))
         await history.start()
         try:
             yield
