@@ -39,10 +39,10 @@ BACKOFF_MAX = 30.0
 
 
 class Archiver:
-    def __init__(self, store: Store, config: LiveConfig, api: Api, *,
+    def __init__(self, store: Store, config: LiveConfig, api: Api, key: bytes, *,
                  requeue: Callable[[Key], None], clock: Callable[[], dt.datetime],
                  archive: Callable[[str], Archive] | None = None) -> None:
-        self.store, self.config, self.api = store, config, api
+        self.store, self.config, self.api, self.key = store, config, api, key
         self.requeue, self.clock, self.make_archive = requeue, clock, archive
         self.pending: dict[Key, None] = {}  # in the order they came
         self.wake = asyncio.Event()
@@ -115,10 +115,10 @@ class Archiver:
             uid = vj["metadata"]["uid"]
             jobs, pods = self.store.children(key, uid)
             phase = archiving.archived_phase(vj, children_left=bool(jobs or pods))
-            if phase is None or archiving.archived(vj, phase):
+            if phase is None or archiving.archived(vj, phase, self.key):
                 continue
             rows.append(archiving.archive_row(vj, self.store.pod_objects(key, uid), phase, now))
-            marks.append((key, uid, archiving.fingerprint(vj, phase)))
+            marks.append((key, uid, archiving.fingerprint(vj, phase, self.key)))
         started = time.monotonic()
         if rows:
             await asyncio.to_thread(self.archive.upsert, rows, cfg.batch)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -50,9 +51,17 @@ def archived_phase(videojob: Obj, children_left: bool) -> str | None:
     return None
 
 
-def fingerprint(videojob: Obj, phase: str) -> str:
-    """What the archive's row shows of the VideoJob, hashed: its annotation's value once the row
-    is committed. Numbers as floats, since the API server gives 12 back for 12.0."""
+def archive_key(progress_key: bytes) -> bytes:
+    """The key of the fingerprints, derived from the operator's master key (the progress
+    tokens' own, a Secret in the chart)."""
+    return hmac.new(progress_key, b"videojob.dev/archived", hashlib.sha256).digest()
+
+
+def fingerprint(videojob: Obj, phase: str, key: bytes) -> str:
+    """What the archive's row shows of the VideoJob, keyed: its annotation's value once the row
+    is committed. An HMAC, not a plain hash: a tenant may write its VideoJob's annotations, and
+    one that could compute the mark could keep its VideoJobs (and what they cost) out of the
+    archive. Numbers as floats, since the API server gives 12 back for 12.0."""
     status = videojob.get("status") or {}
 
     def num(value: Any) -> float:
@@ -69,12 +78,13 @@ def fingerprint(videojob: Obj, phase: str) -> str:
         "labels": videojob["metadata"].get("labels") or {},
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def archived(videojob: Obj, phase: str) -> bool:
+def archived(videojob: Obj, phase: str, key: bytes) -> bool:
     annotations = videojob["metadata"].get("annotations") or {}
-    return annotations.get(ANNOTATION_ARCHIVED) == fingerprint(videojob, phase)
+    mark = annotations.get(ANNOTATION_ARCHIVED)
+    return isinstance(mark, str) and hmac.compare_digest(mark, fingerprint(videojob, phase, key))
 
 
 def archive_row(videojob: Obj, pods: Iterable[Obj], phase: str, now: dt.datetime) -> ArchiveRow:
@@ -95,7 +105,7 @@ def step(obs: Observation, status: Obj, config: ArchiveConfig, out: Plan) -> Non
         return
     videojob = {**obs.videojob, "status": status}
     phase = archived_phase(videojob, children_left=bool(obs.jobs or obs.pods))
-    if phase is not None and archived(videojob, phase):
+    if phase is not None and archived(videojob, phase, obs.archive_key):
         return
     if phase is not None:
         out.archive = True

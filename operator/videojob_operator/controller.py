@@ -44,6 +44,7 @@ from .actions import Plan
 from .admission_loop import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .archiver import Archiver
+from .archiving import archive_key
 from .config import LiveConfig
 from .delivery import Deliveries
 from .events import EventRecorder
@@ -92,8 +93,9 @@ class Controller:
                                      clock=self.clock)
         self.store.subscribe(self.deliveries.changed)
         # The archive of finished VideoJobs, when it is on (archiver.py).
-        self.archiver = (Archiver(self.store, self.config, self.api, requeue=self.queue.add,
-                                  clock=self.clock)
+        self.archive_key = archive_key(self.progress_key)
+        self.archiver = (Archiver(self.store, self.config, self.api, self.archive_key,
+                                  requeue=self.queue.add, clock=self.clock)
                          if config.current.archive.enabled else None)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -155,7 +157,8 @@ class Controller:
                            now=self.clock(), queue_position=self.admitter.positions.get(key),
                            offers=self.admitter.offers(), refused=self.refusals.get(key),
                            deliveries=self.deliveries.unrecorded(key),
-                           pod_objects=tuple(self.store.pod_objects(key, uid)))
+                           pod_objects=tuple(self.store.pod_objects(key, uid)),
+                           archive_key=self.archive_key)
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observe(key)

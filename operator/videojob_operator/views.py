@@ -97,6 +97,8 @@ class Observation:
     # Its pods as the caches keep them (those deleted since included): GPU-seconds
     # (accounting.py) and the archive's row (archiving.py) are counted from them.
     pod_objects: tuple[Obj, ...] = ()
+    # The key of the archive's marks (archiving.archive_key), when the archive is on.
+    archive_key: bytes = b""
 
 
 def job_view(job: Obj) -> JobView:

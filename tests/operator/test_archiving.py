@@ -39,14 +39,18 @@ def videojob(status: dict[str, Any], *, ttl: int | None = None, deleting: bool =
     return {"metadata": meta, "spec": spec, "status": status}
 
 
+KEY = archiving.archive_key(b"the operator's master key")
+
+
 def observe(vj: dict[str, Any], jobs: list[JobView] | None = None,
             pods: list[PodView] | None = None, now: dt.datetime = T0) -> Observation:
-    return Observation(videojob=vj, jobs=jobs or [], pods=pods or [], progress=[], now=now)
+    return Observation(videojob=vj, jobs=jobs or [], pods=pods or [], progress=[], now=now,
+                       archive_key=KEY)
 
 
-def marked(vj: dict[str, Any], phase: str = "Succeeded") -> dict[str, Any]:
+def marked(vj: dict[str, Any], phase: str = "Succeeded", key: bytes = KEY) -> dict[str, Any]:
     vj["metadata"]["annotations"][archiving.ANNOTATION_ARCHIVED] = archiving.fingerprint(
-        vj, phase)
+        vj, phase, key)
     return vj
 
 
@@ -60,18 +64,19 @@ def test_due_once_ended_done_once_marked() -> None:
 
 
 def test_the_fingerprint_reads_what_history_shows_and_numbers_as_the_api_gives_them_back() -> None:
+    def mark(vj: dict[str, Any]) -> str:
+        return archiving.fingerprint(vj, "Succeeded", KEY)
+
     a = videojob(done_status(gpu=12.0))
-    assert archiving.fingerprint(a, "Succeeded") == archiving.fingerprint(
-        videojob(done_status(gpu=12)), "Succeeded")
+    assert mark(a) == mark(videojob(done_status(gpu=12)))
     changed = videojob(done_status(gpu=13.0))  # a pod of a failed VideoJob ended later
-    assert archiving.fingerprint(changed, "Succeeded") != archiving.fingerprint(a, "Succeeded")
+    assert mark(changed) != mark(a)
     relabelled = videojob(done_status(gpu=12.0))
     relabelled["metadata"]["labels"] = {"team": "b"}
-    assert archiving.fingerprint(relabelled, "Succeeded") != archiving.fingerprint(
-        a, "Succeeded")
+    assert mark(relabelled) != mark(a)
     # Webhook bookkeeping after the end is not what the archive shows: no second write.
     noted = videojob({**done_status(gpu=12.0), "notifications": [{"index": 0}]})
-    assert archiving.fingerprint(noted, "Succeeded") == archiving.fingerprint(a, "Succeeded")
+    assert mark(noted) == mark(a)
 
 
 def test_ttl_waits_for_the_archive_as_long_as_it_takes() -> None:
@@ -108,3 +113,18 @@ def test_cancelled_is_due_only_when_nothing_of_it_is_left() -> None:
     assert (row.summary.phase, row.summary.reason, row.summary.finished) == (
         "Cancelled", Reason.DELETED, T0)
     assert plan(observe(marked(vj, archiving.CANCELLED)), ON).remove_finalizer
+
+
+def test_a_tenant_cannot_forge_the_mark_to_keep_a_videojob_out_of_the_archive() -> None:
+    """Tenants may write their VideoJobs' annotations; the mark is an HMAC under the operator's
+    key, so one computed without it (a plain hash, another key, garbage) is not archived."""
+    import hashlib
+
+    forged = videojob(done_status(), ttl=1)
+    forged["metadata"]["annotations"][archiving.ANNOTATION_ARCHIVED] = hashlib.sha256(
+        b"anything").hexdigest()[:32]
+    assert plan(observe(forged, now=T0 + dt.timedelta(days=1)), ON).archive
+    assert not plan(observe(forged, now=T0 + dt.timedelta(days=1)), ON).delete_videojob
+    other = marked(videojob(done_status(), ttl=1), key=archiving.archive_key(b"another"))
+    assert plan(observe(other), ON).archive
+    assert not archiving.archived(other, "Succeeded", KEY)
