@@ -185,8 +185,10 @@ def plan_key(spec: Mapping[str, Any], toolchain: Toolchain) -> str:
     """The plan's key, from the effective spec alone: the one key known before any stage ran
     (its entry holds the plan, from which `stage_keys` derives the rest)."""
     fields = _plan_spec(spec)
+    # The backend's name only: its version is learnt when it plans (the plan records it as
+    # `backendVersion`), and the worker's identity already pins the plug-ins installed in it.
     return digest({"schema": KEY_SCHEMA, "stage": Stage.PLAN, "worker": toolchain.worker(),
-                   "backend": _backend(str(fields["backend"]), toolchain), "spec": fields})
+                   "backend": {"name": str(fields["backend"])}, "spec": fields})
 
 
 def _checksum(inputs: Mapping[str, str], uri: str, what: str) -> str:
