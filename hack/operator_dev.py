@@ -100,6 +100,7 @@ def up() -> None:
         "storage_root": f"file://{lay.root / 'artifacts'}",
         "redis_url": f"redis://127.0.0.1:{REDIS_PORT}/0",
         "worker_image": "ghcr.io/videojob/worker:0.1.0",
+        "cache": {"enabled": True},  # the stage cache (docs/reuse.md), under the storage root
     }))
     if controlplane.recorded_pid(lay, "operator") is None:
         os.environ.update(KUBECONFIG=str(lay.kubeconfig), VIDEOJOB_CONFIG=str(config),

@@ -150,7 +150,7 @@ def parse_manifest(text: str | bytes, *, key: str, stage: Stage) -> Manifest:
         raise CorruptEntry(f"manifest's scene {scene!r} is not a scene index")
     by = doc.get("writtenBy") or {}
     return Manifest(key=key, stage=stage, scene=scene,
-                    artifact=Artifact(path=path, bytes=size, md5=md5, crc32c=crc),
+                    artifact=Artifact(path=str(path), bytes=size, md5=md5, crc32c=crc),
                     written_by={k: str(v) for k, v in by.items()} if isinstance(by, dict)
                     else {},
                     written_at=str(doc.get("writtenAt") or ""))

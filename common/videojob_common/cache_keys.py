@@ -220,7 +220,7 @@ def _keyframe_key(plan: Mapping[str, Any], scene: Mapping[str, Any], head: dict[
                    "scene": _pick(scene, KEYFRAME_SCENE_FIELDS)})
 
 
-def _needs_next_scene(plan: Mapping[str, Any], index: int) -> bool:
+def needs_next_scene(plan: Mapping[str, Any], index: int) -> bool:
     """A crossfade blends the next scene's first frame into this scene's last ones
     (videojob_worker.transitions.needs_next_scene)."""
     return (plan.get("transition") == "crossfade" and int(plan.get("transitionFrames") or 0) > 0
@@ -252,7 +252,7 @@ def stage_keys(spec: Mapping[str, Any], toolchain: Toolchain, inputs: Mapping[st
     segments = []
     for i, scene in enumerate(scenes):
         following = None
-        if _needs_next_scene(plan, i):
+        if needs_next_scene(plan, i):
             following = {"scene": _pick(scenes[i + 1], SEGMENT_SCENE_FIELDS),
                          "keyframe": keyframes[i + 1]}
         segments.append(digest({

@@ -47,3 +47,9 @@ class StagePhase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"
+    # Every output came from the cache (issue #25): no Job ran. As good as Succeeded.
+    CACHED = "Cached"
+
+
+# A stage in one of these is done: the next one may start.
+STAGE_DONE: frozenset[StagePhase] = frozenset({StagePhase.SUCCEEDED, StagePhase.CACHED})

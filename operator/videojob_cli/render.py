@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from videojob_common.pipeline import StagePhase
+from videojob_common.pipeline import STAGE_DONE, StagePhase
 
 from .resource import STAGES, StageView, VideoJobView, display_name
 
@@ -138,7 +138,7 @@ def stage_detail(stage: StageView) -> str:
 
 def stage_line(stage: StageView, unicode: bool = False) -> str:
     """`  segments   [########------------]  40%  Running    frame 120/288, 2/4 scenes …`"""
-    percent = 100 if stage.phase == StagePhase.SUCCEEDED else max(0, min(100, stage.progress))
+    percent = 100 if stage.phase in STAGE_DONE else max(0, min(100, stage.progress))
     line = (f"  {stage.name:<{STAGE_WIDTH}}  {progress_bar(percent, unicode=unicode)} "
             f"{percent:>3}%  {stage.phase:<{PHASE_WIDTH}}  {stage_detail(stage)}")
     return line.rstrip()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from videojob_common.pipeline import Obj
 
 from .api import VideoJobStatus
+from .cache_view import CacheLookup
 from .status import Reason, dump_status, strip_progress
 
 
@@ -38,6 +39,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     delete_videojob: bool = False  # ttlSecondsAfterFinished reached
     archive: bool = False  # the VideoJob is due for the archive (archiving.py)
+    cache_lookup: CacheLookup | None = None  # a stage waits for it (caching.py)
     requeue_after: float | None = None
 
     def again_in(self, seconds: float) -> None:

@@ -181,6 +181,27 @@ class Notify(Model):
                     "webhook-id, webhook-timestamp, webhook-signature); none is sent unsigned.")
 
 
+class SceneOverride(Model):
+    """One scene drawn otherwise than the plan would: its own seed, its own description
+    (docs/reuse.md: only that scene's keyframe and segment render again)."""
+
+    index: int = Field(ge=0, le=31, description="The scene, 0-based (as in plan.json).")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1,
+                             description="This scene's random seed instead of spec.seed.")
+    description: str | None = Field(
+        None, min_length=1, max_length=500,
+        description="What this scene shows, instead of the planner's description.")
+
+
+class CacheSpec(Model):
+    """Whether this VideoJob reuses cached stage outputs (docs/reuse.md)."""
+
+    policy: Literal["Use", "Refresh", "Off"] = Field(
+        "Use", description="Use: reuse what is cached, render the rest and cache it. Refresh: "
+                           "reuse nothing, render everything and replace the cache's entries. "
+                           "Off: neither read nor write the cache.")
+
+
 class VideoJobSpec(Model):
     """What video to make, and how to run the pipeline that makes it."""
 
@@ -196,7 +217,7 @@ class VideoJobSpec(Model):
          "fieldPath": ".scenes"},
         {"rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in (
             "prompt", "images", "audio", "scenes", "backend", "output", "retry", "timeouts",
-            "gpu", "notify")),
+            "gpu", "notify", "cache", "sceneOverrides")),
          "message": "spec fields other than suspend, priority and ttlSecondsAfterFinished are "
                     "immutable"},
     ]})
@@ -258,6 +279,18 @@ class VideoJobSpec(Model):
         None, max_length=NOTIFY_MAX, json_schema_extra=immutable("notify"),
         description="Webhooks to notify of this VideoJob's transitions, at most 4; delivery is "
                     "at least once, retried with backoff, and shown in status.notifications.")
+    scene_overrides: list[SceneOverride] | None = Field(
+        None, max_length=32, json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": "spec.sceneOverrides is immutable"},
+            {"rule": "self.all(o, self.exists_one(p, p.index == o.index))",
+             "message": "spec.sceneOverrides: each scene at most once"},
+            {"rule": "self.all(o, has(o.seed) || has(o.description))",
+             "message": "spec.sceneOverrides: each entry sets seed or description"}]},
+        description="Scenes drawn otherwise than the plan would (their own seed or "
+                    "description), at most 32, each scene once. kubectl videojob rerun writes "
+                    "them.")
+    cache: CacheSpec | None = Field(None, json_schema_extra=immutable("cache"),
+                                    description="Reuse of cached stage outputs.")
     suspend: bool = Field(
         False,
         description="true suspends the running stage and starts no new one; false resumes where "
@@ -284,7 +317,8 @@ class StageStatus(Model):
     """One pipeline stage."""
 
     name: Stage = Field(description="plan, keyframes, segments, stitch or publish.")
-    phase: StagePhase = Field(description="Pending, Queued, Running, Suspended, Succeeded or "
+    phase: StagePhase = Field(description="Pending, Queued, Running, Suspended, Succeeded, "
+                                          "Cached (every output from the cache, no Job) or "
                                           "Failed.")
     attempts: int = Field(0, description="Pods started for this stage (all scenes for "
                                          "segments); at least 1 once it runs.")
@@ -302,6 +336,9 @@ class StageStatus(Model):
         None, ge=0, description="GPU-seconds of the stage's pods that have ended: each pod's "
                                 "run (start to its last container's end) times the GPUs it "
                                 "held, every attempt included.")
+    cached_scenes: str | None = Field(
+        None, description="Outputs taken from the cache, of all (keyframes and segments: "
+                          "scenes), e.g. 7/8.")
 
 
 class OutputStatus(Model):
@@ -311,6 +348,16 @@ class OutputStatus(Model):
     bytes: int | None = Field(None, description="Size in bytes.")
     md5: str | None = Field(None, description="MD5 of the content, base64.")
     crc32c: str | None = Field(None, description="CRC32C of the content, base64.")
+
+
+class ReusedFrom(Model):
+    """Where a reused video came from."""
+
+    key: str = Field(description="The cache key of the video (stitch's).")
+    entry: str = Field(description="The cache entry's URI.")
+    namespace: str | None = Field(None, description="The VideoJob that rendered it.")
+    name: str | None = Field(None, description="The VideoJob that rendered it.")
+    uid: str | None = Field(None, description="The VideoJob that rendered it.")
 
 
 class EffectiveSpec(Model):
@@ -394,6 +441,9 @@ class VideoJobStatus(Model):
                                    description="Where the finished video is.")
     output: OutputStatus | None = Field(None, description="The published video's size and "
                                                           "checksums.")
+    reused_from: ReusedFrom | None = Field(
+        None, description="The cache entry whose video this VideoJob copied instead of rendering "
+                          "(reason Reused).")
     start_time: str | None = Field(None, description="When the first stage started.")
     completion_time: str | None = Field(None, description="When the VideoJob succeeded or "
                                                           "failed.")

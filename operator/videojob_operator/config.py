@@ -112,6 +112,45 @@ class ArchiveConfig(BaseModel):
         return value
 
 
+class SharedCache(BaseModel):
+    """Namespaces that read and write one cache (docs/reuse.md: members trust each other's
+    writes, as they would a shared bucket)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    namespaces: list[str] = Field(min_length=1)
+
+
+class CacheConfig(BaseModel):
+    """The stage cache (issue #25): each namespace's own, unless an administrator made some
+    namespaces share one. Off unless turned on (the chart and `make operator-up` do): the
+    operator then reads every namespace's cache and writes reused videos to their output URIs,
+    storage access an administrator grants on purpose (docs/reuse.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    shared: list[SharedCache] = Field(default_factory=list)
+    # Lookups run on threads off the reconcile path (cache_lookup.py).
+    lookup_threads: int = Field(4, ge=1, le=32)
+
+    def shared_by(self, namespace: str) -> str | None:
+        return next((s.name for s in self.shared if namespace in s.namespaces), None)
+
+    @field_validator("shared")
+    @classmethod
+    def _one_cache_each(cls, value: list[SharedCache]) -> list[SharedCache]:
+        seen: dict[str, str] = {}
+        for s in value:
+            for ns in s.namespaces:
+                if ns in seen:
+                    raise ValueError(f"cache.shared: namespace {ns} is in {seen[ns]} and "
+                                     f"{s.name}")
+                seen[ns] = s.name
+        return value
+
+
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +182,8 @@ class OperatorConfig(BaseModel):
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)
     # The archive of finished VideoJobs (off without a DSN).
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    # The stage cache: reuse of outputs whose inputs did not change (caching.py).
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     # Ceilings by namespace, "*" for the default (limits.py), and what tenants may add to the
     # GPU placement.
     limits: dict[str, Limits] = Field(default_factory=dict)

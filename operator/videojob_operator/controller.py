@@ -45,6 +45,7 @@ from .admission_loop import Admitter
 from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .archiver import Archiver
 from .archiving import archive_key
+from .cache_lookup import CacheLookups
 from .config import LiveConfig
 from .delivery import Deliveries
 from .events import EventRecorder
@@ -97,6 +98,8 @@ class Controller:
         self.archiver = (Archiver(self.store, self.config, self.api, self.archive_key,
                                   requeue=self.queue.add, clock=self.clock)
                          if config.current.archive.enabled else None)
+        # The stage cache's lookups (cache_lookup.py), made when a stage asks for one.
+        self.cache = CacheLookups(config.current.cache.lookup_threads, requeue=self.queue.add)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -108,6 +111,7 @@ class Controller:
             w.stop()
         await self.queue.stop()
         await self.deliveries.stop()
+        await self.cache.close()
         if self.archiver is not None:
             await self.archiver.close()
         await self.events.drain(timeout=5)
@@ -128,6 +132,7 @@ class Controller:
             self.tokens_written.pop(key, None)
             self.refusals.pop(key, None)
             self.errors.pop(key, None)
+            self.cache.forget(key)
             self.queue.forget(key)
         elif change.kind == "progress":
             self._progress_reported(key)
@@ -158,7 +163,7 @@ class Controller:
                            offers=self.admitter.offers(), refused=self.refusals.get(key),
                            deliveries=self.deliveries.unrecorded(key),
                            pod_objects=tuple(self.store.pod_objects(key, uid)),
-                           archive_key=self.archive_key)
+                           archive_key=self.archive_key, cache=self.cache.answer(key, uid))
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observe(key)
@@ -212,6 +217,8 @@ class Controller:
     async def apply(self, key: Key, vj: Obj, plan: Plan) -> None:
         """Does what the plan says, in its order; stops where a write finds the VideoJob
         changed (the next reconcile starts from the newer copy)."""
+        if plan.cache_lookup is not None:
+            self.cache.ask(key, plan.cache_lookup)
         try:
             version = await self._finalizer(key, vj, plan)
             if version is None:

@@ -13,6 +13,14 @@ import hashlib
 import json
 import re
 
+from videojob_common.cache_entries import (
+    CACHE_ENV,
+    SCENES_ANNOTATION,
+    SCENES_ENV,
+    Instruction,
+    scenes_text,
+)
+
 # The labels are shared with the archive and the plugin; the operator's modules import them from
 # here, as before.
 from videojob_common.labels import LABEL_NAME as LABEL_NAME
@@ -119,8 +127,9 @@ def labels(videojob: str, uid: str, stage: Stage, pool: str | None = None) -> di
 def spec_json(spec: VideoJobSpec, eff: EffectiveSpec) -> str:
     """The effective spec the worker reads (VIDEOJOB_SPEC): the spec with defaults filled in,
     less `notify`: the webhooks are the operator's to call, and a receiver's URL may carry its
-    token, which no stage pod's environment needs to hold."""
-    doc = spec.model_dump(by_alias=True, exclude_none=True, exclude={"notify"})
+    token, which no stage pod's environment needs to hold; less `cache`: whether outputs are
+    reused is the operator's decision, and the pod learns what to write from VIDEOJOB_CACHE."""
+    doc = spec.model_dump(by_alias=True, exclude_none=True, exclude={"notify", "cache"})
     doc["scenes"] = eff.scenes
     doc["backend"] = eff.backend
     doc["output"] = {"uri": eff.output_uri}
@@ -150,10 +159,14 @@ def stage_job(
     volume_mounts: list[Obj] | None = None,
     resources: dict[str, dict[str, str]] | None = None,
     scratch_size_limit: str | None = None,
+    scenes: tuple[int, ...] | None = None,
+    cache: Instruction | None = None,
 ) -> Obj:
+    """A stage's Job. `scenes`: only these scenes (the others came from the cache): one pod
+    each for segments, index k rendering scenes[k]; `cache`: the entries its pods write."""
     name = job_name(videojob, uid, stage)
     lbl = labels(videojob, uid, stage, pool)
-    count = completions(stage, eff)
+    count = len(scenes) if scenes and stage in PER_SCENE else completions(stage, eff)
     gpu = stage in GPU_STAGES and eff.gpu_count > 0
     env: list[Obj] = [
         {"name": "VIDEOJOB_NAMESPACE", "value": namespace},
@@ -175,6 +188,12 @@ def stage_job(
         # Optional: a pod whose Secret is gone still runs; only its progress is dropped.
         env.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
             "name": token_secret_name(videojob, uid), "key": TOKEN_KEY, "optional": True}}})
+    if cache is not None:
+        env.append({"name": CACHE_ENV, "value": cache.to_json()})
+    if scenes:
+        # The scene table travels with the Job, immutable with it (docs/reuse.md).
+        env.append({"name": SCENES_ENV, "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.annotations['{SCENES_ANNOTATION}']"}}})
     env += [{"name": k, "value": v} for k, v in sorted(extra_env.items())]
     # A variable from a Secret replaces the plain value of the same name.
     secrets = secret_env or {}
@@ -266,7 +285,9 @@ def stage_job(
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]},
             "template": {
-                "metadata": {"labels": lbl, "annotations": {ANNOTATION_NAME: videojob}},
+                "metadata": {"labels": lbl, "annotations": {
+                    ANNOTATION_NAME: videojob,
+                    **({SCENES_ANNOTATION: scenes_text(scenes)} if scenes else {})}},
                 "spec": pod_spec,
             },
         },

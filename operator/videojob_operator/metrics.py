@@ -235,3 +235,17 @@ REDIS_QUEUE_UP = Gauge(
 
 def serve(port: int, address: str = "0.0.0.0") -> None:
     start_http_server(port, addr=address, registry=REGISTRY)
+
+# The stage cache (cache_lookup.py): per stage, never per VideoJob or key.
+CACHE_LOOKUPS = Counter("videojob_cache_lookups", "Cache entries looked up, by stage and result "
+                        "(hit: copied and verified; miss: no entry; corrupt: an entry whose "
+                        "manifest or bytes do not match, treated as a miss and replaced).",
+                        ["stage", "result"], registry=REGISTRY)
+CACHE_BYTES_REUSED = Counter("videojob_cache_reused_bytes", "Bytes copied from cache entries "
+                             "instead of rendered, by stage.", ["stage"], registry=REGISTRY)
+CACHE_LOOKUP_SECONDS = Histogram(
+    "videojob_cache_lookup_seconds", "Time of one VideoJob's cache lookup (reads and copies).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)
+CACHE_LOOKUP_ERRORS = Counter("videojob_cache_lookup_errors", "Cache lookups that failed (the "
+                              "storage unreachable): the VideoJob renders as if nothing were "
+                              "cached.", registry=REGISTRY)

@@ -26,19 +26,21 @@ import datetime as dt
 
 from pydantic import ValidationError
 
-from videojob_common.pipeline import STAGES, TERMINAL, Obj, Phase, Stage, StagePhase
+from videojob_common.pipeline import STAGE_DONE, STAGES, TERMINAL, Obj, Phase, Stage, StagePhase
 
-from . import accounting, archiving, limits, notifications, storage_policy
+from . import accounting, archiving, caching, limits, notifications, storage_policy
 from .actions import Plan, finish
 from .api import (
     FINALIZER,
     Condition,
     EffectiveSpec,
     OutputStatus,
+    ReusedFrom,
     StageStatus,
     VideoJobSpec,
     VideoJobStatus,
 )
+from .cache_view import ReusedVideo
 from .cancellation import plan_deletion
 from .config import OperatorConfig, artifact_root, effective
 from .parsed import parsed
@@ -103,6 +105,9 @@ def steps(obs: Observation, config: OperatorConfig, status: VideoJobStatus,
         out.tell("Normal", Reason.CREATED,
                  f"VideoJob accepted: {eff.scenes} scenes, {spec.resolution} @ {spec.fps} fps, "
                  f"{spec.duration_seconds}s")
+    reused = caching.reuse(obs.cache, stages)
+    if reused is not None:
+        return reuse(ctx, status, stages, reused)
     status = _started(status, ctx)
     timed_out = enforce_deadline(ctx, status, stages)
     if timed_out is not None:
@@ -186,6 +191,8 @@ def spec_problems(spec: VideoJobSpec, eff: EffectiveSpec, config: OperatorConfig
                             eff.stage_seconds, eff.pending_seconds,
                             limits.for_namespace(config.limits, namespace)),
         *limits.widened_placement(spec, config.defaults.gpu_node_selector, config.placement),
+        *[f"spec.sceneOverrides[{i}].index: there is no scene {o.index} (scenes: {eff.scenes})"
+          for i, o in enumerate(spec.scene_overrides or []) if o.index >= eff.scenes],
     ]
 
 
@@ -274,7 +281,7 @@ def enforce_deadline(ctx: Context, status: VideoJobStatus,
     if now < deadline:
         ctx.out.again_in((deadline - now).total_seconds())
         return None
-    running = next((s for s in STAGES if stages[s].phase != StagePhase.SUCCEEDED), None)
+    running = next((s for s in STAGES if stages[s].phase not in STAGE_DONE), None)
     if running:
         stages[running] = stages[running].model_copy(update={
             "phase": StagePhase.FAILED, "completion_time": ts(now),
@@ -294,7 +301,7 @@ def advance_stages(ctx: Context, status: VideoJobStatus,
     failed, its reason (the status then says so)."""
     by_stage = {j.stage: j for j in ctx.obs.jobs}
     for name in STAGES:
-        if stages[name].phase == StagePhase.SUCCEEDED:
+        if stages[name].phase in STAGE_DONE:
             continue
         job = by_stage.get(name)
         stages[name], failure = next_step(name, stages[name], job, ctx)
@@ -307,7 +314,7 @@ def advance_stages(ctx: Context, status: VideoJobStatus,
             if job is not None and not job.deleting and job.failure is None:
                 ctx.out.delete_jobs.append(job.name)  # e.g. unschedulable: stop waiting
             return status, reason
-        if stages[name].phase != StagePhase.SUCCEEDED:
+        if stages[name].phase not in STAGE_DONE:
             break
         ctx.out.tell("Normal", Reason.STAGE_SUCCEEDED, f"stage {name} succeeded")
         result = stage_result(ctx.obs.pods, name) if name == Stage.PUBLISH else None
@@ -316,9 +323,34 @@ def advance_stages(ctx: Context, status: VideoJobStatus,
     return status, None
 
 
+def reuse(ctx: Context, status: VideoJobStatus, stages: Stages,
+          reused: ReusedVideo) -> VideoJobStatus:
+    """The whole video was in the cache, and the lookup copied it to the output URI: every
+    stage not done is Cached, and the VideoJob succeeds with reason Reused."""
+    n = ctx.eff.scenes
+    for name in STAGES:
+        if stages[name].phase in STAGE_DONE:
+            continue
+        per_scene = name in (Stage.KEYFRAMES, Stage.SEGMENTS)
+        stages[name] = stages[name].model_copy(update={
+            "phase": StagePhase.CACHED, "progress": 100, "message": "from the cache",
+            "completion_time": ts(ctx.now), "cached_scenes": f"{n}/{n}" if per_scene else None,
+            **({"completed": n, "total": n} if name == Stage.SEGMENTS else {})})
+    by = reused.written_by
+    origin = f"{by.get('namespace')}/{by.get('name')}" if by.get("name") else "the cache"
+    status = status.model_copy(update={
+        "stages": _listed(stages), "current_stage": Stage.PUBLISH, "progress": 100,
+        "output": OutputStatus.model_validate(reused.output),
+        "reused_from": ReusedFrom(key=reused.key, entry=reused.entry,
+                                  namespace=by.get("namespace"), name=by.get("name"),
+                                  uid=by.get("uid"))})
+    return _succeeded(ctx, status, Reason.REUSED,
+                      f"video reused (rendered by {origin}) and copied to {ctx.eff.output_uri}")
+
+
 def summarize(ctx: Context, status: VideoJobStatus, stages: Stages) -> VideoJobStatus:
     """The VideoJob's phase, progress, message and conditions from its stages'."""
-    current = next((s for s in STAGES if stages[s].phase != StagePhase.SUCCEEDED), None)
+    current = next((s for s in STAGES if stages[s].phase not in STAGE_DONE), None)
     status = status.model_copy(update={"stages": _listed(stages),
                                        "current_stage": current or Stage.PUBLISH,
                                        "progress": overall(stages)})
@@ -327,17 +359,21 @@ def summarize(ctx: Context, status: VideoJobStatus, stages: Stages) -> VideoJobS
     return _under_way(ctx, status, current, stages[current])
 
 
-def _succeeded(ctx: Context, status: VideoJobStatus) -> VideoJobStatus:
+def _succeeded(ctx: Context, status: VideoJobStatus, reason: str | None = None,
+               message: str | None = None) -> VideoJobStatus:
+    """Succeeded: published (reason none), or Reused (the video copied from the cache)."""
     uri = ctx.eff.output_uri
     generation, now = ctx.meta.get("generation"), ctx.now
     status = status.model_copy(update={
         "phase": Phase.SUCCEEDED, "progress": 100, "completion_time": ts(now),
-        "output_uri": uri, "message": f"video published to {uri}", "reason": None})
-    conditions = set_condition(list(status.conditions or []), "Ready", True, Reason.SUCCEEDED,
+        "output_uri": uri, "message": message or f"video published to {uri}",
+        "reason": reason})
+    said = reason or Reason.SUCCEEDED
+    conditions = set_condition(list(status.conditions or []), "Ready", True, said,
                                status.message or "", generation, now)
-    conditions = set_condition(conditions, "Progressing", False, Reason.SUCCEEDED, "",
+    conditions = set_condition(conditions, "Progressing", False, said, "",
                                generation, now)
-    ctx.out.tell("Normal", Reason.SUCCEEDED, status.message or "")
+    ctx.out.tell("Normal", said, status.message or "")
     expire(ctx, status)
     return status.model_copy(update={"conditions": conditions})
 

@@ -4,7 +4,7 @@ VideoJob's overall percent from its stages'. Pure; the reports arrive through Re
 
 from __future__ import annotations
 
-from videojob_common.pipeline import STAGES, Stage, StagePhase
+from videojob_common.pipeline import STAGE_DONE, STAGES, Stage
 
 from .api import StageStatus
 from .views import JobView, ProgressView
@@ -43,6 +43,6 @@ def _scenes(job: JobView, mine: list[ProgressView], frames_total: int) -> tuple[
 
 def overall(stages: dict[Stage, StageStatus]) -> int:
     """The VideoJob's percent: its stages' weighted, a succeeded stage counting 100."""
-    total = sum(WEIGHTS[s] * (100 if stages[s].phase == StagePhase.SUCCEEDED
+    total = sum(WEIGHTS[s] * (100 if stages[s].phase in STAGE_DONE
                               else stages[s].progress) for s in STAGES) // 100
     return min(total, 100)

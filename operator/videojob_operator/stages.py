@@ -17,7 +17,7 @@ from typing import Any
 
 from videojob_common.pipeline import Obj, Stage, StagePhase
 
-from . import jobs, limits
+from . import caching, jobs, limits
 from .actions import Plan
 from .admission_policy import pods_at_creation
 from .api import EffectiveSpec, StageStatus, VideoJobSpec
@@ -86,7 +86,19 @@ def _lost(name: Stage, st: StageStatus, ctx: Context) -> StageStatus | None:
 
 
 def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Failure | None]:
-    """The stage's Job, created admitted when its pool offers room, else queued."""
+    """The stage's Job, created admitted when its pool offers room, else queued; none when the
+    cache holds every output it owes (caching.py), or not yet while the cache is looked up."""
+    cache = _cache(name, ctx)
+    if cache.wait:
+        return st.model_copy(update={"message": "looking up the cache"}), None
+    if cache.cached:
+        ctx.out.tell("Normal", Reason.STAGE_CACHED, f"stage {name}: taken from the cache"
+                     + (f" ({cache.cached_scenes} scenes)" if cache.cached_scenes else ""))
+        return st.model_copy(update={
+            "phase": StagePhase.CACHED, "progress": 100, "message": "from the cache",
+            "cached_scenes": cache.cached_scenes, "completion_time": ts(ctx.now),
+            **({"completed": ctx.eff.scenes, "total": ctx.eff.scenes}
+               if name == Stage.SEGMENTS else {})}), None
     config, meta, spec = ctx.config, ctx.meta, ctx.spec
     pool = pool_of(config.pools, name)
     manifest = jobs.stage_job(
@@ -96,13 +108,15 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
         extra_env=_worker_env(config), command=config.worker_command,
         secret_env={k: (r.name, r.key) for k, r in config.worker_secret_env.items()},
         volumes=config.worker_volumes, volume_mounts=config.worker_volume_mounts,
+        scenes=cache.scenes, cache=cache.instruction,
         **_pod_resources(config, meta["namespace"], name))
     pods = _admitted_at_creation(pool, manifest, ctx)
     if pods:
         manifest = jobs.admitted(manifest, pods, ts_micro(ctx.now))
     ctx.out.create_jobs.append(manifest)
     st = st.model_copy(update={"job_name": manifest["metadata"]["name"],
-                               "completion_time": None, "job_lost_time": None})
+                               "completion_time": None, "job_lost_time": None,
+                               "cached_scenes": cache.cached_scenes})
     if pods:
         # The stage starts as its Job is created: its status is the one the next look, from the
         # cache holding the new Job, would compute (test_planner checks that it settles).
@@ -113,6 +127,21 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
     return st.model_copy(update={
         "phase": StagePhase.SUSPENDED if suspended else StagePhase.QUEUED,
         "message": "suspended" if suspended else "queued"}), None
+
+
+def _cache(name: Stage, ctx: Context) -> caching.StageCache:
+    """What the cache says about the stage's outputs; a lookup asked for when it has not said
+    enough yet (every stage before this one is done: the plan is known after the first)."""
+    policy = caching.policy(ctx.spec, ctx.config)
+    if policy == caching.OFF:
+        return caching.NO_CACHE
+    planned = name != Stage.PLAN
+    if not caching.answered(ctx.obs.cache, name, planned):
+        ctx.out.cache_lookup = caching.lookup(
+            ctx.meta, jobs.spec_json(ctx.spec, ctx.eff), ctx.eff, ctx.config, planned,
+            read=policy == caching.USE)
+        return caching.WAIT
+    return caching.for_stage(name, ctx.obs.cache, ctx.eff.scenes)
 
 
 def _worker_env(config: OperatorConfig) -> dict[str, str]:

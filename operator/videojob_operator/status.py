@@ -49,6 +49,10 @@ class Reason:
     # and the Warning Event of one deleted before the archive took it.
     DELETED = "Deleted"
     NOT_ARCHIVED = "NotArchived"
+    # The cache (caching.py): a stage whose every output was cached, and a VideoJob whose
+    # whole video was (it succeeds at once with this reason).
+    STAGE_CACHED = "StageCached"
+    REUSED = "Reused"
 
 
 # The reason of the Ready (False) condition while a VideoJob is under way, by phase.

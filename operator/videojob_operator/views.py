@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from videojob_common.pipeline import Obj
 
 from .admission_policy import CreationOffer
+from .cache_view import CacheAnswer
 from .jobs import CONTAINER, LABEL_STAGE
 from .refusals import Refusal
 
@@ -99,6 +100,8 @@ class Observation:
     pod_objects: tuple[Obj, ...] = ()
     # The key of the archive's marks (archiving.archive_key), when the archive is on.
     archive_key: bytes = b""
+    # What the last cache lookup found (cache_lookup.py), if one was made.
+    cache: CacheAnswer | None = None
 
 
 def job_view(job: Obj) -> JobView:

@@ -50,6 +50,8 @@ ALL = frozenset({"plan", "keyframes", "segments", "stitch", "publish"})
 AFTER_PLAN_BUT_KEYFRAMES = frozenset({"plan", "segments", "stitch", "publish"})
 VIDEO_ONLY = frozenset({"stitch", "publish"})
 NONE: frozenset[str] = frozenset()
+SCENE_1 = frozenset({"plan", "keyframes[1]", "segments[0]", "segments[1]", "stitch", "publish"})
+SCENES_1_AND_2 = SCENE_1 | {"keyframes[2]", "segments[2]"}
 
 IMAGES = [f"gs://in/photo-{i}.png" for i in range(4)]
 INPUTS = {"gs://in/track.mp3": "md5:track", "gs://in/other.mp3": "md5:other-track",
@@ -78,6 +80,8 @@ BASE: dict[str, Any] = {
                 "secretRef": {"name": "hook", "key": "secret"}}],
     "suspend": False,
     "ttlSecondsAfterFinished": 60,
+    "sceneOverrides": [{"index": 1, "seed": 5, "description": "A lighthouse in the fog."}],
+    "cache": {"policy": "Use"},
 }
 
 
@@ -131,6 +135,14 @@ SPEC_FLIPS: dict[str, Flip] = {
     "notify[0].secretRef.key": Flip("other", NONE, "webhooks"),
     "suspend": Flip(True, NONE, "when it runs, not what"),
     "ttlSecondsAfterFinished": Flip(1, NONE, "when the VideoJob is deleted"),
+    # One scene drawn otherwise: its keyframe and segment, and the segment before it (a
+    # crossfade dissolves into this scene's first frame), then the video.
+    "sceneOverrides": Flip(None, SCENE_1),
+    "sceneOverrides[0].index": Flip(2, SCENES_1_AND_2),
+    "sceneOverrides[0].seed": Flip(6, SCENE_1),
+    "sceneOverrides[0].description": Flip("A harbour at noon.", SCENE_1),
+    "cache": Flip(None, NONE, "whether outputs are reused, never which bytes they are"),
+    "cache.policy": Flip("Refresh", NONE, "whether outputs are reused, never which bytes"),
 }
 
 # EffectiveSpec (status.effective): what the operator adds to the spec. The worker sees scenes,
@@ -501,6 +513,7 @@ def test_a_one_scene_edit_changes_that_scene_then_stitch_and_publish(
 
 def test_scene_overrides_in_the_plan_key() -> None:
     doc, _ = documents()
+    doc = {k: v for k, v in doc.items() if k != "sceneOverrides"}
     tc = Toolchain("0.1.0", "1.0")
     key = plan_key(doc, tc)
     # Absent and empty alike: adding the field to the CRD invalidates nothing.
