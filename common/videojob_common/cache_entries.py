@@ -139,7 +139,7 @@ def parse_manifest(text: str | bytes, *, key: str, stage: Stage) -> Manifest:
         raise CorruptEntry("manifest names no artifact")
     path = art.get("path")
     writer, _, name = path.partition("/") if isinstance(path, str) else ("", "", "")
-    if not _WRITER.match(writer) or name != ARTIFACTS[stage]:
+    if not isinstance(path, str) or not _WRITER.match(writer) or name != ARTIFACTS[stage]:
         raise CorruptEntry(f"manifest's artifact path {path!r} is not a writer's {stage} file")
     size, md5, crc = art.get("bytes"), art.get("md5"), art.get("crc32c")
     if not (isinstance(size, int) and size >= 0 and isinstance(md5, str) and md5

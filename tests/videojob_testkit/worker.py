@@ -52,6 +52,34 @@ def run_stage(stage: str, env: dict[str, str],
                           timeout=timeout, check=False)
 
 
+class LocalVideoJob:
+    """One VideoJob's stage pods on file:// storage under `tmp`, each run through the CLI's
+    `main` in this process with the contract's environment (plus `extra`)."""
+
+    def __init__(self, tmp: Path, spec: dict[str, Any], uid: str = "uid-1") -> None:
+        self.tmp, self.spec, self.uid = tmp, spec, uid
+        self.root = tmp / "artifacts"
+        self.log = tmp / "termination-log"
+
+    @property
+    def prefix(self) -> Path:
+        """The VideoJob's artifact folder."""
+        return self.root / "ns" / "job" / self.uid
+
+    def env(self, stage: str, index: int | None = None,
+            extra: dict[str, str] | None = None) -> dict[str, str]:
+        return stage_env(self.spec, stage, self.root.resolve().as_uri(), uid=self.uid,
+                         termination_log=self.log, index=index, extra=extra,
+                         output_uri=(self.tmp / "out.mp4").resolve().as_uri())
+
+    def run(self, stage: str, index: int | None = None,
+            extra: dict[str, str] | None = None) -> str:
+        """Run the stage, which must succeed; returns its logs."""
+        code, _, stderr = invoke([stage], self.env(stage, index, extra))
+        assert code == 0, stderr
+        return stderr
+
+
 def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """The CLI's `main` in this process (no interpreter start-up): (exit code, stdout, stderr).
 

@@ -43,6 +43,10 @@ class RenderBackend(ABC):
     reused output wrong."""
 
     name: str = ""
+    # Raised whenever the backend's output for the same plan changes: the plan stage records it
+    # in plan.json (`backendVersion`) and the operator keys every later output with it, so a
+    # new version misses the entries the old one wrote (docs/reuse.md).
+    version: str = ""
 
     @abstractmethod
     def describe_scenes(self, spec: VideoSpec) -> list[SceneDraft]:
@@ -52,10 +56,19 @@ class RenderBackend(ABC):
         gives its description and camera motion.
         """
 
+    def redescribe(self, spec: VideoSpec, index: int, draft: SceneDraft,
+                   description: str) -> SceneDraft:
+        """Scene `index`'s draft with the user's `description` (spec.sceneOverrides) instead of
+        the drafted one. Override to derive the rest of the draft from it as `describe_scenes`
+        would (the procedural palette does); by default only the description changes."""
+        return draft.model_copy(update={"description": description})
+
     @abstractmethod
     def render_keyframe(self, scene: Scene, plan: Plan) -> Frame:
         """The scene's keyframe, `plan.height x plan.width x 3` uint8 BGR. Not called in
-        slideshow mode, where the keyframe is the input image fitted to the resolution."""
+        slideshow mode, where the keyframe is the input image fitted to the resolution.
+        Its randomness comes from `plan.seed_of(scene)` (the scene's override, else the
+        plan's seed)."""
 
     @abstractmethod
     def render_clip(self, scene: Scene, keyframe: Frame, plan: Plan,

@@ -9,7 +9,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -41,13 +41,30 @@ class StageContext:
     workspace: Path
     progress: ProgressReporter
     cancellation: Cancellation
-    index: int | None = None
+    index: int | None = None  # segments: the Job's completion index
     output_uri: str | None = None
     attempt: int | None = None
+    # VIDEOJOB_SCENES: the scenes this Job renders (keyframes draws them, segments' completion
+    # index k renders scenes[k]); None: all of them, each segments index its own scene.
+    scenes: tuple[int, ...] | None = None
+    # The local file of each output the stage rendered, by scene (None for plan and stitch),
+    # kept until the stage returns: the cache entries are written from these bytes
+    # (cache_writer.py). A stage records an output once its own artifact is uploaded.
+    outputs: dict[int | None, Path] = field(default_factory=dict)
 
     @property
     def log(self) -> logging.Logger:
         return get_logger()
+
+    @property
+    def scene(self) -> int:
+        """segments: the scene this pod renders."""
+        assert self.index is not None, f"{self.stage} has no completion index"
+        return self.index if self.scenes is None else self.scenes[self.index]
+
+    def renders(self, scene: int) -> bool:
+        """keyframes: whether this Job draws scene `scene`."""
+        return self.scenes is None or scene in self.scenes
 
     def read_plan(self) -> Plan:
         return Plan.from_json(self.read_artifact(self.layout.plan).decode())

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from videojob_common import cache_entries
+from videojob_common.cache_entries import CACHE_ENV, SCENES_ENV, Instruction
 from videojob_common.pipeline import PER_SCENE, STAGES, Stage
 from videojob_common.progress_auth import TOKEN_ENV
 from videojob_worker.errors import PermanentError
@@ -41,6 +43,8 @@ class StageEnvironment:
     index: int | None
     termination_log: Path
     progress_token: str | None = None  # signs its progress (videojob_common.progress_auth)
+    cache: Instruction | None = None  # VIDEOJOB_CACHE: the entries to write; None: write none
+    scenes: tuple[int, ...] | None = None  # VIDEOJOB_SCENES (keyframes, segments); None: all
 
 
 def termination_log_path(env: Mapping[str, str] | None = None) -> Path:
@@ -77,9 +81,13 @@ def read_environment(name: str, env: Mapping[str, str] | None = None) -> StageEn
         raise PermanentError(f"VIDEOJOB_STAGE={declared} but the argument is {stage}")
     index = _optional_int(env, "JOB_COMPLETION_INDEX")
     spec = spec_from_json(_required(env, "VIDEOJOB_SPEC"))
+    scenes = _scenes(env, stage, spec.scene_count)
     if stage in PER_SCENE:
         if index is None:
             raise PermanentError(f"JOB_COMPLETION_INDEX is not set for {stage}")
+        if scenes is not None and not 0 <= index < len(scenes):
+            raise PermanentError(f"JOB_COMPLETION_INDEX={index} is outside the {len(scenes)} "
+                                 f"scenes of {SCENES_ENV}")
         if not 0 <= index < spec.scene_count:
             raise PermanentError(f"JOB_COMPLETION_INDEX={index} is outside the "
                                  f"{spec.scene_count} scenes")
@@ -104,7 +112,32 @@ def read_environment(name: str, env: Mapping[str, str] | None = None) -> StageEn
         pod_name=env.get("VIDEOJOB_POD_NAME", "").strip() or None,
         index=index,
         termination_log=termination_log_path(env),
+        cache=_cache(env),
+        scenes=scenes,
     )
+
+
+def _scenes(env: Mapping[str, str], stage: Stage, scene_count: int) -> tuple[int, ...] | None:
+    """VIDEOJOB_SCENES, for the stages that render per scene; elsewhere it means nothing."""
+    text = env.get(SCENES_ENV, "").strip()
+    if not text or stage not in (Stage.KEYFRAMES, Stage.SEGMENTS):
+        return None
+    try:
+        return cache_entries.parse_scenes(text, scene_count)
+    except ValueError as err:
+        raise PermanentError(str(err)) from None
+
+
+def _cache(env: Mapping[str, str]) -> Instruction | None:
+    text = env.get(CACHE_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return cache_entries.parse_instruction(text)
+    except ValueError as err:  # json.JSONDecodeError included
+        reason = str(err)
+        raise PermanentError(reason if reason.startswith(CACHE_ENV)
+                             else f"{CACHE_ENV} is malformed: {reason}") from None
 
 
 def _attempt(env: Mapping[str, str]) -> int | None:

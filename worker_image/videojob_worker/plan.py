@@ -15,9 +15,9 @@ drafts scenes and draws from a plan), so it imports no backend. The plan stage
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
 
 from videojob_worker.spec import Transition, VideoSpec
@@ -62,6 +62,17 @@ class Scene(SceneDraft):
     frame_start: int
     frame_end: int  # exclusive
     image: str | None = None  # slideshow mode: the input image this scene shows
+    seed: int | None = None  # spec.sceneOverrides: this scene's randomness instead of the plan's
+
+    @model_serializer(mode="wrap")
+    def _without_absent_seed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Written only when overridden: a plan without overrides is the same document as before
+        # overrides existed, so the cache keys built from it (videojob_common.cache_keys) and
+        # every entry keyed by them stay valid.
+        doc: dict[str, Any] = handler(self)
+        if self.seed is None:
+            doc.pop("seed", None)
+        return doc
 
     @property
     def frames(self) -> int:
@@ -71,6 +82,9 @@ class Scene(SceneDraft):
 class Plan(_Model):
     version: int = PLAN_VERSION
     backend: str
+    # RenderBackend.version of the backend that planned: the operator keys the later stages'
+    # outputs with it (docs/reuse.md). Absent in plans written before it was recorded.
+    backend_version: str | None = None
     prompt: str
     seed: int
     width: int
@@ -83,6 +97,11 @@ class Plan(_Model):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2) + "\n"
+
+    def seed_of(self, scene: Scene) -> int:
+        """The seed a backend draws scene `scene` with: its own when overridden, else the
+        plan's."""
+        return self.seed if scene.seed is None else scene.seed
 
     @classmethod
     def from_json(cls, text: str) -> Plan:

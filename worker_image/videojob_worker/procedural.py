@@ -402,7 +402,8 @@ def vignette(canvas: Frame) -> None:
 
 
 def draw_keyframe(scene: Scene, plan: Plan) -> Frame:
-    rng = SeededRandom("keyframe", plan.prompt, plan.seed, scene.index, scene.description)
+    rng = SeededRandom("keyframe", plan.prompt, plan.seed_of(scene), scene.index,
+                       scene.description)
     colours = [bgr(c) for c in scene.palette]
     colours += [colours[-1]] * (5 - len(colours))
     canvas = gradient(plan.height, plan.width, colours[0], colours[1])
@@ -414,6 +415,7 @@ def draw_keyframe(scene: Scene, plan: Plan) -> Frame:
 
 class ProceduralBackend(RenderBackend):
     name = "procedural"
+    version = "1"
 
     def describe_scenes(self, spec: VideoSpec) -> list[SceneDraft]:
         drafts: list[SceneDraft] = []
@@ -424,6 +426,14 @@ class ProceduralBackend(RenderBackend):
             drafts.append(SceneDraft(description=description, camera=move,
                                      palette=palette(description, i, spec.prompt, spec.seed)))
         return drafts
+
+    def redescribe(self, spec: VideoSpec, index: int, draft: SceneDraft,
+                   description: str) -> SceneDraft:
+        # The palette follows the description (its colour and mood words), as in
+        # describe_scenes; the camera does not.
+        return draft.model_copy(update={
+            "description": description,
+            "palette": palette(description, index, spec.prompt, spec.seed)})
 
     def render_keyframe(self, scene: Scene, plan: Plan) -> Frame:
         return draw_keyframe(scene, plan)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from videojob_common.pipeline import Stage
-from videojob_worker import logs, termination
+from videojob_worker import cache_writer, logs, termination
 from videojob_worker.artifacts import ArtifactLayout
 from videojob_worker.cancellation import EXIT_CANCELLED, Cancellation
 from videojob_worker.context import StageContext, StageResult, workspace
@@ -48,6 +48,8 @@ def log_context(env: StageEnvironment) -> dict[str, Any]:
     }
     if env.index is not None:
         context["index"] = env.index
+        if env.scenes is not None:
+            context["scene"] = env.scenes[env.index]
     if env.pod_name:
         context["pod"] = env.pod_name
     return context
@@ -79,9 +81,13 @@ def execute(env: StageEnvironment, cancellation: Cancellation, *,
                 identity=env.identity, stage=env.stage, spec=env.spec,
                 layout=ArtifactLayout(env.artifact_root, env.identity), storage=storage,
                 workspace=path, progress=progress, cancellation=cancellation, index=env.index,
-                output_uri=env.output_uri, attempt=env.attempt)
+                output_uri=env.output_uri, attempt=env.attempt, scenes=env.scenes)
             log.info("stage %s started", env.stage)
             result = STAGE_RUNS[env.stage](context)
+            if env.cache is not None:
+                # After the stage's own artifacts, from the files still in the workspace.
+                cache_writer.write_entries(context, env.cache,
+                                           cache_writer.writer_name(env.identity.uid))
     except PermanentError as err:
         fail(env.termination_log, f"permanent: {err}")
         return EXIT_PERMANENT

@@ -37,6 +37,21 @@ MAX_WIDTH, MAX_HEIGHT = 7680, 4320
 MIN_SIDE = 16
 
 
+MAX_SCENE_OVERRIDES = 32
+
+
+class SceneOverride(BaseModel):
+    """`spec.sceneOverrides[]`: one scene's own seed or description instead of the planner's
+    (docs/reuse.md, "Per-scene overrides"). The plan stage applies it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                              frozen=True)
+
+    index: int = Field(ge=0)
+    seed: int | None = None
+    description: str | None = Field(default=None, min_length=1)
+
+
 class VideoSpec(BaseModel):
     """The subset of `VideoJob.spec` that shapes the video, with the CRD's defaults."""
 
@@ -53,6 +68,8 @@ class VideoSpec(BaseModel):
     transition: Transition = "crossfade"
     backend: str = "procedural"
     seed: int = 0
+    scene_overrides: list[SceneOverride] = Field(default_factory=list,
+                                                 max_length=MAX_SCENE_OVERRIDES)
 
     @field_validator("resolution")
     @classmethod
@@ -77,7 +94,18 @@ class VideoSpec(BaseModel):
             raise ValueError(f"{self.duration_seconds:g} s at {self.fps} fps is "
                              f"{self.total_frames} frames, fewer than the {self.scene_count} "
                              "scenes")
+        indexes = [o.index for o in self.scene_overrides]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError("sceneOverrides: each scene may be overridden once")
+        outside = [i for i in indexes if i >= self.scene_count]
+        if outside:
+            raise ValueError(f"sceneOverrides: scene {outside[0]} is outside the "
+                             f"{self.scene_count} scenes")
         return self
+
+    def override(self, index: int) -> SceneOverride | None:
+        """Scene `index`'s override, if the spec has one."""
+        return next((o for o in self.scene_overrides if o.index == index), None)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -15,34 +15,43 @@ from videojob_worker.spec import VideoSpec
 
 
 def make_plan(spec: VideoSpec, backend: RenderBackend) -> Plan:
-    """The plan for `spec`: the backend's scene drafts placed on the frame grid."""
+    """The plan for `spec`: the backend's scene drafts, with the spec's per-scene overrides,
+    placed on the frame grid."""
     count = spec.scene_count
     drafts = backend.describe_scenes(spec)
     if len(drafts) != count:
         raise RuntimeError(f"backend {backend.name} planned {len(drafts)} scenes, not {count}")
+    for override in spec.scene_overrides:
+        if override.description is not None:
+            drafts[override.index] = backend.redescribe(spec, override.index,
+                                                        drafts[override.index],
+                                                        override.description)
     ranges = frame_ranges(spec.total_frames, count)
     shortest = min(end - start for start, end in ranges)
     if shortest < 1:
         raise PermanentError(f"{spec.total_frames} frames cannot hold {count} scenes")
     width, height = spec.size
+    seeds = {o.index: o.seed for o in spec.scene_overrides if o.seed is not None}
     scenes = [
         Scene(index=i, description=d.description, camera=d.camera, palette=d.palette,
               frame_start=start, frame_end=end,
-              image=spec.images[i] if spec.images else None)
+              image=spec.images[i] if spec.images else None, seed=seeds.get(i))
         for i, (d, (start, end)) in enumerate(zip(drafts, ranges, strict=True))
     ]
-    return Plan(backend=backend.name, prompt=spec.prompt, seed=spec.seed, width=width,
-                height=height, fps=spec.fps, total_frames=spec.total_frames,
-                transition=spec.transition, transition_frames=transition_frames(spec, shortest),
-                scenes=scenes)
+    return Plan(backend=backend.name, backend_version=backend.version, prompt=spec.prompt,
+                seed=spec.seed, width=width, height=height, fps=spec.fps,
+                total_frames=spec.total_frames, transition=spec.transition,
+                transition_frames=transition_frames(spec, shortest), scenes=scenes)
 
 
 def run(ctx: StageContext) -> StageResult:
     ctx.progress.update(0, 1, "planning scenes")
     backend = backends.load(ctx.spec.backend)
     plan = make_plan(ctx.spec, backend)
-    ctx.storage.write_bytes(ctx.layout.plan, plan.to_json().encode(), ctx.workspace,
-                            "application/json")
+    local = ctx.workspace / "plan.json"
+    local.write_text(plan.to_json())
+    ctx.storage.upload(local, ctx.layout.plan, "application/json")
+    ctx.outputs[None] = local
     ctx.log.info("planned %d scenes, %d frames", len(plan.scenes), plan.total_frames,
                  extra={"scenes": len(plan.scenes), "frames": plan.total_frames})
     ctx.progress.finish(1, f"{len(plan.scenes)} scenes planned")

@@ -1,4 +1,5 @@
-"""segments: the clip of one scene (JOB_COMPLETION_INDEX), `segments/scene-NNN.mp4`.
+"""segments: the clip of one scene, `segments/scene-NNN.mp4`: scene JOB_COMPLETION_INDEX, or
+with VIDEOJOB_SCENES (a Job for the scenes the cache lacks) the index-th scene listed.
 
 Exactly the scene's frames of the plan: its motion over the keyframe, ending in the transition
 into the next scene. Frames go straight from the renderer into the encoder's stdin.
@@ -15,9 +16,8 @@ RENDER_SHARE = 99.0  # percent of the pod's work that is rendering; the upload i
 
 
 def run(ctx: StageContext, threads: int | None = None) -> StageResult:
-    assert ctx.index is not None, "segments needs the scene index"
     plan = ctx.read_plan()
-    scene = plan.scenes[ctx.index]
+    scene = plan.scenes[ctx.scene]
     backend = backends.load(plan.backend)
     keyframe = ctx.read_keyframe(scene.index, plan)
     incoming = None
@@ -39,6 +39,7 @@ def run(ctx: StageContext, threads: int | None = None) -> StageResult:
         raise RuntimeError(f"backend {plan.backend} rendered {encoder.frames} frames of scene "
                            f"{scene.index}, not {total}")
     ctx.storage.upload(path, ctx.layout.segment(scene.index), "video/mp4")
+    ctx.outputs[scene.index] = path
     ctx.log.info("scene %d: %d frames", scene.index, total, extra={"frames": total})
     ctx.progress.finish(total, f"frame {total}/{total}, uploaded")
     return None

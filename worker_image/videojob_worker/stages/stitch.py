@@ -78,6 +78,7 @@ def run(ctx: StageContext) -> StageResult:
     ffmpeg.run(args, ctx.cancellation, on_progress=muxed)
     check_output(output, plan, audio=bool(audio_uri))
     ctx.storage.upload(output, ctx.layout.video, "video/mp4")
+    ctx.outputs[None] = output
     ctx.log.info("stitched %d segments, %d frames", count, plan.total_frames,
                  extra={"frames": plan.total_frames, "bytes": output.stat().st_size})
     ctx.progress.finish(steps, f"{plan.total_frames} frames, {duration:.2f} s")
