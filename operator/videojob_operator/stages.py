@@ -30,6 +30,7 @@ from .views import JobView, Observation, PodView, job_view
 
 Failure = tuple[str, str]  # (reason, message) of a stage that failed
 WAITING = (StagePhase.QUEUED, StagePhase.PENDING)
+LOOKING_UP = "looking up the cache"
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
     cache holds every output it owes (caching.py), or not yet while the cache is looked up."""
     cache = _cache(name, ctx)
     if cache.wait:
-        return st.model_copy(update={"message": "looking up the cache"}), None
+        return st.model_copy(update={"message": LOOKING_UP}), None
     if cache.cached:
         ctx.out.tell("Normal", Reason.STAGE_CACHED, f"stage {name}: taken from the cache"
                      + (f" ({cache.cached_scenes} scenes)" if cache.cached_scenes else ""))
@@ -254,7 +255,8 @@ def _running(name: Stage, st: StageStatus, job: JobView, update: Obj, ctx: Conte
     update["progress"] = max(min(int(percent), 99), 0)
     if message and running:
         update["message"] = message
-    elif not running or st.message in ("queued", "suspended", "stage Job lost", None):
+    elif not running or st.message in ("queued", "suspended", "stage Job lost", LOOKING_UP,
+                                       None):
         update["message"] = {StagePhase.SUSPENDED: "suspended",
                              StagePhase.QUEUED: "queued"}.get(phase, "running")
     update["completion_time"] = None
