@@ -62,6 +62,9 @@ class Scene(SceneDraft):
     frame_start: int
     frame_end: int  # exclusive
     image: str | None = None  # slideshow mode: the input image this scene shows
+    # The line read over the scene when spec.narration.fromPlan is set (#28); left out of the
+    # document otherwise, so a plan without narration is byte for byte what it was.
+    narration: str | None = Field(default=None, exclude_if=lambda line: line is None)
 
     @property
     def frames(self) -> int:
