@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from videojob_common.pipeline import PER_SCENE, STAGES, Stage
+from videojob_common.pipeline import PER_SCENE, WORKER_STAGES, Stage
 from videojob_common.progress_auth import TOKEN_ENV
 from videojob_worker.errors import PermanentError
 from videojob_worker.spec import VideoSpec, spec_from_json
@@ -69,8 +69,8 @@ def _required(env: Mapping[str, str], key: str) -> str:
 def read_environment(name: str, env: Mapping[str, str] | None = None) -> StageEnvironment:
     """Read and check the contract's variables for stage `name` (the command-line argument)."""
     env = os.environ if env is None else env
-    if name not in STAGES:
-        raise PermanentError(f"unknown stage {name!r} (one of {', '.join(STAGES)})")
+    if name not in WORKER_STAGES:
+        raise PermanentError(f"unknown stage {name!r} (one of {', '.join(WORKER_STAGES)})")
     stage = Stage(name)
     declared = env.get("VIDEOJOB_STAGE", "").strip()
     if declared and declared != stage:

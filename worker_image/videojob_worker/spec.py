@@ -58,6 +58,7 @@ class Narration(BaseModel):
 
     lines: list[str] | None = Field(default=None, max_length=1000)  # one per scene; "" = silent
     from_plan: bool = False  # the plan stage writes each scene's line from its description
+    backend: str = Field(default="espeak-ng", pattern=_VOICE)  # a TTS plug-in (tts.py)
     voice: str = Field(default="en", pattern=_VOICE)
     language: str | None = Field(default=None, pattern=_LANGUAGE)  # captions' language tag
     rate: int = Field(default=175, ge=MIN_RATE, le=MAX_RATE)  # words per minute
