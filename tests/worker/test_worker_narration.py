@@ -254,3 +254,24 @@ def test_fit_fail_refuses_naming_the_scene(tmp_path: Path) -> None:
     code, _, message = run_pipeline(tmp_path, spec)
     assert code == EXIT_PERMANENT
     assert message.startswith("permanent: scene 1: its narration lasts")
+
+
+def test_burned_captions_are_drawn_into_the_frames(tmp_path: Path) -> None:
+    plain_code, plain, _ = run_pipeline(tmp_path / "plain",
+                                        {**BASE, "narration": {"lines": LINES}})
+    code, burned, message = run_pipeline(tmp_path / "burned",
+                                         {**BASE, "narration": {"lines": LINES,
+                                                                "captions": "burned"}})
+    assert (plain_code, code) == (EXIT_OK, EXIT_OK), message
+    streams = probe(burned)["streams"]
+    assert [s["codec_type"] for s in streams] == ["video", "audio"]  # no caption track
+    assert int(streams[0]["nb_read_frames"]) == 48
+    assert not burned.with_suffix(".vtt").exists()
+    # Half a second in, the first line is on screen: the frame differs from the plain one.
+    def frame(video: Path) -> bytes:
+        return subprocess.run(["ffmpeg", "-v", "error", "-ss", "0.5", "-i", str(video),
+                               "-frames:v", "1", "-f", "rawvideo", "-"], capture_output=True,
+                              check=True, timeout=60).stdout
+
+    a, b = frame(plain), frame(burned)
+    assert len(a) == len(b) > 0 and a != b
