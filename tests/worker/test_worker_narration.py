@@ -275,3 +275,12 @@ def test_burned_captions_are_drawn_into_the_frames(tmp_path: Path) -> None:
 
     a, b = frame(plain), frame(burned)
     assert len(a) == len(b) > 0 and a != b
+
+
+def test_the_plan_writes_lines_only_with_from_plan() -> None:
+    plain = plan_for(BASE)
+    assert '"narration"' not in plain.to_json()  # a plan without narration is as before
+    spoken = plan_for({**BASE, "narration": {"fromPlan": True}})
+    assert [s.narration for s in spoken.scenes] == [s.description for s in spoken.scenes]
+    assert Plan.from_json(spoken.to_json()) == spoken
+    assert '"narration"' not in plan_for({**BASE, "narration": {"lines": LINES}}).to_json()
