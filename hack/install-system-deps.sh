@@ -9,6 +9,7 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v mount >/dev/null || need+=(mount)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)        # the worker's encoder (libx264, AAC)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)  # the narrate stage's default voice
 command -v redis-server >/dev/null || need+=(redis-server)  # progress and the admission queue
 command -v promtool >/dev/null || need+=(prometheus)  # promtool: metrics lint, alert rule tests
 # The archive's tests and benchmark start a real PostgreSQL (tests/videojob_testkit/postgres.py).

@@ -13,11 +13,17 @@ class Stage(StrEnum):
     PLAN = "plan"
     KEYFRAMES = "keyframes"
     SEGMENTS = "segments"
+    NARRATE = "narrate"  # the voice (#28): the worker runs it; the operator does not yet
     STITCH = "stitch"
     PUBLISH = "publish"
 
 
-STAGES: tuple[Stage, ...] = tuple(Stage)  # in the order they run
+# The operator's sequence, in the order it runs them. Listed, not `tuple(Stage)`: the worker
+# renders narration (#28) before the operator's DAG schedules it.
+STAGES: tuple[Stage, ...] = (Stage.PLAN, Stage.KEYFRAMES, Stage.SEGMENTS, Stage.STITCH,
+                             Stage.PUBLISH)
+# Every stage the worker image runs, in the order a local run (`videojob-worker run`) takes them.
+WORKER_STAGES: tuple[Stage, ...] = tuple(Stage)
 PER_SCENE: frozenset[Stage] = frozenset({Stage.SEGMENTS})  # an Indexed Job, a pod per scene
 GPU_STAGES: frozenset[Stage] = frozenset({Stage.KEYFRAMES, Stage.SEGMENTS})
 

@@ -18,7 +18,7 @@ from typing import Any
 import google_crc32c
 import pytest
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import STAGES, WORKER_STAGES
 from videojob_testkit.processes import free_port
 from videojob_testkit.worker import (
     BUCKET,
@@ -263,11 +263,14 @@ def test_missing_environment_is_permanent(tmp_path: Path) -> None:
 
 def test_the_stages_are_the_shared_ones(tmp_path: Path) -> None:
     """The stage list is `videojob_common.pipeline`'s, which the operator creates Jobs from:
-    the runner has a function for each stage, in order, and any other name is refused."""
-    assert list(runner.STAGE_RUNS) == list(STAGES)
+    the runner has a function for each stage the worker runs (the operator's five, and narrate,
+    #28), in order, and any other name is refused."""
+    assert list(runner.STAGE_RUNS) == list(WORKER_STAGES)
+    assert set(STAGES) <= set(WORKER_STAGES)
     env = stage_env(SPEC, "render", file_uri(tmp_path), termination_log=tmp_path / "log")
     with pytest.raises(PermanentError, match=r"^unknown stage 'render' \(one of plan, "
-                                             r"keyframes, segments, stitch, publish\)$"):
+                                             r"keyframes, segments, narrate, stitch, "
+                                             r"publish\)$"):
         read_environment("render", env)
 
 

@@ -10,11 +10,14 @@ The modules, each owning one thing:
 - `runner.py` — runs one stage (`STAGE_RUNS`) and maps its outcome to exit code and message.
 - `local.py` — `videojob-worker run`: every stage in order in one process, no cluster.
 - `context.py` — `StageContext`, what a stage function gets, and its private workspace.
-- `stages/` — the stages, a module each: plan, keyframes, segments, stitch, publish.
+- `stages/` — the stages, a module each: plan, keyframes, segments, narrate, stitch, publish.
 - `spec.py` — the VideoJob spec as the worker reads it (`VideoSpec`), with the CRD's defaults.
 - `plan.py` — the plan document (`plan/plan.json`): scenes, cameras, frame ranges.
 - `backends.py` — render backends (`RenderBackend`): the interface and the plug-in loader.
 - `procedural.py` — the built-in `procedural` render backend (OpenCV drawings, no model).
+- `tts.py` — TTS backends (`TtsBackend`) for narration: the interface, espeak-ng, the loader.
+- `cues.py` — the narration's cue sheet: fit rule, timeline, scene extensions, captions.
+- `mixing.py` — the narrated soundtrack's ffmpeg filter graph: placement, ducking, loudness.
 - `motion.py` — Ken Burns camera motion over a keyframe.
 - `transitions.py` — crossfades and fades between scenes, drawn into the segments' frames.
 - `ffmpeg.py` — video encoding: frames piped into ffmpeg (H.264), muxing, probing; `Frame`.

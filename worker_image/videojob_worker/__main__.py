@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import WORKER_STAGES
 from videojob_worker import __version__, logs, termination
 from videojob_worker.cancellation import GRACE_SECONDS, Cancellation
 from videojob_worker.environment import read_environment, termination_log_path
@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="videojob-worker", description=__doc__)
     top.add_argument("--version", action="version", version=__version__)
     commands = top.add_subparsers(dest="command", required=True)
-    for stage in STAGES:
+    for stage in WORKER_STAGES:
         commands.add_parser(stage, help=f"run the {stage} stage from the pod's environment")
     local = commands.add_parser("run", help="run every stage locally (no cluster)")
     local.add_argument("--spec", type=Path, required=True,

@@ -40,3 +40,18 @@ class ArtifactLayout:
     @property
     def video(self) -> str:
         return join(self.prefix, Stage.STITCH, "video.mp4")
+
+    # --- narration (#28) ---
+    def narration(self, index: int) -> str:
+        """A scene's line, spoken and sped up as it is mixed (48 kHz mono PCM WAV)."""
+        return join(self.prefix, Stage.NARRATE, scene_file(index, "wav"))
+
+    @property
+    def cues(self) -> str:
+        """When each line is spoken in the final video (cues.CueSheet, JSON)."""
+        return join(self.prefix, Stage.NARRATE, "cues.json")
+
+    @property
+    def captions(self) -> str:
+        """The narration's captions as WebVTT, next to the video (captions: track)."""
+        return join(self.prefix, Stage.STITCH, "video.vtt")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from videojob_common import cache_entries
 from videojob_common.cache_entries import CACHE_ENV, SCENES_ENV, Instruction
-from videojob_common.pipeline import PER_SCENE, STAGES, Stage
+from videojob_common.pipeline import PER_SCENE, WORKER_STAGES, Stage
 from videojob_common.progress_auth import TOKEN_ENV
 from videojob_worker.errors import PermanentError
 from videojob_worker.spec import VideoSpec, spec_from_json
@@ -73,8 +73,8 @@ def _required(env: Mapping[str, str], key: str) -> str:
 def read_environment(name: str, env: Mapping[str, str] | None = None) -> StageEnvironment:
     """Read and check the contract's variables for stage `name` (the command-line argument)."""
     env = os.environ if env is None else env
-    if name not in STAGES:
-        raise PermanentError(f"unknown stage {name!r} (one of {', '.join(STAGES)})")
+    if name not in WORKER_STAGES:
+        raise PermanentError(f"unknown stage {name!r} (one of {', '.join(WORKER_STAGES)})")
     stage = Stage(name)
     declared = env.get("VIDEOJOB_STAGE", "").strip()
     if declared and declared != stage:

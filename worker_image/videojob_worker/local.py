@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from videojob_common.pipeline import PER_SCENE, STAGES
+from videojob_common.pipeline import PER_SCENE, WORKER_STAGES, Stage
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import Identity, StageEnvironment
 from videojob_worker.errors import PermanentError
@@ -32,9 +32,12 @@ from videojob_worker.storage import file_uri
 def stage_environments(identity: Identity, spec: VideoSpec, root: str, output_uri: str,
                        termination_log: Path,
                        redis_url: str | None = None) -> list[StageEnvironment]:
-    """The environments the operator would give the pipeline's pods, in order."""
+    """The environments the operator would give the pipeline's pods, in order; narrate (after
+    segments, before stitch) only when the spec has narration."""
     environments = []
-    for stage in STAGES:
+    for stage in WORKER_STAGES:
+        if stage == Stage.NARRATE and spec.narration is None:
+            continue
         indices: list[int | None] = (list(range(spec.scene_count)) if stage in PER_SCENE
                                      else [None])
         for index in indices:

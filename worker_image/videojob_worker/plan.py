@@ -72,7 +72,13 @@ class Scene(SceneDraft):
         doc: dict[str, Any] = handler(self)
         if self.seed is None:
             doc.pop("seed", None)
+        if self.narration is None:
+            doc.pop("narration", None)
         return doc
+
+    # The line read over the scene when spec.narration.fromPlan is set (#28); left out of the
+    # document otherwise, so a plan without narration is byte for byte what it was.
+    narration: str | None = Field(default=None, exclude_if=lambda line: line is None)
 
     @property
     def frames(self) -> int:

@@ -24,18 +24,20 @@ from videojob_worker.context import StageContext, StageResult, workspace
 from videojob_worker.environment import StageEnvironment
 from videojob_worker.errors import Cancelled, PermanentError, TransientError
 from videojob_worker.progress import ProgressReporter, ProgressSink, RedisSink
-from videojob_worker.stages import keyframes, plan, publish, segments, stitch
+from videojob_worker.stages import keyframes, narrate, plan, publish, segments, stitch
 from videojob_worker.storage import Storage
 
 EXIT_OK = 0
 EXIT_TRANSIENT = 1
 EXIT_PERMANENT = 42
 
-# Each stage's function, keyed by the shared stage names (a test checks every stage has one).
+# Each stage's function, keyed by the shared stage names: every stage the worker runs
+# (pipeline.WORKER_STAGES, a test checks each has one), narrate included (#28).
 STAGE_RUNS: dict[Stage, Callable[[StageContext], StageResult]] = {
     Stage.PLAN: plan.run,
     Stage.KEYFRAMES: keyframes.run,
     Stage.SEGMENTS: segments.run,
+    Stage.NARRATE: narrate.run,
     Stage.STITCH: stitch.run,
     Stage.PUBLISH: publish.run,
 }

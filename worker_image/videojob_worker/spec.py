@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -52,6 +53,53 @@ class SceneOverride(BaseModel):
     description: str | None = Field(default=None, min_length=1)
 
 
+# --- narration (issue #28) ---
+Captions = Literal["none", "track", "burned"]
+Fit = Literal["speedup", "fail"]
+# espeak-ng's -s (words per minute) accepts 80..450; slower or faster is unintelligible anyway.
+MIN_RATE, MAX_RATE = 80, 450
+MAX_LINE_CHARS = 1000  # a scene's line; minutes of speech
+# A voice name goes to a TTS program as an argument: letters, digits and - _ + / . only, and not
+# starting with "-", so it can never read as an option.
+_VOICE = r"^[A-Za-z0-9_][A-Za-z0-9_+/.-]{0,63}$"
+_LANGUAGE = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"  # BCP 47, as WebVTT and MP4 metadata take it
+
+
+class Narration(BaseModel):
+    """`spec.narration`: a voice reading one line per scene over the video (docs/narration.md)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              frozen=True)
+
+    lines: list[str] | None = Field(default=None, max_length=1000)  # one per scene; "" = silent
+    from_plan: bool = False  # the plan stage writes each scene's line from its description
+    backend: str = Field(default="espeak-ng", pattern=_VOICE)  # a TTS plug-in (tts.py)
+    voice: str = Field(default="en", pattern=_VOICE)
+    language: str | None = Field(default=None, pattern=_LANGUAGE)  # captions' language tag
+    rate: int = Field(default=175, ge=MIN_RATE, le=MAX_RATE)  # words per minute
+    volume: float = Field(default=1.0, ge=0.0, le=2.0)  # linear gain on the voice
+    music_duck: float = Field(default=12.0, ge=0.0, le=40.0)  # dB off the music under speech
+    captions: Captions = "none"
+    fit: Fit = "speedup"
+
+    @field_validator("lines")
+    @classmethod
+    def _speakable(cls, lines: list[str] | None) -> list[str] | None:
+        for i, line in enumerate(lines or []):
+            if len(line) > MAX_LINE_CHARS:
+                raise ValueError(f"line {i} has {len(line)} characters, more than "
+                                 f"{MAX_LINE_CHARS}")
+        return lines
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Narration:
+        if self.lines is not None and self.from_plan:
+            raise ValueError("give lines or fromPlan, not both")
+        if self.lines is None and not self.from_plan:
+            raise ValueError("give lines (one per scene) or fromPlan: true")
+        return self
+
+
 class VideoSpec(BaseModel):
     """The subset of `VideoJob.spec` that shapes the video, with the CRD's defaults."""
 
@@ -70,6 +118,23 @@ class VideoSpec(BaseModel):
     seed: int = 0
     scene_overrides: list[SceneOverride] = Field(default_factory=list,
                                                  max_length=MAX_SCENE_OVERRIDES)
+
+    # --- narration (issue #28) ---
+    narration: Narration | None = None
+
+    @field_validator("narration")
+    @classmethod
+    def _line_per_scene(cls, narration: Narration | None,
+                        info: ValidationInfo) -> Narration | None:
+        if narration is None or narration.lines is None:
+            return narration
+        images, scenes = info.data.get("images"), info.data.get("scenes")
+        count = len(images) if images else scenes
+        if count is not None and len(narration.lines) != count:
+            raise ValueError(f"lines has {len(narration.lines)} lines for {count} scenes "
+                             "(one per scene)")
+        return narration
+    # --- end narration ---
 
     @field_validator("resolution")
     @classmethod

@@ -1,4 +1,4 @@
-"""The five stages, one module each, named after the stage: `run(ctx: StageContext)`.
+"""The stages, one module each, named after the stage: `run(ctx: StageContext)`.
 
 A stage returns None, or a JSON-able result the CLI writes as the termination message
 (publish: uri, bytes, md5, crc32c). The table from stage name to function is `runner.STAGE_RUNS`,

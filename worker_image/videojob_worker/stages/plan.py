@@ -35,13 +35,19 @@ def make_plan(spec: VideoSpec, backend: RenderBackend) -> Plan:
     scenes = [
         Scene(index=i, description=d.description, camera=d.camera, palette=d.palette,
               frame_start=start, frame_end=end,
-              image=spec.images[i] if spec.images else None, seed=seeds.get(i))
+              image=spec.images[i] if spec.images else None, seed=seeds.get(i),
+              narration=_line(spec, d.description))
         for i, (d, (start, end)) in enumerate(zip(drafts, ranges, strict=True))
     ]
     return Plan(backend=backend.name, backend_version=backend.version, prompt=spec.prompt,
                 seed=spec.seed, width=width, height=height, fps=spec.fps,
                 total_frames=spec.total_frames, transition=spec.transition,
                 transition_frames=transition_frames(spec, shortest), scenes=scenes)
+
+
+def _line(spec: VideoSpec, description: str) -> str | None:
+    """The scene's narration when the spec asks the plan for it (narration.fromPlan, #28)."""
+    return description if spec.narration is not None and spec.narration.from_plan else None
 
 
 def run(ctx: StageContext) -> StageResult:
