@@ -1,7 +1,8 @@
 """Where a VideoJob may write and read: each namespace in its own lane of the storage.
 
 - Outputs and artifacts are written only under the namespace's prefix of the storage root,
-  `<storage_root>/<namespace>/`: `spec.output.uri` elsewhere is refused.
+  `<storage_root>/<namespace>/`: `spec.output.uri` elsewhere is refused, and so is one in
+  the namespace's cache (`<storage_root>/<namespace>/.cache/`).
 - `gs://` and `file://` inputs (`spec.images`, `spec.audio`) are read only from that prefix or
   from prefixes the administrator lists for the namespace (`read_prefixes`, "*" for all).
 - `http(s)://` inputs only when the administrator enables them (`http_inputs`), and only from
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from videojob_common.cache_entries import CACHE_DIR
 from videojob_common.storage_uris import ambiguous
 
 STORAGE_SCHEMES = ("gs", "file")
@@ -79,7 +81,8 @@ def problems(output_uri: str | None, images: list[str], audio: str | None, *,
     readable = [own, *read_prefixes.get("*", []), *read_prefixes.get(namespace, [])]
     out = []
     if output_uri is not None:
-        problem = _unclean(output_uri) or _outside(output_uri, [own], "written")
+        problem = (_unclean(output_uri) or _outside(output_uri, [own], "written")
+                   or _in_cache(output_uri, own))
         if problem:
             out.append(f"spec.output.uri: {problem}")
     inputs = [(f"spec.images[{i}]", uri) for i, uri in enumerate(images)]
@@ -90,6 +93,16 @@ def problems(output_uri: str | None, images: list[str], audio: str | None, *,
         if problem:
             out.append(f"{field}: {problem}")
     return out
+
+
+def _in_cache(uri: str, own: str) -> str | None:
+    """The namespace's cache (cache_entries.CACHE_DIR) is the operator's and its stage pods'
+    to write, entry by entry after checking the bytes: an output there could pose as an
+    entry."""
+    if uri.startswith(f"{own}{CACHE_DIR}/"):
+        return f"{uri} is in the namespace's cache ({own}{CACHE_DIR}/), which only the " \
+               "pipeline writes"
+    return None
 
 
 def _unreadable(uri: str, readable: list[str], http: HttpInputs) -> str | None:

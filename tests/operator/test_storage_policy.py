@@ -37,6 +37,13 @@ def test_outputs_only_under_the_namespaces_prefix() -> None:
         assert problem.startswith("spec.output.uri: ") and "gs://media/videojob/team-a/" in problem
 
 
+def test_an_output_never_lands_in_the_namespaces_cache() -> None:
+    (problem,) = check(output="gs://media/videojob/team-a/.cache/stitch/" + "a" * 64 +
+                       "/w/video.mp4")
+    assert problem.startswith("spec.output.uri: ") and "cache" in problem
+    assert check(output="gs://media/videojob/team-a/.cached/clip.mp4") == []
+
+
 @pytest.mark.parametrize("sneaky", [
     "gs://media/videojob/team-a/../team-b/clip.mp4",
     "gs://media/videojob/team-a/./x/../../team-b/clip.mp4",
