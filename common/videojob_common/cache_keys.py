@@ -174,6 +174,10 @@ def _plan_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     overrides = [{k: v for k, v in o.items() if v is not None}
                  for o in (fields["sceneOverrides"] or [])]
     fields["sceneOverrides"] = sorted(overrides, key=lambda o: int(o.get("index", -1)))
+    if (spec.get("narration") or {}).get("fromPlan"):
+        # The plan writes each scene's line (#28); only then does narration reach the plan.
+        # Absent otherwise, so plans keyed before narration existed keep their keys.
+        fields["narrationFromPlan"] = True
     return fields
 
 
@@ -260,9 +264,17 @@ def stage_keys(spec: Mapping[str, Any], toolchain: Toolchain, inputs: Mapping[st
             "plan": segment_plan, "scene": _pick(scene, SEGMENT_SCENE_FIELDS),
             "keyframe": keyframes[i], "next": following}))
     audio = spec.get("audio")
-    stitch = digest({**head(Stage.STITCH), "plan": _pick(plan, STITCH_PLAN_FIELDS),
-                     "segments": segments,
-                     "audio": _checksum(inputs, audio, "audio") if audio else None})
+    stitch_doc = {**head(Stage.STITCH), "plan": _pick(plan, STITCH_PLAN_FIELDS),
+                  "segments": segments,
+                  "audio": _checksum(inputs, audio, "audio") if audio else None}
+    narration = spec.get("narration")
+    if narration:
+        # Stitch mixes the voice (narrate's output, not cached: it is keyed here, by what
+        # makes it) and draws or muxes the captions. Only when narrated: earlier keys stay.
+        stitch_doc["narration"] = {
+            "spec": {k: v for k, v in narration.items() if v is not None},
+            "lines": [scene.get("narration") for scene in scenes]}
+    stitch = digest(stitch_doc)
     # Publish copies stitch's video to the output URI: the bytes are stitch's, wherever they go.
     publish = digest({**head(Stage.PUBLISH), "video": stitch})
     return StageKeys(plan=plan_key(spec, toolchain), keyframes=keyframes,

@@ -13,17 +13,32 @@ class Stage(StrEnum):
     PLAN = "plan"
     KEYFRAMES = "keyframes"
     SEGMENTS = "segments"
-    NARRATE = "narrate"  # the voice (#28): the worker runs it; the operator does not yet
+    NARRATE = "narrate"  # the voice (#28): beside keyframes and segments
     STITCH = "stitch"
     PUBLISH = "publish"
 
 
-# The operator's sequence, in the order it runs them. Listed, not `tuple(Stage)`: the worker
-# renders narration (#28) before the operator's DAG schedules it.
-STAGES: tuple[Stage, ...] = (Stage.PLAN, Stage.KEYFRAMES, Stage.SEGMENTS, Stage.STITCH,
-                             Stage.PUBLISH)
+# Every stage, in an order that puts each after the stages it needs (status lists them so).
+STAGES: tuple[Stage, ...] = tuple(Stage)
+# The pipeline is a DAG: a stage starts once every stage it needs is done. narrate runs beside
+# keyframes and segments (#28); stitch waits for both branches.
+NEEDS: dict[Stage, tuple[Stage, ...]] = {
+    Stage.PLAN: (),
+    Stage.KEYFRAMES: (Stage.PLAN,),
+    Stage.SEGMENTS: (Stage.KEYFRAMES,),
+    Stage.NARRATE: (Stage.PLAN,),
+    Stage.STITCH: (Stage.SEGMENTS, Stage.NARRATE),
+    Stage.PUBLISH: (Stage.STITCH,),
+}
+# Stages a VideoJob has only when its spec asks for them (narrate: spec.narration).
+OPTIONAL: frozenset[Stage] = frozenset({Stage.NARRATE})
 # Every stage the worker image runs, in the order a local run (`videojob-worker run`) takes them.
-WORKER_STAGES: tuple[Stage, ...] = tuple(Stage)
+WORKER_STAGES: tuple[Stage, ...] = STAGES
+
+
+def stages_of(narrated: bool) -> tuple[Stage, ...]:
+    """A VideoJob's stages, in STAGES' order."""
+    return tuple(s for s in STAGES if s not in OPTIONAL or narrated)
 PER_SCENE: frozenset[Stage] = frozenset({Stage.SEGMENTS})  # an Indexed Job, a pod per scene
 GPU_STAGES: frozenset[Stage] = frozenset({Stage.KEYFRAMES, Stage.SEGMENTS})
 

@@ -64,8 +64,9 @@ def default_stage(vj: Obj, stages_with_pods: Iterable[str]) -> str | None:
     stage that has."""
     have = set(stages_with_pods)
     current = VideoJobView.of(vj).status.current_stage
-    if current in have:
-        return current
+    side_by_side = [s for s in (current or "").split("+") if s in have]  # segments+narrate
+    if side_by_side:
+        return side_by_side[0]
     ordered = [s for s in STAGES if s in have]
     return ordered[-1] if ordered else current
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from videojob_common.pipeline import STAGES, TERMINAL
+from videojob_common.pipeline import OPTIONAL, STAGES, TERMINAL
 from videojob_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "STAGES", "VERSION", "VideoJobView"]
@@ -102,7 +102,8 @@ class VideoJobView(View):
 
     def stages(self) -> list[StageView]:
         """Every stage in pipeline order, then any the plugin does not know (a newer operator)."""
-        known = [self.stage(name) for name in STAGES]
+        reported = {s.name for s in self.status.stages}
+        known = [self.stage(name) for name in STAGES if name not in OPTIONAL or name in reported]
         return known + [s for s in self.status.stages if s.name not in STAGES]
 
 

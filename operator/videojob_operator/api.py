@@ -193,6 +193,45 @@ class SceneOverride(Model):
         description="What this scene shows, instead of the planner's description.")
 
 
+VOICE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_+/.-]*$"  # never an option to a TTS program
+Line = Annotated[str, Field(max_length=1000, description="One scene's line.")]
+
+
+class Narration(Model):
+    """A voice reading one line per scene over the video (docs/narration.md). The worker reads
+    it (videojob_worker.spec.Narration holds the same bounds)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.lines) != (has(self.fromPlan) && self.fromPlan)",
+         "message": "spec.narration: give lines (one per scene) or fromPlan: true, not both"},
+    ]})
+
+    lines: list[Line] | None = Field(
+        None, max_length=32,
+        description="The line read over each scene, one per scene; an empty line is a silent "
+                    "scene.")
+    from_plan: bool | None = Field(
+        None, description="true: the plan stage writes each scene's line from its description.")
+    backend: str = Field("espeak-ng", max_length=64, pattern=VOICE_PATTERN,
+                         description="The text-to-speech plug-in (built in: espeak-ng).")
+    voice: str = Field("en", max_length=64, pattern=VOICE_PATTERN,
+                       description="The voice, as the plug-in names it (espeak-ng --voices).")
+    language: str | None = Field(None, max_length=35,
+                                 pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
+                                 description="Language tag of the captions (BCP 47).")
+    rate: int = Field(175, ge=80, le=450, description="Words per minute, 80..450.")
+    volume: float = Field(1.0, ge=0, le=2, description="Gain on the voice, 0..2.")
+    music_duck: float = Field(12, ge=0, le=40,
+                              description="How many dB the music is lowered under speech, 0..40.")
+    captions: Literal["none", "track", "burned"] = Field(
+        "none", description="none; track: a subtitle track in the MP4 and a WebVTT file next "
+                            "to it; burned: drawn into the frames.")
+    fit: Literal["speedup", "fail"] = Field(
+        "speedup", description="A line longer than its scene: speedup (up to 1.25x, then the "
+                               "scene is extended and the video grows) or fail (naming the "
+                               "scene).")
+
+
 class CacheSpec(Model):
     """Whether this VideoJob reuses cached stage outputs (docs/reuse.md)."""
 
@@ -217,7 +256,7 @@ class VideoJobSpec(Model):
          "fieldPath": ".scenes"},
         {"rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in (
             "prompt", "images", "audio", "scenes", "backend", "output", "retry", "timeouts",
-            "gpu", "notify", "cache", "sceneOverrides")),
+            "gpu", "notify", "cache", "sceneOverrides", "narration")),
          "message": "spec fields other than suspend, priority and ttlSecondsAfterFinished are "
                     "immutable"},
     ]})
@@ -289,6 +328,10 @@ class VideoJobSpec(Model):
         description="Scenes drawn otherwise than the plan would (their own seed or "
                     "description), at most 32, each scene once. kubectl videojob rerun writes "
                     "them.")
+    narration: Narration | None = Field(
+        None, json_schema_extra=immutable("narration"),
+        description="A voice reading one line per scene over the video, with captions: the "
+                    "narrate stage runs beside keyframes and segments.")
     cache: CacheSpec | None = Field(None, json_schema_extra=immutable("cache"),
                                     description="Reuse of cached stage outputs.")
     suspend: bool = Field(
@@ -388,8 +431,9 @@ class PendingNotification(Model):
                                           "Succeeded, Failed, Cancelled or Progress.")
     time: str = Field(description="When the transition happened (RFC 3339, microseconds).")
     phase: Phase | None = Field(None, description="The VideoJob's phase then.")
-    stage: Stage | None = Field(None, description="The stage it is about (current stage, or "
-                                                  "the one that succeeded).")
+    stage: str | None = Field(None, pattern=r"^[a-z]+(\+[a-z]+)*$",
+                              description="The stage it is about (current stage, or the one "
+                                          "that succeeded; side by side: segments+narrate).")
     progress: int | None = Field(None, ge=0, le=100, description="Overall progress then.")
     message: str | None = Field(None, max_length=512, description="status.message then.")
     output_uri: str | None = Field(None, alias="outputURI",
@@ -433,7 +477,10 @@ class VideoJobStatus(Model):
     phase: Phase | None = Field(None, description="Pending, Queued, Running, Suspended, "
                                                   "Succeeded, Failed or Cancelling.")
     progress: int | None = Field(None, ge=0, le=100, description="Overall progress, 0..100.")
-    current_stage: Stage | None = Field(None, description="The stage running now (or last).")
+    current_stage: str | None = Field(
+        None, pattern=r"^[a-z]+(\+[a-z]+)*$",
+        description="The stage running now (or last); stages running side by side joined by "
+                    "+, e.g. segments+narrate.")
     message: str | None = Field(None, description="What is happening, in words.")
     reason: str | None = Field(None, description="Why the VideoJob failed, CamelCase.")
     stages: list[StageStatus] | None = Field(None, description="Every stage, in order.")
@@ -441,6 +488,10 @@ class VideoJobStatus(Model):
                                    description="Where the finished video is.")
     output: OutputStatus | None = Field(None, description="The published video's size and "
                                                           "checksums.")
+    duration_seconds: float | None = Field(
+        None, ge=0, description="The video's length when narration made it longer than "
+                                "spec.durationSeconds (a line longer than its scene at 1.25x "
+                                "extends the scene).")
     reused_from: ReusedFrom | None = Field(
         None, description="The cache entry whose video this VideoJob copied instead of rendering "
                           "(reason Reused).")

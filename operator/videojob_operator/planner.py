@@ -26,7 +26,17 @@ import datetime as dt
 
 from pydantic import ValidationError
 
-from videojob_common.pipeline import STAGE_DONE, STAGES, TERMINAL, Obj, Phase, Stage, StagePhase
+from videojob_common.pipeline import (
+    NEEDS,
+    STAGE_DONE,
+    STAGES,
+    TERMINAL,
+    Obj,
+    Phase,
+    Stage,
+    StagePhase,
+    stages_of,
+)
 
 from . import accounting, archiving, caching, limits, notifications, storage_policy
 from .actions import Plan, finish
@@ -95,7 +105,7 @@ def steps(obs: Observation, config: OperatorConfig, status: VideoJobStatus,
     ctx = Context(obs=obs, config=config, spec=spec, eff=eff, out=out)
     status = status.model_copy(update={"observed_generation": meta.get("generation"),
                                        "effective": eff})
-    stages = _stages(status, eff)
+    stages = _stages(status, eff, narrated=spec.narration is not None)
     if status.phase in TERMINAL:
         return after_the_end(ctx, status, stages)
     status = report_refusal(obs, status, out)
@@ -128,10 +138,11 @@ def _old_status(doc: Obj) -> VideoJobStatus:
         return VideoJobStatus()
 
 
-def _stages(status: VideoJobStatus, eff: EffectiveSpec) -> Stages:
-    """Every stage's status, those not started yet Pending."""
+def _stages(status: VideoJobStatus, eff: EffectiveSpec, narrated: bool) -> Stages:
+    """Every stage's status (narrate only for a narrated VideoJob), those not started yet
+    Pending."""
     stages: Stages = {Stage(s.name): s for s in status.stages or []}
-    for name in STAGES:
+    for name in stages_of(narrated):
         stages.setdefault(name, StageStatus(name=name, phase=StagePhase.PENDING))
     if stages[Stage.SEGMENTS].total is None:
         stages[Stage.SEGMENTS] = stages[Stage.SEGMENTS].model_copy(
@@ -140,7 +151,19 @@ def _stages(status: VideoJobStatus, eff: EffectiveSpec) -> Stages:
 
 
 def _listed(stages: Stages) -> list[StageStatus]:
-    return [stages[s] for s in STAGES]
+    return [stages[s] for s in STAGES if s in stages]
+
+
+def _ready(name: Stage, stages: Stages) -> bool:
+    """Every stage `name` needs is done (the DAG: pipeline.NEEDS)."""
+    return all(stages[n].phase in STAGE_DONE for n in NEEDS[name] if n in stages)
+
+
+def under_way(stages: Stages) -> list[Stage]:
+    """The stages that may act now: not done, and everything they need done. Two at once
+    where the DAG branches (segments beside narrate)."""
+    return [s for s in STAGES
+            if s in stages and stages[s].phase not in STAGE_DONE and _ready(s, stages)]
 
 
 # -- the steps -------------------------------------------------------------------------------
@@ -193,6 +216,9 @@ def spec_problems(spec: VideoJobSpec, eff: EffectiveSpec, config: OperatorConfig
         *limits.widened_placement(spec, config.defaults.gpu_node_selector, config.placement),
         *[f"spec.sceneOverrides[{i}].index: there is no scene {o.index} (scenes: {eff.scenes})"
           for i, o in enumerate(spec.scene_overrides or []) if o.index >= eff.scenes],
+        *([f"spec.narration.lines: {len(spec.narration.lines)} lines for {eff.scenes} scenes "
+           "(one per scene)"] if spec.narration and spec.narration.lines is not None
+          and len(spec.narration.lines) != eff.scenes else []),
     ]
 
 
@@ -281,8 +307,7 @@ def enforce_deadline(ctx: Context, status: VideoJobStatus,
     if now < deadline:
         ctx.out.again_in((deadline - now).total_seconds())
         return None
-    running = next((s for s in STAGES if stages[s].phase not in STAGE_DONE), None)
-    if running:
+    for running in under_way(stages):
         stages[running] = stages[running].model_copy(update={
             "phase": StagePhase.FAILED, "completion_time": ts(now),
             "message": f"total timeout of {total}s reached"})
@@ -296,30 +321,22 @@ def enforce_deadline(ctx: Context, status: VideoJobStatus,
 
 def advance_stages(ctx: Context, status: VideoJobStatus,
                    stages: Stages) -> tuple[VideoJobStatus, str | None]:
-    """The first stage not yet Succeeded takes its next step (stages.py); a stage that
-    succeeds in this look hands over to the next at once. Returns the status and, if a stage
-    failed, its reason (the status then says so)."""
+    """Every stage whose needs are done takes its next step (stages.py), in the DAG's order;
+    a stage that succeeds in this look hands over to the stages after it at once. Returns the
+    status and, if a stage failed, its reason (the status then says so, and the other
+    branch's Jobs are stopped)."""
     by_stage = {j.stage: j for j in ctx.obs.jobs}
     for name in STAGES:
-        if stages[name].phase in STAGE_DONE:
+        if name not in stages or stages[name].phase in STAGE_DONE or not _ready(name, stages):
             continue
         job = by_stage.get(name)
         stages[name], failure = next_step(name, stages[name], job, ctx)
         if failure is not None:
-            reason, message = failure
-            status = status.model_copy(update={"stages": _listed(stages),
-                                               "current_stage": name})
-            status = failed(status, reason, message, ctx.meta.get("generation"), ctx.now)
-            ctx.out.tell("Warning", reason, f"stage {name}: {message}")
-            if job is not None and not job.deleting and job.failure is None:
-                ctx.out.delete_jobs.append(job.name)  # e.g. unschedulable: stop waiting
-            return status, reason
+            return _stage_failed(ctx, status, stages, name, failure), failure[0]
         if stages[name].phase not in STAGE_DONE:
-            break
+            continue
         ctx.out.tell("Normal", Reason.STAGE_SUCCEEDED, f"stage {name} succeeded")
-        result = stage_result(ctx.obs.pods, name) if name == Stage.PUBLISH else None
-        if result:
-            status = status.model_copy(update={"output": _output(result, ctx.eff)})
+        status = _take_result(ctx, status, name)
     return status, None
 
 
@@ -329,7 +346,7 @@ def reuse(ctx: Context, status: VideoJobStatus, stages: Stages,
     stage not done is Cached, and the VideoJob succeeds with reason Reused."""
     n = ctx.eff.scenes
     for name in STAGES:
-        if stages[name].phase in STAGE_DONE:
+        if name not in stages or stages[name].phase in STAGE_DONE:
             continue
         per_scene = name in (Stage.KEYFRAMES, Stage.SEGMENTS)
         stages[name] = stages[name].model_copy(update={
@@ -348,15 +365,51 @@ def reuse(ctx: Context, status: VideoJobStatus, stages: Stages,
                       f"video reused (rendered by {origin}) and copied to {ctx.eff.output_uri}")
 
 
+def _take_result(ctx: Context, status: VideoJobStatus, name: Stage) -> VideoJobStatus:
+    """What a stage that just succeeded reports (contract): publish its output; narrate the
+    video's length when a line extended its scene."""
+    if name not in (Stage.PUBLISH, Stage.NARRATE):
+        return status
+    result = stage_result(ctx.obs.pods, name)
+    if not result:
+        return status
+    if name == Stage.PUBLISH:
+        return status.model_copy(update={"output": _output(result, ctx.eff)})
+    if float(result.get("extensionSeconds") or 0) > 0:
+        return status.model_copy(update={"duration_seconds": result.get("durationSeconds")})
+    return status
+
+
+def _stage_failed(ctx: Context, status: VideoJobStatus, stages: Stages, name: Stage,
+                  failure: tuple[str, str]) -> VideoJobStatus:
+    """A stage failed: so does the VideoJob; every Job still going stops (the stage's own, e.g.
+    unschedulable, and the other branch's)."""
+    reason, message = failure
+    status = status.model_copy(update={"stages": _listed(stages), "current_stage": name})
+    status = failed(status, reason, message, ctx.meta.get("generation"), ctx.now)
+    ctx.out.tell("Warning", reason, f"stage {name}: {message}")
+    ctx.out.delete_jobs += [j.name for j in ctx.obs.jobs
+                            if not j.deleting and not j.complete and j.failure is None
+                            and j.name not in ctx.out.delete_jobs]
+    return status
+
+
+# A stage in one of these says most about the VideoJob, first first: a Running branch makes
+# the VideoJob Running while the other waits in the queue.
+_MOST_ACTIVE = (StagePhase.RUNNING, StagePhase.SUSPENDED, StagePhase.QUEUED, StagePhase.PENDING)
+
+
 def summarize(ctx: Context, status: VideoJobStatus, stages: Stages) -> VideoJobStatus:
     """The VideoJob's phase, progress, message and conditions from its stages'."""
-    current = next((s for s in STAGES if stages[s].phase not in STAGE_DONE), None)
+    going = under_way(stages)
     status = status.model_copy(update={"stages": _listed(stages),
-                                       "current_stage": current or Stage.PUBLISH,
+                                       "current_stage": "+".join(going) or Stage.PUBLISH,
                                        "progress": overall(stages)})
-    if current is None:
+    if not going:
         return _succeeded(ctx, status)
-    return _under_way(ctx, status, current, stages[current])
+    lead = min(going, key=lambda s: _MOST_ACTIVE.index(stages[s].phase)
+               if stages[s].phase in _MOST_ACTIVE else len(_MOST_ACTIVE))
+    return _under_way(ctx, status, lead, stages[lead])
 
 
 def _succeeded(ctx: Context, status: VideoJobStatus, reason: str | None = None,

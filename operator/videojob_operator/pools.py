@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from videojob_common.pipeline import GPU_STAGES, STAGES, Obj, Stage
+from videojob_common.pipeline import GPU_STAGES, OPTIONAL, STAGES, Obj, Stage
 
 from .jobs import CONTAINER
 from .scaling import Strategy
@@ -79,9 +79,20 @@ def merge(configured: dict[str, Any] | None) -> dict[str, Pool]:
                 if other != name and other not in (configured or {}):
                     doc["stages"] = [s for s in doc.get("stages", []) if s not in moved]
         raw[name] = {**base, **fields}
+    _optional_with_plan(raw)
     pools = {name: _validated(name, doc) for name, doc in raw.items()}
     _check_stages(pools)
     return pools
+
+
+def _optional_with_plan(raw: dict[str, dict[str, Any]]) -> None:
+    """A stage only some VideoJobs have (narrate) that no pool names is admitted from the
+    plan stage's pool: configurations written before it existed stay valid."""
+    owned = {s for doc in raw.values() for s in doc.get("stages", [])}
+    home = next((doc for doc in raw.values() if Stage.PLAN in doc.get("stages", [])), None)
+    if home is not None:
+        home["stages"] = [*home["stages"], *(s for s in STAGES if s in OPTIONAL
+                                                and s not in owned)]
 
 
 def _validated(name: str, doc: dict[str, Any]) -> Pool:

@@ -11,7 +11,7 @@ from .views import JobView, ProgressView
 
 # Share of the overall progress bar each stage stands for.
 WEIGHTS: dict[Stage, int] = {Stage.PLAN: 5, Stage.KEYFRAMES: 15, Stage.SEGMENTS: 60,
-                             Stage.STITCH: 15, Stage.PUBLISH: 5}
+                             Stage.NARRATE: 5, Stage.STITCH: 15, Stage.PUBLISH: 5}
 
 
 def stage_progress(stage: str, job: JobView, progress: list[ProgressView],
@@ -42,7 +42,9 @@ def _scenes(job: JobView, mine: list[ProgressView], frames_total: int) -> tuple[
 
 
 def overall(stages: dict[Stage, StageStatus]) -> int:
-    """The VideoJob's percent: its stages' weighted, a succeeded stage counting 100."""
-    total = sum(WEIGHTS[s] * (100 if stages[s].phase in STAGE_DONE
-                              else stages[s].progress) for s in STAGES) // 100
-    return min(total, 100)
+    """The VideoJob's percent: its stages' weighted, a succeeded stage counting 100 (the
+    weights of the stages it has: narrate only when narrated)."""
+    present = [s for s in STAGES if s in stages]
+    done = sum(WEIGHTS[s] * (100 if stages[s].phase in STAGE_DONE else stages[s].progress)
+               for s in present)
+    return min(done // sum(WEIGHTS[s] for s in present), 100)

@@ -175,7 +175,7 @@ def test_rendered_configuration_is_what_the_operator_accepts() -> None:
                                                               "nvidia-l4"}}})
     cfg = load(text=yaml.safe_dump(operator_config(render(values))), environ={})
     assert cfg.pools["gpu"].max_concurrency == 4 and cfg.pools["gpu"].strategy == "eager"
-    assert cfg.pools["cpu"].stages == ["plan", "stitch", "publish"]  # built-in pool kept
+    assert cfg.pools["cpu"].stages == ["plan", "narrate", "stitch", "publish"]  # built-in
     assert cfg.defaults.retry_limit == 5
     assert cfg.defaults.gpu_node_selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     # The bundled Redis's URL carries its password: from its Secret, never in the ConfigMap.

@@ -33,7 +33,7 @@ from videojob_cli.__main__ import main
 from videojob_cli.cluster import Target, connect, server_message
 from videojob_cli.errors import CommandError
 from videojob_cli.watch import ChangedLines, LiveBlock, display_for
-from videojob_common.pipeline import STAGES, Stage
+from videojob_common.pipeline import STAGES, Stage, stages_of
 from videojob_operator.api import OutputStatus, StageStatus, VideoJobStatus
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -155,7 +155,7 @@ def test_all_namespaces_table_starts_with_the_namespace() -> None:
 def test_watch_lines_show_a_bar_and_message_per_stage() -> None:
     lines = render.watch_lines(videojob(status=running_in_segments()), live=True)
     assert lines[0] == "clip   Running   58%   stage segments: frame 120/288, 2/4 scenes rendered"
-    assert [line.split()[0] for line in lines[1:]] == list(STAGES)
+    assert [line.split()[0] for line in lines[1:]] == list(stages_of(narrated=False))
     assert lines[1] == "  plan       [####################] 100%  Succeeded  done"
     assert lines[3] == ("  segments   [########------------]  41%  Running    "
                         "frame 120/288, 2/4 scenes rendered")

@@ -85,11 +85,19 @@ BASE: dict[str, Any] = {
 }
 
 
+NARRATED: dict[str, Any] = {**BASE, "narration": {
+    "lines": ["A sunset.", "A forest.", "A city.", "The end."], "backend": "espeak-ng",
+    "voice": "en", "language": "eng", "rate": 160, "volume": 1.0, "musicDuck": 12,
+    "captions": "track", "fit": "speedup"}}
+
+
 @dataclass(frozen=True)
 class Flip:
     value: Any  # the field's new value (None: unset)
     changes: frozenset[str]  # the keys that change: a stage (all its scenes) or "segments[2]"
     why: str = ""  # why nothing changes, when nothing does
+    base: str = "BASE"  # the spec flipped: BASE, or NARRATED where the field needs narration
+    unset: tuple[str, ...] = ()  # fields unset with it (an alternative it replaces)
 
 
 OUT_OF_KEYS = "how or where the pipeline runs, never which bytes it makes"
@@ -141,6 +149,20 @@ SPEC_FLIPS: dict[str, Flip] = {
     "sceneOverrides[0].index": Flip(2, SCENES_1_AND_2),
     "sceneOverrides[0].seed": Flip(6, SCENE_1),
     "sceneOverrides[0].description": Flip("A harbour at noon.", SCENE_1),
+    # Narration (#28): stitch mixes the voice and the captions; the plan writes the lines only
+    # with fromPlan. Flipped on NARRATED (lines, 4 scenes): BASE has none.
+    "narration": Flip(None, VIDEO_ONLY, base="NARRATED"),
+    "narration.lines": Flip(["One.", "Two.", "Three.", "Four!"], VIDEO_ONLY, base="NARRATED"),
+    "narration.fromPlan": Flip(True, frozenset({"plan", "stitch", "publish"}),
+                               base="NARRATED", unset=("narration.lines",)),
+    "narration.backend": Flip("cloud-tts", VIDEO_ONLY, base="NARRATED"),
+    "narration.voice": Flip("en-us", VIDEO_ONLY, base="NARRATED"),
+    "narration.language": Flip("fra", VIDEO_ONLY, base="NARRATED"),
+    "narration.rate": Flip(200, VIDEO_ONLY, base="NARRATED"),
+    "narration.volume": Flip(0.5, VIDEO_ONLY, base="NARRATED"),
+    "narration.musicDuck": Flip(6, VIDEO_ONLY, base="NARRATED"),
+    "narration.captions": Flip("burned", VIDEO_ONLY, base="NARRATED"),
+    "narration.fit": Flip("fail", VIDEO_ONLY, base="NARRATED"),
     "cache": Flip(None, NONE, "whether outputs are reused, never which bytes they are"),
     "cache.policy": Flip("Refresh", NONE, "whether outputs are reused, never which bytes"),
 }
@@ -303,11 +325,14 @@ def test_every_spec_field_is_in_the_table() -> None:
 @pytest.mark.parametrize("path", sorted(SPEC_FLIPS))
 def test_flipping_a_spec_field_changes_exactly_its_keys(path: str) -> None:
     flip = SPEC_FLIPS[path]
-    flipped = with_value(BASE, path, flip.value)
-    assert flipped != BASE
-    before, after = keys_of(*effective_of(BASE)), keys_of(*effective_of(flipped))
+    base = NARRATED if flip.base == "NARRATED" else BASE
+    flipped = with_value(base, path, flip.value)
+    for other in flip.unset:
+        flipped = with_value(flipped, other, None)
+    assert flipped != base
+    before, after = keys_of(*effective_of(base)), keys_of(*effective_of(flipped))
     assert changed(before, after) == set(flip.changes), flip.why
-    assert_no_false_hit(before, plan_document(json.loads(spec_json(*effective_of(BASE)))),
+    assert_no_false_hit(before, plan_document(json.loads(spec_json(*effective_of(base)))),
                         after, plan_document(json.loads(spec_json(*effective_of(flipped)))))
 
 

@@ -25,13 +25,15 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import stages_of
 from videojob_testkit import REPO
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.kube import Cluster, wait_for
 from videojob_testkit.operator_process import Operator
 from videojob_testkit.processes import RedisServer, wait_until
 from videojob_testkit.webhooks import Delivery, Receiver, new_secret, verify
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 pytestmark = pytest.mark.e2e
 

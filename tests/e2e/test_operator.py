@@ -16,13 +16,15 @@ import pytest
 import redis
 from kubernetes import watch
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import stages_of
 from videojob_common.progress_auth import opened, signed, token_for
 from videojob_operator import jobs
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.kube import Cluster, wait_for, wait_gone
 from videojob_testkit.operator_process import PROGRESS_KEY, Operator
 from videojob_testkit.processes import RedisServer, wait_until
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 pytestmark = pytest.mark.e2e
 

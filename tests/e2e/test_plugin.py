@@ -25,10 +25,12 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import stages_of
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.kube import Cluster, wait_for
 from videojob_testkit.operator_process import Operator
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 pytestmark = pytest.mark.e2e
 

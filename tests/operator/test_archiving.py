@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import stages_of
 from videojob_operator import archiving
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import OperatorConfig
 from videojob_operator.planner import plan
 from videojob_operator.status import Reason
 from videojob_operator.views import JobView, Observation, PodView
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 ON = OperatorConfig.model_validate({"archive": {"dsn": "host=127.0.0.1", "hold_seconds": 60}})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import stages_of
 from videojob_operator.actions import Plan
 from videojob_operator.admission_policy import CreationOffer, PoolLimits
 from videojob_operator.api import (
@@ -32,6 +32,8 @@ from videojob_operator.notifications import (
 from videojob_operator.planner import plan
 from videojob_operator.scaling import PoolLoad
 from videojob_operator.views import DeliveryOutcome, JobView, Observation, PodView, ProgressView
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 CONFIG = OperatorConfig()

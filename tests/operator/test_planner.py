@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from videojob_common.pipeline import STAGES
+from videojob_common.pipeline import stages_of
 from videojob_operator.actions import Plan
 from videojob_operator.admission_policy import CreationOffer, PoolLimits
 from videojob_operator.api import FINALIZER
@@ -15,6 +15,8 @@ from videojob_operator.planner import plan
 from videojob_operator.scaling import PoolLoad
 from videojob_operator.status import position_worth_writing
 from videojob_operator.views import JobView, Observation, PodView, ProgressView, job_view
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 CONFIG = OperatorConfig()

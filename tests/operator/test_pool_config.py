@@ -24,7 +24,7 @@ def test_built_in_pools() -> None:
     pools = merge(None)
     assert pools["gpu"].stages == ["keyframes", "segments"]
     assert pools["gpu"].max_concurrency == "auto"
-    assert pools["cpu"].stages == ["plan", "stitch", "publish"]
+    assert pools["cpu"].stages == ["plan", "narrate", "stitch", "publish"]
     assert pool_of(pools, "segments") == "gpu" and pool_of(pools, "publish") == "cpu"
 
 
@@ -38,7 +38,10 @@ def test_a_field_set_changes_only_that_field() -> None:
 def test_a_new_pool_takes_its_stages_from_the_built_in_ones() -> None:
     pools = merge({"encode": {"stages": ["stitch"], "maxConcurrency": 1}})
     assert pools["encode"].stages == ["stitch"]
-    assert pools["cpu"].stages == ["plan", "publish"]
+    assert pools["cpu"].stages == ["plan", "narrate", "publish"]
+    # A configuration written before narrate existed: it goes with plan.
+    pools = merge({"cpu": {"stages": ["plan", "stitch", "publish"]}})
+    assert pools["cpu"].stages == ["plan", "stitch", "publish", "narrate"]
 
 
 @pytest.mark.parametrize(("pools", "message"), [

@@ -8,7 +8,9 @@ import datetime as dt
 from typing import Any
 
 from videojob_common.labels import LABEL_NAME, LABEL_STAGE, LABEL_UID
-from videojob_common.pipeline import STAGES, Obj
+from videojob_common.pipeline import Obj, stages_of
+
+STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
 UID = "3f1c2a9e-6b7d-4c1e-9a0b-2d5e8f7a6c41"
 T0 = dt.datetime(2026, 12, 1, 9, 0, 0, tzinfo=dt.UTC)
