@@ -65,7 +65,8 @@ from videojob_operator.api import VideoJobSpec
 from videojob_operator.config import OperatorConfig, effective
 
 FLOOR_LABEL = "bench.videojob.dev"
-OPERATOR_HISTOGRAMS = ("videojob_handoff_seconds", "videojob_watch_delay_seconds")
+OPERATOR_HISTOGRAMS = ("videojob_handoff_seconds", "videojob_watch_delay_seconds",
+                       "videojob_cache_lookup_seconds")
 
 
 @dataclass
@@ -188,11 +189,11 @@ def run_floor(bed: Testbed, n: int, interval: float = 0.0) -> Run:
 
 
 def run_operator(bed: Testbed, n: int, interval: float = 0.0,
-                 env: dict[str, str] | None = None) -> Run:
+                 env: dict[str, str] | None = None, **overrides: Any) -> Run:
     """The operator over n VideoJobs, all created at once or one every `interval` seconds
-    (`env`: added to the operator's environment)."""
+    (`env`: added to the operator's environment; `overrides`: to its configuration)."""
     wide = {"gpu": {"maxConcurrency": 4 * n}, "cpu": {"maxConcurrency": 4 * n}}
-    op = bed.operator(wide, env=env)
+    op = bed.operator(wide, env=env, **overrides)
     op.start()
     ns = bed.namespace("operator")
     names = [f"vj{i:04d}" for i in range(n)]
