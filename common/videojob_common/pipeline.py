@@ -26,6 +26,8 @@ STAGES: tuple[Stage, ...] = (Stage.PLAN, Stage.KEYFRAMES, Stage.SEGMENTS, Stage.
 WORKER_STAGES: tuple[Stage, ...] = tuple(Stage)
 PER_SCENE: frozenset[Stage] = frozenset({Stage.SEGMENTS})  # an Indexed Job, a pod per scene
 GPU_STAGES: frozenset[Stage] = frozenset({Stage.KEYFRAMES, Stage.SEGMENTS})
+# Scenes of a VideoJob that sets neither spec.scenes nor spec.images (the CRD's documented default).
+DEFAULT_SCENES = 4
 
 
 class Phase(StrEnum):
