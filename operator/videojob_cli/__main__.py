@@ -17,7 +17,7 @@ from kubernetes import client
 
 from videojob_common.archive.filters import Filters
 
-from . import cancel, download, get, history, logs, rerun, submit, suspend, watch
+from . import cache, cancel, download, get, history, logs, rerun, submit, suspend, watch
 from .cluster import Target, connect, server_message
 from .errors import CommandError
 from .flags import Invocation, UsageError, parse
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if inv.command == "history":  # reads the archive: no cluster needed
             return history.run(history_request(inv), inv.kube)
+        if inv.command == "cache":  # reads the storage root: no cluster needed
+            return cache.run(inv.args.root, history.namespace_of(inv.kube,
+                                                                 inv.args.all_namespaces))
         return dispatch(inv, connect(inv.kube))
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)

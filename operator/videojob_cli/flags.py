@@ -147,6 +147,20 @@ def parser() -> Parser:
     rerun.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                        help="with --watch: give up after this long (exit code 1)")
 
+    cache = command("cache", "the stage cache (docs/reuse.md)")
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True,
+                                          parser_class=Parser)
+    stats = cache_commands.add_parser(
+        "stats", help="entries, bytes, oldest and newest per namespace and stage; reads the "
+                      "storage root, not the cluster (an administrator's command)",
+        description="entries, bytes, oldest and newest per namespace and stage")
+    _connection_flags(stats, argparse.SUPPRESS)
+    stats.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="every namespace's cache and every shared cache")
+    stats.add_argument("--root", metavar="URI",
+                       help="the storage root, file:///… or gs://bucket/… (default: "
+                            "$VIDEOJOB_STORAGE_ROOT, else the local cluster's artifacts folder)")
+
     history = command("history", "finished VideoJobs from the archive (deleted ones too), "
                                  "or one with its stages and GPU-seconds; reads PostgreSQL, "
                                  "not the cluster (an administrator's command: "
