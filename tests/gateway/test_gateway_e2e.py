@@ -475,6 +475,7 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
     assert set(doc["paths"]) == {
         "/api/v1/namespaces/{namespace}/videojobs",
         "/api/v1/namespaces/{namespace}/videojobs/{name}",
+        "/api/v1/namespaces/{namespace}/videojobs/{name}:rerun",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/events",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/suspend",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/resume",
