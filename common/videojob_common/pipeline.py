@@ -41,6 +41,8 @@ def stages_of(narrated: bool) -> tuple[Stage, ...]:
     return tuple(s for s in STAGES if s not in OPTIONAL or narrated)
 PER_SCENE: frozenset[Stage] = frozenset({Stage.SEGMENTS})  # an Indexed Job, a pod per scene
 GPU_STAGES: frozenset[Stage] = frozenset({Stage.KEYFRAMES, Stage.SEGMENTS})
+# Scenes of a VideoJob that sets neither spec.scenes nor spec.images (the CRD's documented default).
+DEFAULT_SCENES = 4
 
 
 class Phase(StrEnum):

@@ -31,6 +31,21 @@ class CreateVideoJob(BaseModel):
         return self
 
 
+class RerunVideoJob(BaseModel):
+    """`POST /api/v1/namespaces/{ns}/videojobs/{name}:rerun`: a VideoJob like `{name}` that draws
+    one scene otherwise (docs/reuse.md). Without `seed` or `description`, a new random seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scene: int = Field(ge=0, le=31, description="The scene, 0-based; below the origin's scene "
+                                                "count.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="The scene's seed.")
+    description: str | None = Field(None, min_length=1, max_length=500,
+                                    description="What the scene shows, instead of the plan's.")
+    name: str | None = Field(None, description="The new VideoJob's name (default: "
+                                               "`<name>-rerun-<5 random characters>`).")
+
+
 class Links(BaseModel):
     self: str
     events: str

@@ -21,6 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from videojob_common import rerun as reruns
 from videojob_common.pipeline import Obj, Phase
 
 from . import __version__, bodies, console, pages, problems, queues, stream
@@ -32,6 +33,7 @@ from .api import (
     KubeEvents,
     NamespaceList,
     Queues,
+    RerunVideoJob,
     VideoJob,
     VideoJobList,
     VisibleNamespace,
@@ -228,6 +230,41 @@ async def create(namespace: str, request: Request, who: Who, gw: GW) -> Response
         "POST", collection_path(namespace), body=manifest(namespace, wanted),
         params={"fieldValidation": "Strict", "fieldManager": FIELD_MANAGER},
         acting=who.acting)
+    return created(gw, namespace, made)
+
+
+RERUN_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": RerunVideoJob.model_json_schema()}}}}
+
+
+@router.post(VIDEOJOB + ":rerun", status_code=201, response_model=Created,
+             openapi_extra=RERUN_BODY, summary="Re-render one scene of a VideoJob (a derived "
+             "VideoJob)", tags=["videojobs"])
+async def rerun(namespace: str, name: str, request: Request, who: Who, gw: GW) -> Response:
+    confine(who, namespace)
+    bodies.check_media_type(request.headers.get("content-type"))
+    raw = await bodies.read_limited(request.stream(), request.headers.get("content-length"),
+                                    gw.settings.max_body_bytes)
+    wanted = bodies.parse_rerun(bodies.parse_json(raw))
+    # Read and create as the caller: the API server says 403 (may not read it, or may not
+    # create) and 404, in RBAC's order, and the origin is the stored one, not the cache's.
+    origin = await gw.api.request("GET", object_path(namespace, name), acting=who.acting)
+    new_name = wanted.name or reruns.rerun_name(name, reruns.random_suffix())
+    try:
+        body = reruns.derive(origin, reruns.override(wanted.scene, wanted.seed,
+                                                     wanted.description), new_name)
+    except reruns.RerunError as e:
+        raise problems.invalid_request(f"refused: {e.field} ({e.message})",
+                                       [problems.FieldError(e.field, e.message)]) from None
+    made = await gw.api.request(
+        "POST", collection_path(namespace), body=body,
+        params={"fieldValidation": "Strict", "fieldManager": FIELD_MANAGER},
+        acting=who.acting)
+    return created(gw, namespace, made)
+
+
+def created(gw: Gateway, namespace: str, made: Obj) -> Response:
+    """201 with where the new VideoJob is, told to the cache so a read at once finds it."""
     meta = made.get("metadata") or {}
     name = str(meta.get("name", ""))
     gw.videojobs.expect(namespace, name)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import problems
-from .api import CreateVideoJob
+from .api import CreateVideoJob, RerunVideoJob
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def check_media_type(content_type: str | None) -> None:
@@ -57,11 +60,19 @@ def parse_json(raw: bytes) -> object:
 
 
 def parse_create(doc: object) -> CreateVideoJob:
+    return _parse(CreateVideoJob, doc)
+
+
+def parse_rerun(doc: object) -> RerunVideoJob:
+    return _parse(RerunVideoJob, doc)
+
+
+def _parse(model: type[M], doc: object) -> M:
     if not isinstance(doc, dict):
         raise problems.invalid_request("the body must be a JSON object",
                                        [problems.FieldError("(body)", "not an object")])
     try:
-        return CreateVideoJob.model_validate(doc)
+        return model.model_validate(doc)
     except ValidationError as e:
         errors = problems.validation_errors(e.errors())
         names = ", ".join(f"{err.field} ({err.detail})" for err in errors)

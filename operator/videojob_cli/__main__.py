@@ -17,7 +17,7 @@ from kubernetes import client
 
 from videojob_common.archive.filters import Filters
 
-from . import cancel, download, get, history, logs, submit, suspend, watch
+from . import cache, cancel, download, get, history, logs, rerun, submit, suspend, watch
 from .cluster import Target, connect, server_message
 from .errors import CommandError
 from .flags import Invocation, UsageError, parse
@@ -41,6 +41,9 @@ def dispatch(inv: Invocation, target: Target) -> int:
             return cancel.run(target, a.name, a.wait, a.timeout)
         case "download":
             return download.run(target, a.name, a.output)
+        case "rerun":
+            return rerun.run(target, a.name, a.scene, a.seed, a.description, a.new_name,
+                             then_watch=a.watch, timeout=a.timeout)
     raise CommandError(f"unknown command {inv.command!r}")
 
 
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if inv.command == "history":  # reads the archive: no cluster needed
             return history.run(history_request(inv), inv.kube)
+        if inv.command == "cache":  # reads the storage root: no cluster needed
+            return cache.run(inv.args.root, history.namespace_of(inv.kube,
+                                                                 inv.args.all_namespaces))
         return dispatch(inv, connect(inv.kube))
     except CommandError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -129,6 +129,38 @@ def parser() -> Parser:
     download.add_argument("-o", "--output", metavar="PATH",
                           help="where to write it ('-' for stdout; default: NAME plus the "
                                "output's extension, in the current directory)")
+    rerun = command("rerun", "create a VideoJob that draws one scene of NAME otherwise (its "
+                             "own seed or description); with the cache, only that scene "
+                             "renders again (docs/reuse.md)")
+    rerun.add_argument("name", metavar="NAME", help="the origin VideoJob")
+    rerun.add_argument("--scene", type=int, required=True, metavar="N",
+                       help="the scene to draw again, 0-based (as in plan.json)")
+    rerun.add_argument("--seed", type=int, metavar="S",
+                       help="the scene's seed, 0 to 2^31-1 (default: a new random one, unless "
+                            "--description is given)")
+    rerun.add_argument("--description", metavar="TEXT",
+                       help="what the scene shows, instead of the planner's description")
+    rerun.add_argument("--name", dest="new_name", metavar="NEW",
+                       help="the new VideoJob's name (default: NAME-rerun-xxxxx)")
+    rerun.add_argument("-w", "--watch", action="store_true",
+                       help="then watch the new VideoJob until it finishes")
+    rerun.add_argument("--timeout", type=_timeout, metavar="SECONDS",
+                       help="with --watch: give up after this long (exit code 1)")
+
+    cache = command("cache", "the stage cache (docs/reuse.md)")
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True,
+                                          parser_class=Parser)
+    stats = cache_commands.add_parser(
+        "stats", help="entries, bytes, oldest and newest per namespace and stage; reads the "
+                      "storage root, not the cluster (an administrator's command)",
+        description="entries, bytes, oldest and newest per namespace and stage")
+    _connection_flags(stats, argparse.SUPPRESS)
+    stats.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="every namespace's cache and every shared cache")
+    stats.add_argument("--root", metavar="URI",
+                       help="the storage root, file:///… or gs://bucket/… (default: "
+                            "$VIDEOJOB_STORAGE_ROOT, else the local cluster's artifacts folder)")
+
     history = command("history", "finished VideoJobs from the archive (deleted ones too), "
                                  "or one with its stages and GPU-seconds; reads PostgreSQL, "
                                  "not the cluster (an administrator's command: "

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from videojob_common.archive.retention import RetentionPolicy, by_namespace
+from videojob_common.pipeline import DEFAULT_SCENES
 
 from . import pools as pool_config
 from .api import EffectiveSpec, Toleration, VideoJobSpec
@@ -329,7 +330,7 @@ def effective(spec: VideoJobSpec, config: OperatorConfig, namespace: str, name: 
     for t in (gpu.tolerations if gpu and gpu.tolerations else []):
         if t not in tolerations:
             tolerations.append(t)
-    scenes = spec.scenes or (len(spec.images) if spec.images else 4)
+    scenes = spec.scenes or (len(spec.images) if spec.images else DEFAULT_SCENES)
     return EffectiveSpec(
         scenes=scenes,
         backend=spec.backend or d.backend,

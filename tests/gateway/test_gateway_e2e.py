@@ -475,6 +475,7 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
     assert set(doc["paths"]) == {
         "/api/v1/namespaces/{namespace}/videojobs",
         "/api/v1/namespaces/{namespace}/videojobs/{name}",
+        "/api/v1/namespaces/{namespace}/videojobs/{name}:rerun",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/events",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/suspend",
         "/api/v1/namespaces/{namespace}/videojobs/{name}/resume",
@@ -496,3 +497,49 @@ def test_the_openapi_document_describes_the_api(world: GatewayWorld) -> None:
     schema = create["requestBody"]["content"]["application/json"]["schema"]
     assert schema["additionalProperties"] is False and "spec" in schema["required"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(doc["components"]["securitySchemes"])
+
+
+def test_a_rerun_creates_a_derived_videojob_as_the_caller(
+        world: GatewayWorld, writer: httpx.Client, reader: httpx.Client) -> None:
+    origin = unique("origin")
+    world.admin.create_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
+        "metadata": {"name": origin, "labels": {"app": "web"}},
+        "spec": {**SPEC, "scenes": 4, "sceneOverrides": [{"index": 0, "description": "a gull"},
+                                                         {"index": 2, "seed": 5}]}})
+    stored = world.admin.get_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, origin)
+    url = f"/api/v1/namespaces/{world.a}/videojobs/{origin}:rerun"
+
+    made = writer.post(url, json={"scene": 2, "description": "a crab"})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["namespace"] == world.a and body["name"].startswith(f"{origin}-rerun-")
+    assert made.headers["location"] == f"/api/v1/namespaces/{world.a}/videojobs/{body['name']}"
+    derived = world.admin.get_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL,
+                                                       body["name"])
+    assert derived["metadata"]["uid"] == body["uid"]
+    assert derived["metadata"]["annotations"]["videojob.dev/rerun-of"] == \
+        f"{origin}/{stored['metadata']['uid']}"
+    assert derived["metadata"]["labels"] == {"app": "web"}
+    assert derived["spec"]["prompt"] == SPEC["prompt"]
+    assert derived["spec"]["sceneOverrides"] == [{"index": 0, "description": "a gull"},
+                                                 {"index": 2, "description": "a crab"}]
+    # A name of the caller's choosing; a new random seed when neither is given.
+    named = writer.post(url, json={"scene": 1, "name": f"{origin}-b"})
+    assert named.status_code == 201, named.text
+    seeded = world.admin.get_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL,
+                                                      f"{origin}-b")
+    assert isinstance(seeded["spec"]["sceneOverrides"][1]["seed"], int)
+
+    problem(writer.post(f"/api/v1/namespaces/{world.a}/videojobs/no-such:rerun",
+                        json={"scene": 0}), 404)
+    out_of_range = problem(writer.post(url, json={"scene": 4}), 422)
+    assert [e["field"] for e in out_of_range["errors"]] == ["scene"]
+    assert "has 4 scenes" in out_of_range["detail"]
+    problem(writer.post(url, json={"scene": 0, "bogus": 1}), 422)
+    # May read the origin, not create: refused by the API server, nothing written.
+    before = names_in(world, world.a)
+    problem(reader.post(url, json={"scene": 1}), 403)
+    problem(writer.post(f"/api/v1/namespaces/{world.b}/videojobs/{origin}:rerun",
+                        json={"scene": 1}), 403)
+    assert names_in(world, world.a) == before
