@@ -196,6 +196,10 @@ class CacheLookups:
     def forget(self, key: Key) -> None:
         self.answers.pop(key, None)
 
+    def answers_of(self, videojobs: set[Key]) -> list[CacheAnswer]:
+        """The answers held for these VideoJobs (the housekeeping keeps what they name)."""
+        return [answer for key, (_, answer) in list(self.answers.items()) if key in videojobs]
+
     async def _run(self, key: Key, request: CacheLookup) -> None:
         try:
             async with self.slots:

@@ -1,7 +1,8 @@
 """The operator's few storage operations, for the stage cache (cache_lookup.py): read a small
-object, report an object's size and md5, copy one object to another place. `file://` and
-`gs://` (google-cloud-storage, imported only when a gs:// root is used; the emulator through
-STORAGE_EMULATOR_HOST, as the worker does).
+object, report an object's size and md5, copy one object to another place; and for its
+housekeeping (cache_sweeper.py): list a folder's objects or subfolders, delete a folder.
+`file://` and `gs://` (google-cloud-storage, imported only when a gs:// root is used; the
+emulator through STORAGE_EMULATOR_HOST, as the worker does).
 
 Blocking: called on threads, never on the event loop. A copy is atomic (a local copy goes to
 a hidden name in the target's folder, then is renamed; a GCS copy is a server-side rewrite), and
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import os
+import shutil
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -22,6 +25,8 @@ from typing import Any, Protocol
 CHUNK = 4 * 2**20
 
 Sum = tuple[int, str]  # (bytes, md5 as base64 of the digest, as GCS reports it)
+# An object under a listed folder: its path relative to the folder, size, last modification.
+Listed = tuple[str, int, dt.datetime]
 
 
 class CacheStorage(Protocol):
@@ -32,6 +37,12 @@ class CacheStorage(Protocol):
     def copy(self, source: str, target: str) -> Sum | None: ...
 
     def delete(self, uri: str) -> None: ...
+
+    def objects(self, folder: str) -> list[Listed]: ...
+
+    def folders(self, folder: str) -> list[str]: ...
+
+    def delete_folder(self, folder: str) -> None: ...
 
 
 def _path(uri: str) -> Path:
@@ -91,6 +102,31 @@ class LocalStorage:
     def delete(self, uri: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             _path(uri).unlink()
+
+    def objects(self, folder: str) -> list[Listed]:
+        root = _path(folder)
+        found: list[Listed] = []
+        for where, _, files in os.walk(root):
+            for name in files:
+                path = Path(where) / name
+                with contextlib.suppress(FileNotFoundError):  # gone since the walk saw it
+                    st = path.stat()
+                    found.append((path.relative_to(root).as_posix(), st.st_size,
+                                  dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)))
+        return found
+
+    def folders(self, folder: str) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(_path(folder)) if e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def delete_folder(self, folder: str) -> None:
+        path = _path(folder)
+        shutil.rmtree(path, ignore_errors=True)
+        # The entry's folder, once its last writer went (a writer arriving now makes its own).
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 def _make_folders(folder: Path) -> None:
@@ -179,6 +215,39 @@ class CloudStorage:
         with contextlib.suppress(NotFound):
             self._blob(uri).delete()
 
+    def _prefix(self, folder: str) -> tuple[str, str]:
+        parts = urllib.parse.urlsplit(folder)
+        if parts.scheme != "gs" or not parts.netloc:
+            raise ValueError(f"{folder} is not a gs://bucket/folder URI")
+        prefix = parts.path.strip("/")
+        return parts.netloc, f"{prefix}/" if prefix else ""
+
+    def objects(self, folder: str) -> list[Listed]:
+        bucket, prefix = self._prefix(folder)
+        return [(blob.name[len(prefix):], int(blob.size or 0), blob.updated)
+                for blob in self.client.list_blobs(bucket, prefix=prefix)]
+
+    def folders(self, folder: str) -> list[str]:
+        bucket, prefix = self._prefix(folder)
+        blobs = self.client.list_blobs(bucket, prefix=prefix, delimiter="/")
+        for _ in blobs.pages:  # the prefixes are known once every page was read
+            pass
+        return sorted(p[len(prefix):].rstrip("/") for p in blobs.prefixes)
+
+    def delete_folder(self, folder: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        bucket, prefix = self._prefix(folder)
+        if not prefix:
+            raise ValueError(f"refusing to delete the whole bucket {folder}")
+        # The manifest first, when it is in the folder: a reader never finds one naming
+        # artifacts already gone (it would take the entry for corrupt, which is harmless).
+        blobs = sorted(self.client.list_blobs(bucket, prefix=prefix),
+                       key=lambda b: not b.name.endswith("/manifest.json"))
+        for blob in blobs:
+            with contextlib.suppress(NotFound):
+                blob.delete()
+
 
 class Storage:
     """Dispatches on the scheme."""
@@ -211,3 +280,12 @@ class Storage:
 
     def delete(self, uri: str) -> None:
         self._for(uri).delete(uri)
+
+    def objects(self, folder: str) -> list[Listed]:
+        return self._for(folder).objects(folder)
+
+    def folders(self, folder: str) -> list[str]:
+        return self._for(folder).folders(folder)
+
+    def delete_folder(self, folder: str) -> None:
+        self._for(folder).delete_folder(folder)

@@ -123,6 +123,18 @@ class SharedCache(BaseModel):
     namespaces: list[str] = Field(min_length=1)
 
 
+class CacheLimit(BaseModel):
+    """How much of the stage cache one namespace keeps ("*": every namespace without a limit
+    of its own, and the shared caches): entries written within `max_age_days`, then at most
+    `max_bytes`, the oldest evicted first (cache_eviction.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field("*", min_length=1)
+    max_bytes: int | None = Field(None, ge=0)
+    max_age_days: int | None = Field(None, ge=1)
+
+
 class CacheConfig(BaseModel):
     """The stage cache (issue #25): each namespace's own, unless an administrator made some
     namespaces share one. Off unless turned on (the chart and `make operator-up` do): the
@@ -135,9 +147,29 @@ class CacheConfig(BaseModel):
     shared: list[SharedCache] = Field(default_factory=list)
     # Lookups run on threads off the reconcile path (cache_lookup.py).
     lookup_threads: int = Field(4, ge=1, le=32)
+    # Housekeeping (cache_sweeper.py): limits by namespace, a sweep this often, and how long a
+    # writer folder no manifest names is kept (an upload in progress, or a pod killed mid-way).
+    limits: list[CacheLimit] = Field(default_factory=list)
+    sweep_interval_seconds: float = Field(300.0, ge=1)
+    writer_grace_seconds: int = Field(3600, ge=0)
 
     def shared_by(self, namespace: str) -> str | None:
         return next((s.name for s in self.shared if namespace in s.namespaces), None)
+
+    def limit_for(self, namespace: str | None) -> CacheLimit | None:
+        """The namespace's limit, else the default ("*"); None: a shared cache's, the default."""
+        by_ns = {limit.namespace: limit for limit in self.limits}
+        return by_ns.get(namespace or "*") or by_ns.get("*")
+
+    @field_validator("limits")
+    @classmethod
+    def _one_limit_each(cls, value: list[CacheLimit]) -> list[CacheLimit]:
+        seen = set()
+        for limit in value:
+            if limit.namespace in seen:
+                raise ValueError(f"cache.limits: two limits for namespace {limit.namespace}")
+            seen.add(limit.namespace)
+        return value
 
     @field_validator("shared")
     @classmethod

@@ -46,6 +46,7 @@ from .api import FINALIZER, GROUP, PLURAL, VERSION
 from .archiver import Archiver
 from .archiving import archive_key
 from .cache_lookup import CacheLookups
+from .cache_sweeper import CacheSweeper
 from .config import LiveConfig
 from .delivery import Deliveries
 from .events import EventRecorder
@@ -100,6 +101,9 @@ class Controller:
                          if config.current.archive.enabled else None)
         # The stage cache's lookups (cache_lookup.py), made when a stage asks for one.
         self.cache = CacheLookups(config.current.cache.lookup_threads, requeue=self.queue.add)
+        # The cache's housekeeping, when the cache is on (cache_sweeper.py; run by handlers.py).
+        self.cache_sweeper = (CacheSweeper(self.store, self.config, self.cache, clock=self.clock)
+                              if config.current.cache.enabled else None)
 
     # -- lifecycle --------------------------------------------------------------------------
 

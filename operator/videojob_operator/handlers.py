@@ -107,6 +107,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tasks.append(asyncio.create_task(config_watch.follow(live, api, stop)))
     if controller.archiver is not None:
         tasks.append(asyncio.create_task(controller.archiver.run(stop), name="archive"))
+    if controller.cache_sweeper is not None:
+        tasks.append(asyncio.create_task(controller.cache_sweeper.run(stop), name="cache-sweep"))
     memo["tasks"] = tasks
     log.info("operator started: storage root %s, worker image %s, redis %s, archive %s",
              cfg.storage_root, cfg.worker_image,

@@ -249,3 +249,14 @@ CACHE_LOOKUP_SECONDS = Histogram(
 CACHE_LOOKUP_ERRORS = Counter("videojob_cache_lookup_errors", "Cache lookups that failed (the "
                               "storage unreachable): the VideoJob renders as if nothing were "
                               "cached.", registry=REGISTRY)
+
+# The cache's housekeeping (cache_sweeper.py). `cache`: the namespace of its own cache, or
+# `shared:<name>`; a handful of values, as many as namespaces.
+CACHE_EVICTIONS = Counter("videojob_cache_evictions", "Cache entries (or writer folders) the "
+                          "sweep removed, by stage and reason (age, size, orphan, corrupt).",
+                          ["stage", "reason"], registry=REGISTRY)
+CACHE_BYTES = Gauge("videojob_cache_bytes", "Bytes the cache holds, by cache and stage, as of "
+                    "the last sweep.", ["cache", "stage"], registry=REGISTRY)
+CACHE_SWEEP_ERRORS = Counter("videojob_cache_sweep_errors", "Cache scopes a sweep could not "
+                             "list or clean (storage unreachable); tried again next sweep.",
+                             registry=REGISTRY)

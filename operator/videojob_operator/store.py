@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from videojob_common.cache_entries import CACHE_ENV
 from videojob_common.pipeline import STAGES, Obj
 
 from . import metrics
@@ -381,8 +382,11 @@ def slim(kind: str, obj: Obj) -> Obj:
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
         out["spec"] = {k: spec[k] for k in ("suspend", "completions", "parallelism")
                        if k in spec}
+        # And the cache keys it writes (VIDEOJOB_CACHE): the cache's sweep keeps those entries.
         out["spec"]["template"] = {"spec": {"containers": [
-            {"name": c.get("name"), "resources": c.get("resources") or {}}
+            {"name": c.get("name"), "resources": c.get("resources") or {},
+             **({"env": env} if (env := [e for e in c.get("env") or []
+                                         if e.get("name") == CACHE_ENV]) else {})}
             for c in containers]}}
     return out
 
