@@ -7,7 +7,8 @@ from videojob_operator import metrics
 # `namespace`: GPU-seconds per tenant (videojob_gpu_seconds_total, videojob_output_seconds_total);
 # one series per namespace and pool, never per VideoJob.
 ALLOWED_LABELS = {"pool", "priority_band", "stage", "outcome", "phase", "reason", "kind",
-                  "result", "type", "version", "python", "le", "cause", "event", "namespace"}
+                  "result", "type", "version", "python", "le", "cause", "event", "namespace",
+                  "cache"}  # cache: a namespace or a shared cache's name, as bounded
 
 
 def value(name: str, **labels: str) -> float:
