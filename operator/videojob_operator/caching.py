@@ -96,8 +96,8 @@ def for_stage(stage: Stage, answer: CacheAnswer | None, scenes: int) -> StageCac
             return NO_CACHE
         return StageCache(instruction=Instruction(answer.scope, {None: answer.plan_key}))
     keys = answer.keys
-    if keys is None or stage == Stage.PUBLISH:
-        return NO_CACHE
+    if keys is None or stage in (Stage.PUBLISH, Stage.NARRATE):
+        return NO_CACHE  # narrate's lines are keyed into stitch's key, not cached on their own
     if stage == Stage.STITCH:
         return StageCache(instruction=Instruction(answer.scope, {None: keys.stitch}))
     owed = _owed(stage, answer, scenes)

@@ -3,7 +3,6 @@ the operator running as its own process against the test cluster."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from videojob_testkit import REPO
 from videojob_testkit.kube import Cluster
 from videojob_testkit.operator_process import Operator
 from videojob_testkit.processes import RedisServer, free_port
+from videojob_testkit.real_worker import OVERRIDES, World
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +42,27 @@ def operator(cluster: Cluster, crds: None, redis_server: RedisServer,
                   env={"VIDEOJOB_CONFIGMAP": "default/videojob-e2e-config"})
     op.start()
     yield op
-    op.stop()
-    log = op.log.read_text()
-    shutil.rmtree(workdir, ignore_errors=True)
-    errors = [line for line in log.splitlines()
-              if '"level": "error"' in line and '"logger": "videojob' in line]
-    assert not errors, "\n".join(errors)[-5000:]
+    op.finish()
+
+
+@pytest.fixture(scope="module")
+def real_worker(cluster: Cluster, crds: None, redis_server: RedisServer,
+                operator: Operator) -> Iterator[World]:
+    """An operator of its own whose stage pods run the real worker, with the cache on, for one
+    test module; its namespaces deleted afterwards."""
+    operator.stop()  # one operator at a time; the next test that needs it starts it again
+    workdir = REPO / ".cluster" / "e2e" / f"real-{uuid.uuid4().hex[:6]}"
+    op = Operator(cluster=cluster, workdir=workdir, redis_url=redis_server.url,
+                  overrides=dict(OVERRIDES))
+    world = World(cluster=cluster, operator=op, root=workdir / "artifacts", namespaces=[])
+    try:
+        op.start()
+        yield world
+    finally:
+        op.stop()
+        for ns in world.namespaces:
+            cluster.core.delete_namespace(ns, propagation_policy="Background")
+    op.finish()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ scripted worker (GPU stages on its GPU node, so GPU-seconds are real pod times).
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,11 +76,7 @@ def world(cluster: Cluster, crds: None, redis_server: RedisServer,
         op.stop()
         cluster.core.delete_namespace(namespace, propagation_policy="Background")
         postgres.stop()
-    log = op.log.read_text()
-    shutil.rmtree(workdir, ignore_errors=True)
-    errors = [line for line in log.splitlines()
-              if '"level": "error"' in line and '"logger": "videojob' in line]
-    assert not errors, "\n".join(errors)[-5000:]
+    log = op.finish()
     assert postgres.password not in log
 
 

@@ -509,3 +509,49 @@ def test_stage_pods_pass_pod_security_restricted(
     vjs.create(cluster, namespace, "strict", prompt="hello", scenes=2, **FAST)
     done = vjs.wait(cluster, namespace, "strict", vjs.phase_is("Succeeded", "Failed"))
     assert done["status"]["phase"] == "Succeeded", done["status"]
+
+
+NARRATED = {"narration": {"lines": ["One.", "Two."]}}
+
+
+def _ran(pod: Any) -> tuple[Any, Any]:
+    """(startedAt, finishedAt) of a stage pod's worker container, which has ended."""
+    term = pod.status.container_statuses[0].state.terminated
+    return term.started_at, term.finished_at
+
+
+def test_a_narrated_videojob_runs_narrate_beside_segments(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    """The DAG (#28): narrate starts with keyframes once plan is done and runs while segments
+    do; stitch waits for both. The scripted worker's sleeps make the branches overlap."""
+    created = vjs.create(cluster, namespace, "narrated", scenes=2, **FAST, **NARRATED,
+                         prompt="sleep:narrate:8 sleep:segments:3")
+    vjs.wait(cluster, namespace, "narrated",
+             lambda vj: (vj.get("status") or {}).get("currentStage") == "segments+narrate",
+             timeout=90, what="segments and narrate under way at once")
+    done = vjs.wait(cluster, namespace, "narrated", vjs.phase_is("Succeeded", "Failed"),
+                    timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert [s["name"] for s in done["status"]["stages"]] == [
+        "plan", "keyframes", "segments", "narrate", "stitch", "publish"]
+    uid = created["metadata"]["uid"]
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"videojob.dev/uid={uid}")
+    by_stage: dict[str, list[Any]] = {}
+    for p in pods.items:
+        by_stage.setdefault(p.metadata.labels["videojob.dev/stage"], []).append(_ran(p))
+    [(n_start, n_end)] = by_stage["narrate"]
+    assert any(start < n_end and n_start < end for start, end in by_stage["segments"]), by_stage
+    [(stitch_start, _)] = by_stage["stitch"]
+    assert stitch_start >= max(n_end, *(end for _, end in by_stage["segments"]))
+
+
+def test_deleting_a_narrated_videojob_while_both_branches_run_leaves_nothing(
+        cluster: Cluster, namespace: str, running_operator: Operator) -> None:
+    created = vjs.create(cluster, namespace, "both", scenes=2, **FAST, **NARRATED,
+                         prompt="sleep:narrate:60 sleep:segments:60")
+    for stage in ("narrate", "segments"):
+        wait_for(cluster.core.list_namespaced_pod, lambda p: p.status.phase == "Running",
+                 namespace=namespace, label_selector=f"videojob.dev/stage={stage}",
+                 timeout=90, what=f"a {stage} pod running")
+    vjs.delete(cluster, namespace, "both")
+    assert_nothing_left(cluster, running_operator, namespace, "both", created["metadata"]["uid"])

@@ -15,27 +15,21 @@ the storage root (`file://`, the operator's work folder).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import shutil
 import time
-import urllib.parse
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from videojob_common.cache_entries import MANIFEST
-from videojob_testkit import REPO
 from videojob_testkit import videojobs as vjs
-from videojob_testkit.kube import Cluster
-from videojob_testkit.operator_process import Operator
-from videojob_testkit.processes import RedisServer
+from videojob_testkit.real_worker import (
+    World,
+    entries,
+    entry_verifies,
+    output_verifies,
+    path_of,
+    succeeded,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -46,49 +40,9 @@ SPEC = {"prompt": "A lighthouse. A harbour. A boat. The sea.", "durationSeconds"
 STAGES = ("plan", "keyframes", "segments", "stitch", "publish")
 
 
-@dataclass
-class World:
-    cluster: Cluster
-    operator: Operator
-    root: Path  # the storage root (file://)
-    namespaces: list[str]
-
-    def namespace(self) -> str:
-        name = f"reuse-{uuid.uuid4().hex[:6]}"
-        self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-            name=name)))
-        self.namespaces.append(name)
-        return name
-
-
 @pytest.fixture(scope="module")
-def world(cluster: Cluster, crds: None, redis_server: RedisServer,
-          operator: Operator) -> Iterator[World]:
-    operator.stop()  # one operator at a time; the next test that needs it starts it again
-    workdir = REPO / ".cluster" / "e2e" / f"reuse-{uuid.uuid4().hex[:6]}"
-    op = Operator(cluster=cluster, workdir=workdir, redis_url=redis_server.url,
-                  overrides={"worker_command": None, "cache": {"enabled": True},
-                             # The node agent runs this image's entrypoint: the real worker.
-                             "worker_image": "ghcr.io/videojob/worker:0.1.0"})
-    w = World(cluster=cluster, operator=op, root=workdir / "artifacts", namespaces=[])
-    try:
-        op.start()
-        yield w
-    finally:
-        op.stop()
-        for ns in w.namespaces:
-            cluster.core.delete_namespace(ns, propagation_policy="Background")
-    log = op.log.read_text()
-    shutil.rmtree(workdir, ignore_errors=True)
-    errors = [line for line in log.splitlines()
-              if '"level": "error"' in line and '"logger": "videojob' in line]
-    assert not errors, "\n".join(errors)[-5000:]
-
-
-def succeeded(w: World, namespace: str, name: str, timeout: float = 240) -> dict[str, Any]:
-    vj = vjs.wait(w.cluster, namespace, name, vjs.phase_is("Succeeded", "Failed"), timeout)
-    assert vj["status"]["phase"] == "Succeeded", vj["status"]
-    return vj
+def world(real_worker: World) -> World:
+    return real_worker
 
 
 def jobs_of(w: World, namespace: str, uid: str) -> dict[str, Any]:
@@ -100,33 +54,6 @@ def jobs_of(w: World, namespace: str, uid: str) -> dict[str, Any]:
 def pods_of(w: World, namespace: str, uid: str, stage: str) -> list[Any]:
     return w.cluster.core.list_namespaced_pod(
         namespace, label_selector=f"videojob.dev/uid={uid},videojob.dev/stage={stage}").items
-
-
-def path_of(uri: str) -> Path:
-    return Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path))
-
-
-def md5_of(path: Path) -> str:
-    return base64.b64encode(hashlib.md5(path.read_bytes(), usedforsecurity=False).digest()
-                            ).decode()
-
-
-def output_verifies(vj: dict[str, Any]) -> Path:
-    out = vj["status"]["output"]
-    path = path_of(out["uri"])
-    assert path.stat().st_size == out["bytes"] and md5_of(path) == out["md5"]
-    return path
-
-
-def entries(w: World, namespace: str, stage: str) -> list[Path]:
-    return sorted((w.root / namespace / ".cache" / stage).glob(f"*/{MANIFEST}"))
-
-
-def entry_verifies(manifest: Path) -> bool:
-    doc = json.loads(manifest.read_text())
-    artifact = manifest.parent / doc["artifact"]["path"]
-    return (artifact.stat().st_size == doc["artifact"]["bytes"]
-            and md5_of(artifact) == doc["artifact"]["md5"])
 
 
 def phases(vj: dict[str, Any]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +109,15 @@ class Operator:
                 out[name] = float(value)
         return out
 
+    def finish(self) -> str:
+        """Its log, once it stopped; its work folder removed. Fails on any error it logged
+        (the check that ends every operator fixture)."""
+        self.stop()
+        log = self.log.read_text() if self.log.exists() else ""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        assert_no_errors(log)
+        return log
+
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a node dies or the OOM killer strikes."""
         if self.proc is not None:
@@ -141,3 +151,10 @@ class Operator:
 
 def _forget(op: Operator) -> None:
     _RUNNING[:] = [o for o in _RUNNING if o is not op]
+
+
+def assert_no_errors(log: str) -> None:
+    """No line of the operator's log at level error."""
+    errors = [line for line in log.splitlines()
+              if '"level": "error"' in line and '"logger": "videojob' in line]
+    assert not errors, "\n".join(errors)[-5000:]

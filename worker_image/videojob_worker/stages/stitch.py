@@ -222,6 +222,10 @@ def run_narrated(ctx: StageContext, narration: Narration) -> StageResult:
     ctx.storage.upload(output, ctx.layout.video, "video/mp4")
     if vtt is not None:
         ctx.storage.upload(vtt, ctx.layout.captions, "text/vtt")
+    else:
+        # A cache entry holds one artifact: a video whose captions live in a file beside it
+        # (captions: track) is not cached as a whole, or a reuse would lose the WebVTT file.
+        ctx.outputs[None] = output
     ctx.log.info("stitched %d segments with narration, %d frames (+%d held)", count,
                  sheet.total_frames, sheet.total_extension_frames,
                  extra={"frames": sheet.total_frames, "bytes": output.stat().st_size})
