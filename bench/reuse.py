@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
-import time
 from typing import Any
 
+from bench.real_runs import real_runs
 from bench.report import describe, save
-from bench.testbed import GROUP, PLURAL, VERSION, Stream, testbed
-
-WORKER_IMAGE = "ghcr.io/videojob/worker:0.1.0"
+from bench.testbed import testbed
 
 
 def spec_of(args: argparse.Namespace, seed: int, **extra: Any) -> dict[str, Any]:
@@ -48,59 +45,22 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=8)
     args = parser.parse_args()
     rounds: list[dict[str, Any]] = []
-    with testbed("reuse", pods=64, gpus=16) as bed:
-        op = bed.operator({"gpu": {"maxConcurrency": 8}, "cpu": {"maxConcurrency": 8}},
-                          worker_command=None, worker_image=WORKER_IMAGE,
-                          cache={"enabled": True})
-        op.start()
-        ns = bed.namespace("reuse")
-        done: dict[str, tuple[float, str]] = {}
-        seen = threading.Condition()
-
-        def on_videojob(_: str, obj: dict[str, Any], now: float) -> None:
-            phase = (obj.get("status") or {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
-                with seen:
-                    done.setdefault(obj["metadata"]["name"], (now, phase))
-                    seen.notify_all()
-
-        stream = Stream(lambda namespace, **kw: bed.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
-
-        def render(name: str, spec: dict[str, Any]) -> float:
-            began = time.monotonic()
-            bed.create_videojobs(ns, [name], spec)
-            with seen:
-                if not seen.wait_for(lambda: name in done, timeout=900):
-                    raise RuntimeError(f"{name} did not finish; log {op.log}")
-            at, phase = done[name]
-            if phase != "Succeeded":
-                raise RuntimeError(f"{name} {phase}; log {op.log}")
-            return at - began
-
-        def gpu_pods(name: str) -> int:
-            pods = bed.cluster.core.list_namespaced_pod(
-                ns, label_selector="videojob.dev/stage in (keyframes,segments)").items
-            return sum(1 for p in pods
-                       if (p.metadata.annotations or {}).get("videojob.dev/videojob") == name)
-
-        try:
-            for i in range(args.repeats):
-                seed = 1000 + i
-                edit = [{"index": 3, "seed": 77 + i}]
-                r = {"full": render(f"full-{i}", spec_of(args, seed)),
-                     "repeat": render(f"repeat-{i}", spec_of(args, seed)),
-                     "edit": render(f"edit-{i}", spec_of(args, seed, sceneOverrides=edit)),
-                     "edit_full": render(f"edit-full-{i}", spec_of(
-                         args, seed, sceneOverrides=edit, cache={"policy": "Refresh"}))}
-                r["pods"] = {k: gpu_pods(f"{k.replace('_', '-')}-{i}")
-                             for k in ("full", "repeat", "edit", "edit_full")}
-                print(f"round {i}: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.items()
-                                                 if isinstance(v, float))
-                      + f", GPU pods {r['pods']}", flush=True)
-                rounds.append(r)
-        finally:
-            stream.stop()
+    with testbed("reuse", pods=64, gpus=16) as bed, real_runs(bed, "reuse") as runs:
+        for i in range(args.repeats):
+            seed = 1000 + i
+            edit = [{"index": 3, "seed": 77 + i}]
+            r: dict[str, Any] = {
+                "full": runs.render(f"full-{i}", spec_of(args, seed)),
+                "repeat": runs.render(f"repeat-{i}", spec_of(args, seed)),
+                "edit": runs.render(f"edit-{i}", spec_of(args, seed, sceneOverrides=edit)),
+                "edit_full": runs.render(f"edit-full-{i}", spec_of(
+                    args, seed, sceneOverrides=edit, cache={"policy": "Refresh"}))}
+            r["pods"] = {k: runs.gpu_pods(f"{k.replace('_', '-')}-{i}")
+                         for k in ("full", "repeat", "edit", "edit_full")}
+            print(f"round {i}: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.items()
+                                             if isinstance(v, float))
+                  + f", GPU pods {r['pods']}", flush=True)
+            rounds.append(r)
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in rounds), 2)

@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.disruptive,
               pytest.mark.timeout(900)]
 FAST = {"durationSeconds": 2, "fps": 4, "resolution": "64x64"}
 STEADY = "sleep:plan:0.3 sleep:keyframes:0.3 sleep:segments:0.3 sleep:stitch:0.3"
+NARRATION = {"lines": ["One.", "Two."]}  # the scripted worker speaks none of it
 
 
 @pytest.fixture
@@ -104,7 +105,10 @@ def assert_clean(fig: Figures) -> None:
 def test_operator_sigkilled_twenty_times_over_a_hundred_videojobs(
         cluster: Cluster, namespace: str, fault_operator: Operator, figures: Figures) -> None:
     batch = Batch(cluster, namespace, figures)
-    batch.create(100, prompt="sleep:keyframes:0.2 sleep:segments:0.2", scenes=1, **FAST)
+    batch.create(50, prompt="sleep:keyframes:0.2 sleep:segments:0.2", scenes=1, **FAST)
+    # Half narrated: two stages at once (narrate beside keyframes and segments, #28).
+    batch.create(50, prefix="spoken", prompt="sleep:keyframes:0.2 sleep:segments:0.2 "
+                 "sleep:narrate:0.4", scenes=1, narration={"lines": ["One."]}, **FAST)
     rng = random.Random(7)
     kills = 0
     while kills < 20:
@@ -266,6 +270,9 @@ def test_deletion_in_every_stage_leaves_nothing_within_five_seconds(
     batch = Batch(cluster, namespace, figures)
     for stage in ("plan", "keyframes", "segments", "stitch", "publish"):
         batch.create(1, prefix=f"in-{stage}-", prompt=f"sleep:{stage}:60", scenes=2, **FAST)
+    # Both branches of a narrated one at once.
+    batch.create(1, prefix="in-narrate-", prompt="sleep:narrate:60 sleep:segments:60",
+                 scenes=2, narration=NARRATION, **FAST)
     # Four GPU pods wanted per segments stage at most two GPUs: the rest wait Pending.
     batch.create(2, prefix="pending-", prompt="sleep:segments:60", scenes=4, **FAST)
     wait_until(lambda: all(

@@ -1,0 +1,64 @@
+"""What narration costs in wall time (#28), in one run: the same 8-scene VideoJob with and
+without `spec.narration`, rendered by the real worker on one testbed, `--repeats` pairs, the
+order alternating, the cache off (`cache.policy: Off`: every render is a full one).
+
+narrate runs beside keyframes and segments, so it should add no more than stitch's mix (the
+voice over the picture, loudness normalisation, the caption track) to the wall time.
+
+Keys (medians): `narration_on_s`, `narration_off_s`, `narration_ratio` (on / off),
+`narration_added_s` (on - off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from typing import Any
+
+from bench.real_runs import real_runs
+from bench.report import describe, save
+from bench.testbed import testbed
+
+LINES = ["A lighthouse on the cliff.", "The harbour wakes up.", "Boats leave at dawn.",
+         "The open sea.", "A storm comes in.", "Rain on the deck.", "The calm after.",
+         "Night falls."]
+
+
+def spec_of(args: argparse.Namespace, narrated: bool, seed: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "prompt": "A lighthouse. A harbour. Boats. The sea. A storm. Rain. Calm. Night.",
+        "scenes": 8, "durationSeconds": args.seconds, "fps": args.fps,
+        "resolution": args.resolution, "transition": "fade", "seed": seed,
+        "cache": {"policy": "Off"}}
+    if narrated:
+        spec["narration"] = {"lines": LINES, "captions": "track"}
+    return spec
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--resolution", default="640x360")
+    parser.add_argument("--seconds", type=int, default=16)
+    parser.add_argument("--fps", type=int, default=8)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    with testbed("narration", pods=64, gpus=16) as bed, real_runs(bed, "narration") as runs:
+        for i in range(args.repeats):
+            for kind in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                seconds = runs.render(f"{kind}-{i}", spec_of(args, kind == "on", 500 + i))
+                times[kind].append(seconds)
+                print(f"narration {kind}: {seconds:.1f} s", flush=True)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    save("narration", {
+        "machine": describe(), "repeats": args.repeats, "resolution": args.resolution,
+        "scenes": 8, "seconds": args.seconds, "fps": args.fps,
+        "narration_on_s": round(on, 2), "narration_off_s": round(off, 2),
+        "narration_ratio": round(on / off, 3), "narration_added_s": round(on - off, 2),
+        "runs": times})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
