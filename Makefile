@@ -75,6 +75,9 @@ bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.p
 	$(BIN)/python -m bench.realnodes
 	$(BIN)/python -m bench.archive
 	$(BIN)/python -m bench.archive_handoff
+	$(BIN)/python -m bench.cache_handoff
+	$(BIN)/python -m bench.reuse
+	$(BIN)/python -m bench.narration
 	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.summary
 

@@ -56,6 +56,9 @@ class Lookup:
              ) -> Manifest | None:
         """The entry's artifact copied to `target` and verified, else None (a miss)."""
         where = entry(self.request.scope, stage, key)
+        if not self.storage.contained(manifest_uri(where), self.request.scope):
+            self._corrupt(stage, where, "a link leads out of the cache")
+            return None
         raw = self.storage.read(manifest_uri(where), MAX_MANIFEST)
         if raw is None:
             metrics.CACHE_LOOKUPS.labels(stage, "miss").inc()
@@ -66,6 +69,9 @@ class Lookup:
             self._corrupt(stage, where, str(err))
             return None
         source = manifest.artifact_uri(where)
+        if not self.storage.contained(source, self.request.scope):
+            self._corrupt(stage, where, "a link leads out of the cache")
+            return None
         if verify_first:  # never overwrite a user's output with bytes that may be wrong
             found = self.storage.checksum(source)
             if found is None or not manifest.artifact.matches(*found):

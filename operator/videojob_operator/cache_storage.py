@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 CHUNK = 4 * 2**20
 
@@ -38,11 +40,32 @@ class CacheStorage(Protocol):
 
     def delete(self, uri: str) -> None: ...
 
+    def contained(self, uri: str, folder: str) -> bool: ...
+
     def objects(self, folder: str) -> list[Listed]: ...
 
     def folders(self, folder: str) -> list[str]: ...
 
     def delete_folder(self, folder: str) -> None: ...
+
+
+def _open(path: Path) -> BinaryIO:
+    """A regular file opened for reading, never through a symbolic link: a tenant who can
+    write its own cache folder must not make the operator, which reads every namespace's, copy
+    another namespace's file (O_NOFOLLOW refuses a link as the last component)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # the name is a link
+            raise IsADirectoryError(f"{path} is a symbolic link") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _path(uri: str) -> Path:
@@ -58,9 +81,9 @@ class LocalStorage:
 
     def read(self, uri: str, max_bytes: int) -> bytes | None:
         try:
-            with _path(uri).open("rb") as f:
+            with _open(_path(uri)) as f:
                 data = f.read(max_bytes + 1)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         if len(data) > max_bytes:
             raise ValueError(f"{uri} is larger than {max_bytes} bytes")
@@ -69,7 +92,7 @@ class LocalStorage:
     def checksum(self, uri: str) -> Sum | None:
         md5, size = hashlib.md5(usedforsecurity=False), 0
         try:
-            with _path(uri).open("rb") as f:
+            with _open(_path(uri)) as f:
                 while chunk := f.read(CHUNK):
                     md5.update(chunk)
                     size += len(chunk)
@@ -83,7 +106,7 @@ class LocalStorage:
         _make_folders(dst.parent)
         tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
         try:
-            with src.open("rb") as f, tmp.open("wb") as out:
+            with _open(src) as f, tmp.open("xb") as out:
                 while chunk := f.read(CHUNK):
                     md5.update(chunk)
                     size += len(chunk)
@@ -102,6 +125,12 @@ class LocalStorage:
     def delete(self, uri: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             _path(uri).unlink()
+
+    def contained(self, uri: str, folder: str) -> bool:
+        """Whether `uri` resolves (links followed) to a place inside `folder`: a link anywhere
+        on its way, made by a tenant in its own cache, must not lead the operator elsewhere."""
+        real = os.path.realpath(_path(uri))
+        return real.startswith(os.path.realpath(_path(folder)) + os.sep)
 
     def objects(self, folder: str) -> list[Listed]:
         root = _path(folder)
@@ -215,6 +244,10 @@ class CloudStorage:
         with contextlib.suppress(NotFound):
             self._blob(uri).delete()
 
+    def contained(self, uri: str, folder: str) -> bool:
+        """Object names are names: nothing on the way can lead elsewhere."""
+        return uri.startswith(folder.rstrip("/") + "/")
+
     def _prefix(self, folder: str) -> tuple[str, str]:
         parts = urllib.parse.urlsplit(folder)
         if parts.scheme != "gs" or not parts.netloc:
@@ -280,6 +313,9 @@ class Storage:
 
     def delete(self, uri: str) -> None:
         self._for(uri).delete(uri)
+
+    def contained(self, uri: str, folder: str) -> bool:
+        return self._for(uri).contained(uri, folder)
 
     def objects(self, folder: str) -> list[Listed]:
         return self._for(folder).objects(folder)
