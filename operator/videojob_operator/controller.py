@@ -235,6 +235,11 @@ class Controller:
                 self.admitter.created(key[0], manifest["metadata"]["name"])
         await self._suspend_jobs(key, plan)
         await self._delete_jobs(key, plan)
+        if plan.cache_lookup is not None:
+            # A stage waits for the cache: the lookup's answer comes with a reconcile of its
+            # own (always, a failed lookup too), which writes this status and tells these
+            # Events with the Job it creates. One status write per hand-off, not two.
+            return
         if plan.status is not None:
             version = await self._write_status(key, vj, plan, version)
             if version is None:
