@@ -6,7 +6,10 @@ narrate runs beside keyframes and segments, so it should add no more than stitch
 voice over the picture, loudness normalisation, the caption track) to the wall time.
 
 Keys (medians): `narration_on_s`, `narration_off_s`, `narration_ratio` (on / off),
-`narration_added_s` (on - off).
+`narration_added_s` (on - off); `narration_stitch_on_s`, `narration_stitch_off_s` and
+`narration_narrate_s` say where it goes (each stage's span from its pods' container times).
+On this machine narrate shares the two cores with keyframes and segments; on a cluster it runs
+on a CPU node beside the GPU ones.
 """
 
 from __future__ import annotations
@@ -44,19 +47,30 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=8)
     args = parser.parse_args()
     times: dict[str, list[float]] = {"on": [], "off": []}
+    stages: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
     with testbed("narration", pods=64, gpus=16) as bed, real_runs(bed, "narration") as runs:
         for i in range(args.repeats):
             for kind in (("off", "on") if i % 2 == 0 else ("on", "off")):
                 seconds = runs.render(f"{kind}-{i}", spec_of(args, kind == "on", 500 + i))
                 times[kind].append(seconds)
-                print(f"narration {kind}: {seconds:.1f} s", flush=True)
+                stages[kind].append(runs.stage_seconds(f"{kind}-{i}"))
+                print(f"narration {kind}: {seconds:.1f} s, stages {stages[kind][-1]}",
+                      flush=True)
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
+
+    def stage(kind: str, name: str) -> float:
+        return round(statistics.median(s.get(name, 0.0) for s in stages[kind]), 1)
+
     save("narration", {
         "machine": describe(), "repeats": args.repeats, "resolution": args.resolution,
         "scenes": 8, "seconds": args.seconds, "fps": args.fps,
         "narration_on_s": round(on, 2), "narration_off_s": round(off, 2),
         "narration_ratio": round(on / off, 3), "narration_added_s": round(on - off, 2),
-        "runs": times})
+        # Where the added time goes: stitch's mix, against narrate's own span (in parallel).
+        "narration_stitch_on_s": stage("on", "stitch"),
+        "narration_stitch_off_s": stage("off", "stitch"),
+        "narration_narrate_s": stage("on", "narrate"),
+        "runs": times, "stages": stages})
     return 0
 
 

@@ -43,6 +43,22 @@ class RealRuns:
             raise RuntimeError(f"{name} {phase}; log {self.operator.log}")
         return at - began
 
+    def stage_seconds(self, name: str) -> dict[str, float]:
+        """Each stage's span: its first pod's container start to its last one's end (the
+        kubelet's times, to the second)."""
+        pods = self.bed.cluster.core.list_namespaced_pod(
+            self.namespace, label_selector="videojob.dev/stage").items
+        spans: dict[str, list[float]] = {}
+        for p in pods:
+            if (p.metadata.annotations or {}).get("videojob.dev/videojob") != name:
+                continue
+            term = p.status.container_statuses[0].state.terminated
+            stage = p.metadata.labels["videojob.dev/stage"]
+            lo, hi = spans.get(stage, [float("inf"), float("-inf")])
+            spans[stage] = [min(lo, term.started_at.timestamp()),
+                            max(hi, term.finished_at.timestamp())]
+        return {stage: round(hi - lo, 1) for stage, (lo, hi) in spans.items()}
+
     def gpu_pods(self, name: str) -> int:
         """Keyframes and segments pods the VideoJob made."""
         pods = self.bed.cluster.core.list_namespaced_pod(

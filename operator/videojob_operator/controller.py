@@ -223,21 +223,10 @@ class Controller:
         changed (the next reconcile starts from the newer copy)."""
         if plan.cache_lookup is not None:
             self.cache.ask(key, plan.cache_lookup)
-        try:
-            version = await self._finalizer(key, vj, plan)
-            if version is None:
-                return
-            if plan.create_jobs:
-                await self._write_token(key, vj)
-            await self._create_jobs(key, plan)
-        finally:
-            for manifest in plan.create_jobs:
-                self.admitter.created(key[0], manifest["metadata"]["name"])
-        await self._suspend_jobs(key, plan)
-        await self._delete_jobs(key, plan)
-        if plan.cache_lookup is not None:
-            # A stage waits for the cache: the lookup's answer comes with a reconcile of its
-            # own (always, a failed lookup too), which writes this status and tells these
+        version = await self._children(key, vj, plan)
+        if version is None or plan.cache_lookup is not None:
+            # A stage that waits for the cache: the lookup's answer comes with a reconcile of
+            # its own (always, a failed lookup too), which writes this status and tells these
             # Events with the Job it creates. One status write per hand-off, not two.
             return
         if plan.status is not None:
@@ -252,6 +241,23 @@ class Controller:
         await self._let_go(key, vj, plan, version)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
+
+    async def _children(self, key: Key, vj: Obj, plan: Plan) -> str | None:
+        """The finalizer, then the stage Jobs to create, suspend or delete; the
+        resourceVersion the rest applies to (None: the VideoJob changed meanwhile)."""
+        try:
+            version = await self._finalizer(key, vj, plan)
+            if version is None:
+                return None
+            if plan.create_jobs:
+                await self._write_token(key, vj)
+            await self._create_jobs(key, plan)
+        finally:
+            for manifest in plan.create_jobs:
+                self.admitter.created(key[0], manifest["metadata"]["name"])
+        await self._suspend_jobs(key, plan)
+        await self._delete_jobs(key, plan)
+        return version
 
     async def _finalizer(self, key: Key, vj: Obj, plan: Plan) -> str | None:
         """Adds the finalizer if the plan says so. The resourceVersion the rest of the plan

@@ -11,6 +11,8 @@ written bit-exact (no encoder tag), so a re-run writes the same bytes.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from videojob_worker import cues, ffmpeg, tts
@@ -18,6 +20,17 @@ from videojob_worker.artifacts import scene_file
 from videojob_worker.context import StageContext, StageResult
 from videojob_worker.errors import PermanentError
 from videojob_worker.mixing import AUDIO_RATE
+from videojob_worker.plan import Scene
+
+LINES_AT_ONCE = 4
+
+
+@dataclass(frozen=True)
+class Spoken:
+    raw: float  # seconds as the voice said it
+    speed: float  # the tempo it was fitted with
+    seconds: float  # seconds after fitting: what stitch mixes
+    path: Path | None  # the WAV; None for a silent scene
 
 
 def duration(path: Path) -> float:
@@ -37,30 +50,37 @@ def run(ctx: StageContext) -> StageResult:
     tts.check_voice(backend, narration.voice)
     voice = tts.Voice(name=narration.voice, rate=narration.rate, language=narration.language)
     total = len(plan.scenes)
-    raw_seconds: list[float] = []
-    speeds: list[float] = []
-    spoken: list[float] = []
-    for scene, text in zip(plan.scenes, texts, strict=True):
+    fps = plan.fps
+
+    def speak(scene: Scene, text: str) -> Spoken:
+        """One scene's line rendered, fitted and measured (a silent scene: nothing)."""
         ctx.cancellation.check()
-        ctx.progress.update(scene.index, total, f"line {scene.index + 1}/{total}")
-        if not text.strip():  # a silent scene: no audio, an empty cue
-            raw_seconds.append(0.0)
-            speeds.append(1.0)
-            spoken.append(0.0)
-            continue
+        if not text.strip():
+            return Spoken(raw=0.0, speed=1.0, seconds=0.0, path=None)
         said = ctx.workspace / f"said-{scene_file(scene.index, 'wav')}"
         backend.synthesize(text, voice, said, ctx.cancellation)
         raw = duration(said)
-        speed = cues.speed_for(raw, scene.frames / plan.fps, narration.fit, scene.index)
+        speed = cues.speed_for(raw, scene.frames / fps, narration.fit, scene.index)
         out = ctx.workspace / scene_file(scene.index, "wav")
         tempo = f",atempo={speed:.6f}" if speed != 1.0 else ""
         ffmpeg.run(["-i", str(said), "-af", f"aresample={AUDIO_RATE}{tempo}", "-ac", "1",
                     "-c:a", "pcm_s16le", "-map_metadata", "-1", "-fflags", "+bitexact",
                     "-flags:a", "+bitexact", str(out)], ctx.cancellation)
-        raw_seconds.append(raw)
-        speeds.append(speed)
-        spoken.append(duration(out))
-        ctx.storage.upload(out, ctx.layout.narration(scene.index), "audio/wav")
+        return Spoken(raw=raw, speed=speed, seconds=duration(out), path=out)
+
+    # The lines are independent and each is a few short processes (TTS, ffprobe, ffmpeg):
+    # rendered side by side, in scene order in the results, so the bytes are the same.
+    with ThreadPoolExecutor(max_workers=LINES_AT_ONCE) as pool:
+        results = []
+        for scene, result in zip(plan.scenes, pool.map(speak, plan.scenes, texts),
+                                 strict=True):
+            ctx.progress.update(scene.index + 1, total, f"line {scene.index + 1}/{total}")
+            if result.path is not None:
+                ctx.storage.upload(result.path, ctx.layout.narration(scene.index), "audio/wav")
+            results.append(result)
+    raw_seconds = [r.raw for r in results]
+    speeds = [r.speed for r in results]
+    spoken = [r.seconds for r in results]
     sheet = cues.with_speeds(cues.cue_sheet(plan, texts, spoken), raw_seconds, speeds)
     ctx.storage.write_bytes(ctx.layout.cues, sheet.to_json().encode(), ctx.workspace,
                             "application/json")
