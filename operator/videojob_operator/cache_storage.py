@@ -196,7 +196,9 @@ class CloudStorage:
         if self._client is None:
             from google.cloud import storage  # only where a gs:// root is used
 
-            self._client = storage.Client()
+            # project=None: objects need no project; the client honours
+            # STORAGE_EMULATOR_HOST by itself.
+            self._client = storage.Client(project=None)
         return self._client
 
     def _blob(self, uri: str) -> Any:
