@@ -157,13 +157,13 @@ def test_none_cuts_between_scenes(tmp_path: Path) -> None:
 
 
 def test_run_refuses_a_field_the_crd_lacks_and_renders_nothing(tmp_path: Path) -> None:
-    """A spec with a `narration:` block (a field this version does not have) is refused by name
+    """A spec with a `voiceover:` block (a field this version does not have) is refused by name
     before anything renders, instead of a silent video without a word."""
     spec_file = tmp_path / "videojob.yaml"
     spec_file.write_text(yaml.safe_dump({"kind": "VideoJob", "metadata": {"name": "n"},
-                                         "spec": {**SPEC, "narration": {"text": "hello"}}}))
+                                         "spec": {**SPEC, "voiceover": {"text": "hello"}}}))
     code, stdout, stderr = invoke(["run", "--spec", str(spec_file), "--output",
                                    str(tmp_path / "out.mp4"), "--workdir", str(tmp_path / "w")])
     assert code == EXIT_PERMANENT, stderr + stdout
-    assert "spec.narration: unknown field" in stderr
+    assert "spec.voiceover: unknown field" in stderr
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "w").exists()

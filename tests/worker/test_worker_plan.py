@@ -46,10 +46,10 @@ def test_manifest_or_bare_spec(tmp_path: Path) -> None:
 def test_a_local_spec_with_a_field_the_crd_lacks_is_refused(tmp_path: Path) -> None:
     """As `kubectl --validate=strict`: a misspelt or unsupported field is named, not dropped."""
     manifest = tmp_path / "job.yaml"
-    manifest.write_text("kind: VideoJob\nspec:\n  prompt: a cat\n  narration: {text: hi}\n"
+    manifest.write_text("kind: VideoJob\nspec:\n  prompt: a cat\n  voiceover: {text: hi}\n"
                         "  gpu: {count: 1, tolerations: [{key: k, operatr: Exists}]}\n"
                         "  output: {uri: 'file:///tmp/x.mp4'}\n")
-    with pytest.raises(PermanentError, match=r"^spec\.narration, "
+    with pytest.raises(PermanentError, match=r"^spec\.voiceover, "
                        r"spec\.gpu\.tolerations\[0\]\.operatr: unknown fields \(not in the "
                        r"VideoJob CRD"):
         load_manifest(manifest)
