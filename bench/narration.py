@@ -7,7 +7,9 @@ voice over the picture, loudness normalisation, the caption track) to the wall t
 
 Keys (medians): `narration_on_s`, `narration_off_s`, `narration_ratio` (on / off),
 `narration_added_s` (on - off); `narration_stitch_on_s`, `narration_stitch_off_s` and
-`narration_narrate_s` say where it goes (each stage's span from its pods' container times).
+`narration_narrate_s` say where it goes (each stage's span from its pods' container times, to
+the second); `narration_mix_s`: stitch's work with narration less without, as the worker timed
+it (to the hundredth), the "stitch-time mix" the added wall time is held to.
 On this machine narrate shares the two cores with keyframes and segments; on a cluster it runs
 on a CPU node beside the GPU ones.
 """
@@ -53,13 +55,16 @@ def main() -> int:
             for kind in (("off", "on") if i % 2 == 0 else ("on", "off")):
                 seconds = runs.render(f"{kind}-{i}", spec_of(args, kind == "on", 500 + i))
                 times[kind].append(seconds)
-                stages[kind].append(runs.stage_seconds(f"{kind}-{i}"))
+                spans = runs.stage_seconds(f"{kind}-{i}")
+                spans["stitch_worker"] = runs.worker_seconds(f"{kind}-{i}", "stitch")
+                spans["narrate_worker"] = runs.worker_seconds(f"{kind}-{i}", "narrate")
+                stages[kind].append(spans)
                 print(f"narration {kind}: {seconds:.1f} s, stages {stages[kind][-1]}",
                       flush=True)
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
 
     def stage(kind: str, name: str) -> float:
-        return round(statistics.median(s.get(name, 0.0) for s in stages[kind]), 1)
+        return round(statistics.median(s.get(name, 0.0) for s in stages[kind]), 2)
 
     save("narration", {
         "machine": describe(), "repeats": args.repeats, "resolution": args.resolution,
@@ -70,6 +75,11 @@ def main() -> int:
         "narration_stitch_on_s": stage("on", "stitch"),
         "narration_stitch_off_s": stage("off", "stitch"),
         "narration_narrate_s": stage("on", "narrate"),
+        # The same, as the workers timed their work (to the hundredth of a second).
+        "narration_stitch_worker_on_s": stage("on", "stitch_worker"),
+        "narration_stitch_worker_off_s": stage("off", "stitch_worker"),
+        "narration_mix_s": round(stage("on", "stitch_worker") - stage("off", "stitch_worker"),
+                                 2),
         "runs": times, "stages": stages})
     return 0
 

@@ -4,6 +4,8 @@ the cache on; the node agent runs the worker image's entrypoint as the stage pod
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -58,6 +60,24 @@ class RealRuns:
             spans[stage] = [min(lo, term.started_at.timestamp()),
                             max(hi, term.finished_at.timestamp())]
         return {stage: round(hi - lo, 1) for stage, (lo, hi) in spans.items()}
+
+    def worker_seconds(self, name: str, stage: str) -> float:
+        """The longest a pod of `stage` worked, as its worker timed it ("stage … done in" in
+        its JSON log, to the hundredth; the kubelet's times are to the second)."""
+        pods = self.bed.cluster.core.list_namespaced_pod(
+            self.namespace, label_selector=f"videojob.dev/stage={stage}").items
+        found = 0.0
+        for p in pods:
+            if (p.metadata.annotations or {}).get("videojob.dev/videojob") != name:
+                continue
+            log = self.bed.cluster.core.read_namespaced_pod_log(p.metadata.name,
+                                                                 self.namespace)
+            for line in log.splitlines():
+                with contextlib.suppress(ValueError):
+                    doc = json.loads(line)
+                    if isinstance(doc, dict) and "done in" in str(doc.get("message", "")):
+                        found = max(found, float(doc.get("seconds") or 0.0))
+        return found
 
     def gpu_pods(self, name: str) -> int:
         """Keyframes and segments pods the VideoJob made."""
