@@ -113,3 +113,25 @@ def test_narrate_reports_how_long_the_video_grew() -> None:
     status = run(videojob(), [j for j in jobs if j.stage != "narrate"]).status
     p = run(videojob(status), jobs, pods)
     assert p.status is not None and p.status["durationSeconds"] == 13.5
+
+
+def test_the_total_deadline_fails_both_branches_and_stops_their_jobs() -> None:
+    jobs = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True),
+            job("segments", active=2), job("narrate", active=1)]
+    started = run(videojob(), jobs).status
+    assert started is not None
+    late = plan(Observation(videojob({**started, "startTime": "2026-01-01T10:00:00Z"}), jobs,
+                            [], [], T0), CONFIG)  # two hours later; the default bound is one
+    assert late.status is not None and late.status["reason"] == "TotalTimeout"
+    phases = {s["name"]: s["phase"] for s in late.status["stages"]}
+    assert phases["segments"] == phases["narrate"] == StagePhase.FAILED
+    assert {job_name("clip", "u1", "segments"), job_name("clip", "u1", "narrate")} <= set(
+        late.delete_jobs)
+
+
+def test_each_branch_is_told_once_when_plan_hands_over() -> None:
+    p = run(videojob(run(videojob(), []).status), [job("plan", succeeded=1, complete=True)])
+    told = [(e.reason, e.message) for e in p.events]
+    assert ("StageQueued", "stage keyframes queued in pool gpu") in told
+    assert ("StageQueued", "stage narrate queued in pool cpu") in told
+    assert len(told) == len(set(told))
