@@ -472,3 +472,17 @@ def test_each_namespaces_stage_pods_can_act_as_a_google_account_of_their_own() -
         "iam.gke.io/gcp-service-account"] for sa in find(docs, "ServiceAccount", "videojob-worker")}
     assert accounts == {"team-a": "team-a@project.iam.gserviceaccount.com",
                         "team-b": "videojob@project.iam.gserviceaccount.com"}
+
+
+def test_the_cache_values_are_the_operators_cache_configuration() -> None:
+    off = load(text=yaml.safe_dump(operator_config(render())), environ={})
+    assert not off.cache.enabled
+    cfg = load(text=yaml.safe_dump(operator_config(render({"cache": {
+        "enabled": True, "shared": [{"name": "farm", "namespaces": ["team-a", "team-b"]}],
+        "limits": [{"namespace": "*", "maxBytes": 200_000_000_000, "maxAgeDays": 30},
+                   {"namespace": "team-a", "maxBytes": 5_000_000_000}],
+        "sweepIntervalSeconds": 60, "writerGraceSeconds": 600}}))), environ={})
+    assert cfg.cache.enabled and cfg.cache.shared_by("team-b") == "farm"
+    limit = cfg.cache.limit_for("team-a")
+    assert limit is not None and limit.max_bytes == 5_000_000_000 and limit.max_age_days is None
+    assert cfg.cache.sweep_interval_seconds == 60 and cfg.cache.writer_grace_seconds == 600
