@@ -36,7 +36,7 @@ from collections.abc import Callable
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from videojob_common.pipeline import STAGES, Obj
+from videojob_common.pipeline import STAGES, TERMINAL, Obj
 from videojob_common.progress_auth import token_for
 
 from . import child_watches, metrics, planner
@@ -176,6 +176,8 @@ class Controller:
         plan = planner.plan(obs, self.config.current)
         for manifest in plan.create_jobs:  # before any await: see the module's docstring
             self.admitter.creating(manifest, obs.videojob)
+        if obs.cache is not None and (plan.status or {}).get("phase") in TERMINAL:
+            self.cache.forget(key)  # ended: its keys are in its entries, not needed in memory
         await self.apply(key, obs.videojob, plan)
 
     async def _reconcile_safely(self, key: Key) -> None:
