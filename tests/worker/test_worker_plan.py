@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videojob_worker import backends, motion, transitions
+from videojob_worker import backends, motion, plugins, transitions
 from videojob_worker.errors import PermanentError
 from videojob_worker.ffmpeg import Frame
 from videojob_worker.plan import Camera, Plan, Scene, SceneDraft, frame_ranges
@@ -166,7 +166,7 @@ def test_backends_come_from_entry_points(monkeypatch: pytest.MonkeyPatch) -> Non
     def entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
         return [point] if group == backends.ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr(backends, "entry_points", entry_points)
+    monkeypatch.setattr(plugins, "entry_points", entry_points)
     assert backends.available() == ["procedural", "solid"]
     backend = backends.load("solid")
     assert isinstance(backend, Solid) and backend.name == "solid"

@@ -17,19 +17,16 @@ below, and transitions, encoding, storage, progress and cancellation stay in the
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
 
-from videojob_worker.errors import PermanentError
 from videojob_worker.ffmpeg import Frame
 from videojob_worker.plan import Plan, Scene, SceneDraft
+from videojob_worker.plugins import Plugins
 from videojob_worker.spec import VideoSpec
 
 ENTRY_POINT_GROUP = "videojob.backends"
 _BUILTIN: dict[str, str] = {"procedural": "videojob_worker.procedural:ProceduralBackend"}
-_registered: dict[str, Callable[[], RenderBackend]] = {}
 
 
 class RenderBackend(ABC):
@@ -83,39 +80,23 @@ class RenderBackend(ABC):
         return next(iter(self.render_clip(scene, keyframe, plan, scene.frames)))
 
 
+_PLUGINS: Plugins[RenderBackend] = Plugins(ENTRY_POINT_GROUP, _BUILTIN, RenderBackend,
+                                           "spec.backend")
+
+
 def register(name: str, factory: Callable[[], RenderBackend]) -> None:
     """Add a backend in-process (tests, embedding); entry points are the packaged way."""
-    _registered[name] = factory
+    _PLUGINS.register(name, factory)
 
 
 def available() -> list[str]:
-    names = set(_BUILTIN) | set(_registered)
-    names |= {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names)
-
-
-def _import(target: str) -> Callable[[], RenderBackend]:
-    module, _, attribute = target.partition(":")
-    factory: Callable[[], RenderBackend] = getattr(importlib.import_module(module), attribute)
-    return factory
+    return _PLUGINS.available()
 
 
 def load(name: str) -> RenderBackend:
     """The backend `name`; an unknown name is a permanent error (the spec asks for something
     this image cannot do)."""
-    if name in _registered:
-        factory = _registered[name]
-    elif name in _BUILTIN:
-        factory = _import(_BUILTIN[name])
-    else:
-        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if not matches:
-            raise PermanentError(f"spec.backend {name!r} is not installed in the worker image "
-                                 f"(available: {', '.join(available())})")
-        factory = matches[0].load()
-    backend = factory()
-    if not isinstance(backend, RenderBackend):
-        raise TypeError(f"backend {name!r} ({factory!r}) did not return a RenderBackend")
+    backend = _PLUGINS.load(name)
     if not backend.name:
         backend.name = name
     return backend

@@ -20,24 +20,22 @@ speed-up, mixing and captions stay in the core.
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.errors import PermanentError
 from videojob_worker.ffmpeg import wait
+from videojob_worker.plugins import Plugins
 
 ENTRY_POINT_GROUP = "videojob.tts"
 DEFAULT = "espeak-ng"
 _BUILTIN: dict[str, str] = {DEFAULT: "videojob_worker.tts:EspeakBackend"}
-_registered: dict[str, Callable[[], TtsBackend]] = {}
 
 
 @dataclass(frozen=True)
@@ -136,38 +134,22 @@ def espeak_voices(listing: str) -> dict[str, set[str]]:
     return voices
 
 
+_PLUGINS: Plugins[TtsBackend] = Plugins(ENTRY_POINT_GROUP, _BUILTIN, TtsBackend,
+                                        "spec.narration.backend")
+
+
 def register(name: str, factory: Callable[[], TtsBackend]) -> None:
     """Add a backend in-process (tests, embedding); entry points are the packaged way."""
-    _registered[name] = factory
+    _PLUGINS.register(name, factory)
 
 
 def available() -> list[str]:
-    names = set(_BUILTIN) | set(_registered)
-    names |= {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names)
-
-
-def _import(target: str) -> Callable[[], TtsBackend]:
-    module, _, attribute = target.partition(":")
-    factory: Callable[[], TtsBackend] = getattr(importlib.import_module(module), attribute)
-    return factory
+    return _PLUGINS.available()
 
 
 def load(name: str) -> TtsBackend:
     """The backend `name`; an unknown one is a permanent error naming the field."""
-    if name in _registered:
-        factory = _registered[name]
-    elif name in _BUILTIN:
-        factory = _import(_BUILTIN[name])
-    else:
-        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if not matches:
-            raise PermanentError(f"spec.narration.backend {name!r} is not installed in the "
-                                 f"worker image (available: {', '.join(available())})")
-        factory = matches[0].load()
-    backend = factory()
-    if not isinstance(backend, TtsBackend):
-        raise TypeError(f"TTS backend {name!r} ({factory!r}) did not return a TtsBackend")
+    backend = _PLUGINS.load(name)
     if not backend.name:
         backend.name = name
     return backend
