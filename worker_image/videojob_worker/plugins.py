@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 from videojob_worker.errors import PermanentError
 
@@ -49,4 +49,4 @@ class Plugins(Generic[T]):
         if not isinstance(made, self.kind):
             raise TypeError(f"{self.field} {name!r} ({factory!r}) did not return a "
                             f"{self.kind.__name__}")
-        return cast(T, made)
+        return made
