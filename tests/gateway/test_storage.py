@@ -20,7 +20,7 @@ from videojob_gateway.storage import (
     ObjectMissing,
     StorageRefused,
 )
-from videojob_testkit.gcs import GcsEmulator
+from videojob_testkit.gcs import GcsEmulator, point_at, running
 
 BUCKET = "gateway-test"
 
@@ -142,16 +142,13 @@ def test_a_local_output_is_read_by_range(local: LocalStore) -> None:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[GcsEmulator]:
-    server = GcsEmulator(BUCKET)
-    server.start()
-    yield server
-    server.stop()
+    with running(BUCKET) as server:
+        yield server
 
 
 @pytest.fixture
 def cloud(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> CloudStore:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    point_at(emulator, monkeypatch)
     # Small chunks, so that a file of a few hundred KiB goes up in several.
     return CloudStore(StorageRoot.parse(f"gs://{BUCKET}/videojob"), chunk_size=256 * 1024)
 

@@ -24,7 +24,7 @@ from videojob_common.pipeline import Stage
 from videojob_operator.cache_lookup import find
 from videojob_operator.cache_storage import CloudStorage, Storage
 from videojob_operator.cache_view import CacheLookup
-from videojob_testkit.gcs import GcsEmulator
+from videojob_testkit.gcs import GcsEmulator, point_at, running
 
 BUCKET = "cache-test"
 ROOT = f"gs://{BUCKET}/root"
@@ -40,16 +40,13 @@ TOOLCHAIN = Toolchain(worker_version="w:1", backend_version="")
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[GcsEmulator]:
-    server = GcsEmulator(BUCKET)
-    server.start()
-    yield server
-    server.stop()
+    with running(BUCKET) as server:
+        yield server
 
 
 @pytest.fixture
 def storage(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> Storage:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    point_at(emulator, monkeypatch)
     return Storage(cloud=CloudStorage())
 
 

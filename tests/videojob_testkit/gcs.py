@@ -3,10 +3,14 @@ google-cloud-storage talks HTTP to it exactly as to GCS (STORAGE_EMULATOR_HOST).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import pytest
 
 from videojob_testkit.processes import free_port, stop, wait_until
 
@@ -49,3 +53,20 @@ class GcsEmulator:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+@contextlib.contextmanager
+def running(bucket: str) -> Iterator[GcsEmulator]:
+    """An emulator serving `bucket` for the block (a module fixture's body)."""
+    server = GcsEmulator(bucket)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def point_at(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-cloud-storage clients made from now on talk to `emulator`, as anonymous."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
