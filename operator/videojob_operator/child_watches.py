@@ -5,9 +5,10 @@ Job and pod each change five times or so. Through kopf, every event went through
 per-object queue and handler machinery, only to be put in a cache.
 
 Here one thread per watch (kind, and namespace or the whole cluster) does the reading:
-- it reads the stream, parses each event (orjson: the pods' and Jobs' JSON was the largest
-  part of the operator's CPU) and trims the object as the caches keep it (`store.slim`),
-  all off the event loop;
+- it reads the stream in large pieces (videojob_common.watch_stream: one socket read per
+  piece, not several per event, so a busy event loop cannot make it fall behind), parses each
+  event (orjson: the pods' and Jobs' JSON was the largest part of the operator's CPU) and
+  trims the object as the caches keep it (`store.slim`), all off the event loop;
 - it hands the loop the small copies. One callback drains everything that has arrived since
   the last one, so a burst costs the loop one wake-up, not one per event.
 
@@ -34,6 +35,7 @@ import orjson
 import urllib3
 from kubernetes.client import ApiException
 
+from videojob_common import watch_stream
 from videojob_common.pipeline import Obj
 
 from . import metrics
@@ -136,7 +138,7 @@ class ChildWatch:
             raise
         self.response = response
         try:
-            for line in _lines(response):
+            for line in watch_stream.lines(response):
                 event = orjson.loads(line)
                 obj = event.get("object") or {}
                 event_type = event.get("type")
@@ -151,6 +153,8 @@ class ChildWatch:
                     yield event_type, slim(self.kind, obj)
         finally:
             self.response = None
+            # Read past urllib3 (watch_stream.py): the connection cannot be reused.
+            response.close()
             response.release_conn()
 
     def _relist(self) -> bool:
@@ -196,17 +200,6 @@ class ChildWatch:
                                               arrived=at)
             except Exception:
                 log.exception("%s event not applied", self.kind)
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    """The newline-separated JSON documents of a watch response, as they arrive."""
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        yield from (line for line in lines if line.strip())
-    if buffer.strip():
-        yield buffer
 
 
 def start(store: Store, versions: list[tuple[str, str | None, int]],
