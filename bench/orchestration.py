@@ -34,6 +34,7 @@ server, the Job controller and the node allow.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -51,6 +52,7 @@ from bench.testbed import (
     VERSION,
     Stream,
     Testbed,
+    UnreadSampler,
     add_buckets,
     cpu_spent,
     operator_histograms,
@@ -128,6 +130,9 @@ class Run:
     # The operator's own histograms (handoff_metrics.py): {name: {upper bound: cumulative count}}
     histograms: dict[str, dict[float, float]] = field(default_factory=dict)
     interval_s: float = 0.0  # seconds between VideoJob arrivals; 0: all at once
+    # KB unread in the reader's sockets (its watches), four times a second
+    # (testbed.UnreadSampler): the operator's process, or the floor driver's.
+    unread_kb: list[float] = field(default_factory=list)
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
@@ -177,17 +182,19 @@ def run_floor(bed: Testbed, n: int, interval: float = 0.0) -> Run:
     stream = Stream(bed.cluster.batch.list_namespaced_job, ns, on_job,
                     label_selector=f"{FLOOR_LABEL}/name")
     cpu_before = bed.cpu()
+    unread = UnreadSampler(os.getpid())
     began = time.monotonic()
     paced(lambda vj: create(vj, STAGES[0]), names, interval)
     if not finished.wait(120 + 3 * n):
         raise RuntimeError(f"floor: {len(times.complete)} of {n * len(STAGES)} Jobs completed")
     makespan = max(times.complete.values()) - began
     cpu = cpu_spent(cpu_before, bed.cpu())
+    unread_kb = unread.stop()
     stream.stop()
     creates.shutdown()
     delete_namespace(bed, ns)
     return Run("floor", n, makespan, times.handoffs(), times.handoffs("added"), {}, cpu,
-               times.by_third(began, makespan), interval_s=interval)
+               times.by_third(began, makespan), interval_s=interval, unread_kb=unread_kb)
 
 
 def run_operator(bed: Testbed, n: int, interval: float = 0.0,
@@ -223,6 +230,7 @@ def run_operator(bed: Testbed, n: int, interval: float = 0.0,
         GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
     before = bed.requests()
     cpu_before = bed.cpu()
+    unread = UnreadSampler(op.proc.pid)
     began = time.monotonic()
     bed.create_videojobs(ns, names, NO_WORK, interval)
     if not finished.wait(120 + 3 * n) or failed:
@@ -233,6 +241,7 @@ def run_operator(bed: Testbed, n: int, interval: float = 0.0,
     time.sleep(0.5)
     after = bed.requests()
     cpu = cpu_spent(cpu_before, bed.cpu())
+    unread_kb = unread.stop()
     histograms = operator_histograms(op.metrics_port, OPERATOR_HISTOGRAMS)
     jobs_stream.stop()
     vj_stream.stop()
@@ -240,7 +249,7 @@ def run_operator(bed: Testbed, n: int, interval: float = 0.0,
     op.stop()
     return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
                {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu,
-               times.by_third(began, makespan), histograms, interval)
+               times.by_third(began, makespan), histograms, interval, unread_kb)
 
 
 def delete_namespace(bed: Testbed, ns: str) -> None:
@@ -313,6 +322,12 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
             round(statistics.median(t), 1) if t else None for t in thirds]
         out[f"{kind}_handoff_p99_ms_by_third"] = [
             round(percentile(t, 99), 1) if t else None for t in thirds]
+        # The reader's backlog: the largest of any socket of its process, and its p99 over
+        # the run (a watch that keeps up leaves next to nothing unread).
+        samples = [kb for r in group for kb in r.unread_kb]
+        if samples:
+            out[f"{kind}_unread_kb_max"] = round(max(samples), 1)
+            out[f"{kind}_unread_kb_p99"] = round(percentile(samples, 99), 1)
         out[f"{kind}_cpu_s_{largest}"] = {
             part: round(statistics.median(r.cpu.get(part, 0.0) for r in group), 1)
             for part in group[0].cpu}

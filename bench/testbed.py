@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import urllib3
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 
 from localcluster import controlplane
+from videojob_common import watch_stream
 from videojob_testkit import REPO
 from videojob_testkit.kube import Cluster, connect
 from videojob_testkit.operator_process import Operator
@@ -188,6 +190,47 @@ def process_cpu(pid: int) -> tuple[float, float]:
         return 0.0, 0.0
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])  # fields 14-17 of stat(5)
     return (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
+
+
+def unread_bytes(pid: int) -> int:
+    """The most bytes waiting unread in any one of the process's TCP sockets (its receive
+    queue, from /proc/net/tcp*): a reader that keeps up leaves next to nothing there."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    worst = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                f = row.split()
+                if len(f) > 9 and f[9] in inodes:
+                    worst = max(worst, int(f[4].split(":")[1], 16))
+    return worst
+
+
+class UnreadSampler:
+    """`unread_bytes(pid)` four times a second on a thread of its own, until stopped; the
+    samples in KB."""
+
+    def __init__(self, pid: int, period: float = 0.25) -> None:
+        self.pid, self.period = pid, period
+        self.samples_kb: list[float] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.period):
+            self.samples_kb.append(unread_bytes(self.pid) / 1024)
+
+    def stop(self) -> list[float]:
+        self.stopped.set()
+        self.thread.join()
+        return self.samples_kb
 
 
 def machine_busy_cpu() -> float:
@@ -388,24 +431,32 @@ class Stream:
              on_event: Callable[[str, dict[str, Any], float], None], **kwargs: Any) -> None:
         rv = None
         while not self.stopped.is_set():
-            w = watch.Watch()
             try:
                 if rv is None:
-                    listing = list_fn(namespace, **kwargs)
-                    rv = listing["metadata"]["resourceVersion"] if isinstance(listing, dict) \
-                        else listing.metadata.resource_version
+                    listing = list_fn(namespace, _preload_content=False, **kwargs)
+                    rv = orjson.loads(listing.data)["metadata"]["resourceVersion"]
                     self.ready.set()
-                # Plain JSON, not the client's models: decoding models costs more CPU than
-                # everything else the recorder does, on a machine the cluster needs.
-                for ev in w.stream(list_fn, namespace, resource_version=rv,
-                                   timeout_seconds=300, deserialize=False, **kwargs):
-                    now = time.monotonic()
-                    obj = ev["object"]
-                    rv = obj["metadata"]["resourceVersion"]
-                    on_event(ev["type"], obj, now)
-                    if self.stopped.is_set():
-                        break
-            except (client.ApiException, KeyError, urllib3.exceptions.HTTPError):
+                # Plain JSON read in large pieces, as the operator reads its watches
+                # (videojob_common.watch_stream): the floor's driver must not fall behind its
+                # own watch, or the floor would be slower than the cluster allows.
+                response = list_fn(namespace, watch=True, resource_version=rv,
+                                   timeout_seconds=300, _preload_content=False, **kwargs)
+                try:
+                    for line in watch_stream.lines(response):
+                        now = time.monotonic()
+                        ev = orjson.loads(line)
+                        obj = ev["object"]
+                        if ev["type"] == "ERROR":
+                            raise KeyError(obj.get("code"))
+                        rv = obj["metadata"]["resourceVersion"]
+                        if ev["type"] != "BOOKMARK":
+                            on_event(ev["type"], obj, now)
+                        if self.stopped.is_set():
+                            break
+                finally:
+                    response.close()
+                    response.release_conn()
+            except (client.ApiException, KeyError, ValueError, urllib3.exceptions.HTTPError):
                 # Expired (410, or its ERROR event): list again; events in the gap are lost,
                 # which the benchmarks' checks of completeness would show.
                 rv = None
