@@ -440,7 +440,10 @@ def _under_way(ctx: Context, status: VideoJobStatus, current: Stage,
         phase = Phase.SUSPENDED
     pool = pool_of(ctx.config.pools, current)
     position = ctx.obs.queue_position if phase == Phase.QUEUED else None
-    if phase == Phase.QUEUED and not position_worth_writing(status.queue_position, position):
+    # None while Queued: admission has not placed it yet (a restarted operator before its
+    # first pass); the written place stands until it does.
+    if phase == Phase.QUEUED and (position is None or not position_worth_writing(
+            status.queue_position, position)):
         position = status.queue_position
     message = {
         Phase.SUSPENDED: f"suspended in stage {current}",

@@ -211,6 +211,17 @@ def test_queue_position_is_exact_near_the_head_and_coarse_far_back() -> None:
     assert p.status is None  # 400 -> 390 is not worth a write
 
 
+def test_a_place_not_known_yet_keeps_the_written_one() -> None:
+    """A restarted operator looks at a queued VideoJob before admission's first pass has placed
+    it: nothing to write (not the place removed, then written back)."""
+    vj = advance(videojob(), run(videojob()))
+    queued = JobView(name=job_name("clip", "u1", "plan"), stage="plan", suspended=True)
+    vj = advance(vj, plan(Observation(vj, [queued], [], [], T0, queue_position=40), CONFIG))
+    assert plan(Observation(vj, [queued], [], [], T0), CONFIG).status is None
+    moved = plan(Observation(vj, [queued], [], [], T0, queue_position=4), CONFIG)
+    assert moved.status is not None and moved.status["queuePosition"] == 4
+
+
 def test_stages_run_in_order_and_finish_with_success() -> None:
     vj = advance(videojob(), run(videojob()))
     done: list[JobView] = []
