@@ -12,6 +12,21 @@ process's resident memory and CPU time are sampled from /proc twice a second.
 - `requests_per_videojob_<N>` by verb (and resource, testbed.py): the API server's own count of
   the operator's requests over the window, / N. Writes per VideoJob over whole lives are
   measured by bench/orchestration.py; this shows what thousands of waiting VideoJobs cost.
+
+Several sizes (`--videojobs 1000 3000 10000`) each run on a testbed of their own, so that one's
+VideoJobs never weigh on the next; `operator_rss_mb_per_1000` and
+`operator_cpu_s_per_videojob_<N>` give the slope, and `rss_linearity` the RSS at the middle size
+over the straight line through the smallest and the largest (≤ 1: linear or better).
+
+At the largest size, `--restart` then SIGKILLs the operator twice (Operator.kill):
+1. **catch-up**: the operator is killed, the stage pods it had admitted finish while it is away,
+   and a new one starts with every pool at `maxConcurrency: 0` (so it admits nothing new and
+   the cluster holds still). It has to write the transitions it missed, and nothing else.
+   `restart_catchup_s_<N>`: kill → every VideoJob reconciled (its `videojob_reconciles_total`
+   ≥ N) and the API server's count of its writes still for 3 s; its writes beside it.
+2. **settled**: killed again and started the same way, over a cluster whose every status is
+   already right. `restart_reconcile_s_<N>`: kill → every VideoJob reconciled, as above;
+   `restart_writes_<N>` (status patches, Job creates and deletes, Events) must be 0.
 """
 
 from __future__ import annotations
@@ -26,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.report import describe, save
 from bench.testbed import (
     GROUP,
@@ -33,11 +50,13 @@ from bench.testbed import (
     PLURAL,
     VERSION,
     Stream,
+    Testbed,
     testbed,
     wait_until,
     write_figures,
 )
 from videojob_common.pipeline import Phase
+from videojob_testkit.operator_process import Operator
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -54,15 +73,45 @@ def sample(pid: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--videojobs", type=int, default=2000)
+    parser.add_argument("--videojobs", type=int, nargs="+", default=[2000])
     parser.add_argument("--concurrency", type=int, default=32, help="each pool's maxConcurrency")
     parser.add_argument("--until", type=int, default=200,
                         help="stop once this many VideoJobs have succeeded")
+    parser.add_argument("--restart", action="store_true",
+                        help="at the largest size, measure two operator restarts (SIGKILL)")
     args = parser.parse_args()
-    n = args.videojobs
-    with testbed("scale", pods=4 * args.concurrency + 100, gpus=4 * args.concurrency) as bed:
-        op = bed.operator({"gpu": {"maxConcurrency": args.concurrency},
-                           "cpu": {"maxConcurrency": args.concurrency}})
+    sizes = sorted(args.videojobs)
+    results: dict[str, Any] = {"machine": describe(), "videojobs": sizes,
+                               "pool_concurrency": args.concurrency}
+    for n in sizes:
+        figures = one_size(n, args.concurrency, min(args.until, n),
+                           restart=args.restart and n == sizes[-1])
+        if figures is None:
+            return 1
+        results.update(figures)
+    if len(sizes) > 1:
+        results.update(slope(results, sizes))
+    save("scale", results)
+    return 0
+
+
+def slope(results: dict[str, Any], sizes: list[int]) -> dict[str, float]:
+    """RSS per 1,000 VideoJobs between the smallest and largest size, and the middle size's RSS
+    over the straight line between them."""
+    lo, hi = sizes[0], sizes[-1]
+    rss = {n: results[f"operator_rss_mb_{n}"] for n in sizes}
+    per = (rss[hi] - rss[lo]) / (hi - lo)
+    out = {"operator_rss_mb_per_1000": round(1000 * per, 1)}
+    if len(sizes) > 2:
+        mid = sizes[len(sizes) // 2]
+        out["rss_linearity"] = round(rss[mid] / (rss[lo] + per * (mid - lo)), 3)
+    return out
+
+
+def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str, Any] | None:
+    pools = {"gpu": {"maxConcurrency": concurrency}, "cpu": {"maxConcurrency": concurrency}}
+    with testbed(f"scale-{n}", pods=4 * concurrency + 100, gpus=4 * concurrency) as bed:
+        op = bed.operator(pools)
         op.start()
         assert op.proc is not None
         pid = op.proc.pid
@@ -97,37 +146,91 @@ def main() -> int:
         began = time.monotonic()
         bed.create_videojobs(ns, [f"vj{i:05d}" for i in range(n)], NO_WORK)
         created_s = time.monotonic() - began
-        until = min(args.until, n)
         wait_until(lambda: len(succeeded) + len(failed) >= until, 600 + 2 * n,
                    f"{until} VideoJobs finished")
         elapsed = time.monotonic() - began
         after = bed.requests()
         stop.set()
         _, cpu_after = sample(pid)
+        restarts = restart_figures(bed, op, ns, n, pools) if restart else {}
         stream.stop()
     if failed:
         print(f"{len(failed)} VideoJobs failed", file=sys.stderr)
-        return 1
+        return None
     shares = [(c2 - c1) / (t2 - t1) for (t1, _, c1, _), (t2, _, c2, left) in
               itertools.pairwise(samples) if left > 0 and t2 > t1]
     per_vj = {verb: round((after[verb] - before.get(verb, 0)) / n, 2) for verb in after}
-    print(f"first {len(succeeded)} of {n} VideoJobs succeeded in {elapsed:.0f} s")
-    results = {
-        "machine": describe(),
-        "videojobs": n,
-        "pool_concurrency": args.concurrency,
-        "create_burst_s": round(created_s, 1),
-        "window_s": round(elapsed, 1),
-        "succeeded_in_window": len(succeeded),
+    print(f"N={n}: first {len(succeeded)} VideoJobs succeeded in {elapsed:.0f} s; peak RSS "
+          f"{max(s[1] for s in samples):.0f} MB", flush=True)
+    return {
+        f"create_burst_s_{n}": round(created_s, 1),
+        f"window_s_{n}": round(elapsed, 1),
+        f"succeeded_in_window_{n}": len(succeeded),
         f"operator_rss_mb_{n}": round(max(s[1] for s in samples), 1),
         f"operator_rss_mb_{n}_idle": round(idle_rss, 1),
-        "operator_cpu_s_per_videojob": round((cpu_after - cpu_before) / n, 4),
-        "operator_cpu_share_median": round(statistics.median(shares), 3) if shares else None,
+        f"operator_cpu_s_per_videojob_{n}": round((cpu_after - cpu_before) / n, 4),
+        f"operator_cpu_share_median_{n}": round(statistics.median(shares), 3) if shares else None,
         f"requests_per_videojob_{n}": per_vj,
         **{f"{k}_{n}_window": v for k, v in write_figures(per_vj).items()},
+        **restarts,
     }
-    save("scale", results)
-    return 0
+
+
+def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
+                    pools: dict[str, Any]) -> dict[str, Any]:
+    """The two restarts of the module's docstring."""
+    op.kill()
+
+    def nothing_running() -> bool:
+        pods = bed.cluster.core.list_namespaced_pod(ns, _preload_content=False)
+        items: list[dict[str, Any]] = orjson.loads(pods.data)["items"]
+        return all(p["status"].get("phase") not in ("Pending", "Running") for p in items)
+
+    wait_until(nothing_running, 600, "the admitted stage pods finished")
+    # The same operator (its configuration, its work folder) started again, as a Deployment
+    # restarts its pod, but holding every pool.
+    op.overrides["pools"] = {name: {**pool, "maxConcurrency": 0} for name, pool in pools.items()}
+    out: dict[str, Any] = {}
+    for label, key in (("catch-up", "restart_catchup"), ("settled", "restart")):
+        if label == "settled":
+            op.kill()
+        killed = time.monotonic()
+        before = bed.requests()
+        op.start()
+        seconds = reconciled(bed, op, n, killed)
+        writes = {k: v - before.get(k, 0) for k, v in bed.requests().items()}
+        figures = {verb: round(writes.get(verb, 0)) for verb in RESTART_WRITES}
+        print(f"restart ({label}): every VideoJob reconciled {seconds:.1f} s after the kill; "
+              f"writes {figures}", flush=True)
+        out[f"{key}_s_{n}" if label == "catch-up" else f"restart_reconcile_s_{n}"] = seconds
+        out[f"{key}_writes_{n}"] = figures
+    op.stop()
+    return out
+
+
+RESTART_WRITES = ("patch videojobs/status", "patch videojobs", "create jobs", "patch jobs",
+                  "delete jobs", "create events")
+
+
+def reconciled(bed: Testbed, op: Operator, n: int, killed: float) -> float:
+    """Seconds from `killed` until the operator has reconciled n VideoJobs and the API server's
+    count of its writes has held still for 3 s (that count has no clock of its own: the time
+    is when it last moved)."""
+    def looked() -> bool:
+        done = sum(v for k, v in op.metrics().items() if k.startswith("videojob_reconciles_total"))
+        return bool(done >= n)
+
+    wait_until(looked, 600, f"{n} VideoJobs reconciled after the restart")
+    at = time.monotonic()
+    last = {k: v for k, v in bed.requests().items() if k in RESTART_WRITES}
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 3:
+        time.sleep(0.5)
+        now = {k: v for k, v in bed.requests().items() if k in RESTART_WRITES}
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+            at = quiet_since
+    return round(at - killed, 1)
 
 
 if __name__ == "__main__":
