@@ -21,13 +21,16 @@ class Response:
 
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
-        self.released = False
+        self.released = self.closed = False
 
     def stream(self, amt: Any = None, decode_content: bool = False) -> Any:
         yield from self.chunks
 
     def release_conn(self) -> None:
         self.released = True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def pod_event(kind: str, name: str, rv: int, phase: str = "Pending") -> bytes:
@@ -71,7 +74,7 @@ def test_events_split_across_chunks_arrive_whole_and_trimmed() -> None:
     assert calls[0]["resource_version"] == "10" and calls[0]["watch"] is True
     assert calls[0]["allow_watch_bookmarks"] is True
     assert calls[0]["label_selector"] == "videojob.dev/name"
-    assert response.released
+    assert response.released and response.closed
 
 
 def test_an_expired_version_asks_for_a_new_listing() -> None:
