@@ -186,7 +186,12 @@ def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan, config: O
     except ValidationError as e:
         problem = f"invalid spec: {e}"
     else:
-        eff = effective(spec, config, meta["namespace"], meta["name"], meta["uid"])
+        if status.phase in TERMINAL and status.effective is not None:
+            # It ended with what it recorded: a configuration changed since (a storage root,
+            # a limit tightened) neither moves its output nor fails it after the fact.
+            return (spec, status.effective), status
+        eff = pinned(effective(spec, config, meta["namespace"], meta["name"], meta["uid"]),
+                     status.effective, spec)
         refused = spec_problems(spec, eff, config, meta["namespace"])
         if not refused:
             return (spec, eff), status
@@ -198,6 +203,19 @@ def validate_spec(obs: Observation, status: VideoJobStatus, out: Plan, config: O
     status = failed(status, Reason.INVALID_SPEC, problem, meta.get("generation"), obs.now)
     out.tell("Warning", Reason.INVALID_SPEC, status.message or "")
     return None, status
+
+
+def pinned(eff: EffectiveSpec, recorded: EffectiveSpec | None,
+           spec: VideoJobSpec) -> EffectiveSpec:
+    """Where a started VideoJob's files are stays where it recorded them: a storage root changed
+    in the configuration applies to the VideoJobs that start after it (the stages done so far
+    wrote under the old one)."""
+    if recorded is None:
+        return eff
+    update = {"artifact_root": recorded.artifact_root}
+    if not (spec.output and spec.output.uri):  # the default output, under the artifact root
+        update["output_uri"] = recorded.output_uri
+    return eff.model_copy(update=update)
 
 
 def spec_problems(spec: VideoJobSpec, eff: EffectiveSpec, config: OperatorConfig,

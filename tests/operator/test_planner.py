@@ -471,3 +471,29 @@ def test_segments_scenes_done_show_but_the_last_waits_for_the_completion() -> No
 
 
 
+
+
+def test_a_changed_configuration_neither_moves_nor_fails_what_ran_before_it() -> None:
+    """A storage root changed and a limit tightened after a VideoJob: one that ended writes
+    nothing (its output stays where it is; it is not failed after the fact), and one under way
+    keeps its files where its stages wrote them."""
+    moved = OperatorConfig(storage_root="file:///elsewhere")
+    tight = OperatorConfig.model_validate({"limits": {"*": {"max_scenes": 1}}})
+    vj = advance(videojob(), run(videojob()))
+    running = [job("plan", succeeded=1, complete=True), job("keyframes", active=1)]
+    vj = advance(vj, run(vj, running))
+    recorded = vj["status"]["effective"]
+    under_way = plan(Observation(vj, running, [], [], T0), moved)
+    assert under_way.status is None or under_way.status["effective"] == recorded
+    done: list[JobView] = []
+    for i, stage in enumerate(STAGES):
+        done.append(job(stage, succeeded=2 if stage == "segments" else 1, complete=True))
+        vj = advance(vj, run(vj, done, now=T0 + dt.timedelta(seconds=i + 1)))
+    assert vj["status"]["phase"] == "Succeeded"
+    for config in (moved, tight):
+        again = plan(Observation(vj, done, [], [], T0 + dt.timedelta(seconds=9)), config)
+        assert again.status is None and not again.create_jobs and not again.events
+    # The same limit refuses a new VideoJob, naming the field.
+    fresh = plan(Observation(videojob(), [], [], [], T0), tight)
+    assert fresh.status is not None and fresh.status["phase"] == "Failed"
+    assert "scenes" in fresh.status["message"]
