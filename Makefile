@@ -71,7 +71,7 @@ bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.p
 	$(BIN)/python -m bench.handoff
 	$(BIN)/python -m bench.writes
 	$(BIN)/python -m bench.progress
-	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.scale --restart
 	$(BIN)/python -m bench.realnodes
 	$(BIN)/python -m bench.archive
 	$(BIN)/python -m bench.archive_handoff

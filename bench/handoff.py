@@ -72,8 +72,16 @@ def summarise(runs: list[Run], rates: list[float], headline: float) -> dict[str,
         "floor_handoff_p99_ms": top["floor"]["p99_ms"],
         "handoff_machine_busy": top["operator"]["machine_busy"],
         "handoffs": top["operator"]["handoffs"],
+        # Operator / floor at each rate measured (issue #27: ≤ 1.2 at 1/s and 2/s).
+        **{f"handoff_p50_ratio_{rate:g}ps": ratio(by_rate[f"{rate:g}"], "p50_ms")
+           for rate in rates},
         "by_rate": by_rate,
     }
+
+
+def ratio(entry: dict[str, Any], figure: str) -> float | None:
+    floor = entry["floor"][figure]
+    return round(entry["operator"][figure] / floor, 3) if floor else None
 
 
 def main() -> int:

@@ -309,6 +309,10 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
         "handoff_admitted_p99_ms": round(percentile(admitted, 99), 1),
         "floor_handoff_p50_ms": round(statistics.median(floor_hand), 1),
         "floor_handoff_p99_ms": round(percentile(floor_hand, 99), 1),
+        # Operator / floor within the burst (issue #27: ≤ 1.3).
+        "burst_handoff_p50_ratio": round(statistics.median(hand) /
+                                         statistics.median(floor_hand), 3),
+        "burst_handoff_p99_ratio": round(percentile(hand, 99) / percentile(floor_hand, 99), 3),
     })
     total = {verb: sum(r.requests.get(verb, 0) for r in ops) for verb in ops[0].requests}
     per_vj = {verb: round(count / (largest * len(ops)), 2) for verb, count in total.items()}
@@ -328,6 +332,11 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
         if samples:
             out[f"{kind}_unread_kb_max"] = round(max(samples), 1)
             out[f"{kind}_unread_kb_p99"] = round(percentile(samples, 99), 1)
+        # What each side's own process spent per VideoJob: the operator, or the floor's
+        # driver (this benchmark's process, its watches included).
+        own = "operator" if kind == "operator" else "benchmark"
+        out[f"{kind}_own_cpu_s_per_videojob"] = round(statistics.median(
+            r.cpu.get(own, 0.0) for r in group) / largest, 3)
         out[f"{kind}_cpu_s_{largest}"] = {
             part: round(statistics.median(r.cpu.get(part, 0.0) for r in group), 1)
             for part in group[0].cpu}

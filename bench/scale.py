@@ -73,7 +73,7 @@ def sample(pid: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--videojobs", type=int, nargs="+", default=[2000])
+    parser.add_argument("--videojobs", type=int, nargs="+", default=[1000, 2000, 3000, 10000])
     parser.add_argument("--concurrency", type=int, default=32, help="each pool's maxConcurrency")
     parser.add_argument("--until", type=int, default=200,
                         help="stop once this many VideoJobs have succeeded")

@@ -18,6 +18,8 @@ ORCHESTRATION = {"machine": "2 cores (A)", "orchestration_ratio_50": 1.05,
                  "floor_handoff_p99_ms": 1476.0, "handoff_operator_p50_ms": 349.0,
                  "watch_delay_p50_ms": 84.0, "writes_per_videojob": 12.0,
                  "events_per_videojob": 6.0, "writes_per_videojob_all": 18.3,
+                 "burst_handoff_p50_ratio": 2.208, "burst_handoff_p99_ratio": 1.43,
+                 "operator_own_cpu_s_per_videojob": 0.122,
                  "operator_makespan_200_s": [165.6, 170.0, 160.0]}
 WRITES = {"machine": "2 cores (B)", "requests": 1000, "cpu_ms_per_request": {
     "videojob_status_patch": {"kube-apiserver": 11.65, "etcd": 1.03},
