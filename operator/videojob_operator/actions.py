@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from videojob_common.pipeline import Obj
+from videojob_common.pipeline import TERMINAL, Obj
 
 from .api import VideoJobStatus
 from .cache_view import CacheLookup
-from .status import Reason, dump_status, strip_progress
+from .status import Reason, dump_status, strip_progress, strip_settling
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class Plan:
     suspend_jobs: dict[str, bool] = field(default_factory=dict)  # job name -> suspend
     status: Obj | None = None  # the complete new status (camelCase), None: leave as is
     progress_only: bool = False  # status differs only in progress figures (rate-limited)
+    # ... and of those only in what moves as pods end, the VideoJob under way: the stage's end
+    # writes it (controller.SETTLE_SECONDS)
+    settling_only: bool = False
     events: list[Event] = field(default_factory=list)
     delete_videojob: bool = False  # ttlSecondsAfterFinished reached
     archive: bool = False  # the VideoJob is due for the archive (archiving.py)
@@ -58,6 +61,8 @@ def finish(out: Plan, status: VideoJobStatus, old_doc: Obj) -> Plan:
     if new_doc != old_doc:
         out.status = new_doc
         out.progress_only = strip_progress(new_doc) == strip_progress(old_doc)
+        out.settling_only = (out.progress_only and new_doc.get("phase") not in TERMINAL
+                             and strip_settling(new_doc) == strip_settling(old_doc))
     return out
 
 

@@ -64,6 +64,9 @@ from .workqueue import WorkQueue
 log = logging.getLogger("videojob.controller")
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of one VideoJob
+# The longest a change of only the figures that move as pods end (status.SETTLING_KEYS) waits
+# for the stage's end to write it.
+SETTLE_SECONDS = 5.0
 
 
 class Controller:
@@ -81,6 +84,7 @@ class Controller:
         self.queue = WorkQueue(self._reconcile_safely, workers)
         self.events = EventRecorder(self.api)
         self.last_status_write: dict[Key, float] = {}
+        self.settling_since: dict[Key, float] = {}  # a settling-only change first planned
         self.refusals: dict[Key, Refusal] = {}  # the last refusal, until a reconcile passes
         self.errors: dict[Key, int] = {}  # internal errors in a row
         self.watches: list[child_watches.ChildWatch] = []
@@ -133,6 +137,7 @@ class Controller:
         key = change.key
         if change.deleted:
             self.last_status_write.pop(key, None)
+            self.settling_since.pop(key, None)
             self.tokens_written.pop(key, None)
             self.refusals.pop(key, None)
             self.errors.pop(key, None)
@@ -362,6 +367,11 @@ class Controller:
         """Writes the plan's status and returns the new resourceVersion; None if it was not
         written (computed from a stale copy, or a progress update that has to wait)."""
         now = time.monotonic()
+        if plan.settling_only:
+            waited = now - self.settling_since.setdefault(key, now)
+            if waited < SETTLE_SECONDS:
+                self.queue.add_after(key, SETTLE_SECONDS - waited)
+                return None
         if plan.progress_only:
             since = now - self.last_status_write.get(key, 0.0)
             if since < PROGRESS_WRITE_INTERVAL:
@@ -390,6 +400,7 @@ class Controller:
                              lambda stage: pool_of(pools, stage),
                              (vj.get("spec") or {}).get("durationSeconds"))
         self.last_status_write[key] = now
+        self.settling_since.pop(key, None)
         self.store.remember(key, updated)
         return str(updated["metadata"]["resourceVersion"])
 

@@ -119,6 +119,21 @@ PROGRESS_KEYS = ("progress", "message", "queuePosition", "notifications", "gpuSe
 STAGE_PROGRESS_KEYS = ("progress", "message", "attempts", "completed", "gpuSeconds")
 
 
+# Figures that move because pods ended: scenes completed, GPU-seconds. The stage's end, which
+# the Job controller reports moments later, writes them with its transition; a change of these
+# alone waits for it (controller.SETTLE_SECONDS), so a stage's end is one status write, not two.
+SETTLING_KEYS = ("gpuSeconds",)
+STAGE_SETTLING_KEYS = ("completed", "gpuSeconds")
+
+
+def strip_settling(doc: Obj) -> Obj:
+    """The status without the figures that move as pods end."""
+    out = {k: v for k, v in doc.items() if k not in SETTLING_KEYS}
+    out["stages"] = [{k: v for k, v in s.items() if k not in STAGE_SETTLING_KEYS}
+                     for s in doc.get("stages", [])]
+    return out
+
+
 def strip_progress(doc: Obj) -> Obj:
     """The status without its fast-moving figures, to tell real transitions from progress."""
     out = {k: v for k, v in doc.items() if k not in PROGRESS_KEYS}

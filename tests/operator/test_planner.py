@@ -497,3 +497,29 @@ def test_a_changed_configuration_neither_moves_nor_fails_what_ran_before_it() ->
     fresh = plan(Observation(videojob(), [], [], [], T0), tight)
     assert fresh.status is not None and fresh.status["phase"] == "Failed"
     assert "scenes" in fresh.status["message"]
+
+
+def test_what_moves_as_a_pod_ends_waits_for_the_stage_end_to_write_it() -> None:
+    """A GPU stage's pod ended: its GPU-seconds (and scenes completed) alone are `settling_only`
+    (the controller holds them up to SETTLE_SECONDS); the Job's completion then writes them
+    with its transition. After the end they are written as they come (the archive's figure)."""
+    from tests.operator.test_accounting import pod as pod_object
+
+    start, end = "2026-01-01T12:00:01Z", "2026-01-01T12:00:05Z"
+    vj = advance(videojob(), run(videojob()))
+    plan_done = job("plan", succeeded=1, complete=True)
+    vj = advance(vj, run(vj, [plan_done, job("keyframes", active=1)]))
+    ended = (pod_object("k0", "keyframes", start, end),)
+    obs = Observation(vj, [plan_done, job("keyframes", active=1)], [], [], T0,
+                      pod_objects=ended)
+    p = plan(obs, CONFIG)
+    assert p.status is not None and p.progress_only and p.settling_only
+    complete = Observation(vj, [plan_done, job("keyframes", succeeded=1, complete=True)], [], [],
+                           T0, pod_objects=ended)
+    p = plan(complete, CONFIG)
+    assert p.status is not None and not p.settling_only and p.status["gpuSeconds"] == 4
+    # A report of progress is no settling: written at most once a second, as before.
+    reported = plan(Observation(vj, [plan_done, job("keyframes", active=1)], [],
+                                [ProgressView("keyframes", None, 40.0, "frame 2/5")], T0),
+                    CONFIG)
+    assert reported.progress_only and not reported.settling_only
