@@ -69,7 +69,8 @@ from videojob_operator.config import OperatorConfig, effective
 FLOOR_LABEL = "bench.videojob.dev"
 # The two parts of a hand-off (handoff_metrics.py), then the cache's lookups (read by
 # bench/cache_handoff.py).
-HANDOFF_HISTOGRAMS = ("videojob_handoff_seconds", "videojob_watch_delay_seconds")
+HANDOFF_HISTOGRAMS = ("videojob_handoff_seconds", "videojob_watch_delay_seconds",
+                      "videojob_handoff_create_seconds")
 OPERATOR_HISTOGRAMS = (*HANDOFF_HISTOGRAMS, "videojob_cache_lookup_seconds")
 
 
@@ -270,7 +271,8 @@ def handoff_parts(ops: list[Run]) -> dict[str, Any]:
     and run by run: its own (`handoff_operator_*`: Complete seen -> next create answered) and the
     API server's delivery (`watch_delay_*`: a create answered -> its event on the watch)."""
     out: dict[str, Any] = {}
-    for name, key in zip(HANDOFF_HISTOGRAMS, ("handoff_operator", "watch_delay"), strict=True):
+    for name, key in zip(HANDOFF_HISTOGRAMS, ("handoff_operator", "watch_delay",
+                                              "handoff_create"), strict=True):
         merged: dict[float, float] = {}
         for r in ops:
             merged = add_buckets(merged, r.histograms.get(name, {}))

@@ -302,6 +302,7 @@ class Controller:
         for manifest in plan.create_jobs:
             stage = manifest["metadata"]["labels"][LABEL_STAGE]
             job_name = manifest["metadata"]["name"]
+            sent = time.monotonic()
             try:
                 created = await self.api.call(self.api.kube.create_job, ns, manifest)
             except ApiException as e:
@@ -311,7 +312,7 @@ class Controller:
             answered = time.monotonic()
             self.store.handoffs.job_created((ns, job_name), answered)
             if stage != STAGES[0]:
-                self.store.handoffs.next_stage_created(key, answered)
+                self.store.handoffs.next_stage_created(key, answered, answered - sent)
             log.info("created Job %s", job_name, extra=ctx(ns, name, stage))
             self.store.answered("job", created, reconcile=False)
             metrics.JOBS_CREATED.labels(stage).inc()

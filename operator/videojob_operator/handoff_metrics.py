@@ -1,8 +1,9 @@
-"""Where a stage hand-off's time goes, as the operator sees it: two histograms.
+"""Where a stage hand-off's time goes, as the operator sees it: three histograms.
 
 - `videojob_handoff_seconds`: a VideoJob's stage Job seen Complete on the operator's watch ->
   the next stage's Job created (the API server's answer to the create). The operator's own part:
-  the work queue, the plan, the create request.
+  the work queue, the plan, the create request; `videojob_handoff_create_seconds` is the
+  create request alone.
 - `videojob_watch_delay_seconds`: one of the operator's own Job creates answered -> that Job's
   ADDED event arriving on the operator's watch. The API server's delivery: every event the
   operator reacts to (a Job Complete above all) waits on the same pipeline, and so does every
@@ -34,11 +35,13 @@ class HandoffClock:
         of several Jobs hands off when its last one completes."""
         self.finished[videojob] = at
 
-    def next_stage_created(self, videojob: Key, at: float) -> None:
-        """A stage Job of `videojob` created after one of its stages finished."""
+    def next_stage_created(self, videojob: Key, at: float, request: float = 0.0) -> None:
+        """A stage Job of `videojob` created after one of its stages finished; `request`: the
+        seconds its create took."""
         began = self.finished.pop(videojob, None)
         if began is not None:
             metrics.HANDOFF_SECONDS.observe(max(0.0, at - began))
+            metrics.HANDOFF_CREATE_SECONDS.observe(max(0.0, request))
 
     def job_created(self, job: Key, at: float) -> None:
         seen = self.added.pop(job, None)

@@ -63,6 +63,11 @@ HANDOFF_SECONDS = Histogram(
     "videojob_handoff_seconds", "A stage Job seen Complete on the watch -> the next stage's Job "
     "created (the create answered): the operator's part of a hand-off (handoff.py).",
     buckets=HANDOFF_BUCKETS, registry=REGISTRY)
+HANDOFF_CREATE_SECONDS = Histogram(
+    "videojob_handoff_create_seconds", "The next stage's Job create of a hand-off alone: the "
+    "request sent -> answered. The rest of videojob_handoff_seconds is the operator's own: its "
+    "work queue and the plan.",
+    buckets=HANDOFF_BUCKETS, registry=REGISTRY)
 WATCH_DELAY_SECONDS = Histogram(
     "videojob_watch_delay_seconds", "The operator's own stage Job creates: the create answered "
     "-> the Job's ADDED event on the operator's watch. The API server's delivery delay, which "
