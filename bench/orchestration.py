@@ -134,6 +134,8 @@ class Run:
     # KB unread in the reader's sockets (its watches), four times a second
     # (testbed.UnreadSampler): the operator's process, or the floor driver's.
     unread_kb: list[float] = field(default_factory=list)
+    # The operator's status writes by kind and result (videojob_status_patches_total).
+    status_patches: dict[str, float] = field(default_factory=dict)
 
 
 def floor_manifest(cfg: OperatorConfig, ns: str, vj: str, uid: str, stage: str) -> dict[str, Any]:
@@ -244,13 +246,15 @@ def run_operator(bed: Testbed, n: int, interval: float = 0.0,
     cpu = cpu_spent(cpu_before, bed.cpu())
     unread_kb = unread.stop()
     histograms = operator_histograms(op.metrics_port, OPERATOR_HISTOGRAMS)
+    patches = {k.split("{", 1)[1].rstrip("}"): v for k, v in op.metrics().items()
+               if k.startswith("videojob_status_patches_total{")}
     jobs_stream.stop()
     vj_stream.stop()
     delete_namespace(bed, ns)
     op.stop()
     return Run("operator", n, makespan, times.handoffs(), times.handoffs("admitted"),
                {k: after.get(k, 0) - before.get(k, 0) for k in after}, cpu,
-               times.by_third(began, makespan), histograms, interval, unread_kb)
+               times.by_third(began, makespan), histograms, interval, unread_kb, patches)
 
 
 def delete_namespace(bed: Testbed, ns: str) -> None:
@@ -319,6 +323,12 @@ def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
     total = {verb: sum(r.requests.get(verb, 0) for r in ops) for verb in ops[0].requests}
     per_vj = {verb: round(count / (largest * len(ops)), 2) for verb, count in total.items()}
     out["requests_per_videojob"] = per_vj
+    # The operator's own count of its status writes, by kind (transition or progress-only)
+    # and result (ok or a 409 conflict), per VideoJob.
+    out["status_patches_per_videojob"] = {
+        labels: round(sum(r.status_patches.get(labels, 0.0) for r in ops) / (largest * len(ops)),
+                      2)
+        for labels in sorted({k for r in ops for k in r.status_patches})}
     out.update(write_figures(per_vj))
     out["writes_per_videojob_goal"] = 2 * len(STAGES) + 4
     for kind in ("operator", "floor"):
