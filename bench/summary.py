@@ -95,8 +95,8 @@ HEADLINE: dict[str, Headline] = {
     "restart_status_writes_10000": Headline("scale",
                                             "restart_writes_10000.patch videojobs/status",
                                             "0", lambda v: v == 0),
-    "writes_per_videojob": Headline("orchestration", "writes_per_videojob",
-                                    "≤ 14 (2 x stages + 4)", lambda v: v <= 14),
+    "writes_per_videojob": Headline("orchestration", "writes_per_videojob", "≤ 10",
+                                    lambda v: v <= 10),
     "events_per_videojob": Headline("orchestration", "events_per_videojob"),
     "writes_per_videojob_all": Headline("orchestration", "writes_per_videojob_all"),
     # What one request costs the API server (and etcd), measured alone (bench/writes.py).
