@@ -35,8 +35,8 @@ import orjson
 import urllib3
 from kubernetes.client import ApiException
 
-from videojob_common import watch_stream
 from videojob_common.pipeline import Obj
+from videojob_common.watch_stream import lines as watch_lines
 
 from . import metrics
 from .jobs import LABEL_NAME
@@ -138,7 +138,7 @@ class ChildWatch:
             raise
         self.response = response
         try:
-            for line in watch_stream.lines(response):
+            for line in watch_lines(response):
                 event = orjson.loads(line)
                 obj = event.get("object") or {}
                 event_type = event.get("type")
