@@ -304,7 +304,8 @@ class Controller:
             job_name = manifest["metadata"]["name"]
             sent = time.monotonic()
             try:
-                created = await self.api.call(self.api.kube.create_job, ns, manifest)
+                created = await self.api.call(self.api.kube.create_job, ns, manifest,
+                                              executor=self.api.handoff_executor)
             except ApiException as e:
                 if e.status != 409:  # 409: it exists (a stale cache); the watch brings it
                     raise RefusedWrite(f"creating Job {job_name}", e) from e

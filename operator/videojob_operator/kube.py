@@ -33,6 +33,14 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
+# The operator's threads that send requests, each on a connection of the client's pool. The pool
+# holds one for each of them and each watch: a pool smaller than that closes the connections it
+# has no room for, and every request past it pays a new TCP and TLS handshake on both sides.
+API_THREADS = 32
+EVENT_THREADS = 8
+HANDOFF_THREADS = 8
+WATCH_CONNECTIONS = 4  # the Jobs', the pods' and the ConfigMap's watch, and one to spare
+
 
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
@@ -107,15 +115,22 @@ class Api:
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
-        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s")
+        self.executor = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="k8s")
         # Events have threads of their own: a burst of them (12 per VideoJob, 200 VideoJobs
         # starting at once) queued on the shared pool would hold every Job create and status
         # write behind it, and those are what moves VideoJobs on.
-        self.event_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="events")
+        self.event_executor = ThreadPoolExecutor(max_workers=EVENT_THREADS,
+                                                 thread_name_prefix="events")
+        # So have the writes that move a VideoJob to its next stage (its Job's create, its
+        # admission): in a burst they would otherwise wait behind 32 status writes, each of
+        # which costs the API server several times what a create does.
+        self.handoff_executor = ThreadPoolExecutor(max_workers=HANDOFF_THREADS,
+                                                   thread_name_prefix="handoff")
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.event_executor.shutdown(wait=False, cancel_futures=True)
+        self.handoff_executor.shutdown(wait=False, cancel_futures=True)
 
     async def call(self, fn: Callable[..., Any], *args: Any,
                    executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Any:
@@ -153,7 +168,8 @@ class Api:
     # -- what admission writes (admission_loop.AdmissionWriter) ------------------------------
 
     async def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj:
-        result: Obj = await self.call(self.kube.patch_job, namespace, name, patch)
+        result: Obj = await self.call(self.kube.patch_job, namespace, name, patch,
+                                      executor=self.handoff_executor)
         return result
 
     async def cluster_role_uid(self, name: str) -> str:
@@ -179,7 +195,8 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    cfg.connection_pool_maxsize = 32
+    cfg.connection_pool_maxsize = (API_THREADS + EVENT_THREADS + HANDOFF_THREADS
+                                   + WATCH_CONNECTIONS)
     return client.ApiClient(cfg)
 
 
