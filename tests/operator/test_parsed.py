@@ -35,6 +35,7 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(1, 5):
         parsed(VideoJobSpec, {"prompt": f"p{i}"})
     assert len(parsed_module._seen) == 3
+    assert all(len(digest) == 16 for _, digest in parsed_module._seen)  # no document kept
     assert parsed(VideoJobSpec, {"prompt": "p0"}) is not first  # dropped, validated again
 
 
