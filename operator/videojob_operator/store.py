@@ -38,7 +38,15 @@ from . import metrics
 from .handoff_metrics import HandoffClock
 from .jobs import LABEL_NAME, LABEL_UID, owner_name
 from .kube import Api
-from .views import JobView, PodView, ProgressView, job_view, pod_view
+from .views import (
+    JOB_NAME_LABEL,
+    JobView,
+    PodView,
+    ProgressView,
+    done_by_pods,
+    job_view,
+    pod_view,
+)
 
 Key = tuple[str, str]  # (namespace, VideoJob name)
 log = logging.getLogger("videojob.store")
@@ -184,7 +192,13 @@ class Store:
             return None  # nothing the planner or admission reads changed
         view = seen[0]
         if not isinstance(view, JobView):
-            return False
+            # A pod that succeeded may be its stage's last (views.done_by_pods): the next stage
+            # waits on it, as on a Job's completion.
+            ended = view.phase == "Succeeded" and (was is None or was[0].phase != "Succeeded")
+            if ended and view.stage != STAGES[-1]:
+                self.handoffs.stage_finished(key, arrived if arrived is not None
+                                             else time.monotonic())
+            return ended
         if (view.complete and not (was is not None and was[0].complete)
                 and view.stage != STAGES[-1]):
             self.handoffs.stage_finished(key, arrived if arrived is not None else time.monotonic())
@@ -339,9 +353,9 @@ class Store:
         jobs = [job_view(j) for j in self.jobs.get(key, {}).values() if owned(j)]
         names = {j.name for j in jobs}
         pods = [pod_view(p) for p in self.pods.get(key, {}).values()
-                if _labels(p).get("batch.kubernetes.io/job-name") in names
+                if _labels(p).get(JOB_NAME_LABEL) in names
                 or _labels(p).get(LABEL_UID) == uid]
-        return jobs, pods
+        return [done_by_pods(j, pods) for j in jobs], pods
 
     def pod_objects(self, key: Key, uid: str) -> list[Obj]:
         """The VideoJob's pods as the caches keep them, those deleted since included (the

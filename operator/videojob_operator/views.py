@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from videojob_common.pipeline import Obj
 
@@ -16,6 +17,9 @@ from .admission_policy import CreationOffer
 from .cache_view import CacheAnswer
 from .jobs import CONTAINER, LABEL_STAGE
 from .refusals import Refusal
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class JobView:
     deleting: bool = False
     start_time: str | None = None
     completion_time: str | None = None
+    uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class PodView:
     unschedulable_message: str = ""
     message: str = ""  # termination message of the worker container
     finished_at: str | None = None
+    job_uid: str = ""  # the uid of the stage Job it belongs to (its controller)
+    index: int | None = None  # its completion index (every stage Job is Indexed)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ def job_view(job: Obj) -> JobView:
         deleting=bool(meta.get("deletionTimestamp")),
         start_time=st.get("startTime"),
         completion_time=st.get("completionTime"),
+        uid=meta.get("uid", ""),
     )
 
 
@@ -143,7 +151,41 @@ def pod_view(pod: Obj) -> PodView:
         unschedulable_message=scheduled.get("message", "") if unschedulable else "",
         message=message,
         finished_at=finished,
+        job_uid=next((r.get("uid", "") for r in meta.get("ownerReferences") or []
+                      if r.get("kind") == "Job" and r.get("controller")), ""),
+        index=_index((meta.get("annotations") or {}).get(COMPLETION_INDEX)),
     )
+
+
+def _index(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def done_by_pods(job: JobView, pods: Iterable[PodView]) -> JobView:
+    """The Job as complete once a pod of each of its completion indexes has succeeded.
+
+    A succeeded pod never runs again, and an Indexed Job with a succeeded pod for every index
+    is complete: the Job controller only has to notice it, sync, and write its status. Under
+    load that takes it seconds, and the stage's end (its status, its last progress, the next
+    stage's Job) would wait for it. The Job's own word still counts first: a Job already
+    complete, failed, deleting or suspended is returned as it is. Pods count by their owner's
+    uid, not its name: a pod of an earlier Job of the same name, its deletion not seen yet (the
+    pod watch may lag the Job watch), never completes the new one."""
+    if job.complete or job.failure is not None or job.deleting or job.suspended:
+        return job
+    mine = [p for p in pods if p.job_uid and p.job_uid == job.uid]
+    done = [p for p in mine if p.phase == "Succeeded"
+            and p.index is not None and 0 <= p.index < job.completions]
+    if len({p.index for p in done}) < job.completions:
+        return job
+    ends = [p.finished_at for p in done if p.finished_at]
+    # Its failed pods count as attempts, as the Job's own count will once it is written.
+    failed = max(job.failed, sum(1 for p in mine if p.phase == "Failed"))
+    return replace(job, complete=True, active=0, succeeded=job.completions, failed=failed,
+                   completion_time=max(ends) if ends else job.completion_time)
 
 
 def _termination(pod_status: Obj) -> tuple[str, str | None]:
