@@ -1,7 +1,7 @@
 """Where a stage hand-off's time goes, as the operator sees it: three histograms.
 
-- `videojob_handoff_seconds`: a VideoJob's stage Job seen Complete on the operator's watch ->
-  the next stage's Job created (the API server's answer to the create). The operator's own part:
+- `videojob_handoff_seconds`: a VideoJob's stage seen ended on the operator's watches (its last
+  pod Succeeded, or its Job Complete: views.done_by_pods) -> the next stage's Job created (the API server's answer to the create). The operator's own part:
   the work queue, the plan, the create request; `videojob_handoff_create_seconds` is the
   create request alone.
 - `videojob_watch_delay_seconds`: one of the operator's own Job creates answered -> that Job's
@@ -31,8 +31,8 @@ class HandoffClock:
         self.added: dict[Key, float] = {}  # Job -> when its ADDED arrived (before the answer)
 
     def stage_finished(self, videojob: Key, at: float) -> None:
-        """A stage Job of `videojob` seen Complete on the watch. The latest one counts: a stage
-        of several Jobs hands off when its last one completes."""
+        """A stage Job of `videojob` seen Complete, or one of its pods seen Succeeded, on the
+        watches. The latest one counts: a stage hands off when its last pod succeeds."""
         self.finished[videojob] = at
 
     def next_stage_created(self, videojob: Key, at: float, request: float = 0.0) -> None:
