@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from videojob_common.pipeline import Obj
@@ -109,3 +110,28 @@ def test_the_counters_add_what_a_written_status_gained() -> None:
     metrics.record_usage("acct", new, new, lambda stage: "gpu", 12)
     assert sample("videojob_gpu_seconds_total", labels) - before == 15.5
     assert sample("videojob_output_seconds_total", {"namespace": "acct"}) - out_before == 12
+
+
+def test_an_ended_pods_figure_is_parsed_once_a_running_ones_every_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = accounting.pod_record
+
+    def counted(p: Obj, now: dt.datetime, resource_name: str | None) -> Any:
+        calls.append(p["metadata"]["name"])
+        return real(p, now, resource_name)
+
+    monkeypatch.setattr(accounting, "pod_record", counted)
+    monkeypatch.setattr(accounting, "_figures", type(accounting._figures)())
+    done = pod("k0", "keyframes", "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z")
+    done["metadata"]["uid"] = "pod-k0"
+    running = pod("s0", "segments", "2026-01-01T00:00:20Z", None)
+    running["metadata"]["uid"] = "pod-s0"
+    for _ in range(3):
+        assert accounting.step(status(keyframes=None, segments=None), [done, running], GPU,
+                               NOW).gpu_seconds == 10.0
+    assert calls == ["k0"]  # once; the running pod is looked at but never counted
+    # A newer version of the same pod is another document: counted again.
+    done["metadata"]["resourceVersion"] = "6"
+    accounting.step(status(keyframes=None), [done], GPU, NOW)
+    assert calls == ["k0", "k0"]
