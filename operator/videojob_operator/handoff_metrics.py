@@ -1,9 +1,9 @@
 """Where a stage hand-off's time goes, as the operator sees it: three histograms.
 
 - `videojob_handoff_seconds`: a VideoJob's stage seen ended on the operator's watches (its last
-  pod Succeeded, or its Job Complete: views.done_by_pods) -> the next stage's Job created (the API server's answer to the create). The operator's own part:
-  the work queue, the plan, the create request; `videojob_handoff_create_seconds` is the
-  create request alone.
+  pod Succeeded, or its Job Complete: views.done_by_pods) -> the next stage's Job created (the
+  API server's answer to the create). The operator's own part: the work queue, the plan, the
+  create request; `videojob_handoff_create_seconds` is the create request alone.
 - `videojob_watch_delay_seconds`: one of the operator's own Job creates answered -> that Job's
   ADDED event arriving on the operator's watch. The API server's delivery: every event the
   operator reacts to (a Job Complete above all) waits on the same pipeline, and so does every
