@@ -7,7 +7,8 @@ stages that do no work (the scripted worker with no directives), until a first b
 take the node half an hour of pod starts and tell nothing more about the operator. The operator
 process's resident memory and CPU time are sampled from /proc twice a second.
 
-- `operator_rss_mb_<N>`: the peak RSS; `operator_rss_mb_<N>_idle` the RSS before the burst;
+- `operator_rss_mb_<N>`: the peak RSS from the burst until every VideoJob has a phase (the
+  operator holds all N then); `operator_rss_mb_<N>_idle` the RSS before the burst;
 - `operator_cpu_share_median`: the operator's CPU (1.0 = one core) while the N existed;
 - `requests_per_videojob_<N>` by verb (and resource, testbed.py): the API server's own count of
   the operator's requests over the window, / N. Writes per VideoJob over whole lives are
@@ -157,12 +158,14 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
                    f"{until} VideoJobs finished")
         elapsed = time.monotonic() - began
         after = bed.requests()
-        stop.set()
-        _, cpu_after = sample(pid)
-        # `kubectl get vj` current for every VideoJob: each has a phase. The restarts start
-        # from there, or the first would be the backlog of a burst it never reached.
+        # `kubectl get vj` current for every VideoJob: each has a phase. Memory and CPU are
+        # counted until then: a burst the operator has not caught up with yet holds fewer
+        # VideoJobs than N. And the restarts start from there, or the first would be the
+        # backlog of a burst it never reached.
         wait_until(lambda: len(accepted) >= n, 600 + 2 * n, f"all {n} VideoJobs accepted")
         accepted_s = time.monotonic() - began
+        stop.set()
+        _, cpu_after = sample(pid)
         restarts = restart_figures(bed, op, ns, n, pools) if restart else {}
         stream.stop()
     if failed:
