@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from kubernetes.client import ApiException
 
+from videojob_common.archive.rows import COMPLETION_INDEX
 from videojob_common.pipeline import TERMINAL, Obj
 
 from . import admission_policy as policy
@@ -39,6 +40,7 @@ from .jobs import ANNOTATION_ADMITTED_AT, ANNOTATION_QUEUED_AT, LABEL_STAGE
 from .logs import ctx
 from .status import ts_micro
 from .store import Change, Key, Store
+from .views import JOB_NAME_LABEL
 
 log = logging.getLogger("videojob.admission")
 # Seconds between writes of one VideoJobPool object. Visibility only (admission reads the
@@ -272,7 +274,7 @@ class Admitter:
         vj = self.store.videojobs.get(key) or {}
         pods_by_job: dict[str, list[Obj]] = defaultdict(list)
         for pod in self.store.pods.get(key, {}).values():
-            job_name = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
+            job_name = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
             if job_name:
                 pods_by_job[job_name].append(pod)
         out: list[Workload] = []
@@ -531,8 +533,7 @@ def workload(key: Key, vj: Obj, job: Obj, pods: list[Obj], pool: str,
     meta, jspec, st = job["metadata"], job.get("spec") or {}, job.get("status") or {}
     owned = any(r.get("uid") == vj_meta.get("uid") for r in meta.get("ownerReferences") or [])
     conditions = {c.get("type") for c in st.get("conditions") or [] if c.get("status") == "True"}
-    done_indexes = {(p["metadata"].get("annotations") or {}).get(
-        "batch.kubernetes.io/job-completion-index") for p in pods
+    done_indexes = {(p["metadata"].get("annotations") or {}).get(COMPLETION_INDEX) for p in pods
         if (p.get("status") or {}).get("phase") == "Succeeded"}
     phases = Counter((p.get("status") or {}).get("phase", "Pending") for p in pods)
     annotations = meta.get("annotations") or {}

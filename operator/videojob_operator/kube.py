@@ -122,8 +122,9 @@ class Api:
         self.event_executor = ThreadPoolExecutor(max_workers=EVENT_THREADS,
                                                  thread_name_prefix="events")
         # So have the writes that move a VideoJob to its next stage (its Job's create, its
-        # admission): in a burst they would otherwise wait behind 32 status writes, each of
-        # which costs the API server several times what a create does.
+        # admission): they never wait for a thread behind a burst of status writes. (In the
+        # 200-VideoJob burst the create's time is the API server's answer either way:
+        # docs/benchmarks.md, "The burst, second part".)
         self.handoff_executor = ThreadPoolExecutor(max_workers=HANDOFF_THREADS,
                                                    thread_name_prefix="handoff")
 

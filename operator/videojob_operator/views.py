@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from videojob_common.archive.rows import COMPLETION_INDEX
 from videojob_common.pipeline import Obj
 
 from .admission_policy import CreationOffer
@@ -18,8 +19,7 @@ from .cache_view import CacheAnswer
 from .jobs import CONTAINER, LABEL_STAGE
 from .refusals import Refusal
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller's label on its pods
 
 
 @dataclass(frozen=True)
