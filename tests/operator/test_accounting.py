@@ -14,23 +14,9 @@ from videojob_operator import accounting, metrics
 from videojob_operator.api import StageStatus, VideoJobStatus
 from videojob_operator.kube import Api
 from videojob_operator.store import Store
+from videojob_testkit.stage_pods import GPU, pod
 
 NOW = dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC)
-GPU = "nvidia.com/gpu"
-
-
-def pod(name: str, stage: str, start: str | None, end: str | None, gpus: int = 1,
-        phase: str | None = None, uid: str = "u1") -> Obj:
-    state: Obj = ({"terminated": {"startedAt": start, "finishedAt": end, "exitCode": 0}}
-                  if end else {"running": {"startedAt": start}} if start else {})
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": "5",
-                         "labels": {"videojob.dev/name": "clip", "videojob.dev/uid": uid,
-                                    "videojob.dev/stage": stage}},
-            "spec": {"containers": [{"name": "worker", "resources": {
-                "limits": {GPU: str(gpus)}} if gpus else {}}]},
-            "status": {"phase": phase or ("Succeeded" if end else "Running"),
-                       **({"startTime": start} if start else {}),
-                       "containerStatuses": [{"name": "worker", "state": state}]}}
 
 
 def status(**stage_seconds: float | None) -> VideoJobStatus:

@@ -15,6 +15,7 @@ from videojob_operator.planner import plan
 from videojob_operator.scaling import PoolLoad
 from videojob_operator.status import position_worth_writing
 from videojob_operator.views import JobView, Observation, PodView, ProgressView, job_view
+from videojob_testkit.stage_pods import pod as pod_object
 
 STAGES = stages_of(narrated=False)  # the stages of a VideoJob without narration
 
@@ -503,8 +504,6 @@ def test_what_moves_as_a_pod_ends_waits_for_the_stage_end_to_write_it() -> None:
     """A GPU stage's pod ended: its GPU-seconds (and scenes completed) alone are `settling_only`
     (the controller holds them up to SETTLE_SECONDS); the Job's completion then writes them
     with its transition. After the end they are written as they come (the archive's figure)."""
-    from tests.operator.test_accounting import pod as pod_object
-
     start, end = "2026-01-01T12:00:01Z", "2026-01-01T12:00:05Z"
     vj = advance(videojob(), run(videojob()))
     plan_done = job("plan", succeeded=1, complete=True)
