@@ -18,6 +18,7 @@ equivalent is bounded by its polling interval (30 s by default). Results: bench/
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import statistics
 import sys
@@ -92,15 +93,21 @@ class Recorder:
 
     def reactions(self) -> list[float]:
         """Milliseconds from each slot freed to the admission it allowed."""
-        out = []
-        for at, name in self.admitted:
-            frees = [f for f in self.freed if f <= at]
-            if not frees:
-                continue
-            freed = frees[-1]
-            if self.queued_since[name] < freed:  # it was waiting when the slot freed
-                out.append((at - freed) * 1000)
-        return out
+        return reaction_times(self.freed, self.queued_since, self.admitted)
+
+
+def reaction_times(freed: list[float], queued_since: dict[str, float],
+                   admitted: list[tuple[float, str]]) -> list[float]:
+    """Milliseconds from each slot freed (`freed`: when, in order) to the admission it allowed:
+    for each Job admitted (when, name) the last free before it, where the Job was already
+    queued (`queued_since`) when the slot freed. Admissions into an empty queue are not
+    reactions."""
+    out = []
+    for at, name in admitted:
+        i = bisect.bisect_right(freed, at)
+        if i and queued_since[name] < freed[i - 1]:
+            out.append((at - freed[i - 1]) * 1000)
+    return out
 
 
 def main() -> int:

@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,8 @@ OPERATOR_HISTOGRAMS = (*HANDOFF_HISTOGRAMS, "videojob_cache_lookup_seconds")
 
 
 Key = tuple[str, str]  # (VideoJob, stage)
+# JobTimes.observe or .observe_pod: (labels prefix, object, when read) -> its (VideoJob, stage)
+Observe = Callable[[str, dict[str, Any], float], Key]
 
 
 @dataclass
@@ -210,7 +213,7 @@ def run_floor(bed: Testbed, n: int, interval: float = 0.0) -> Run:
     def create(vj: str, stage: str) -> None:
         bed.cluster.batch.create_namespaced_job(ns, floor_manifest(cfg, ns, vj, uids[vj], stage))
 
-    def seen(observe: Any, obj: dict[str, Any], now: float) -> None:
+    def seen(observe: Observe, obj: dict[str, Any], now: float) -> None:
         with lock:
             had = len(times.ended)
             vj, stage = observe(FLOOR_LABEL, obj, now)

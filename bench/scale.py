@@ -22,6 +22,11 @@ over the straight line through the smallest and the largest (≤ 1: linear or be
 `accepted_all_s_<N>`: first create → every VideoJob with a phase (the operator has reconciled
 each once; the burst's creates and the operator's writes share the API server).
 
+`admission_p50_ms_<N>` (and p95): from then on, with all N there and most of them queued, a gpu
+slot freed (a GPU stage pod seen Succeeded) → a Job queued before it seen unsuspended, as
+bench/admission.py times it with one VideoJob at a time, over the next `ADMISSIONS` admissions
+(or 300 s; `admission_reactions_<N>` says how many).
+
 At the largest size, once every VideoJob has a phase, `--restart` SIGKILLs the operator twice
 (Operator.kill):
 1. **catch-up**: the operator is killed, the stage pods it had admitted finish while it is away,
@@ -37,6 +42,7 @@ At the largest size, once every VideoJob has a phase, `--restart` SIGKILLs the o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import statistics
@@ -48,7 +54,8 @@ from typing import Any
 
 import orjson
 
-from bench.report import describe, save
+from bench.admission import reaction_times
+from bench.report import describe, percentile, save
 from bench.testbed import (
     GROUP,
     NO_WORK,
@@ -64,6 +71,7 @@ from videojob_common.pipeline import Phase
 from videojob_testkit.operator_process import Operator
 
 TICKS = os.sysconf("SC_CLK_TCK")
+ADMISSIONS = 100  # admissions timed once all N VideoJobs have a phase
 
 
 def sample(pid: int) -> tuple[float, float]:
@@ -74,6 +82,52 @@ def sample(pid: int) -> tuple[float, float]:
             rss = int(line.split()[1]) / 1024
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return rss, (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class SlotWatch:
+    """The gpu pool's slots freeing and its queued Jobs admitted in one namespace, as
+    bench/admission.py times them (a GPU stage pod seen Succeeded -> a Job queued before it
+    seen unsuspended), read with the raw watches the rest of the benchmark uses."""
+
+    SELECTOR = "videojob.dev/pool=gpu"
+
+    def __init__(self, bed: Testbed, ns: str) -> None:
+        self.lock = threading.Lock()
+        self.freed: list[float] = []
+        self.succeeded: set[str] = set()
+        self.queued_since: dict[str, float] = {}
+        self.admitted: dict[str, float] = {}
+        self.streams = [
+            Stream(bed.cluster.core.list_namespaced_pod, ns, self._pod,
+                   label_selector=self.SELECTOR),
+            Stream(bed.cluster.batch.list_namespaced_job, ns, self._job,
+                   label_selector=self.SELECTOR)]
+
+    def _pod(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        name = obj["metadata"]["name"]
+        if (obj.get("status") or {}).get("phase") == "Succeeded" and name not in self.succeeded:
+            with self.lock:
+                self.succeeded.add(name)
+                self.freed.append(now)
+
+    def _job(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        name, suspended = obj["metadata"]["name"], (obj.get("spec") or {}).get("suspend")
+        with self.lock:
+            if suspended and name not in self.queued_since:
+                self.queued_since[name] = now
+            elif not suspended and name in self.queued_since and name not in self.admitted:
+                self.admitted[name] = now
+
+    def reactions(self, since: float) -> list[float]:
+        """Milliseconds from a slot freed to the admission it allowed, for admissions after
+        `since`."""
+        with self.lock:
+            admitted = sorted((at, name) for name, at in self.admitted.items() if at >= since)
+            return reaction_times(list(self.freed), dict(self.queued_since), admitted)
+
+    def stop(self) -> None:
+        for stream in self.streams:
+            stream.stop()
 
 
 def main() -> int:
@@ -150,6 +204,7 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
                 stop.wait(0.5)
 
         threading.Thread(target=sampler, daemon=True).start()
+        slots = SlotWatch(bed, ns)
         before = bed.requests()
         began = time.monotonic()
         bed.create_videojobs(ns, [f"vj{i:05d}" for i in range(n)], NO_WORK)
@@ -166,6 +221,13 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
         accepted_s = time.monotonic() - began
         stop.set()
         _, cpu_after = sample(pid)
+        # Admission with all N there, most of them queued: the reactions from here on.
+        accepted_at = time.monotonic()
+        with contextlib.suppress(AssertionError):  # fewer: those there are count
+            wait_until(lambda: len(slots.reactions(accepted_at)) >= ADMISSIONS, 300,
+                       f"{ADMISSIONS} admissions with all {n} VideoJobs there", interval=1.0)
+        reactions = slots.reactions(accepted_at)
+        slots.stop()
         restarts = restart_figures(bed, op, ns, n, pools) if restart else {}
         stream.stop()
     if failed:
@@ -186,6 +248,9 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
         f"operator_cpu_s_per_videojob_{n}": round((cpu_after - cpu_before) / n, 4),
         f"operator_cpu_share_median_{n}": round(statistics.median(shares), 3) if shares else None,
         f"requests_per_videojob_{n}": per_vj,
+        f"admission_reactions_{n}": len(reactions),
+        f"admission_p50_ms_{n}": round(statistics.median(reactions), 1) if reactions else None,
+        f"admission_p95_ms_{n}": round(percentile(reactions, 95), 1) if reactions else None,
         **{f"{k}_{n}_window": v for k, v in write_figures(per_vj).items()},
         **restarts,
     }
@@ -206,7 +271,9 @@ def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
     # restarts its pod, but holding every pool.
     op.overrides["pools"] = {name: {**pool, "maxConcurrency": 0} for name, pool in pools.items()}
     out: dict[str, Any] = {}
-    for label, key in (("catch-up", "restart_catchup"), ("settled", "restart")):
+    for label, seconds_key, writes_key in (
+            ("catch-up", "restart_catchup_s", "restart_catchup_writes"),
+            ("settled", "restart_reconcile_s", "restart_writes")):
         if label == "settled":
             op.kill()
         killed = time.monotonic()
@@ -217,8 +284,8 @@ def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
         figures = {verb: round(writes.get(verb, 0)) for verb in RESTART_WRITES}
         print(f"restart ({label}): every VideoJob reconciled {seconds:.1f} s after the kill; "
               f"writes {figures}", flush=True)
-        out[f"{key}_s_{n}" if label == "catch-up" else f"restart_reconcile_s_{n}"] = seconds
-        out[f"{key}_writes_{n}"] = figures
+        out[f"{seconds_key}_{n}"] = seconds
+        out[f"{writes_key}_{n}"] = figures
     op.stop()
     return out
 
