@@ -19,11 +19,12 @@ import sys
 
 import kopf
 
-from . import config, logs, metrics, release
+from . import config, heap, logs, metrics, release
 from . import handlers as handlers  # importing it registers the handlers with kopf
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.cap_arenas()  # before any thread starts (heap.py)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["release"]:  # the chart's pre-delete hook (release.py)
         return release.main(argv[1:])

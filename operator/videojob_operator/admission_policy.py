@@ -28,7 +28,7 @@ from . import scaling
 from .scaling import PoolLoad, Strategy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per stage Job held: thousands
 class Workload:
     """One stage Job, as admission sees it."""
 

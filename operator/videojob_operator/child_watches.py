@@ -158,24 +158,17 @@ class ChildWatch:
             response.release_conn()
 
     def _relist(self) -> bool:
-        """A fresh listing fed into the cache, on the loop; the watch goes on from its version.
-        False if the listing failed."""
+        """A fresh listing fed into the cache, on the loop, a page at a time (Store.relist); the
+        watch goes on from its version. False if the listing failed."""
         try:
-            items, version = asyncio.run_coroutine_threadsafe(
-                self.store.list_trimmed(self.kind, self.namespace), self.loop).result()
+            version, changes = asyncio.run_coroutine_threadsafe(
+                self.store.relist(self.kind, self.namespace), self.loop).result()
         except Exception as e:  # the API server down, say: try again after a pause
             log.warning("listing %ss again failed: %s", self.kind, e)
             return False
-        done = threading.Event()
-
-        def refresh() -> None:
-            try:
-                self.store.refresh(self.kind, self.namespace, items, version)
-            finally:
-                done.set()
-
-        self.loop.call_soon_threadsafe(refresh)
-        done.wait()
+        if changes:
+            log.info("%s listing again: %d change(s) the watch had not delivered", self.kind,
+                     changes)
         self.resource_version = version
         return True
 

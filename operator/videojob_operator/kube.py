@@ -155,6 +155,22 @@ class Api:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, run)
 
+    async def call_listing(self, fn: Callable[..., Any], *args: Any,
+                           trim: Callable[[Obj], Obj], **kwargs: Any) -> tuple[list[Obj], Obj]:
+        """`call_json` for one page of a listing: (its items, each `trim`med, and its metadata),
+        the trimming done on the API thread, not the event loop."""
+
+        def run() -> tuple[list[Obj], Obj]:
+            response = fn(*args, _preload_content=False, **kwargs)
+            try:
+                doc: Obj = orjson.loads(response.data)
+            finally:
+                response.release_conn()
+            return [trim(o) for o in doc.get("items") or []], doc.get("metadata") or {}
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, run)
+
     def list_fn(self, kind: str, namespace: str | None
                 ) -> tuple[Callable[..., Any], tuple[str, ...]]:
         """The client's list (and watch) call for Jobs or pods, and its positional arguments."""

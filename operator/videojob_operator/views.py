@@ -53,7 +53,7 @@ class PodView:
     index: int | None = None  # its completion index (every stage Job is Indexed)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per pod slot reporting: thousands held
 class ProgressView:
     """The latest report of one worker pod (one index of a stage), from Redis."""
 

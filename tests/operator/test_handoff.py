@@ -81,7 +81,7 @@ def test_the_store_times_only_watch_events_and_first_completions() -> None:
     assert c.handoffs.finished == {("a", "clip"): 7.0}
     c.handoffs.finished.clear()
     job = stage_job("plan", 12, complete=True)
-    job["metadata"]["labels"]["extra"] = "x"  # a change while Complete: not a second finish
+    job["metadata"]["annotations"] = {"extra": "x"}  # a change while Complete: not a second finish
     c.observe_child("job", "MODIFIED", job, arrived=8.0)
     assert not c.handoffs.finished
     c.observe_child("job", "ADDED", stage_job("publish", 20, complete=True), arrived=9.0)
@@ -91,3 +91,17 @@ def test_the_store_times_only_watch_events_and_first_completions() -> None:
     c.handoffs.stage_finished(("a", "clip"), 1.0)
     c.observe_videojob("DELETED", {"metadata": {"namespace": "a", "name": "clip", "uid": "u"}})
     assert not c.handoffs.finished
+
+
+def test_a_completion_seen_after_the_next_stage_started_starts_no_hand_off() -> None:
+    """The Job controller's Complete often comes after the stage's last pod succeeded and the
+    next stage's Job was created: it leaves no mark for a later create to take."""
+    c = store()
+    c.observe_child("job", "ADDED", stage_job("plan", 10), arrived=1.0)
+    c.observe_child("job", "ADDED", stage_job("keyframes", 12), arrived=3.0)
+    c.observe_child("job", "MODIFIED", stage_job("plan", 13, complete=True), arrived=4.0)
+    assert not c.handoffs.finished
+    # A stage that runs beside another (narrate beside keyframes) is no hand-off of it.
+    c.observe_child("job", "ADDED", stage_job("narrate", 14), arrived=5.0)
+    c.observe_child("job", "MODIFIED", stage_job("keyframes", 15, complete=True), arrived=6.0)
+    assert c.handoffs.finished == {("a", "clip"): 6.0}

@@ -79,12 +79,18 @@ class Answer:
 
 
 def test_listings_are_read_a_page_at_a_time_at_the_first_pages_version() -> None:
+    """Each page is fed into the cache before the next is read (a listing of thousands of Jobs
+    is never held beside the cache), trimmed; deletions are judged on the whole listing."""
     c = controller()
     calls: list[dict[str, Any]] = []
+    cached_when_asked: list[int] = []
     names = [f"clip{i}-plan" for i in range(5)]
+    c.observe_child("job", "ADDED", job("clip4-plan", 12))  # on the last page: stays
+    c.observe_child("job", "ADDED", job("gone-plan", 11, vj="gone"))  # on none: deleted
 
     def list_jobs(**kwargs: Any) -> Answer:
         calls.append(kwargs)
+        cached_when_asked.append(sum(len(jobs) for jobs in c.jobs.values()))
         start = int(kwargs.get("_continue") or 0)
         items = [{**job(n, 10 + i), "spec": {"template": {"spec": {"containers": [
             {"name": "worker", "env": [{"name": "BIG", "value": "x" * 1000}]}]}}}}
@@ -96,10 +102,10 @@ def test_listings_are_read_a_page_at_a_time_at_the_first_pages_version() -> None
     c.api.batch.list_job_for_all_namespaces = list_jobs  # type: ignore[method-assign]
     c.api.core.list_pod_for_all_namespaces = (  # type: ignore[method-assign]
         lambda **kwargs: Answer({"metadata": {"resourceVersion": "60"}, "items": []}))
-    listings = asyncio.run(c._list_children([]))
-    assert [(kind, ns, len(items), rv) for kind, ns, items, rv in listings] == [
-        ("job", None, 5, 50), ("pod", None, 0, 60)]
+    assert asyncio.run(c.prime([])) == [("job", None, 50), ("pod", None, 60)]
     assert [call.get("_continue") for call in calls] == [None, "2", "4"]
     assert all(call["limit"] == LIST_PAGE and call["label_selector"] for call in calls)
-    kept = listings[0][2][0]
+    assert cached_when_asked == [2, 4, 6]  # each page in before the next is asked for
+    assert list(c.jobs) == [("a", "clip")] and sorted(c.jobs[("a", "clip")]) == names
+    kept = c.jobs[("a", "clip")]["clip0-plan"]
     assert "env" not in kept["spec"]["template"]["spec"]["containers"][0]  # trimmed on arrival
