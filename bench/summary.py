@@ -85,6 +85,8 @@ HEADLINE: dict[str, Headline] = {
     # 10,000 VideoJobs (bench/scale.py --videojobs 1000 3000 10000 --restart).
     "operator_rss_mb_10000": Headline("scale", "operator_rss_mb_10000", "≤ 600",
                                       lambda v: v <= 600),
+    "admission_p50_ms_10000": Headline("scale", "admission_p50_ms_10000", "≤ 100",
+                                       lambda v: v <= 100),
     "operator_rss_mb_per_1000": Headline("scale", "operator_rss_mb_per_1000"),
     "rss_linearity": Headline("scale", "rss_linearity", "≤ 1.05 (linear or better)",
                               lambda v: v <= 1.05),

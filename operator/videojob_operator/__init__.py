@@ -13,7 +13,7 @@ Modules, by what they own (docs/architecture.md has the same map):
 - acting: `controller` (observe, plan, apply), `workqueue`, `events`, `kube` (API calls);
 - admission: `admission_policy` (pure decisions), `scaling` (KEDA's formulas), `pools`,
   `admission_loop` (runs it), `redis_queue` (the Redis mirror);
-- `metrics`, `handoff_metrics`, `logs`.
+- `metrics`, `handoff_metrics`, `logs`, `heap` (the C heap's settings).
 """
 
 __version__ = "0.1.0"
