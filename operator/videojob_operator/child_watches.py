@@ -16,7 +16,7 @@ A watch starts from the resourceVersion of the listing that primed the cache, so
 between the two is missed. The stream ends every `WATCH_TIMEOUT` seconds and is reopened from
 the last version seen; bookmarks keep that version fresh when nothing changes.
 - A version the API server no longer has (410 Gone) is answered with a new listing, fed in
-  as `Store.refresh` feeds the resync's, and the watch goes on from its version.
+  a page at a time as the resync's is (`Store.relist`), and the watch goes on from its version.
 - A broken connection is retried with back-off from the last version.
 - The resync (`Store.resync`) stays the safety net for anything else.
 """

@@ -15,9 +15,10 @@ reconcile, admission marks the VideoJob for its next pass. Nothing here decides 
 - Expectations without bookkeeping: the answers to our own writes go straight in (`remember`,
   `created`), so the next reconcile plans from them, not from a stale copy; Job names are
   deterministic, so a create racing a stale cache answers 409 and changes nothing.
-- The listings: `prime` before the first reconcile (a restarted operator never takes "not in
-  the cache yet" for "gone"), `resync` every `resync_seconds` as an informer's resync period
-  does, and `refresh` for a watch that expired.
+- The listings, all through `relist` (each page fed in before the next is read): `prime`
+  before the first reconcile (a restarted operator never takes "not in the cache yet" for
+  "gone"), `resync` every `resync_seconds` as an informer's resync period does, and a watch's
+  relist when its version expired.
 """
 
 from __future__ import annotations
@@ -319,14 +320,6 @@ class Store:
                              kind)
             self.handoffs.prune(time.monotonic())
             heap.trim()  # what the listings' pages took, back to the system (heap.py)
-
-    def refresh(self, kind: str, namespace: str | None, listed: list[Obj],
-                listing_rv: int) -> int:
-        """A whole listing (trimmed) fed in at once: `refresh_page`, then `refresh_gone`.
-        Returns the changes."""
-        present: set[tuple[str, str]] = set()
-        changes = self.refresh_page(kind, listed, present)
-        return changes + self.refresh_gone(kind, namespace, present, listing_rv)
 
     def refresh_page(self, kind: str, listed: list[Obj], present: set[tuple[str, str]]) -> int:
         """Feeds one page of a listing into a cache: objects newer or missing there as events.

@@ -35,11 +35,19 @@ def controller() -> Store:
     return c
 
 
+def refresh(c: Store, kind: str, namespace: str | None, listed: list[dict[str, Any]],
+            listing_rv: int) -> int:
+    """A whole listing fed in at once, as Store.relist feeds its pages, then the deletions."""
+    present: set[tuple[str, str]] = set()
+    changes = c.refresh_page(kind, listed, present)
+    return changes + c.refresh_gone(kind, namespace, present, listing_rv)
+
+
 def test_a_completion_the_watch_missed_is_fed_in_and_the_videojob_queued() -> None:
     c = controller()
     c.observe_child("job", "ADDED", job("clip-plan", 10))
     c.told.clear()  # type: ignore[attr-defined]
-    changes = c.refresh("job", None, [job("clip-plan", 12, complete=True)], 20)
+    changes = refresh(c, "job", None, [job("clip-plan", 12, complete=True)], 20)
     assert changes == 1
     assert c.jobs[("a", "clip")]["clip-plan"]["status"]["conditions"][0]["type"] == "Complete"
     assert ("a", "clip") in c.told.reconciled()  # type: ignore[attr-defined]
@@ -48,7 +56,7 @@ def test_a_completion_the_watch_missed_is_fed_in_and_the_videojob_queued() -> No
 def test_an_unchanged_listing_changes_nothing() -> None:
     c = controller()
     c.observe_child("job", "ADDED", job("clip-plan", 10))
-    assert c.refresh("job", None, [job("clip-plan", 10)], 20) == 0
+    assert refresh(c, "job", None, [job("clip-plan", 10)], 20) == 0
 
 
 def test_a_deletion_the_watch_missed_is_fed_in_but_not_a_job_newer_than_the_listing() -> None:
@@ -56,7 +64,7 @@ def test_a_deletion_the_watch_missed_is_fed_in_but_not_a_job_newer_than_the_list
     c.observe_child("job", "ADDED", job("clip-plan", 10))
     c.observe_child("job", "ADDED", job("clip-keyframes", 25))  # created after the listing
     c.observe_child("job", "ADDED", job("other-plan", 5, ns="b", vj="other"))
-    assert c.refresh("job", "a", [], 20) == 1
+    assert refresh(c, "job", "a", [], 20) == 1
     assert list(c.jobs[("a", "clip")]) == ["clip-keyframes"]
     assert "other-plan" in c.jobs[("b", "other")]  # another namespace's listing decides it
 
@@ -64,7 +72,7 @@ def test_a_deletion_the_watch_missed_is_fed_in_but_not_a_job_newer_than_the_list
 def test_a_recreated_object_with_the_same_name_replaces_the_old_one() -> None:
     c = controller()
     c.observe_child("job", "ADDED", job("clip-plan", 30, uid="old"))
-    assert c.refresh("job", None, [job("clip-plan", 12, uid="new")], 40) == 1
+    assert refresh(c, "job", None, [job("clip-plan", 12, uid="new")], 40) == 1
     assert c.jobs[("a", "clip")]["clip-plan"]["metadata"]["uid"] == "new-clip-plan"
 
 
