@@ -143,17 +143,8 @@ class Api:
         """`call` for a listing: its JSON as a dict. The client's models are skipped: decoding
         Jobs into them and back to dicts costs more CPU than the request itself, and the caches
         hold dicts anyway. (The writes skip the generated methods altogether: `Kube`.)"""
-
-        def run() -> Obj:
-            response = fn(*args, _preload_content=False, **kwargs)
-            try:
-                doc: Obj = orjson.loads(response.data)
-            finally:
-                response.release_conn()
-            return doc
-
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, run)
+        return await loop.run_in_executor(self.executor, lambda: _read_json(fn, args, kwargs))
 
     async def call_listing(self, fn: Callable[..., Any], *args: Any,
                            trim: Callable[[Obj], Obj], **kwargs: Any) -> tuple[list[Obj], Obj]:
@@ -161,11 +152,7 @@ class Api:
         the trimming done on the API thread, not the event loop."""
 
         def run() -> tuple[list[Obj], Obj]:
-            response = fn(*args, _preload_content=False, **kwargs)
-            try:
-                doc: Obj = orjson.loads(response.data)
-            finally:
-                response.release_conn()
+            doc = _read_json(fn, args, kwargs)
             return [trim(o) for o in doc.get("items") or []], doc.get("metadata") or {}
 
         loop = asyncio.get_running_loop()
@@ -228,3 +215,13 @@ def _jobs_path(namespace: str) -> str:
 
 def _videojob_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{_seg(namespace)}/{PLURAL}/{_seg(name)}"
+
+
+def _read_json(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Obj:
+    """fn(*args, **kwargs)'s answer as a dict, read without the client's models (blocking)."""
+    response = fn(*args, _preload_content=False, **kwargs)
+    try:
+        doc: Obj = orjson.loads(response.data)
+    finally:
+        response.release_conn()
+    return doc
