@@ -38,7 +38,7 @@ from .api import API_VERSION, POOL_KIND, PoolStatus
 from .config import LiveConfig, OperatorConfig
 from .jobs import ANNOTATION_ADMITTED_AT, ANNOTATION_QUEUED_AT, LABEL_STAGE
 from .logs import ctx
-from .status import ts_micro
+from .status import position_worth_writing, ts_micro
 from .store import Change, Key, Store
 from .views import JOB_NAME_LABEL
 
@@ -387,9 +387,13 @@ class Admitter:
             for key, place in d.positions().items():
                 positions[key] = min(place, positions.get(key, place))
         old, self.positions = self.positions, positions
-        for key in set(old) | set(positions):
-            if old.get(key) != positions.get(key):
-                self.requeue(key)
+        for key in moved_enough(old, positions, self._written_position):
+            self.requeue(key)
+
+    def _written_position(self, key: Key) -> int | None:
+        status = (self.store.videojobs.get(key) or {}).get("status") or {}
+        position = status.get("queuePosition")
+        return position if isinstance(position, int) else None
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -482,6 +486,19 @@ class Admitter:
             patch["metadata"] = {"ownerReferences": owners}
         await self.writer.write_pool_status(name, patch, {
             "apiVersion": API_VERSION, "kind": POOL_KIND, "metadata": meta, "status": status})
+
+
+def moved_enough(old: dict[Key, int], new: dict[Key, int],
+                 written: Callable[[Key], int | None]) -> list[Key]:
+    """The VideoJobs to reconcile after a pass: those whose place in the queue moved enough that
+    their status would be written (status.position_worth_writing against the place their status
+    shows, `written`). A reconcile of the others would write nothing: with 10,000 VideoJobs
+    queued, one admission moves every place behind it, and requeueing all of them kept the
+    event loop busy with reconciles that changed nothing. A VideoJob that left the queue is not
+    requeued for it either: it left because its Job was admitted or went, and that event
+    reconciles it."""
+    return [key for key, place in new.items()
+            if old.get(key) != place and position_worth_writing(written(key), place)]
 
 
 def _queue_metrics(name: str, d: PoolDecision) -> None:

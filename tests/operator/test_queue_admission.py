@@ -8,6 +8,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
+from videojob_operator.admission_loop import moved_enough
 from videojob_operator.admission_policy import (
     CreationOffer,
     PoolLimits,
@@ -149,6 +150,27 @@ def test_positions_count_from_one_after_this_pass() -> None:
     d = decide("gpu", PoolLimits(1), queue)
     assert admitted(d) == ["q0"]
     assert d.positions() == {("a", "q1"): 1, ("a", "q2"): 2, ("a", "q3"): 3}
+
+
+def test_one_admission_requeues_only_the_places_whose_status_would_change() -> None:
+    """The head admitted: every place behind it moves up one. Only the first ten places, and
+    places further back that moved by a quarter of what their status shows, are reconciled."""
+    n = 1000
+    before = {("a", f"q{i}"): i for i in range(1, n + 1)}
+    after = {("a", f"q{i}"): i - 1 for i in range(2, n + 1)}  # q1 admitted
+
+    def written(key: tuple[str, str]) -> int | None:
+        return before[key]
+
+    requeued = moved_enough(before, after, written)
+    assert sorted(after[k] for k in requeued) == list(range(1, 11))
+    # Far back, the status showed an older, larger place: a quarter moved, so it is reconciled.
+    assert moved_enough(before, after, lambda key: 800 if key == ("a", "q500") else before[key]
+                        ) == [*requeued, ("a", "q500")]
+    # A VideoJob whose status has no place yet is reconciled for its first one.
+    assert moved_enough({}, {("a", "q9"): 900}, lambda key: None) == [("a", "q9")]
+    # One that left the queue is not (the event of its admitted Job reconciles it).
+    assert moved_enough(before, {}, written) == []
 
 
 def test_bands_and_waits() -> None:
