@@ -10,9 +10,10 @@ KEDA scaler) see it:
   `admitted_total` (incremented on each admission).
 
 A pool whose queue, held set and counters are as last written is skipped (during a burst, most
-syncs change one pool or none), but at least every VERIFY_INTERVAL seconds a sync compares every
-pool with what Redis holds and fixes the difference, and so does the first sync after a broken
-connection: a restarted or flushed Redis is rebuilt within that time. While Redis is unreachable
+syncs change one pool or none), and a changed one is written as the difference from what the
+last sync wrote. At least every VERIFY_INTERVAL seconds a sync compares every pool with what
+Redis holds and fixes the difference, and so does the first sync after a broken connection: a
+restarted or flushed Redis is rebuilt within that time. While Redis is unreachable
 admission goes on without it.
 """
 
@@ -106,9 +107,13 @@ class RedisQueue:
             content = (queued, held, fields)
             if not verify and not count and self.written.get(pool) == content:
                 continue
+            # What this pool's last sync wrote stands for what Redis holds, but on a verifying
+            # sync: with 10,000 queued, reading the queue back on every sync cost more than
+            # writing the change.
+            before = None if verify else self.written.get(pool)
             self.written.pop(pool, None)  # unknown until this pool's writes are done
-            await self._mirror(queue_key(pool), queued)
-            await self._mirror(held_key(pool), held)
+            await self._mirror(queue_key(pool), queued, before[0] if before else None)
+            await self._mirror(held_key(pool), held, before[1] if before else None)
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(pool_key(pool), mapping=fields)
             if count:
@@ -119,10 +124,15 @@ class RedisQueue:
         if verify:
             self.verified_at = loop.time()
 
-    async def _mirror(self, key: str, members: list[str]) -> None:
+    async def _mirror(self, key: str, members: list[str], written: list[str] | None) -> None:
+        """The sorted set `key` made `members` in order. `written`: what the last sync wrote
+        there, when it stands for what Redis holds; None: read it back."""
         want = {m: float(i) for i, m in enumerate(members)}
-        pairs: list[Any] = await self.client.zrange(key, 0, -1, withscores=True)
-        have = {m.decode() if isinstance(m, bytes) else str(m): float(s) for m, s in pairs}
+        if written is not None:
+            have = {m: float(i) for i, m in enumerate(written)}
+        else:
+            pairs: list[Any] = await self.client.zrange(key, 0, -1, withscores=True)
+            have = {m.decode() if isinstance(m, bytes) else str(m): float(s) for m, s in pairs}
         stale = [m for m in have if m not in want]
         changed = {m: s for m, s in want.items() if have.get(m) != s}
         if not stale and not changed:
