@@ -25,7 +25,9 @@ each once; the burst's creates and the operator's writes share the API server).
 `admission_p50_ms_<N>` (and p95): from then on, with all N there and most of them queued, a gpu
 slot freed (a GPU stage pod seen Succeeded) → a Job queued before it seen unsuspended, as
 bench/admission.py times it with one VideoJob at a time, over the next `ADMISSIONS` admissions
-(or 300 s; `admission_reactions_<N>` says how many).
+(or 300 s; `admission_reactions_<N>` says how many). Meanwhile, from the operator's own metrics:
+its admission passes (`admission_passes_<N>`, `admission_pass_p50_ms_<N>` and the mean) and its
+reconciles per admission (`reconciles_per_admission_<N>`): what one freed slot costs it.
 
 At the largest size, once every VideoJob has a phase, `--restart` SIGKILLs the operator twice
 (Operator.kill):
@@ -55,7 +57,7 @@ from typing import Any
 import orjson
 
 from bench.admission import reaction_times
-from bench.report import describe, percentile, save
+from bench.report import describe, histogram_quantile, percentile, save
 from bench.testbed import (
     GROUP,
     NO_WORK,
@@ -63,6 +65,7 @@ from bench.testbed import (
     VERSION,
     Stream,
     Testbed,
+    operator_histograms,
     testbed,
     wait_until,
     write_figures,
@@ -221,12 +224,15 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
         accepted_s = time.monotonic() - began
         stop.set()
         _, cpu_after = sample(pid)
-        # Admission with all N there, most of them queued: the reactions from here on.
+        # Admission with all N there, most of them queued: the reactions from here on, and
+        # what the operator did meanwhile (its passes, its reconciles).
         accepted_at = time.monotonic()
+        work_before = operator_work(op)
         with contextlib.suppress(AssertionError):  # fewer: those there are count
             wait_until(lambda: len(slots.reactions(accepted_at)) >= ADMISSIONS, 300,
                        f"{ADMISSIONS} admissions with all {n} VideoJobs there", interval=1.0)
         reactions = slots.reactions(accepted_at)
+        work = admission_work(work_before, operator_work(op), len(reactions), n)
         slots.stop()
         restarts = restart_figures(bed, op, ns, n, pools) if restart else {}
         stream.stop()
@@ -252,7 +258,40 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
         f"admission_p50_ms_{n}": round(statistics.median(reactions), 1) if reactions else None,
         f"admission_p95_ms_{n}": round(percentile(reactions, 95), 1) if reactions else None,
         **{f"{k}_{n}_window": v for k, v in write_figures(per_vj).items()},
+        **work,
         **restarts,
+    }
+
+
+PASS = "videojob_admission_pass_seconds"
+
+
+def operator_work(op: Operator) -> dict[str, Any]:
+    """The operator's count of reconciles and its admission passes' histogram, now."""
+    values = op.metrics()
+    return {"reconciles": sum(v for k, v in values.items()
+                              if k.startswith("videojob_reconciles_total")),
+            "passes": values.get(f"{PASS}_count", 0.0),
+            "pass_seconds": values.get(f"{PASS}_sum", 0.0),
+            "buckets": operator_histograms(op.metrics_port, (PASS,))[PASS]}
+
+
+def admission_work(before: dict[str, Any], after: dict[str, Any], reactions: int,
+                   n: int) -> dict[str, Any]:
+    """Between two `operator_work` readings: the admission passes (how many, their median and
+    mean) and the reconciles per admission seen, with N VideoJobs there."""
+    passes = after["passes"] - before["passes"]
+    buckets = {le: count - before["buckets"].get(le, 0.0)
+               for le, count in after["buckets"].items()}
+    return {
+        f"admission_passes_{n}": round(passes),
+        f"admission_pass_p50_ms_{n}": (round(1000 * histogram_quantile(0.5, buckets), 1)
+                                       if passes else None),
+        f"admission_pass_mean_ms_{n}": (round(1000 * (after["pass_seconds"]
+                                                      - before["pass_seconds"]) / passes, 1)
+                                        if passes else None),
+        f"reconciles_per_admission_{n}": (round((after["reconciles"] - before["reconciles"])
+                                                / reactions, 1) if reactions else None),
     }
 
 
