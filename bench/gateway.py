@@ -85,6 +85,7 @@ from videojob_gateway import keys
 from videojob_testkit import REPO
 from videojob_testkit.gateway_process import GatewayProcess
 from videojob_testkit.processes import wait_until
+from videojob_testkit.rbac import role
 from videojob_testkit.webhooks import Receiver, new_secret, verify
 
 VIDEOJOBS = {"apiGroups": [GROUP], "resources": [PLURAL]}
@@ -189,19 +190,6 @@ class World:
     server: str  # the API server's URL
     ca_file: str
     workdir: Path
-
-
-def role(name: str, namespace: str | None, rules: list[dict[str, Any]],
-         subject: tuple[str, str]) -> list[dict[str, Any]]:
-    kind = "Role" if namespace else "ClusterRole"
-    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
-    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
-             "rules": rules},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding",
-             "metadata": meta,
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
-             "subjects": [{"kind": "ServiceAccount", "name": subject[1],
-                           "namespace": subject[0]}]}]
 
 
 def token(bed: Testbed, namespace: str, account: str) -> str:

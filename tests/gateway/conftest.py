@@ -21,8 +21,32 @@ from videojob_testkit import REPO
 from videojob_testkit.gateway_process import GatewayProcess, GatewayWorld, TriggerWorld
 from videojob_testkit.kube import Cluster
 from videojob_testkit.processes import wait_until
+from videojob_testkit.rbac import role
 
 VIDEOJOBS = {"apiGroups": ["videojob.dev"], "resources": ["videojobs"]}
+
+
+def set_up(cluster: Cluster, namespaces: list[str], docs: list[dict[str, Any]]) -> None:
+    """A world's namespaces created and its manifests (roles, bindings, accounts) applied."""
+    for ns in namespaces:
+        cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def tear_down(cluster: Cluster, gateway: GatewayProcess | None, namespaces: list[str],
+              cluster_roles: list[str]) -> None:
+    """A world's gateway stopped, its namespaces and ClusterRoles (with their bindings)
+    deleted; whatever setup did not get to make is skipped."""
+    if gateway is not None:
+        gateway.stop()
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api)
+    deletes = [(cluster.core.delete_namespace, ns) for ns in namespaces]
+    for name in cluster_roles:
+        deletes += [(rbac_api.delete_cluster_role_binding, name),
+                    (rbac_api.delete_cluster_role, name)]
+    for delete, name in deletes:
+        with contextlib.suppress(client.ApiException):  # not made: setup failed early
+            delete(name)
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +55,6 @@ def crds(cluster: Cluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev",
                     "crd/videojobtriggers.videojob.dev")
-
-
-def role(name: str, namespace: str | None, rules: list[dict[str, Any]],
-         subject: tuple[str, str]) -> list[dict[str, Any]]:
-    kind = "Role" if namespace else "ClusterRole"
-    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
-    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
-             "rules": rules},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding",
-             "metadata": meta,
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
-             "subjects": [{"kind": "ServiceAccount", "name": subject[1],
-                           "namespace": subject[0]}]}]
 
 
 def token(cluster: Cluster, namespace: str, account: str) -> str:
@@ -105,10 +116,7 @@ def world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
     workdir = tmp_path_factory.mktemp("gateway")
     gateway: GatewayProcess | None = None
     try:
-        for ns in (a, b, system):
-            cluster.core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        set_up(cluster, [a, b, system], docs)
         for user, verb, ns in [(f"system:serviceaccount:{a}:writer", "create", a),
                                (f"system:serviceaccount:{a}:reader", "list", a),
                                (f"system:serviceaccount:{a}:uploader", "create", a),
@@ -132,18 +140,7 @@ def world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
                            gateway=gateway, gateway_kubeconfig=kubeconfig,
                            admin=client.CustomObjectsApi(cluster.api))
     finally:
-        if gateway is not None:
-            gateway.stop()
-        rbac_api = client.RbacAuthorizationV1Api(cluster.api)
-        for delete, name in [(cluster.core.delete_namespace, a),
-                             (cluster.core.delete_namespace, b),
-                             (cluster.core.delete_namespace, system),
-                             (rbac_api.delete_cluster_role_binding, gateway_role),
-                             (rbac_api.delete_cluster_role, gateway_role),
-                             (rbac_api.delete_cluster_role_binding, auditor_role),
-                             (rbac_api.delete_cluster_role, auditor_role)]:
-            with contextlib.suppress(client.ApiException):  # not made: setup failed early
-                delete(name)
+        tear_down(cluster, gateway, [a, b, system], [gateway_role, auditor_role])
     log = gateway.log.read_text()
     assert "Traceback" not in log, log[-5000:]
 
@@ -183,10 +180,7 @@ def trigger_world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPat
     workdir = tmp_path_factory.mktemp("trigger-gateway")
     gateway: GatewayProcess | None = None
     try:
-        for ns in (a, b, system):
-            cluster.core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        set_up(cluster, [a, b, system], docs)
         for name, value in secrets.items():
             cluster.core.create_namespaced_secret(a, client.V1Secret(
                 metadata=client.V1ObjectMeta(name=name), string_data={"secret": value.decode()}))
@@ -206,16 +200,7 @@ def trigger_world(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPat
         yield TriggerWorld(a=a, b=b, system=system, gateway=gateway,
                            admin=client.CustomObjectsApi(cluster.api), secrets=secrets)
     finally:
-        if gateway is not None:
-            gateway.stop()
-        rbac_api = client.RbacAuthorizationV1Api(cluster.api)
-        for delete, name in [(cluster.core.delete_namespace, a),
-                             (cluster.core.delete_namespace, b),
-                             (cluster.core.delete_namespace, system),
-                             (rbac_api.delete_cluster_role_binding, gateway_role),
-                             (rbac_api.delete_cluster_role, gateway_role)]:
-            with contextlib.suppress(client.ApiException):
-                delete(name)
+        tear_down(cluster, gateway, [a, b, system], [gateway_role])
     log = gateway.log.read_text()
     assert "Traceback" not in log, log[-5000:]
     for value in secrets.values():

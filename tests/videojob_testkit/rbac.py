@@ -1,5 +1,6 @@
 """What a ServiceAccount may do (`kubectl auth can-i --list`) against what it did (the API
-server's audit log): parsing both, and the comparisons tests/e2e/test_realnodes.py makes.
+server's audit log): parsing both, and the comparisons tests/e2e/test_realnodes.py makes; and
+`role`, the manifests that grant a ServiceAccount some rules.
 
 kubectl prints `auth can-i --list` as a fixed-width table (it has no `-o json`), so the columns
 are cut where the header's titles start. A resource reads `jobs.batch` or
@@ -13,6 +14,7 @@ import json
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 COLUMNS = ("Resources", "Non-Resource URLs", "Resource Names", "Verbs")
 
@@ -161,3 +163,18 @@ def fenced_block(markdown: str, after: str) -> str:
     start = rest.index("```")
     body = rest[rest.index("\n", start) + 1:]
     return textwrap.dedent(body[:body.index("```")].rstrip(" "))
+
+
+def role(name: str, namespace: str | None, rules: list[dict[str, Any]],
+         subject: tuple[str, str]) -> list[dict[str, Any]]:
+    """A Role (a ClusterRole when `namespace` is None) with `rules`, bound to the
+    ServiceAccount `subject` (namespace, name): the manifests to apply."""
+    kind = "Role" if namespace else "ClusterRole"
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+             "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding",
+             "metadata": meta,
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": subject[1],
+                           "namespace": subject[0]}]}]
