@@ -37,13 +37,19 @@ def figures(runs: list[Run]) -> dict[str, Any]:
             "operator_cpu_s": [round(r.cpu.get("operator", 0.0), 2) for r in runs]}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def paired_arguments(description: str | None) -> tuple[argparse.Namespace, int]:
+    """The command line of a benchmark that pairs runs with a feature off and on at a steady
+    rate (this one, bench/cache_handoff.py), and the VideoJobs per run."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rate", type=float, default=1.0, help="VideoJobs per second")
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    n = max(10, round(args.rate * args.window))
+    return args, max(10, round(args.rate * args.window))
+
+
+def main() -> int:
+    args, n = paired_arguments(__doc__)
     runs: dict[str, list[Run]] = {"off": [], "on": []}
     rows: list[int] = []
     server = PostgresServer()

@@ -15,23 +15,17 @@ each a failed open on `file://`). The hand-offs measured include both lookups' r
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 
-from bench.archive_handoff import figures
+from bench.archive_handoff import figures, paired_arguments
 from bench.orchestration import Run, run_operator
 from bench.report import describe, save
 from bench.testbed import testbed
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=1.0, help="VideoJobs per second")
-    parser.add_argument("--window", type=float, default=30.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    n = max(10, round(args.rate * args.window))
+    args, n = paired_arguments(__doc__)
     runs: dict[str, list[Run]] = {"off": [], "on": []}
     lookups: list[float] = []
     with testbed("cache_handoff", pods=4 * n + 100, gpus=4 * n) as bed:
