@@ -11,8 +11,9 @@ safety net for missed events; KEDA, by contrast, waits for its 30 s poll.
 Each admission is a patch with the Job's resourceVersion as precondition, so a Job changed since
 it was observed (suspended again by the planner, deleted) is not admitted on stale grounds; the
 answer goes straight into the cache, so the next pass counts the new pods before the watch
-delivers them. After a pass: queue positions go to the VideoJobs that moved, the pool state to
-metrics, to the `VideoJobPool` objects and to the Redis mirror.
+delivers them. After a pass: queue positions go to the VideoJobs that moved enough for their
+status to show it (`moved_enough`), the pool state to metrics, to the `VideoJobPool` objects and
+to the Redis mirror.
 """
 
 from __future__ import annotations
