@@ -178,37 +178,63 @@ def served_at(workloads: list[Workload]) -> dict[str, str]:
     return out
 
 
+@dataclass
+class _Tally:
+    """A pool's workloads counted in one go: slots taken and running, the waiting ones and the
+    slots they want, Jobs admitted per namespace, queued per priority, and held."""
+
+    occupied: int = 0
+    running: int = 0
+    queued_slots: int = 0
+    held_jobs: int = 0
+    waiting: list[Workload] = field(default_factory=list)
+    admitted_per_namespace: Counter[str] = field(default_factory=Counter)
+    queued_by_priority: Counter[int] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, workloads: list[Workload]) -> _Tally:
+        t = cls()
+        for w in workloads:
+            t.occupied += w.occupied
+            t.running += w.running_pods * w.slots_per_pod
+            wanted = w.wanted
+            if wanted > 0:
+                t.waiting.append(w)
+                t.queued_slots += wanted * w.slots_per_pod
+            if w.admitted:
+                t.admitted_per_namespace[w.namespace] += 1
+            if w.queued:
+                t.queued_by_priority[w.priority] += 1
+            elif w.suspended and w.held and not w.finished and not w.leaving:
+                t.held_jobs += 1
+        return t
+
+
 def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
            served: dict[str, str] | None = None) -> PoolDecision:
     """What to admit in one pool now. `served`: the last admission per namespace of the pool's
     Jobs left out of `workloads` (`settled` ones); the decision is the same as with them in."""
     mine = [w for w in workloads if w.pool == pool]
-    occupied = sum(w.occupied for w in mine)
-    running = min(sum(w.running_pods * w.slots_per_pod for w in mine), occupied)
-    waiting = [w for w in mine if w.wanted > 0]
-    load = PoolLoad(queued=sum(w.wanted * w.slots_per_pod for w in waiting), running=running,
-                    pending=occupied - running)
+    tally = _Tally.of(mine)  # one look at each workload: with 10,000 queued, passes add up
+    running = min(tally.running, tally.occupied)
+    load = PoolLoad(queued=tally.queued_slots, running=running, pending=tally.occupied - running)
     budget = scaling.admit_count(limits.strategy, load, max_concurrency=limits.max_concurrency,
                                  min_concurrency=limits.min_concurrency,
                                  target_queue_length=limits.target_queue_length)
-    per_ns: Counter[str] = Counter(w.namespace for w in mine if w.admitted)
     last_served = dict(served or {})
     for ns, at in served_at(mine).items():
         if at > last_served.get(ns, ""):
             last_served[ns] = at
-    queue = order(waiting, per_ns, last_served)
+    queue = order(tally.waiting, tally.admitted_per_namespace, last_served)
     decision = PoolDecision(
-        pool=pool, limits=limits, load=load,
-        queued_jobs=sum(1 for w in mine if w.queued),
-        held_jobs=sum(1 for w in mine if w.suspended and w.held and not w.finished
-                      and not w.leaving),
+        pool=pool, limits=limits, load=load, queued_jobs=sum(tally.queued_by_priority.values()),
+        held_jobs=tally.held_jobs,
         desired=scaling.desired(load, max_concurrency=limits.max_concurrency,
                                 min_concurrency=limits.min_concurrency,
                                 target_queue_length=limits.target_queue_length),
-        order=queue,
-        queued_by_priority=dict(Counter(w.priority for w in mine if w.queued)),
+        order=queue, queued_by_priority=dict(tally.queued_by_priority),
     )
-    free = limits.max_concurrency - occupied
+    free = limits.max_concurrency - tally.occupied
     for w in queue:
         # A pod wider than the whole pool is admitted alone (when the pool is empty), so the
         # scheduler's verdict and timeouts.pendingSeconds tell the user, not an endless queue.
