@@ -9,9 +9,10 @@ every event took a fifth of the operator's CPU. The pools' `pollingIntervalSecon
 safety net for missed events; KEDA, by contrast, waits for its 30 s poll.
 
 Each admission is a patch with the Job's resourceVersion as precondition, so a Job changed since
-it was observed (suspended again by the planner, deleted) is not admitted on stale grounds; the
-answer goes straight into the cache, so the next pass counts the new pods before the watch
-delivers them. After a pass: queue positions go to the VideoJobs that moved enough for their
+it was observed (suspended again by the planner, deleted) is not admitted on stale grounds. The
+patches do not hold up the next pass: until a patch answers, passes count its Job as admitted,
+and the answer goes straight into the cache, so the next pass counts the new pods before the
+watch delivers them. After a pass: queue positions go to the VideoJobs that moved enough for their
 status to show it (`moved_enough`), the pool state to metrics, to the `VideoJobPool` objects and
 to the Redis mirror.
 """
@@ -25,6 +26,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from kubernetes.client import ApiException
@@ -105,6 +107,10 @@ class Admitter:
         self.refused_at: dict[str, int] = {}
         # Jobs admitted at creation whose create is under way: counted as admitted by passes.
         self.being_created: dict[tuple[str, str], Workload] = {}
+        # Jobs whose admission patch is under way, as they will be once it lands: passes count
+        # them so, in place of the cache's copy (`_send`).
+        self.admitting: dict[tuple[str, str], Workload] = {}
+        self.sending: set[asyncio.Task[None]] = set()
         self.offered: dict[str, CreationOffer] | None = None  # offers(), until something changes
         # The admission view of each VideoJob's Jobs, rebuilt for the VideoJobs marked `stale`
         # (all of them when the configuration changes: pools and slots depend on it).
@@ -175,14 +181,12 @@ class Admitter:
         self.decided = {name: self.decided[name] for name in decisions}  # pools removed
         self.at_creation = [e for e in self.at_creation if e[0] >= snapshot]
         self.offered = None
+        for d in decisions.values():  # a Job whose admission is under way is not patched twice
+            d.admits = [a for a in d.admits if (a.namespace, a.job) not in self.admitting]
         # Metrics first: they show the decided state while the patches are under way.
         self._report(decisions)
-        results = await asyncio.gather(*(self._admit(d, a) for d in decisions.values()
-                                         for a in d.admits))
-        refused = {(a.namespace, a.job) for a, ok in results if not ok}
         for d in decisions.values():
-            d.admits = [a for a in d.admits if (a.namespace, a.job) not in refused]
-        self.offered = None
+            self._send(d)
         self.decisions = decisions
         self._positions(decisions)
         held = {name: [f"{w.namespace}/{w.job}" for w in by_pool[name]
@@ -190,10 +194,28 @@ class Admitter:
                 for name in decisions}
         for callback in self.publish:
             callback(decisions, held)
-        if refused:
-            self._report(decisions)
-        await self._write_pools(decisions)
         metrics.ADMISSION_PASS.observe(time.perf_counter() - started)
+        await self._write_pools(decisions)
+
+    def _send(self, d: PoolDecision) -> None:
+        """The patches of a decision's admissions, under way without holding up the next pass:
+        until each answers, passes count its Job as admitted (`admitting`), so a slot freed
+        meanwhile is given to the next in the queue, not to the same Job twice. A patch refused
+        (the Job changed since it was decided on) triggers a pass that decides again."""
+        if not d.admits:
+            return
+        now = self.clock()
+        by_job = {(w.namespace, w.job): w for w in d.order}
+        for a in d.admits:
+            w = by_job.get((a.namespace, a.job))
+            if w is None:
+                continue
+            self.admitting[(a.namespace, a.job)] = replace(
+                w, suspended=False, parallelism=a.parallelism,
+                admitted_at=w.admitted_at if a.widen else ts_micro(now))
+            task = asyncio.get_running_loop().create_task(self._admit(d, a, now))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
 
     def _limits(self, config: OperatorConfig, name: str) -> PoolLimits:
         pool = config.pools[name]
@@ -212,7 +234,7 @@ class Admitter:
     def workloads(self) -> list[Workload]:
         """Every stage Job as admission sees it (and the Jobs being created admitted)."""
         self._refresh()
-        return [w for ws in self.view.values() for w in ws] + list(self.being_created.values())
+        return self._in_flight([w for ws in self.view.values() for w in ws])
 
     def live_workloads(self) -> tuple[list[Workload], dict[str, dict[str, str]]]:
         """What a pass decides from: the workloads less the settled ones (admission_policy.settled),
@@ -220,8 +242,15 @@ class Admitter:
         self._refresh()
         if self.served_total is None:
             self.served_total = _latest_by_namespace(self.served.values())
-        live = [w for ws in self.live.values() for w in ws] + list(self.being_created.values())
+        live = self._in_flight([w for ws in self.live.values() for w in ws])
         return live, self.served_total
+
+    def _in_flight(self, cached: list[Workload]) -> list[Workload]:
+        """The cache's workloads with those whose create or admission is under way as they
+        will be once it lands."""
+        if self.admitting:
+            cached = [self.admitting.get((w.namespace, w.job), w) for w in cached]
+        return cached + list(self.being_created.values())
 
     def _refresh(self) -> None:
         """The view brought up to date for the VideoJobs whose Jobs, pods or selves changed."""
@@ -350,11 +379,21 @@ class Admitter:
 
     # -- acting ---------------------------------------------------------------------------
 
-    async def _admit(self, d: PoolDecision, a: policy.Admit) -> tuple[policy.Admit, bool]:
+    async def _admit(self, d: PoolDecision, a: policy.Admit, now: dt.datetime) -> None:
+        try:
+            landed = await self._patch(d, a, now)
+        except Exception:
+            log.exception("admitting Job %s failed", a.job, extra=ctx(a.namespace, a.videojob))
+            landed = False
+        finally:
+            self.admitting.pop((a.namespace, a.job), None)
+        if not landed:
+            self.trigger()  # decide again from the newer state
+
+    async def _patch(self, d: PoolDecision, a: policy.Admit, now: dt.datetime) -> bool:
         job = self.store.jobs.get((a.namespace, a.videojob), {}).get(a.job)
         if job is None:
-            return a, False
-        now = self.clock()
+            return False
         body: Obj = {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
                      "spec": {"parallelism": a.parallelism}}
         if not a.widen:
@@ -367,8 +406,7 @@ class Admitter:
                 log.warning("admitting Job %s failed: %s %s", a.job, e.status, e.reason,
                             extra=ctx(a.namespace, a.videojob))
             metrics.ADMISSION_ERRORS.labels(d.pool).inc()
-            self.trigger()  # decide again from the newer state
-            return a, False
+            return False
         self.store.answered("job", updated, reconcile=True)
         band = policy.band(a.priority)
         metrics.ADMITTED_PODS.labels(d.pool).inc(a.pods)
@@ -380,7 +418,7 @@ class Admitter:
                 metrics.ADMISSION_WAIT.labels(d.pool, band).observe(wait)
         log.info("%s Job %s in pool %s: parallelism %d", "widened" if a.widen else "admitted",
                  a.job, d.pool, a.parallelism, extra=ctx(a.namespace, a.videojob))
-        return a, True
+        return True
 
     def _positions(self, decisions: dict[str, PoolDecision]) -> None:
         positions: dict[Key, int] = {}

@@ -7,6 +7,7 @@ show, or a pool would count slots wrongly.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 from typing import Any
@@ -262,3 +263,63 @@ def test_each_namespaces_last_admission_follows_jobs_settling_and_going() -> Non
     c.store.observe_videojob("DELETED", b)
     c.store.observe_child("job", "DELETED", settled(b, "plan", second, 3))
     assert last_served() == {"ns": first}
+
+
+class SlowWriter:
+    """Admission's writer whose Job patches answer only when `answer` is set (or refuse with a
+    409 when `refuse` is)."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.refuse = False
+        self.patched: list[str] = []
+
+    async def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj:
+        self.patched.append(name)
+        await self.answer.wait()
+        if self.refuse:
+            raise client.ApiException(status=409, reason="Conflict")
+        return {"metadata": {"name": name, "namespace": namespace}, "patched": patch}
+
+    async def cluster_role_uid(self, name: str) -> str:
+        return "uid"
+
+    async def write_pool_status(self, name: str, patch: Obj, body: Obj) -> None:
+        return None
+
+
+def test_a_pass_does_not_wait_for_its_patches_and_counts_them_as_admitted() -> None:
+    """One cpu slot, two plan Jobs queued. The first pass admits the older and returns before
+    its patch answers; a pass meanwhile neither patches it again nor gives its slot to the
+    other. A refused patch leaves the Job queued and asks for another pass."""
+    c = controller()
+    pools = dict(c.config.current.pools)
+    pools["cpu"] = Pool(stages=pools["cpu"].stages, max_concurrency=1)
+    c.config.replace_pools(pools)
+    for name in ("a", "b"):
+        vj = videojob(name, f"u{name}")
+        vj["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{ord(name) - 96}Z"
+        c.store.observe_videojob("ADDED", vj)
+        job = stage_job(vj, "plan")
+        job["spec"]["suspend"] = True
+        c.store.observe_child("job", "ADDED", job)
+    writer = SlowWriter()
+    answered: list[Obj] = []
+    c.store.answered = lambda kind, obj, reconcile=False: answered.append(obj)  # type: ignore[method-assign]
+    admitter = Admitter(c.store, c.config, writer, requeue=lambda key: None)
+
+    async def scenario() -> None:
+        await asyncio.wait_for(admitter.admit(), 5)  # returns with the patch under way
+        first = writer.patched[:]
+        assert len(first) == 1 and first[0].startswith("a-")
+        assert set(admitter.admitting) == {("ns", first[0])}
+        await asyncio.wait_for(admitter.admit(), 5)
+        assert writer.patched == first  # not patched twice, and b does not get a's slot
+        writer.refuse = True
+        admitter.wake.clear()
+        writer.answer.set()
+        await asyncio.gather(*admitter.sending)
+        assert admitter.admitting == {} and answered == []
+        assert admitter.wake.is_set()  # refused: decide again
+
+    asyncio.run(scenario())
