@@ -44,7 +44,8 @@ from typing import Any
 import urllib3
 from kubernetes import client, config
 
-RESOURCES = (("batch", "jobs"), ("", "pods"), ("videojob.dev", "videojobs"))
+# (group, version, resource): the caches every hand-off waits on.
+RESOURCES = (("batch", "v1", "jobs"), ("", "v1", "pods"), ("videojob.dev", "v1alpha1", "videojobs"))
 CACHE_RV = "apiserver_watch_cache_resource_version"
 TERMINATED = "apiserver_terminated_watchers_total"
 ETCD_REVISION = "etcd_debugging_mvcc_current_revision"
@@ -65,7 +66,7 @@ def labels(line: str) -> dict[str, str]:
 
 def read_apiserver(text: str) -> dict[str, float]:
     """The cache's revision by `group/resource`, and the count of terminated watchers."""
-    wanted = {f"{g}/{r}" for g, r in RESOURCES}
+    wanted = {f"{g}/{r}" for g, _, r in RESOURCES}
     out: dict[str, float] = {"terminated_watchers": 0.0}
     for line in text.splitlines():
         if line.startswith(CACHE_RV + "{"):
@@ -108,7 +109,7 @@ class Segment:
         sample: dict[str, Any] = {"t": round(t, 2), "etcd": etcd_rev, **{
             k: cache[k] for k in ("terminated_watchers", "slow_watchers", "pending_events")
             if k in cache}}
-        for g, r in RESOURCES:
+        for g, _, r in RESOURCES:
             key = f"{g}/{r}"
             if key in cache:
                 wait = cache.get(f"read_wait/{key}")
@@ -118,7 +119,7 @@ class Segment:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"started": round(self.started, 2), "samples": len(self.samples)}
-        for g, r in RESOURCES:
+        for g, _, r in RESOURCES:
             key = f"{g}/{r}"
             waits = [s[key]["read_wait_ms"] for s in self.samples
                      if key in s and s[key]["read_wait_ms"] is not None]
@@ -152,9 +153,8 @@ def read_waits(api: tuple[urllib3.PoolManager, str]) -> dict[str, float]:
     reader who wrote a moment ago meets it."""
     pool, host = api
     out: dict[str, float] = {}
-    for group, resource in RESOURCES:
-        path = f"/api/v1/{resource}" if not group else (
-            f"/apis/{group}/{'v1' if group == 'batch' else 'v1alpha1'}/{resource}")
+    for group, version, resource in RESOURCES:
+        path = f"/apis/{group}/{version}/{resource}" if group else f"/api/{version}/{resource}"
         started = time.perf_counter()
         response = pool.request("GET", f"{host}{path}?limit=1")
         if response.status == 200:
