@@ -228,7 +228,9 @@ ADMISSION_WAIT = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
     registry=REGISTRY)
 ADMISSION_PASS = Histogram(
-    "videojob_admission_pass_seconds", "Duration of one admission pass over all pools.",
+    "videojob_admission_pass_seconds",
+    "Duration of one admission pass over all pools: deciding and sending its patches, not "
+    "waiting for their answers.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=REGISTRY)
 ADMISSION_ERRORS = Counter(
     "videojob_admission_errors", "Admission patches the API refused (retried next pass).",
