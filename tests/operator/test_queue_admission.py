@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -235,3 +236,45 @@ def test_settled_jobs_left_out_with_their_service_times_decide_the_same() -> Non
         assert (split.load, split.queued_jobs, split.held_jobs, split.desired,
                 split.queued_by_priority) == (whole.load, whole.queued_jobs, whole.held_jobs,
                                               whole.desired, whole.queued_by_priority), trial
+
+
+def test_the_order_and_the_counts_match_their_definitions_on_random_queues() -> None:
+    # decide's order and tally take shortcuts (one pass over the workloads, a second sort on
+    # turns alone): they must give what the definitions give, spelled out here.
+    rng = random.Random(11)
+    for trial in range(300):
+        pool = []
+        for i in range(rng.randint(1, 30)):
+            suspended = rng.random() < 0.7
+            finished = not suspended and rng.random() < 0.3
+            pool.append(work(
+                f"v{i}", rng.choice("abcd"), priority=rng.choice([0, 0, 5, -5]),
+                created=f"2026-01-01T00:00:{rng.randint(0, 9):02d}Z",
+                completions=rng.randint(1, 3), succeeded=rng.randint(0, 1),
+                parallelism=rng.randint(1, 2), suspended=suspended, finished=finished,
+                held=rng.random() < 0.1, leaving=rng.random() < 0.1,
+                running_pods=rng.randint(0, 1), pending_pods=rng.randint(0, 1),
+                slots_per_pod=rng.choice([1, 1, 2]),
+                admitted_at=rng.choice([None, f"2026-01-01T00:01:{rng.randint(0, 9):02d}Z"])))
+        d = decide("gpu", PoolLimits(rng.randint(0, 6)), pool)
+
+        waiting = [w for w in pool if w.wanted > 0]
+        per_ns = Counter(w.namespace for w in pool if w.admitted)
+        served = served_at(pool)
+        keys = []
+        for w in waiting:
+            rank = sum(1 for o in waiting if o.priority == w.priority and o.namespace
+                       == w.namespace and (o.created, o.videojob, o.job)
+                       < (w.created, w.videojob, w.job))
+            keys.append(((-w.priority, per_ns[w.namespace] + rank, served.get(w.namespace, ""),
+                          w.created, w.namespace, w.videojob, w.job), w.job))
+        assert [w.job for w in d.order] == [job for _, job in sorted(keys)], trial
+
+        occupied = sum(w.occupied for w in pool)
+        running_slots = min(sum(w.running_pods * w.slots_per_pod for w in pool), occupied)
+        assert (d.load.queued, d.load.running, d.load.pending) == (
+            sum(w.wanted * w.slots_per_pod for w in pool), running_slots,
+            occupied - running_slots), trial
+        assert d.queued_by_priority == dict(Counter(w.priority for w in pool if w.queued)), trial
+        assert d.held_jobs == sum(1 for w in pool if w.suspended and w.held and not w.finished
+                                  and not w.leaving), trial
