@@ -26,8 +26,13 @@ each once; the burst's creates and the operator's writes share the API server).
 slot freed (a GPU stage pod seen Succeeded) → a Job queued before it seen unsuspended, as
 bench/admission.py times it with one VideoJob at a time, over the next `ADMISSIONS` admissions
 (or 300 s; `admission_reactions_<N>` says how many). Meanwhile, from the operator's own metrics:
-its admission passes (`admission_passes_<N>`, `admission_pass_p50_ms_<N>` and the mean) and its
-reconciles per admission (`reconciles_per_admission_<N>`): what one freed slot costs it.
+its admission passes (`admission_passes_<N>`, `admission_pass_p50_ms_<N>` and the mean), its
+reconciles per admission (`reconciles_per_admission_<N>`): what one freed slot costs it; and its
+part of the reaction in the gpu pool: the slot freed as its watch read it -> the admission's patch
+answered (`admission_operator_p50_ms_<N>`), of which waiting for the pass
+(`admission_pass_delay_p50_ms_<N>`) and the patch (`admission_patch_p50_ms_<N>`). The rest of
+`admission_p50_ms_<N>` is the two watches' delivery: the pod's success to the operator, the Job's
+admission to this benchmark.
 
 At the largest size, once every VideoJob has a phase, `--restart` SIGKILLs the operator twice
 (Operator.kill):
@@ -92,7 +97,8 @@ class SlotWatch:
     bench/admission.py times them (a GPU stage pod seen Succeeded -> a Job queued before it
     seen unsuspended), read with the raw watches the rest of the benchmark uses."""
 
-    SELECTOR = "videojob.dev/pool=gpu"
+    POOL = "gpu"
+    SELECTOR = f"videojob.dev/pool={POOL}"
 
     def __init__(self, bed: Testbed, ns: str) -> None:
         self.lock = threading.Lock()
@@ -264,34 +270,48 @@ def one_size(n: int, concurrency: int, until: int, *, restart: bool) -> dict[str
 
 
 PASS = "videojob_admission_pass_seconds"
+# The gpu pool's reactions, in the operator's parts (metrics.ADMISSION_REACTION and its parts):
+# the key each median goes under.
+REACTION_PARTS = {"videojob_admission_reaction_seconds": "admission_operator_p50_ms",
+                  "videojob_admission_pass_delay_seconds": "admission_pass_delay_p50_ms",
+                  "videojob_admission_patch_seconds": "admission_patch_p50_ms"}
 
 
 def operator_work(op: Operator) -> dict[str, Any]:
-    """The operator's count of reconciles and its admission passes' histogram, now."""
+    """The operator's count of reconciles and its admission histograms, now."""
     values = op.metrics()
     return {"reconciles": sum(v for k, v in values.items()
                               if k.startswith("videojob_reconciles_total")),
             "passes": values.get(f"{PASS}_count", 0.0),
             "pass_seconds": values.get(f"{PASS}_sum", 0.0),
-            "buckets": operator_histograms(op.metrics_port, (PASS,))[PASS]}
+            "buckets": {**operator_histograms(op.metrics_port, (PASS,)),
+                        **operator_histograms(op.metrics_port, tuple(REACTION_PARTS),
+                                              {"pool": SlotWatch.POOL})}}
 
 
 def admission_work(before: dict[str, Any], after: dict[str, Any], reactions: int,
                    n: int) -> dict[str, Any]:
     """Between two `operator_work` readings: the admission passes (how many, their median and
-    mean) and the reconciles per admission seen, with N VideoJobs there."""
+    mean), the reconciles per admission seen, and the medians of the operator's part of a
+    reaction and its parts, with N VideoJobs there."""
     passes = after["passes"] - before["passes"]
-    buckets = {le: count - before["buckets"].get(le, 0.0)
-               for le, count in after["buckets"].items()}
+
+    def p50_ms(name: str) -> float | None:
+        buckets = {le: count - before["buckets"][name].get(le, 0.0)
+                   for le, count in after["buckets"][name].items()}
+        if not buckets or max(buckets.values()) <= 0:
+            return None
+        return round(1000 * histogram_quantile(0.5, buckets), 1)
+
     return {
         f"admission_passes_{n}": round(passes),
-        f"admission_pass_p50_ms_{n}": (round(1000 * histogram_quantile(0.5, buckets), 1)
-                                       if passes else None),
+        f"admission_pass_p50_ms_{n}": p50_ms(PASS),
         f"admission_pass_mean_ms_{n}": (round(1000 * (after["pass_seconds"]
                                                       - before["pass_seconds"]) / passes, 1)
                                         if passes else None),
         f"reconciles_per_admission_{n}": (round((after["reconciles"] - before["reconciles"])
                                                 / reactions, 1) if reactions else None),
+        **{f"{key}_{n}": p50_ms(name) for name, key in REACTION_PARTS.items()},
     }
 
 

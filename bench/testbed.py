@@ -164,16 +164,22 @@ class Testbed:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def operator_histograms(port: int, names: tuple[str, ...]) -> dict[str, dict[float, float]]:
+def operator_histograms(port: int, names: tuple[str, ...],
+                        labels: dict[str, str] | None = None) -> dict[str, dict[float, float]]:
     """The cumulative bucket counts {upper bound: count} of the operator's histograms `names`,
-    from its own /metrics."""
+    from its own /metrics; of a labelled histogram, the series with `labels`."""
     text = urllib3.request("GET", f"http://127.0.0.1:{port}/metrics", timeout=10).data.decode()
     out: dict[str, dict[float, float]] = {name: {} for name in names}
-    pattern = re.compile(r'^(\w+)_bucket\{le="([^"]+)"\} (\S+)$')
+    pattern = re.compile(r'^(\w+)_bucket\{([^}]*)\} (\S+)$')
+    wanted = labels or {}
     for line in text.splitlines():
         m = pattern.match(line)
-        if m and m.group(1) in out:
-            out[m.group(1)][float(m.group(2))] = float(m.group(3))
+        if not m or m.group(1) not in out:
+            continue
+        series = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        le = series.pop("le", None)
+        if le is not None and series == wanted:
+            out[m.group(1)][float(le)] = float(m.group(3))
     return out
 
 

@@ -1,8 +1,9 @@
 """Runs admission: gathers every pool's Jobs from the store's caches, asks
 `admission_policy.decide`, unsuspends what it says, and publishes the result.
 
-Event-driven: every Job, pod, VideoJob, node or configuration event calls `trigger()`, and one
-pass runs at once (passes coalesce while one is running, and start `MIN_PASS_GAP` apart). A
+Event-driven: every Job, pod, node or configuration event, and every VideoJob change admission
+reads (store.queue_view), calls `trigger()`, and one pass runs at once (passes coalesce while one
+is running, and start `MIN_PASS_GAP` apart, or `FREED_PASS_GAP` after a slot freed). A
 Job, pod or VideoJob event marks its VideoJob (`changed`), and a pass rebuilds the admission
 view of those VideoJobs' Jobs only: with thousands of VideoJobs, rebuilding all of them on
 every event took a fifth of the operator's CPU. The pools' `pollingIntervalSeconds` is only a
@@ -58,6 +59,9 @@ POOL_STATUS_INTERVAL = 5.0
 # 250 ms goal (bench/admission.py). A stage that need not wait is admitted as it is created,
 # without a pass (offers).
 MIN_PASS_GAP = 0.1
+# The same after a slot freed (a stage pod succeeded): the queue's head waits for that pass, so
+# it comes sooner (bench/scale.py: admission with thousands queued).
+FREED_PASS_GAP = 0.02
 
 
 class AdmissionWriter(Protocol):
@@ -111,6 +115,10 @@ class Admitter:
         # them so, in place of the cache's copy (`_send`).
         self.admitting: dict[tuple[str, str], Workload] = {}
         self.sending: set[asyncio.Task[None]] = set()
+        # pool -> when slots were seen freed (monotonic) since the last pass began: the pass
+        # gives them to its admissions in that order, to time the reaction
+        # (metrics.ADMISSION_REACTION).
+        self.freed: dict[str, list[float]] = defaultdict(list)
         self.offered: dict[str, CreationOffer] | None = None  # offers(), until something changes
         # The admission view of each VideoJob's Jobs, rebuilt for the VideoJobs marked `stale`
         # (all of them when the configuration changes: pools and slots depend on it).
@@ -132,9 +140,14 @@ class Admitter:
 
     def changed(self, change: Change) -> None:
         """A Job, pod or the VideoJob itself of `change.key` changed (store.Store)."""
-        if change.kind != "progress":
-            self.stale.add(change.key)
-            self.wake.set()
+        if change.kind == "progress" or not change.queue:
+            return
+        self.stale.add(change.key)
+        self.wake.set()
+        if change.freed:
+            with contextlib.suppress(StopIteration):  # a stage in no pool: nothing freed
+                pool = pools.pool_of(self.config.current.pools, change.freed)
+                self.freed[pool].append(time.monotonic())
 
     def observe_node(self, event_type: str | None, node: Obj) -> None:
         name = node["metadata"]["name"]
@@ -152,7 +165,8 @@ class Admitter:
                            for p in self.config.current.pools.values())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval)
-            wait = self.last_pass + MIN_PASS_GAP - time.monotonic()
+            gap = FREED_PASS_GAP if self.freed else MIN_PASS_GAP
+            wait = self.last_pass + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             self.wake.clear()
@@ -166,6 +180,7 @@ class Admitter:
 
     async def admit(self) -> None:
         started = time.perf_counter()
+        began, freed, self.freed = time.monotonic(), self.freed, defaultdict(list)
         config = self.config.current
         self.snapshot += 1
         snapshot = self.snapshot
@@ -185,8 +200,8 @@ class Admitter:
             d.admits = [a for a in d.admits if (a.namespace, a.job) not in self.admitting]
         # Metrics first: they show the decided state while the patches are under way.
         self._report(decisions)
-        for d in decisions.values():
-            self._send(d)
+        for name, d in decisions.items():
+            self._send(d, began, freed.get(name, []))
         self.decisions = decisions
         self._positions(decisions)
         held = {name: [f"{w.namespace}/{w.job}" for w in by_pool[name]
@@ -197,21 +212,26 @@ class Admitter:
         metrics.ADMISSION_PASS.observe(time.perf_counter() - started)
         await self._write_pools(decisions)
 
-    def _send(self, d: PoolDecision) -> None:
+    def _send(self, d: PoolDecision, began: float, freed: list[float]) -> None:
         """The patches of a decision's admissions, under way without holding up the next pass:
         until each answers, passes count its Job as admitted (`admitting`), so a slot freed
         meanwhile is given to the next in the queue, not to the same Job twice. A patch refused
-        (the Job changed since it was decided on) triggers a pass that decides again."""
+        (the Job changed since it was decided on) triggers a pass that decides again.
+        `freed`: when the pool's slots freed since the last pass, given to the admissions in
+        order, for the reaction's figures."""
         if not d.admits:
             return
         now = self.clock()
         by_job = {(w.namespace, w.job): w for w in d.order}  # every admit comes from the queue
-        for a in d.admits:
+        for i, a in enumerate(d.admits):
+            freed_at = freed[i] if i < len(freed) else None
             w = by_job[(a.namespace, a.job)]
             self.admitting[(a.namespace, a.job)] = replace(
                 w, suspended=False, parallelism=a.parallelism,
                 admitted_at=w.admitted_at if a.widen else ts_micro(now))
-            task = asyncio.get_running_loop().create_task(self._admit(d, a, now))
+            if freed_at is not None:
+                metrics.ADMISSION_DELAY.labels(d.pool).observe(began - freed_at)
+            task = asyncio.get_running_loop().create_task(self._admit(d, a, now, freed_at))
             self.sending.add(task)
             task.add_done_callback(self.sending.discard)
 
@@ -377,9 +397,10 @@ class Admitter:
 
     # -- acting ---------------------------------------------------------------------------
 
-    async def _admit(self, d: PoolDecision, a: policy.Admit, now: dt.datetime) -> None:
+    async def _admit(self, d: PoolDecision, a: policy.Admit, now: dt.datetime,
+                     freed_at: float | None) -> None:
         try:
-            landed = await self._patch(d, a, now)
+            landed = await self._patch(d, a, now, freed_at)
         except Exception:
             log.exception("admitting Job %s failed", a.job, extra=ctx(a.namespace, a.videojob))
             landed = False
@@ -388,7 +409,8 @@ class Admitter:
         if not landed:
             self.trigger()  # decide again from the newer state
 
-    async def _patch(self, d: PoolDecision, a: policy.Admit, now: dt.datetime) -> bool:
+    async def _patch(self, d: PoolDecision, a: policy.Admit, now: dt.datetime,
+                     freed_at: float | None) -> bool:
         job = self.store.jobs.get((a.namespace, a.videojob), {}).get(a.job)
         if job is None:
             return False
@@ -397,6 +419,7 @@ class Admitter:
         if not a.widen:
             body["metadata"]["annotations"] = {ANNOTATION_ADMITTED_AT: ts_micro(now)}
             body["spec"]["suspend"] = False
+        sent = time.monotonic()
         try:
             updated = await self.writer.patch_job(a.namespace, a.job, body)
         except ApiException as e:
@@ -405,6 +428,10 @@ class Admitter:
                             extra=ctx(a.namespace, a.videojob))
             metrics.ADMISSION_ERRORS.labels(d.pool).inc()
             return False
+        answered = time.monotonic()
+        metrics.ADMISSION_PATCH.labels(d.pool).observe(answered - sent)
+        if freed_at is not None:
+            metrics.ADMISSION_REACTION.labels(d.pool).observe(answered - freed_at)
         self.store.answered("job", updated, reconcile=True)
         band = policy.band(a.priority)
         metrics.ADMITTED_PODS.labels(d.pool).inc(a.pods)

@@ -232,6 +232,23 @@ ADMISSION_PASS = Histogram(
     "Duration of one admission pass over all pools: deciding and sending its patches, not "
     "waiting for their answers.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=REGISTRY)
+# A freed slot's reaction, in parts: bench/scale.py reads them beside its own reaction, which
+# also holds the two watches' delivery (the pod's success to the operator, the Job's admission
+# to the reader).
+REACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5)
+ADMISSION_REACTION = Histogram(
+    "videojob_admission_reaction_seconds",
+    "A slot freed (a stage pod's success read from the operator's watch) -> the admission it "
+    "allowed, answered by the API server. The slots a pass frees are given to its admissions in "
+    "the order they freed.", ["pool"], buckets=REACTION_BUCKETS, registry=REGISTRY)
+ADMISSION_DELAY = Histogram(
+    "videojob_admission_pass_delay_seconds",
+    "The first part of videojob_admission_reaction_seconds: a slot freed -> the start of the "
+    "pass that gives it away.", ["pool"], buckets=REACTION_BUCKETS, registry=REGISTRY)
+ADMISSION_PATCH = Histogram(
+    "videojob_admission_patch_seconds",
+    "An admission's patch: sent -> answered.", ["pool"], buckets=REACTION_BUCKETS,
+    registry=REGISTRY)
 ADMISSION_ERRORS = Counter(
     "videojob_admission_errors", "Admission patches the API refused (retried next pass).",
     ["pool"], registry=REGISTRY)

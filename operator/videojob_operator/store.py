@@ -35,7 +35,7 @@ from functools import partial
 from typing import Any
 
 from videojob_common.cache_entries import CACHE_ENV
-from videojob_common.pipeline import NEEDS, STAGES, Obj
+from videojob_common.pipeline import NEEDS, STAGES, TERMINAL, Obj
 
 from . import heap, metrics
 from .handoff_metrics import HandoffClock
@@ -70,6 +70,11 @@ class Change:
     # way: the reconcile goes on from it, and planning again would change nothing.
     reconcile: bool = True
     urgent: bool = False  # a stage Job finished or failed: the next stage waits on it
+    # The stage of a pod that just succeeded: its slot is free (admission times what follows).
+    freed: str = ""
+    # False: nothing admission reads of the VideoJob changed (`queue_view`), as when only its
+    # status's progress or place was written. Admission passes skip those.
+    queue: bool = True
 
 
 Listener = Callable[[Change], None]
@@ -133,7 +138,8 @@ class Store:
         self.keys_by_uid[meta["uid"]] = key
         self.unclaimed.pop(meta["uid"], None)
         # Priority, suspension, deletion and phase change the queue (admission listens).
-        self._tell(Change(key, "videojob", reconcile=not echo))
+        queue = old is None or queue_view(old) != queue_view(obj)
+        self._tell(Change(key, "videojob", reconcile=not echo, queue=queue))
 
     def remember(self, key: Key, updated: Obj) -> None:
         """Our own write's answer is the newest state; reconcile from it, not a stale copy."""
@@ -142,6 +148,9 @@ class Store:
             if old is None or _rv(updated) >= _rv(old):
                 updated["metadata"].pop("managedFields", None)
                 self.videojobs[key] = compact(updated)
+                if old is None or queue_view(old) != queue_view(updated):
+                    # The watch's echo will find this copy: admission hears of it now.
+                    self._tell(Change(key, "videojob", reconcile=False))
 
     # -- Jobs and pods --------------------------------------------------------------------
 
@@ -170,9 +179,10 @@ class Store:
                 self.spent[key][meta["name"]] = obj if trimmed else slim(kind, obj)
             self._tell(Change(key, kind, reconcile=reconcile))
             return
-        urgent = self._keep(kind, key, obj, trimmed, event_type, arrived)
-        if urgent is not None:
-            self._tell(Change(key, kind, reconcile=reconcile, urgent=urgent))
+        kept = self._keep(kind, key, obj, trimmed, event_type, arrived)
+        if kept is not None:
+            urgent, freed = kept
+            self._tell(Change(key, kind, reconcile=reconcile, urgent=urgent, freed=freed))
 
     def _forget(self, kind: str, key: Key, name: str) -> None:
         cache = self.jobs if kind == "job" else self.pods
@@ -181,9 +191,10 @@ class Store:
             del cache[key]
 
     def _keep(self, kind: str, key: Key, obj: Obj, trimmed: bool, event_type: str | None,
-              arrived: float | None) -> bool | None:
+              arrived: float | None) -> tuple[bool, str] | None:
         """Keeps a copy; None if that changed nothing anyone reads, else whether it is urgent
-        (a stage Job that just finished or failed)."""
+        (a stage Job that just finished or failed, or a pod that just succeeded), and the stage
+        of a pod that just succeeded."""
         cache = self.jobs if kind == "job" else self.pods
         meta = obj["metadata"]
         old = cache[key].get(meta["name"])
@@ -205,10 +216,10 @@ class Store:
             ended = view.phase == "Succeeded" and (was is None or was[0].phase != "Succeeded")
             if ended:
                 self._stage_ended(key, view.stage, arrived)
-            return ended
+            return ended, view.stage if ended else ""
         if view.complete and not (was is not None and was[0].complete):
             self._stage_ended(key, view.stage, arrived)
-        return view.complete or view.failure is not None
+        return view.complete or view.failure is not None, ""
 
     def _stage_ended(self, key: Key, stage: str, arrived: float | None) -> None:
         """Starts the hand-off clock (handoff_metrics.py) at a stage's end, unless nothing follows
@@ -493,6 +504,16 @@ def essence(kind: str, obj: Obj) -> tuple[Any, ...]:
     if kind == "pod":
         return (pod_view(obj), *common)
     return (job_view(obj), (obj.get("spec") or {}).get("parallelism"), *common)
+
+
+def queue_view(vj: Obj) -> tuple[Any, ...]:
+    """What admission reads of a VideoJob (admission_loop.workload). A copy that differs only
+    elsewhere (progress, queue place, conditions: most of a running VideoJob's writes) changes
+    no admission."""
+    meta, spec = vj.get("metadata") or {}, vj.get("spec") or {}
+    return (meta.get("uid"), meta.get("name"), meta.get("creationTimestamp"),
+            meta.get("deletionTimestamp"), spec.get("priority"), bool(spec.get("suspend")),
+            (vj.get("status") or {}).get("phase") in TERMINAL)
 
 
 def _rv(obj: Obj) -> int:

@@ -21,6 +21,7 @@ from videojob_operator.api import FINALIZER
 from videojob_operator.config import LiveConfig, OperatorConfig
 from videojob_operator.controller import Controller
 from videojob_operator.jobs import ANNOTATION_ADMITTED_AT
+from videojob_operator.metrics import REGISTRY
 from videojob_operator.pools import Pool
 from videojob_operator.store import slim
 
@@ -323,3 +324,80 @@ def test_a_pass_does_not_wait_for_its_patches_and_counts_them_as_admitted() -> N
         assert admitter.wake.is_set()  # refused: decide again
 
     asyncio.run(scenario())
+
+
+def test_only_what_admission_reads_of_a_videojob_marks_it_for_a_pass() -> None:
+    # Most writes of a running VideoJob are its status's progress: a pass over thousands of
+    # queued Jobs for each would be passes for nothing.
+    c = controller()
+    admitter = fresh(c)
+    key = ("ns", "clip")
+    vj = videojob("clip", "u1")
+    c.store.observe_videojob("ADDED", copy.deepcopy(vj))
+    assert key in admitter.stale
+    admitter.stale.clear()
+    progress = copy.deepcopy(vj)
+    progress["metadata"]["resourceVersion"] = "2"
+    progress["status"] = {"phase": "Running", "queuePosition": 3, "progress": {"percent": 40}}
+    c.store.observe_videojob("MODIFIED", copy.deepcopy(progress))
+    assert admitter.stale == set()
+    for rv, change in enumerate(({"spec": {"priority": 5}}, {"spec": {"suspend": True}},
+                                 {"status": {"phase": "Failed"}},
+                                 {"metadata": {"deletionTimestamp": "2026-01-01T00:01:00Z"}}),
+                                start=3):
+        newer = copy.deepcopy(progress)
+        for part, fields in change.items():
+            newer[part].update(fields)
+        newer["metadata"]["resourceVersion"] = str(rv)
+        c.store.observe_videojob("MODIFIED", newer)
+        assert admitter.stale == {key}, change
+        admitter.stale.clear()
+    # Our own write's answer, cached before its echo, tells admission when it matters.
+    failed = copy.deepcopy(progress)
+    failed["metadata"]["resourceVersion"] = "9"
+    failed["status"]["phase"] = "Failed"
+    c.store.videojobs[key] = copy.deepcopy(progress)
+    c.store.remember(key, copy.deepcopy(failed))
+    assert admitter.stale == {key}
+
+
+def test_a_freed_slot_is_timed_to_the_admission_it_allows() -> None:
+    """One cpu slot: a's plan pod runs, b's plan Job waits. a's pod succeeding frees the slot
+    (the store says which stage freed it); the pass that admits b counts the time from then to
+    its patch's answer, in the cpu pool's figures."""
+    c = controller()
+    pools = dict(c.config.current.pools)
+    pools["cpu"] = Pool(stages=pools["cpu"].stages, max_concurrency=1)
+    c.config.replace_pools(pools)
+    jobs = {}
+    for name, second in (("a", 1), ("b", 2)):
+        vj = videojob(name, f"u{name}")
+        vj["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{second}Z"
+        c.store.observe_videojob("ADDED", vj)
+        jobs[name] = stage_job(vj, "plan")
+        jobs[name]["spec"]["suspend"] = name == "b"
+        c.store.observe_child("job", "ADDED", jobs[name])
+    c.store.observe_child("pod", "ADDED", pod(jobs["a"], 0, "Running"))
+    writer = SlowWriter()
+    writer.answer.set()
+    c.store.answered = lambda kind, obj, reconcile=False: None  # type: ignore[method-assign]
+    admitter = Admitter(c.store, c.config, writer, requeue=lambda key: None)
+
+    def count(name: str) -> float:
+        return REGISTRY.get_sample_value(f"{name}_count", {"pool": "cpu"}) or 0.0
+
+    names = ("videojob_admission_reaction_seconds", "videojob_admission_pass_delay_seconds",
+             "videojob_admission_patch_seconds")
+    before = [count(n) for n in names]
+
+    async def scenario() -> None:
+        await admitter.admit()
+        assert writer.patched == [] and admitter.freed == {}
+        c.store.observe_child("pod", "MODIFIED", pod(jobs["a"], 0, "Succeeded", rv=4))
+        assert list(admitter.freed) == ["cpu"] and len(admitter.freed["cpu"]) == 1
+        await admitter.admit()
+        await asyncio.gather(*admitter.sending)
+        assert writer.patched == [jobs["b"]["metadata"]["name"]] and admitter.freed == {}
+
+    asyncio.run(scenario())
+    assert [count(n) - b for n, b in zip(names, before, strict=True)] == [1, 1, 1]

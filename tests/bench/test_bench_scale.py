@@ -1,0 +1,66 @@
+"""The scale benchmark's admission figures (bench/scale.py) from made-up readings of the
+operator's own metrics: the gpu pool's series of a labelled histogram, and medians of what was
+observed between two readings only."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from bench import scale
+from bench.testbed import operator_histograms
+
+
+@pytest.fixture
+def metrics() -> Iterator[tuple[CollectorRegistry, int]]:
+    registry = CollectorRegistry()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield registry, server.server_address[1]
+    server.shutdown()
+
+
+def test_a_labelled_histogram_is_read_for_the_pool_asked(
+        metrics: tuple[CollectorRegistry, int]) -> None:
+    registry, port = metrics
+    h = Histogram("videojob_admission_patch_seconds", "", ["pool"], buckets=(0.01, 0.1),
+                  registry=registry)
+    h.labels("gpu").observe(0.05)
+    h.labels("cpu").observe(0.005)
+    h.labels("cpu").observe(0.005)
+    got = operator_histograms(port, ("videojob_admission_patch_seconds",), {"pool": "gpu"})
+    assert got == {"videojob_admission_patch_seconds": {0.01: 0, 0.1: 1, float("inf"): 1}}
+
+
+def test_the_reaction_parts_are_medians_of_what_came_between_two_readings() -> None:
+    def reading(reaction: dict[float, float], passes: float) -> dict[str, object]:
+        empty = {0.1: 0.0, float("inf"): 0.0}
+        return {"reconciles": 10 * passes, "passes": passes, "pass_seconds": 0.01 * passes,
+                "buckets": {scale.PASS: {0.01: passes, float("inf"): passes},
+                            "videojob_admission_reaction_seconds": reaction,
+                            "videojob_admission_pass_delay_seconds": empty,
+                            "videojob_admission_patch_seconds": empty}}
+
+    before = reading({0.05: 4, 0.1: 4, 0.2: 4, float("inf"): 4}, passes=2)
+    after = reading({0.05: 4, 0.1: 6, 0.2: 8, float("inf"): 8}, passes=6)
+    out = scale.admission_work(before, after, reactions=4, n=3000)
+    assert out["admission_operator_p50_ms_3000"] == 100.0  # the 4 new: 2 in 50-100, 2 in 100-200
+    assert out["admission_pass_delay_p50_ms_3000"] is None  # nothing observed
+    assert out["admission_passes_3000"] == 4 and out["admission_pass_mean_ms_3000"] == 10.0
+    assert out["reconciles_per_admission_3000"] == 10.0
