@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from . import scaling
 from .scaling import PoolLoad, Strategy
@@ -166,8 +167,7 @@ def order(queue: list[Workload], admitted_per_namespace: Counter[str],
     return out
 
 
-def _by_age(w: Workload) -> tuple[str, str, str, str]:
-    return (w.created, w.namespace, w.videojob, w.job)
+_by_age = attrgetter("created", "namespace", "videojob", "job")
 
 
 def settled(w: Workload) -> bool:
