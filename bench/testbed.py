@@ -37,6 +37,7 @@ from kubernetes import client
 from localcluster import controlplane
 from videojob_common import watch_stream
 from videojob_testkit import REPO
+from videojob_testkit.chart import install_finalizer_policy
 from videojob_testkit.kube import Cluster, connect
 from videojob_testkit.operator_process import Operator
 from videojob_testkit.processes import RedisServer, free_port, wait_until
@@ -401,6 +402,7 @@ def testbed(name: str, pods: int, gpus: int,
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                         "crd/videojobs.videojob.dev", "crd/videojobpools.videojob.dev")
+        install_finalizer_policy(cluster)  # as the chart installs it on Kubernetes 1.36
         redis = RedisServer(port=free_port(), dir=Path(tempfile.mkdtemp(dir=root)))
         redis.start()
         bed = Testbed(root=root, cluster=cluster, redis=redis,

@@ -5,6 +5,9 @@ Helm keeps custom resources on uninstall, so the VideoJobs stay; but their final
 (`videojob.dev/cancel`) would have no operator left to remove it, and neither they nor their
 namespace could ever be deleted. Before the release goes, this:
 
+0. deletes the binding of the chart's policy that adds the finalizer to each VideoJob as it is
+   created (`--finalizer-policy-binding`; finalizer-policy.yaml), so none created from now on
+   gets one;
 1. scales the operator's Deployment to 0 and waits until no replica is left (a running operator
    adds its finalizer back at the next reconcile of each VideoJob it sees change);
 2. removes the operator's finalizer from every VideoJob of the namespaces it served, each patch
@@ -45,6 +48,17 @@ def without_finalizer(vj: Obj) -> Obj | None:
         return None
     return {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER],
                          "resourceVersion": meta["resourceVersion"]}}
+
+
+def unbind_finalizer_policy(admission: client.AdmissionregistrationV1Api, name: str) -> None:
+    """The binding of the policy that adds the finalizer at creation deleted (gone already: the
+    same)."""
+    try:
+        admission.delete_mutating_admission_policy_binding(name)
+        log.info("deleted MutatingAdmissionPolicyBinding %s", name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
 
 
 def stop_operator(apps: client.AppsV1Api, namespace: str, name: str, timeout: float) -> None:
@@ -112,6 +126,9 @@ def main(argv: list[str]) -> int:
                         help="the operator's Deployment, scaled to 0 first")
     parser.add_argument("-n", "--namespace", action="append", default=[],
                         help="a namespace the operator served (repeatable); default: all")
+    parser.add_argument("--finalizer-policy-binding", default="", metavar="NAME",
+                        help="the MutatingAdmissionPolicyBinding that adds the finalizer at "
+                             "creation, deleted first (none: nothing to delete)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for the operator's replicas to go")
     parser.add_argument("--settle", type=float, default=5.0,
@@ -122,6 +139,9 @@ def main(argv: list[str]) -> int:
     if not namespace or not name:
         parser.error("--deployment: expected NAMESPACE/NAME")
     api = api_client()
+    if args.finalizer_policy_binding:
+        unbind_finalizer_policy(client.AdmissionregistrationV1Api(api),
+                                args.finalizer_policy_binding)
     stop_operator(client.AppsV1Api(api), namespace, name, args.timeout)
     custom = client.CustomObjectsApi(api)
     released = release_all(custom, list(args.namespace))

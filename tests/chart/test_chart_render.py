@@ -16,7 +16,15 @@ import yaml
 from videojob_common.pipeline import STAGES, Obj
 from videojob_operator.config import load
 from videojob_testkit import REPO, rbac
-from videojob_testkit.chart import CHART, EVERYTHING, deep_merge, find, helm, render
+from videojob_testkit.chart import (
+    CHART,
+    EVERYTHING,
+    MUTATING_POLICY_API,
+    deep_merge,
+    find,
+    helm,
+    render,
+)
 
 
 def pod_specs(docs: list[Obj]) -> list[tuple[str, Obj]]:
@@ -486,3 +494,43 @@ def test_the_cache_values_are_the_operators_cache_configuration() -> None:
     limit = cfg.cache.limit_for("team-a")
     assert limit is not None and limit.max_bytes == 5_000_000_000 and limit.max_age_days is None
     assert cfg.cache.sweep_interval_seconds == 60 and cfg.cache.writer_grace_seconds == 600
+
+
+@pytest.mark.parametrize("namespaces", [None, ["team-a", "team-b"]],
+                         ids=["cluster-wide", "namespaced"])
+def test_the_finalizer_policy_is_rendered_where_the_api_server_offers_it(
+        namespaces: list[str] | None) -> None:
+    """Kubernetes 1.36: a MutatingAdmissionPolicy adds the finalizer at creation, bound to the
+    namespaces served; the uninstall hook deletes that binding first, allowed nothing else.
+    Older API servers (helm's defaults) get neither, and the operator adds the finalizer."""
+    values: Obj = {"watch": {"namespaces": namespaces}} if namespaces else {}
+    docs = render(values, api_versions=(MUTATING_POLICY_API,))
+    (policy,) = find(docs, "MutatingAdmissionPolicy", "vj-videojob-operator-finalizer")
+    (binding,) = find(docs, "MutatingAdmissionPolicyBinding", "vj-videojob-operator-finalizer")
+    assert policy["spec"]["failurePolicy"] == "Ignore"  # the operator adds it otherwise
+    assert policy["spec"]["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["videojob.dev"], "apiVersions": ["*"], "operations": ["CREATE"],
+         "resources": ["videojobs"]}]
+    assert binding["spec"]["policyName"] == "vj-videojob-operator-finalizer"
+    selector = (binding["spec"].get("matchResources") or {}).get("namespaceSelector")
+    assert selector == ({"matchExpressions": [{"key": "kubernetes.io/metadata.name",
+                                               "operator": "In", "values": namespaces}]}
+                        if namespaces else None)
+    hooks = [d for d in docs
+             if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "pre-delete"]
+    (role,) = find(hooks, "ClusterRole")
+    assert role["rules"] == [{"apiGroups": ["admissionregistration.k8s.io"],
+                              "resources": ["mutatingadmissionpolicybindings"],
+                              "resourceNames": ["vj-videojob-operator-finalizer"],
+                              "verbs": ["delete"]}]
+    (bound,) = find(hooks, "ClusterRoleBinding")
+    assert bound["subjects"] == [{"kind": "ServiceAccount", "name": "vj-videojob-operator",
+                                  "namespace": "videojob-system"}]
+    (job,) = find(hooks, "Job")
+    assert ("--finalizer-policy-binding=vj-videojob-operator-finalizer"
+            in job["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    for older in (render(values), render({**values, "admissionPolicy": {"finalizer": False}},
+                                         api_versions=(MUTATING_POLICY_API,))):
+        assert not [d for d in older if d["kind"].startswith("MutatingAdmissionPolicy")]
+        assert not find(older, "ClusterRole", "vj-videojob-operator-release")

@@ -18,7 +18,13 @@ from kubernetes import client
 
 from videojob_testkit import REPO
 from videojob_testkit import videojobs as vjs
-from videojob_testkit.chart import EVERYTHING, deep_merge, helm, template_text
+from videojob_testkit.chart import (
+    EVERYTHING,
+    deep_merge,
+    finalizer_policy,
+    helm,
+    template_text,
+)
 from videojob_testkit.kube import Cluster, wait_gone
 from videojob_testkit.processes import RedisServer, free_port, wait_until
 
@@ -27,7 +33,8 @@ RELEASE_KINDS = ("deployments", "replicasets", "pods", "services", "configmaps",
                  "serviceaccounts", "roles", "rolebindings", "networkpolicies", "jobs",
                  "secrets")
 CLUSTER_KINDS = ("clusterroles", "clusterrolebindings", "validatingadmissionpolicies",
-                 "validatingadmissionpolicybindings")
+                 "validatingadmissionpolicybindings", "mutatingadmissionpolicies",
+                 "mutatingadmissionpolicybindings")
 
 
 @pytest.fixture
@@ -118,8 +125,10 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
         report = operator_pod_report(cluster, release_namespace, release)
         raise AssertionError(f"{e}\n{report}") from None
 
-    vjs.create(cluster, namespace, "hello", prompt="a lighthouse at dawn", scenes=2,
-               durationSeconds=2, fps=8, resolution="160x90")
+    # Kubernetes 1.36: the chart's policy put the finalizer on the VideoJob as it was stored.
+    created = vjs.create(cluster, namespace, "hello", prompt="a lighthouse at dawn", scenes=2,
+                         durationSeconds=2, fps=8, resolution="160x90")
+    assert created["metadata"]["finalizers"] == ["videojob.dev/cancel"]
     done = vjs.wait(cluster, namespace, "hello", vjs.phase_is("Succeeded", "Failed"), timeout=180)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     output = Path(done["status"]["outputURI"].removeprefix("file://"))
@@ -155,6 +164,10 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
     left = vjs.get(cluster, namespace, "hello")
     assert "videojob.dev/cancel" not in (left["metadata"].get("finalizers") or [])
     assert left["status"]["phase"] == "Succeeded"
+    # The hook deleted the policy's binding first: a VideoJob created now gets no finalizer.
+    late = vjs.create(cluster, namespace, "late", prompt="x")
+    assert not late["metadata"].get("finalizers")
+    vjs.delete(cluster, namespace, "late")
     wait_until(lambda: leftovers(cluster, release) == [], 60, "no object of the release left")
     vjs.delete(cluster, namespace, "hello")
     wait_gone(vjs.custom(cluster).get_namespaced_custom_object, timeout=30, what="VideoJob hello",
@@ -201,6 +214,33 @@ def operator_pod_report(cluster: Cluster, namespace: str, release: str) -> str:
                                    f"--previous={str(previous).lower()}", check=False)
             out.append(f"--- logs (previous={previous}):\n{logs.stdout}{logs.stderr}")
     return "\n".join(out)
+
+
+def test_the_finalizer_policy_adds_the_finalizer_once_as_a_videojob_is_created(
+        cluster: Cluster, crds: None, namespace: str) -> None:
+    """The chart's MutatingAdmissionPolicy on the real API server (1.36), bound to the test's
+    namespace: a VideoJob is created with the operator's finalizer, beside any of its own, and
+    never twice (dry runs: admission runs in full, nothing is stored)."""
+    release = f"map-{uuid.uuid4().hex[:5]}"
+    body = yaml.safe_dump_all(finalizer_policy([namespace], release=release))
+    cluster.kubectl("apply", "-f", "-", input=body)
+
+    def create(name: str, finalizers: list[str] | None = None) -> list[str]:
+        meta: dict[str, Any] = {"name": name, **({"finalizers": finalizers} if finalizers
+                                                 else {})}
+        vj = vjs.custom(cluster).create_namespaced_custom_object(
+            vjs.GROUP, vjs.VERSION, namespace, vjs.PLURAL,
+            {"apiVersion": f"{vjs.GROUP}/{vjs.VERSION}", "kind": "VideoJob", "metadata": meta,
+             "spec": {"prompt": "x"}}, dry_run="All")
+        return list(vj["metadata"].get("finalizers") or [])
+
+    try:
+        wait_until(lambda: create("probe") != [], 30, "the finalizer policy to be enforced")
+        assert create("plain") == ["videojob.dev/cancel"]
+        assert create("own", ["example.com/keep"]) == ["example.com/keep", "videojob.dev/cancel"]
+        assert create("already", ["videojob.dev/cancel"]) == ["videojob.dev/cancel"]
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=body)
 
 
 def test_the_admission_policy_refuses_at_apply_what_the_operator_would_fail(

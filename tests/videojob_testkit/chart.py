@@ -12,6 +12,9 @@ import yaml
 
 from videojob_common.pipeline import Obj
 from videojob_testkit import REPO
+from videojob_testkit import videojobs as vjs
+from videojob_testkit.kube import Cluster
+from videojob_testkit.processes import wait_until
 
 CHART = REPO / "helm" / "videojob-operator"
 
@@ -47,9 +50,17 @@ def helm(*args: str, check: bool = True, timeout: float = 120
                           timeout=timeout)
 
 
+# What an API server of Kubernetes 1.36 offers beyond helm's defaults, which the chart renders
+# for (templates/operator/finalizer-policy.yaml). `helm install` reads it from the cluster.
+MUTATING_POLICY_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+
 def template_text(values: Obj | None = None, *, release: str = "vj",
-                  namespace: str = "videojob-system", chart: Path = CHART) -> str:
+                  namespace: str = "videojob-system", chart: Path = CHART,
+                  api_versions: tuple[str, ...] = ()) -> str:
     args = ["template", release, str(chart), "--namespace", namespace]
+    for api in api_versions:
+        args += ["--api-versions", api]
     if values:
         args += ["--values", "-"]
     out = subprocess.run([helm_path(), *args], input=json.dumps(values or {}),
@@ -61,6 +72,30 @@ def template_text(values: Obj | None = None, *, release: str = "vj",
 
 def render(values: Obj | None = None, **kwargs: Any) -> list[Obj]:
     return [d for d in yaml.safe_load_all(template_text(values, **kwargs)) if d]
+
+
+def finalizer_policy(namespaces: list[str] | None = None, release: str = "vj") -> list[Obj]:
+    """The chart's MutatingAdmissionPolicy that adds the operator's finalizer at creation, and
+    its binding (to `namespaces`, or all), as `helm install` puts them on a 1.36 cluster."""
+    values: Obj = {"watch": {"namespaces": namespaces}} if namespaces else {}
+    return [d for d in render(values, release=release, api_versions=(MUTATING_POLICY_API,))
+            if d["kind"].startswith("MutatingAdmissionPolicy")]
+
+
+def install_finalizer_policy(cluster: Cluster, namespace: str = "default") -> None:
+    """`finalizer_policy` applied, bound to every namespace as a cluster-wide install has it,
+    once a VideoJob created in `namespace` (a dry run) shows it enforced."""
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(finalizer_policy()))
+
+    def enforced() -> bool:
+        vj = vjs.custom(cluster).create_namespaced_custom_object(
+            vjs.GROUP, vjs.VERSION, namespace, vjs.PLURAL,
+            {"apiVersion": f"{vjs.GROUP}/{vjs.VERSION}", "kind": "VideoJob",
+             "metadata": {"name": "finalizer-policy-probe"}, "spec": {"prompt": "x"}},
+            dry_run="All")
+        return bool(vj["metadata"].get("finalizers"))
+
+    wait_until(enforced, 30, "the finalizer policy to be enforced")
 
 
 def find(docs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:

@@ -73,12 +73,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The bundled Redis's Secret: its password, and the URL with it (redis/auth.yaml). */}}
 {{/* The Secret with the master key of progress tokens (key `key`). */}}
 {{- define "videojob.progressKeyName" -}}
 {{- .Values.operator.progressKey.existingSecret | default (printf "%s-progress-key" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-") }}
 {{- end }}
 
+{{- /* The MutatingAdmissionPolicy (and its binding) that adds the operator's finalizer at
+creation; rendered where the API server offers the API (finalizer-policy.yaml). */ -}}
+{{- define "videojob.finalizerPolicy" -}}
+{{- printf "%s-finalizer" (include "videojob.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "videojob.finalizerPolicyRendered" -}}
+{{- if and .Values.admissionPolicy.finalizer (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy") }}true{{ end }}
+{{- end }}
+
+{{/* The bundled Redis's Secret: its password, and the URL with it (redis/auth.yaml). */}}
 {{- define "videojob.redisAuthName" -}}
 {{- printf "%s-auth" (include "videojob.redisName" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
