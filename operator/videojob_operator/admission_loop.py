@@ -189,19 +189,20 @@ class Admitter:
         for w in live:
             by_pool[w.pool].append(w)
         decisions: dict[str, PoolDecision] = {}
-        for name in config.pools:
-            decisions[name] = policy.decide(name, self._limits(config, name), by_pool[name],
-                                            served.get(name))
-            self.decided[name] = (snapshot, decisions[name])
+        # Pools where a slot freed first: their admissions go out before the other pools (a
+        # long queue of plan Jobs, say) are even ordered.
+        for name in sorted(config.pools, key=lambda pool: pool not in freed):
+            d = policy.decide(name, self._limits(config, name), by_pool[name], served.get(name))
+            # A Job whose admission is under way is not patched twice.
+            d.admits = [a for a in d.admits if (a.namespace, a.job) not in self.admitting]
+            decisions[name] = d
+            self.decided[name] = (snapshot, d)
+            # Metrics first: they show the decided state while the patches are under way.
+            self._report({name: d})
+            self._send(d, began, freed.get(name, []))
         self.decided = {name: self.decided[name] for name in decisions}  # pools removed
         self.at_creation = [e for e in self.at_creation if e[0] >= snapshot]
         self.offered = None
-        for d in decisions.values():  # a Job whose admission is under way is not patched twice
-            d.admits = [a for a in d.admits if (a.namespace, a.job) not in self.admitting]
-        # Metrics first: they show the decided state while the patches are under way.
-        self._report(decisions)
-        for name, d in decisions.items():
-            self._send(d, began, freed.get(name, []))
         self.decisions = decisions
         self._positions(decisions)
         held = {name: [f"{w.namespace}/{w.job}" for w in by_pool[name]

@@ -364,18 +364,21 @@ def test_only_what_admission_reads_of_a_videojob_marks_it_for_a_pass() -> None:
 def test_a_freed_slot_is_timed_to_the_admission_it_allows() -> None:
     """One cpu slot: a's plan pod runs, b's plan Job waits. a's pod succeeding frees the slot
     (the store says which stage freed it); the pass that admits b counts the time from then to
-    its patch's answer, in the cpu pool's figures."""
+    its patch's answer, in the cpu pool's figures. That pass decides the cpu pool first, where
+    the slot freed: b's patch goes out before the gpu pool's (g's keyframes Job, admitted in the
+    same pass by a gpu slot held back until then)."""
     c = controller()
     pools = dict(c.config.current.pools)
     pools["cpu"] = Pool(stages=pools["cpu"].stages, max_concurrency=1)
+    pools["gpu"] = Pool(stages=pools["gpu"].stages, max_concurrency=0)
     c.config.replace_pools(pools)
     jobs = {}
-    for name, second in (("a", 1), ("b", 2)):
+    for name, second, stage in (("a", 1, "plan"), ("b", 2, "plan"), ("g", 3, "keyframes")):
         vj = videojob(name, f"u{name}")
         vj["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{second}Z"
         c.store.observe_videojob("ADDED", vj)
-        jobs[name] = stage_job(vj, "plan")
-        jobs[name]["spec"]["suspend"] = name == "b"
+        jobs[name] = stage_job(vj, stage)
+        jobs[name]["spec"]["suspend"] = name != "a"
         c.store.observe_child("job", "ADDED", jobs[name])
     c.store.observe_child("pod", "ADDED", pod(jobs["a"], 0, "Running"))
     writer = SlowWriter()
@@ -393,11 +396,14 @@ def test_a_freed_slot_is_timed_to_the_admission_it_allows() -> None:
     async def scenario() -> None:
         await admitter.admit()
         assert writer.patched == [] and admitter.freed == {}
+        pools["gpu"] = Pool(stages=pools["gpu"].stages, max_concurrency=1)
+        c.config.replace_pools(pools)
         c.store.observe_child("pod", "MODIFIED", pod(jobs["a"], 0, "Succeeded", rv=4))
         assert list(admitter.freed) == ["cpu"] and len(admitter.freed["cpu"]) == 1
         await admitter.admit()
         await asyncio.gather(*admitter.sending)
-        assert writer.patched == [jobs["b"]["metadata"]["name"]] and admitter.freed == {}
+        assert writer.patched == [jobs["b"]["metadata"]["name"], jobs["g"]["metadata"]["name"]]
+        assert admitter.freed == {}
 
     asyncio.run(scenario())
     assert [count(n) - b for n, b in zip(names, before, strict=True)] == [1, 1, 1]
