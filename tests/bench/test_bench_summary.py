@@ -70,6 +70,17 @@ def test_a_partial_run_does_not_blank_the_last_full_one() -> None:
     assert summary.choose("orchestration", []) is None
 
 
+def test_a_figure_of_one_choice_of_sizes_is_not_needed_for_a_run_to_be_complete() -> None:
+    required = {h.field: 1.0 for h in summary.HEADLINE.values()
+                if h.bench == "scale" and h.required and "." not in h.field}
+    required["restart_writes_10000"] = {"patch videojobs/status": 0}
+    older = ("with-2000.json", {**required, "operator_rss_mb_2000": 190.0})
+    newer = ("with-10000.json", required)  # --videojobs 1000 3000 10000: no 2,000 size
+    assert summary.choose("scale", [older, newer]) == newer
+    assert summary.choose("scale", [older, ("no-10000.json", {"operator_rss_mb_2000": 1})]) \
+        == older
+
+
 def test_the_table_marks_goals_and_names_the_files() -> None:
     merged = summary.merge({"scale": ("bench/results/x-scale.json",
                                       {"operator_rss_mb_2000": 600.0})}, "here", "now")
