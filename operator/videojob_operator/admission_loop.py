@@ -3,7 +3,8 @@
 
 Event-driven: every Job, pod, node or configuration event, and every VideoJob change admission
 reads (store.queue_view), calls `trigger()`, and one pass runs at once (passes coalesce while one
-is running, and start `MIN_PASS_GAP` apart, or `FREED_PASS_GAP` after a slot freed). A
+is running, and start `MIN_PASS_GAP` apart, or `FREED_PASS_GAP` after a slot freed, further apart
+when a pass is long: `pass_gap`). A
 Job, pod or VideoJob event marks its VideoJob (`changed`), and a pass rebuilds the admission
 view of those VideoJobs' Jobs only: with thousands of VideoJobs, rebuilding all of them on
 every event took a fifth of the operator's CPU. The pools' `pollingIntervalSeconds` is only a
@@ -90,6 +91,7 @@ class Admitter:
         self.nodes: dict[str, Obj] = {}
         self.wake = asyncio.Event()
         self.last_pass = 0.0  # monotonic start of the last pass
+        self.last_cost = 0.0  # its duration, its patches' answers and pool writes left out
         self.positions: dict[Key, int] = {}
         self.decisions: dict[str, PoolDecision] = {}
         self.admitted_total: Counter[str] = Counter()
@@ -165,8 +167,7 @@ class Admitter:
                            for p in self.config.current.pools.values())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval)
-            gap = FREED_PASS_GAP if self.freed else MIN_PASS_GAP
-            wait = self.last_pass + gap - time.monotonic()
+            wait = self.last_pass + pass_gap(bool(self.freed), self.last_cost) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             self.wake.clear()
@@ -210,7 +211,8 @@ class Admitter:
                 for name in decisions}
         for callback in self.publish:
             callback(decisions, held)
-        metrics.ADMISSION_PASS.observe(time.perf_counter() - started)
+        self.last_cost = time.perf_counter() - started
+        metrics.ADMISSION_PASS.observe(self.last_cost)
         await self._write_pools(decisions)
 
     def _send(self, d: PoolDecision, began: float, freed: list[float]) -> None:
@@ -551,6 +553,17 @@ class Admitter:
             patch["metadata"] = {"ownerReferences": owners}
         await self.writer.write_pool_status(name, patch, {
             "apiVersion": API_VERSION, "kind": POOL_KIND, "metadata": meta, "status": status})
+
+
+def pass_gap(freed: bool, last_cost: float) -> float:
+    """Seconds from one pass's start to the next's at least: MIN_PASS_GAP, or FREED_PASS_GAP
+    after a slot freed; and never so little that passes take more than a third of the event
+    loop's time (half, after a slot freed). A pass orders every queued Job, so with 10,000
+    queued it costs tens of milliseconds: at a fixed rate, its CPU would grow faster than the
+    queue (bench/scale.py, CPU per VideoJob by N)."""
+    if freed:
+        return max(FREED_PASS_GAP, 2 * last_cost)
+    return max(MIN_PASS_GAP, 3 * last_cost)
 
 
 def moved_enough(old: dict[Key, int], new: dict[Key, int],

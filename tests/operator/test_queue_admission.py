@@ -9,7 +9,12 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from videojob_operator.admission_loop import moved_enough
+from videojob_operator.admission_loop import (
+    FREED_PASS_GAP,
+    MIN_PASS_GAP,
+    moved_enough,
+    pass_gap,
+)
 from videojob_operator.admission_policy import (
     CreationOffer,
     PoolLimits,
@@ -278,3 +283,11 @@ def test_the_order_and_the_counts_match_their_definitions_on_random_queues() -> 
         assert d.queued_by_priority == dict(Counter(w.priority for w in pool if w.queued)), trial
         assert d.held_jobs == sum(1 for w in pool if w.suspended and w.held and not w.finished
                                   and not w.leaving), trial
+
+
+def test_passes_take_at_most_a_third_of_the_loop_or_half_after_a_freed_slot() -> None:
+    assert pass_gap(False, 0.005) == MIN_PASS_GAP and pass_gap(True, 0.005) == FREED_PASS_GAP
+    assert pass_gap(True, 0.005) < pass_gap(False, 0.005)  # a freed slot waits less
+    for cost in (0.05, 0.2):  # long passes: 10,000 queued
+        assert cost / pass_gap(False, cost) <= 1 / 3 + 1e-9
+        assert cost / pass_gap(True, cost) <= 1 / 2 + 1e-9
