@@ -24,6 +24,7 @@ from videojob_testkit.chart import (
     finalizer_policy,
     helm,
     template_text,
+    wait_for_finalizer_policy,
 )
 from videojob_testkit.kube import Cluster, wait_gone
 from videojob_testkit.processes import RedisServer, free_port, wait_until
@@ -125,7 +126,9 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
         report = operator_pod_report(cluster, release_namespace, release)
         raise AssertionError(f"{e}\n{report}") from None
 
-    # Kubernetes 1.36: the chart's policy put the finalizer on the VideoJob as it was stored.
+    # Kubernetes 1.36: the chart's policy puts the finalizer on the VideoJob as it is stored,
+    # once the API server has loaded it (until then the operator adds it).
+    wait_for_finalizer_policy(cluster, namespace)
     created = vjs.create(cluster, namespace, "hello", prompt="a lighthouse at dawn", scenes=2,
                          durationSeconds=2, fps=8, resolution="160x90")
     assert created["metadata"]["finalizers"] == ["videojob.dev/cancel"]

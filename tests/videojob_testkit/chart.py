@@ -86,6 +86,12 @@ def install_finalizer_policy(cluster: Cluster, namespace: str = "default") -> No
     """`finalizer_policy` applied, bound to every namespace as a cluster-wide install has it,
     once a VideoJob created in `namespace` (a dry run) shows it enforced."""
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(finalizer_policy()))
+    wait_for_finalizer_policy(cluster, namespace)
+
+
+def wait_for_finalizer_policy(cluster: Cluster, namespace: str) -> None:
+    """Until a VideoJob created in `namespace` (a dry run) gets the finalizer: a policy the API
+    server has just been given takes a moment to load."""
 
     def enforced() -> bool:
         vj = vjs.custom(cluster).create_namespaced_custom_object(
