@@ -623,7 +623,8 @@ def _only_later(before: dict[str, dict[str, str]], after: dict[str, dict[str, st
 
 def workload(key: Key, vj: Obj, job: Obj, pods: list[Obj], pool: str,
              slots_per_pod: int) -> Workload:
-    """A stage Job as admission sees it, with its pods and its VideoJob."""
+    """A stage Job as admission sees it, with its pods and its VideoJob. What it reads of the
+    VideoJob must be in `store.queue_view`: a VideoJob change outside that starts no pass."""
     vj_meta, spec = vj.get("metadata") or {}, vj.get("spec") or {}
     meta, jspec, st = job["metadata"], job.get("spec") or {}, job.get("status") or {}
     owned = any(r.get("uid") == vj_meta.get("uid") for r in meta.get("ownerReferences") or [])
