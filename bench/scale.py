@@ -276,6 +276,12 @@ REACTION_PARTS = {"videojob_admission_reaction_seconds": "admission_operator_p50
                   "videojob_admission_pass_delay_seconds": "admission_pass_delay_p50_ms",
                   "videojob_admission_patch_seconds": "admission_patch_p50_ms"}
 
+# The operator's API calls in their parts (metrics.API_CALL): an admission's patch and a stage
+# Job's create go on the `handoff` threads, status writes on the `api` ones.
+API_CALL = "videojob_api_call_seconds"
+CALL_PARTS = {(threads, part): f"api_{threads}_{part}_p50_ms"
+              for threads in ("handoff", "api") for part in ("thread", "request", "resume")}
+
 
 def operator_work(op: Operator) -> dict[str, Any]:
     """The operator's count of reconciles and its admission histograms, now."""
@@ -286,7 +292,10 @@ def operator_work(op: Operator) -> dict[str, Any]:
             "pass_seconds": values.get(f"{PASS}_sum", 0.0),
             "buckets": {**operator_histograms(op.metrics_port, (PASS,)),
                         **operator_histograms(op.metrics_port, tuple(REACTION_PARTS),
-                                              {"pool": SlotWatch.POOL})}}
+                                              {"pool": SlotWatch.POOL}),
+                        **{key: operator_histograms(op.metrics_port, (API_CALL,),
+                                                    {"threads": threads, "part": part})[API_CALL]
+                           for (threads, part), key in CALL_PARTS.items()}}}
 
 
 def admission_work(before: dict[str, Any], after: dict[str, Any], reactions: int,
@@ -312,6 +321,7 @@ def admission_work(before: dict[str, Any], after: dict[str, Any], reactions: int
         f"reconciles_per_admission_{n}": (round((after["reconciles"] - before["reconciles"])
                                                 / reactions, 1) if reactions else None),
         **{f"{key}_{n}": p50_ms(name) for name, key in REACTION_PARTS.items()},
+        **{f"{key}_{n}": p50_ms(key) for key in CALL_PARTS.values()},
     }
 
 

@@ -13,6 +13,7 @@ with the generated methods (`_preload_content=False`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,6 +26,7 @@ from kubernetes.client.rest import RESTResponse
 
 from videojob_common.pipeline import Obj
 
+from . import metrics
 from .api import GROUP, PLURAL, POOL_PLURAL, VERSION
 
 JSON = "application/json"
@@ -127,6 +129,8 @@ class Api:
         # docs/benchmarks.md, "The burst, second part".)
         self.handoff_executor = ThreadPoolExecutor(max_workers=HANDOFF_THREADS,
                                                    thread_name_prefix="handoff")
+        self.threads_of = {self.executor: "api", self.event_executor: "events",
+                           self.handoff_executor: "handoff"}  # metrics.API_CALL's label
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -135,9 +139,24 @@ class Api:
 
     async def call(self, fn: Callable[..., Any], *args: Any,
                    executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Any:
-        """fn(*args, **kwargs) on an API thread: a blocking request, off the loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor or self.executor, lambda: fn(*args, **kwargs))
+        """fn(*args, **kwargs) on an API thread: a blocking request, off the loop. Its time goes
+        to metrics.API_CALL in three parts: waiting for a thread, the request, and waiting for
+        the event loop to take the answer."""
+        pool = executor or self.executor
+        times = [time.monotonic(), 0.0, 0.0]
+
+        def run() -> Any:
+            times[1] = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                times[2] = time.monotonic()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, run)
+        finally:
+            if times[2]:
+                observe_call(self.threads_of.get(pool, "api"), times, time.monotonic())
 
     async def call_json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
         """`call` for a listing: its JSON as a dict. The client's models are skipped: decoding
@@ -202,6 +221,15 @@ def api_client() -> client.ApiClient:
     cfg.connection_pool_maxsize = (API_THREADS + EVENT_THREADS + HANDOFF_THREADS
                                    + WATCH_CONNECTIONS)
     return client.ApiClient(cfg)
+
+
+def observe_call(threads: str, times: list[float], resumed: float) -> None:
+    """One call's parts (monotonic times: submitted, its thread started, its thread ended; and
+    the coroutine resumed)."""
+    submitted, started, ended = times
+    metrics.API_CALL.labels(threads, "thread").observe(started - submitted)
+    metrics.API_CALL.labels(threads, "request").observe(ended - started)
+    metrics.API_CALL.labels(threads, "resume").observe(resumed - ended)
 
 
 def _seg(value: str) -> str:

@@ -249,6 +249,15 @@ ADMISSION_PATCH = Histogram(
     "videojob_admission_patch_seconds",
     "An admission's patch: sent -> answered.", ["pool"], buckets=REACTION_BUCKETS,
     registry=REGISTRY)
+# Every API request of the operator but the watches and listings (kube.Api.call), in parts:
+# `thread` (submitted -> a thread of its pool takes it), `request` (the thread's HTTP request:
+# the API server's answer, and this process's GIL), `resume` (the answer back -> the event loop
+# resumes the coroutine that waits for it: the loop's lag). `threads`: api, events, handoff
+# (stage Job creates and admissions).
+API_CALL = Histogram(
+    "videojob_api_call_seconds", "An API request of the operator, by its thread pool and part: "
+    "waiting for a thread, the request, and the event loop taking its answer.",
+    ["threads", "part"], buckets=REACTION_BUCKETS, registry=REGISTRY)
 ADMISSION_ERRORS = Counter(
     "videojob_admission_errors", "Admission patches the API refused (retried next pass).",
     ["pool"], registry=REGISTRY)

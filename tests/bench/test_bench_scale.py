@@ -55,7 +55,8 @@ def test_the_reaction_parts_are_medians_of_what_came_between_two_readings() -> N
                 "buckets": {scale.PASS: {0.01: passes, float("inf"): passes},
                             "videojob_admission_reaction_seconds": reaction,
                             "videojob_admission_pass_delay_seconds": empty,
-                            "videojob_admission_patch_seconds": empty}}
+                            "videojob_admission_patch_seconds": empty,
+                            **{key: empty for key in scale.CALL_PARTS.values()}}}
 
     before = reading({0.05: 4, 0.1: 4, 0.2: 4, float("inf"): 4}, passes=2)
     after = reading({0.05: 4, 0.1: 6, 0.2: 8, float("inf"): 8}, passes=6)

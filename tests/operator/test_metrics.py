@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
+from kubernetes import client
+
 from videojob_operator import metrics
+from videojob_operator.kube import Api
 
 # `namespace`: GPU-seconds per tenant (videojob_gpu_seconds_total, videojob_output_seconds_total);
 # one series per namespace and pool, never per VideoJob.
 ALLOWED_LABELS = {"pool", "priority_band", "stage", "outcome", "phase", "reason", "kind",
                   "result", "type", "version", "python", "le", "cause", "event", "namespace",
-                  "cache"}  # cache: a namespace or a shared cache's name, as bounded
+                  "cache", "threads", "part"}  # cache: a namespace or a shared cache's name
 
 
 def value(name: str, **labels: str) -> float:
@@ -54,3 +61,45 @@ def test_notification_series_are_the_events_by_outcome_and_exist_from_the_start(
     assert series == {(e, o) for e in ("Queued", "Running", "StageSucceeded", "Succeeded",
                                        "Failed", "Cancelled", "Progress")
                       for o in ("delivered", "retried", "gave_up")}
+
+
+def test_an_api_call_is_timed_in_its_parts_on_its_own_threads() -> None:
+    """kube.Api.call: the request's time on its thread, and the event loop's lag in taking the
+    answer (here the loop is held 50 ms after the request ended), under its pool's label."""
+    def count(part: str) -> float:
+        return value("videojob_api_call_seconds_count", threads="handoff", part=part)
+
+    def total(part: str) -> float:
+        return value("videojob_api_call_seconds_sum", threads="handoff", part=part)
+
+    api = Api(client.ApiClient())
+    go, done = threading.Event(), threading.Event()
+
+    def request() -> int:
+        go.wait(5)
+        time.sleep(0.03)
+        done.set()
+        return 7
+
+    async def hold_the_loop() -> None:
+        go.set()
+        done.wait(5)
+        time.sleep(0.05)  # the loop is busy as the answer comes back
+
+    async def main() -> int:
+        call = asyncio.ensure_future(api.call(request, executor=api.handoff_executor))
+        await asyncio.sleep(0)
+        await hold_the_loop()
+        return await call
+
+    before = {part: (count(part), total(part)) for part in ("thread", "request", "resume")}
+    others = value("videojob_api_call_seconds_count", threads="api", part="request")
+    try:
+        assert asyncio.run(main()) == 7
+    finally:
+        api.shutdown()
+    for part in ("thread", "request", "resume"):
+        assert count(part) == before[part][0] + 1
+    assert total("request") - before["request"][1] >= 0.03
+    assert total("resume") - before["resume"][1] >= 0.04
+    assert value("videojob_api_call_seconds_count", threads="api", part="request") == others
