@@ -3,8 +3,9 @@
 
 Event-driven: every Job, pod, node or configuration event, and every VideoJob change admission
 reads (store.queue_view), calls `trigger()`, and one pass runs at once (passes coalesce while one
-is running, and start `MIN_PASS_GAP` apart, or `FREED_PASS_GAP` after a slot freed, further apart
-when a pass is long: `pass_gap`). A
+is running, and start `MIN_PASS_GAP` apart, further apart when a pass is long: `pass_gap`). A
+stage pod's success also frees a slot: a pass over the pools where slots freed alone follows
+within `FREED_PASS_GAP`, so a long queue in another pool neither delays nor slows it. A
 Job, pod or VideoJob event marks its VideoJob (`changed`), and a pass rebuilds the admission
 view of those VideoJobs' Jobs only: with thousands of VideoJobs, rebuilding all of them on
 every event took a fifth of the operator's CPU. The pools' `pollingIntervalSeconds` is only a
@@ -60,9 +61,13 @@ POOL_STATUS_INTERVAL = 5.0
 # 250 ms goal (bench/admission.py). A stage that need not wait is admitted as it is created,
 # without a pass (offers).
 MIN_PASS_GAP = 0.1
-# The same after a slot freed (a stage pod succeeded): the queue's head waits for that pass, so
-# it comes sooner (bench/scale.py: admission with thousands queued).
+# The same for a pass over the pools where a slot freed (a stage pod succeeded) alone: the
+# queue's head waits for it, so it comes sooner, and no other pool's queue (thousands of plan
+# Jobs, say) is ordered before it (bench/scale.py: admission with thousands queued).
 FREED_PASS_GAP = 0.02
+# Seconds between two computations of every queued VideoJob's place (for `status.queuePosition`):
+# with 10,000 queued, that is a fifth of a pass, and a place shown a second late misleads no one.
+POSITION_INTERVAL = 1.0
 
 
 class AdmissionWriter(Protocol):
@@ -90,8 +95,13 @@ class Admitter:
         config.subscribe(lambda _: self.trigger())
         self.nodes: dict[str, Obj] = {}
         self.wake = asyncio.Event()
-        self.last_pass = 0.0  # monotonic start of the last pass
+        self.last_pass = 0.0  # monotonic start of the last pass over every pool
         self.last_cost = 0.0  # its duration, its patches' answers and pool writes left out
+        # The same for the passes over the pools where slots freed alone (`freed`).
+        self.freed_wake = asyncio.Event()
+        self.last_freed_pass = 0.0
+        self.freed_cost = 0.0
+        self.positions_at = -POSITION_INTERVAL  # monotonic: when `positions` was last computed
         self.positions: dict[Key, int] = {}
         self.decisions: dict[str, PoolDecision] = {}
         self.admitted_total: Counter[str] = Counter()
@@ -150,6 +160,7 @@ class Admitter:
             with contextlib.suppress(StopIteration):  # a stage in no pool: nothing freed
                 pool = pools.pool_of(self.config.current.pools, change.freed)
                 self.freed[pool].append(time.monotonic())
+                self.freed_wake.set()
 
     def observe_node(self, event_type: str | None, node: Obj) -> None:
         name = node["metadata"]["name"]
@@ -162,37 +173,68 @@ class Admitter:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Passes over every pool, `pass_gap` apart; and between them, as soon as a slot frees,
+        passes over the pools where slots freed alone, `pass_gap(True, ...)` apart (the change
+        that freed a slot also asks for a pass over every pool, which follows at its pace)."""
         while not stop.is_set():
             interval = min(p.polling_interval_seconds
                            for p in self.config.current.pools.values())
+            if self.positions_due():
+                interval = min(interval, max(self.positions_at + POSITION_INTERVAL
+                                             - time.monotonic(), 0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval)
-            wait = self.last_pass + pass_gap(bool(self.freed), self.last_cost) - time.monotonic()
+            now = time.monotonic()
+            full_at = self.last_pass + pass_gap(False, self.last_cost)
+            if self.freed and now < full_at:  # once the full pass is due, it takes them
+                wait = self.last_freed_pass + pass_gap(True, self.freed_cost) - now
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.last_freed_pass = time.monotonic()
+                await self._pass(set(self.freed))
+                continue
+            wait = full_at - now
             if wait > 0:
-                await asyncio.sleep(wait)
+                with contextlib.suppress(TimeoutError):  # a slot freed meanwhile goes first
+                    await asyncio.wait_for(self.freed_wake.wait(), timeout=wait)
+                if self.freed:
+                    continue
             self.wake.clear()
             self.last_pass = time.monotonic()
-            try:
-                await self.admit()
-            except Exception:
-                log.exception("admission pass failed")
-                await asyncio.sleep(1.0)
-                self.trigger()
+            await self._pass(None)
 
-    async def admit(self) -> None:
+    async def _pass(self, only: set[str] | None) -> None:
+        try:
+            await self.admit(only)
+        except Exception:
+            log.exception("admission pass failed")
+            await asyncio.sleep(1.0)
+            self.trigger()
+
+    def positions_due(self) -> bool:
+        """A pass over every pool left the queue's places uncomputed (`POSITION_INTERVAL`)."""
+        return self.positions_at < self.last_pass
+
+    async def admit(self, only: set[str] | None = None) -> None:
+        """One pass: every pool, or the pools `only` (those where slots freed)."""
         started = time.perf_counter()
-        began, freed, self.freed = time.monotonic(), self.freed, defaultdict(list)
         config = self.config.current
+        names = [name for name in config.pools if only is None or name in only]
+        began = time.monotonic()
+        freed = {name: self.freed.pop(name) for name in names if name in self.freed}
+        if not self.freed:
+            self.freed_wake.clear()
         self.snapshot += 1
         snapshot = self.snapshot
         by_pool: dict[str, list[Workload]] = defaultdict(list)
         live, served = self.live_workloads()
         for w in live:
-            by_pool[w.pool].append(w)
+            if only is None or w.pool in only:
+                by_pool[w.pool].append(w)
         decisions: dict[str, PoolDecision] = {}
         # Pools where a slot freed first: their admissions go out before the other pools (a
         # long queue of plan Jobs, say) are even ordered.
-        for name in sorted(config.pools, key=lambda pool: pool not in freed):
+        for name in sorted(names, key=lambda pool: pool not in freed):
             d = policy.decide(name, self._limits(config, name), by_pool[name], served.get(name))
             # A Job whose admission is under way is not patched twice.
             d.admits = [a for a in d.admits if (a.namespace, a.job) not in self.admitting]
@@ -201,16 +243,25 @@ class Admitter:
             # Metrics first: they show the decided state while the patches are under way.
             self._report({name: d})
             self._send(d, began, freed.get(name, []))
-        self.decided = {name: self.decided[name] for name in decisions}  # pools removed
-        self.at_creation = [e for e in self.at_creation if e[0] >= snapshot]
+        # What this pass's decisions took in (admissions at creation), in its pools.
+        self.at_creation = [e for e in self.at_creation
+                            if e[0] >= snapshot or e[1] not in decisions]
         self.offered = None
+        if only is not None:
+            self.decisions = {**self.decisions, **decisions}
+            self.freed_cost = time.perf_counter() - started
+            return
+        self.decided = {name: self.decided[name] for name in decisions}  # pools removed
         self.decisions = decisions
-        self._positions(decisions)
-        held = {name: [f"{w.namespace}/{w.job}" for w in by_pool[name]
-                       if w.held and w.suspended and not w.finished and not w.leaving]
-                for name in decisions}
-        for callback in self.publish:
-            callback(decisions, held)
+        if time.monotonic() - self.positions_at >= POSITION_INTERVAL:
+            self.positions_at = time.monotonic()
+            self._positions(decisions)
+        if self.publish:
+            held = {name: [f"{w.namespace}/{w.job}" for w in by_pool[name]
+                           if w.held and w.suspended and not w.finished and not w.leaving]
+                    for name in decisions}
+            for callback in self.publish:
+                callback(decisions, held)
         self.last_cost = time.perf_counter() - started
         metrics.ADMISSION_PASS.observe(self.last_cost)
         await self._write_pools(decisions)
@@ -225,7 +276,8 @@ class Admitter:
         if not d.admits:
             return
         now = self.clock()
-        by_job = {(w.namespace, w.job): w for w in d.order}  # every admit comes from the queue
+        # The admits are the queue's head, in order (no backfill).
+        by_job = {(w.namespace, w.job): w for w in d.order[:len(d.admits)]}
         for i, a in enumerate(d.admits):
             freed_at = freed[i] if i < len(freed) else None
             w = by_job[(a.namespace, a.job)]
@@ -556,11 +608,12 @@ class Admitter:
 
 
 def pass_gap(freed: bool, last_cost: float) -> float:
-    """Seconds from one pass's start to the next's at least: MIN_PASS_GAP, or FREED_PASS_GAP
-    after a slot freed; and never so little that passes take more than a third of the event
-    loop's time (half, after a slot freed). A pass orders every queued Job, so with 10,000
-    queued it costs tens of milliseconds: at a fixed rate, its CPU would grow faster than the
-    queue (bench/scale.py, CPU per VideoJob by N)."""
+    """Seconds from one pass's start to the next of its kind at least: MIN_PASS_GAP between
+    passes over every pool, FREED_PASS_GAP between passes over the pools where slots freed; and
+    never so little that passes take more than a third of the event loop's time (half, for the
+    freed pools'). A pass orders every queued Job of its pools, so with 10,000 queued it costs
+    tens of milliseconds: at a fixed rate, its CPU would grow faster than the queue
+    (bench/scale.py, CPU per VideoJob by N). `last_cost`: the last pass of the kind."""
     if freed:
         return max(FREED_PASS_GAP, 2 * last_cost)
     return max(MIN_PASS_GAP, 3 * last_cost)

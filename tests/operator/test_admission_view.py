@@ -8,14 +8,16 @@ show, or a pool would count slots wrongly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
+import time
 from typing import Any
 
 from kubernetes import client
 
 from videojob_common.pipeline import Obj
-from videojob_operator import planner, pools, views
+from videojob_operator import admission_loop, planner, pools, views
 from videojob_operator.admission_loop import Admitter
 from videojob_operator.api import FINALIZER
 from videojob_operator.config import LiveConfig, OperatorConfig
@@ -407,3 +409,120 @@ def test_a_freed_slot_is_timed_to_the_admission_it_allows() -> None:
 
     asyncio.run(scenario())
     assert [count(n) - b for n, b in zip(names, before, strict=True)] == [1, 1, 1]
+
+
+async def until(condition: Any, seconds: float, what: str) -> None:
+    """Waits for `condition()` on the event loop, failing after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"no {what} in {seconds} s"
+        await asyncio.sleep(0.01)
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def queued_plans(c: Controller, names: str, running: str = "") -> dict[str, Obj]:
+    """Plan Jobs of VideoJobs `names` (created a second apart, in that order), queued but for
+    `running`'s, whose pod runs."""
+    jobs = {}
+    for second, name in enumerate(names, start=1):
+        vj = videojob(name, f"u{name}")
+        vj["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{second}Z"
+        c.store.observe_videojob("ADDED", vj)
+        jobs[name] = stage_job(vj, "plan")
+        jobs[name]["spec"]["suspend"] = name != running
+        c.store.observe_child("job", "ADDED", jobs[name])
+    if running:
+        c.store.observe_child("pod", "ADDED", pod(jobs[running], 0, "Running"))
+    return jobs
+
+
+def test_a_freed_slot_is_given_away_without_waiting_for_a_long_pass_over_every_pool() -> None:
+    """With a long queue in one pool, a pass over every pool is long, and the next waits three
+    times as long (`pass_gap`). A slot freed in another pool does not wait for it: a pass over
+    that pool alone admits the next in its queue at once, and leaves the other pools' decisions
+    alone. Once a pass over every pool is due, it takes the freed slots itself, so a stream of
+    freed slots never holds it off."""
+    c = controller()
+    pools = dict(c.config.current.pools)
+    pools["cpu"] = Pool(stages=pools["cpu"].stages, max_concurrency=1)
+    c.config.replace_pools(pools)
+    jobs = queued_plans(c, "ab", running="a")
+    writer = SlowWriter()
+    writer.answer.set()
+    c.store.answered = lambda kind, obj, reconcile=False: None  # type: ignore[method-assign]
+    admitter = Admitter(c.store, c.config, writer, requeue=lambda key: None)
+
+    async def scenario() -> None:
+        await admitter.admit()
+        gpu = admitter.decisions["gpu"]
+        admitter.wake.clear()
+        admitter.last_pass = admitter.positions_at = time.monotonic()
+        admitter.last_cost = 10.0  # the next pass over every pool waits 30 s
+        loop = asyncio.create_task(admitter.run(asyncio.Event()))
+        try:
+            await freed_slots(gpu)
+        finally:
+            await stopped(loop)
+
+    async def freed_slots(gpu: Any) -> None:
+        c.store.observe_child("pod", "MODIFIED", pod(jobs["a"], 0, "Succeeded", rv=4))
+        await until(lambda: writer.patched, 5, "admission")
+        assert writer.patched == [jobs["b"]["metadata"]["name"]]
+        assert admitter.decisions["gpu"] is gpu  # not decided again
+        assert admitter.last_pass < admitter.last_freed_pass
+        # A pass over every pool due: it takes the next freed slot.
+        admitter.last_cost = 0.0
+        admitter.last_pass = admitter.last_freed_pass = freed_pass = time.monotonic() - 1
+        c.store.observe_child("pod", "ADDED", pod(jobs["b"], 0, "Succeeded", rv=5))
+        await until(lambda: admitter.decisions["gpu"] is not gpu, 5, "pass over every pool")
+        assert admitter.last_freed_pass == freed_pass and admitter.freed == {}
+
+    asyncio.run(scenario())
+
+
+def test_queue_places_are_computed_at_most_once_an_interval_and_never_left_stale(
+        monkeypatch: Any) -> None:
+    """Places in the queue (for status.queuePosition) are worked out by a pass at most every
+    POSITION_INTERVAL: with 10,000 queued they are a fifth of a pass. A pass within it leaves
+    them, and the loop makes a pass once it is over, with no event to start one."""
+    monkeypatch.setattr(admission_loop, "POSITION_INTERVAL", 0.2)
+    monkeypatch.setattr(admission_loop, "POOL_STATUS_INTERVAL", 60)  # no pass for pool objects
+    c = controller()
+    pools = dict(c.config.current.pools)
+    pools["cpu"] = pools["cpu"].model_copy(update={"max_concurrency": 0})
+    c.config.replace_pools(pools)
+    jobs = queued_plans(c, "abc")
+    requeued: list[tuple[str, str]] = []
+    writer = SlowWriter()
+    writer.answer.set()
+    c.store.answered = lambda kind, obj, reconcile=False: None  # type: ignore[method-assign]
+    admitter = Admitter(c.store, c.config, writer, requeue=requeued.append)
+
+    async def scenario() -> None:
+        admitter.last_pass = time.monotonic()
+        await admitter.admit()
+        assert sorted(requeued) == [("ns", "a"), ("ns", "b"), ("ns", "c")]
+        assert admitter.positions == {("ns", "a"): 1, ("ns", "b"): 2, ("ns", "c"): 3}
+        requeued.clear()
+        pools["cpu"] = pools["cpu"].model_copy(update={"max_concurrency": 1})
+        c.config.replace_pools(pools)
+        admitter.last_pass = time.monotonic()
+        await admitter.admit()  # admits a; the places stay as they were
+        await asyncio.gather(*admitter.sending)
+        assert writer.patched == [jobs["a"]["metadata"]["name"]] and requeued == []
+        assert admitter.positions_due()
+        admitter.wake.clear()
+        loop = asyncio.create_task(admitter.run(asyncio.Event()))
+        try:
+            await until(lambda: requeued, 5, "places computed")
+        finally:
+            await stopped(loop)
+        assert sorted(requeued) == [("ns", "b"), ("ns", "c")]
+        assert admitter.positions == {("ns", "b"): 1, ("ns", "c"): 2}
+
+    asyncio.run(scenario())
