@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 
 from videojob_operator.admission_policy import PoolDecision, PoolLimits, Workload, decide
-from videojob_operator.redis_queue import RedisQueue, queue_key
+from videojob_operator.redis_queue import RedisQueue, only_moved_up, queue_key
 from videojob_testkit.processes import RedisServer, free_port
 
 
@@ -69,3 +70,46 @@ def test_a_changed_queue_is_written_without_reading_it_back(server: RedisServer)
         await mirror.client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_queue_moved_up_is_renumbered_by_redis_and_any_other_change_written_as_is(
+        server: RedisServer) -> None:
+    """The head leaving and new Jobs at the tail move every place: Redis renumbers the set itself
+    (one EVAL, not 300 scores sent). A Job queued ahead of others (a higher priority) is not a
+    move up: the changed places are written. Either way every score is the member's place."""
+    r = redis.Redis.from_url(server.url)
+    r.flushall()
+
+    def evals() -> int:
+        return int(r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+    def places() -> dict[str, float]:
+        return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
+
+    async def scenario() -> None:
+        mirror = RedisQueue(server.url)
+        mirror.publish(decision(0, 300), {})
+        await mirror.sync()
+        before = evals()
+        mirror.publish(decision(5, 320), {})  # five admitted, twenty more queued
+        await mirror.sync()
+        assert evals() == before + 1
+        assert places() == {f"a/vj{i:04d}-plan": float(i - 5) for i in range(5, 320)}
+        urgent = decide("cpu", PoolLimits(0), [queued(i) for i in range(5, 320)]
+                        + [replace(queued(999), priority=5)])
+        mirror.publish({"cpu": urgent}, {})
+        await mirror.sync()
+        assert evals() == before + 1
+        assert places() == {"a/vj0999-plan": 0.0,
+                            **{f"a/vj{i:04d}-plan": float(i - 4) for i in range(5, 320)}}
+        await mirror.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_only_moved_up_finds_the_members_added_at_the_tail() -> None:
+    assert only_moved_up(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]
+    assert only_moved_up(["a", "b", "c"], ["a", "c"]) == []
+    assert only_moved_up(["a", "b", "c"], ["x", "b", "c"]) is None  # new ahead of b
+    assert only_moved_up(["a", "b", "c"], ["c", "b"]) is None  # reordered
+    assert only_moved_up([], ["a"]) == ["a"]
