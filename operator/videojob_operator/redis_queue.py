@@ -66,6 +66,7 @@ class RedisQueue:
         self.healthy = False
         self.written: dict[str, tuple[Any, ...]] = {}  # per pool, what the last sync wrote
         self.verified_at = float("-inf")  # when a sync last read every pool back
+        self.renumber = True  # False once Redis refused the script (no Lua scripting there)
 
     def publish(self, decisions: dict[str, PoolDecision], held: dict[str, list[str]]) -> None:
         self.latest, self.held = decisions, held
@@ -150,7 +151,8 @@ class RedisQueue:
         pipe = self.client.pipeline(transaction=True)
         if stale:
             pipe.zrem(key, *stale)
-        tail = only_moved_up(list(have), members) if len(changed) > RENUMBER_AT else None
+        tail = (only_moved_up(list(have), members)
+                if self.renumber and len(changed) > RENUMBER_AT else None)
         if tail is not None:
             if tail:  # after everything there, in order
                 top = max(have.values(), default=-1.0) + 1
@@ -158,7 +160,20 @@ class RedisQueue:
             pipe.eval(RENUMBER, 1, key)
         elif changed:
             pipe.zadd(key, changed)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except aioredis.ResponseError as e:
+            if tail is None:
+                raise
+            # Scripting disabled or not allowed (an ACL, a managed Redis): every place is sent.
+            log.warning("Redis refused the queue's renumbering script (%s); the mirror sends "
+                        "every moved place from now on", e)
+            self.renumber = False
+            pipe = self.client.pipeline(transaction=True)
+            if stale:
+                pipe.zrem(key, *stale)
+            pipe.zadd(key, want)
+            await pipe.execute()
 
 
 def only_moved_up(have: list[str], want: list[str]) -> list[str] | None:

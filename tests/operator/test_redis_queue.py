@@ -113,3 +113,32 @@ def test_only_moved_up_finds_the_members_added_at_the_tail() -> None:
     assert only_moved_up(["a", "b", "c"], ["x", "b", "c"]) is None  # new ahead of b
     assert only_moved_up(["a", "b", "c"], ["c", "b"]) is None  # reordered
     assert only_moved_up([], ["a"]) == ["a"]
+
+
+def test_a_redis_without_scripting_gets_every_place_sent(server: RedisServer) -> None:
+    """A user whom an ACL denies Lua scripting (as some managed Redis do): the renumbering is
+    refused once, and the mirror writes every moved place instead, then and from then on."""
+    r = redis.Redis.from_url(server.url)
+    r.flushall()
+    r.acl_setuser("noscript", enabled=True, nopass=True, keys=["*"],
+                  commands=["+@all", "-@scripting"])
+    host = server.url.removeprefix("redis://")
+
+    def places() -> dict[str, float]:
+        return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
+
+    async def scenario() -> None:
+        mirror = RedisQueue(f"redis://noscript:x@{host}")
+        mirror.publish(decision(0, 300), {})
+        await mirror.sync()
+        for first, n in ((5, 320), (9, 330)):
+            mirror.publish(decision(first, n), {})
+            await mirror.sync()
+            assert places() == {f"a/vj{i:04d}-plan": float(i - first) for i in range(first, n)}
+        assert not mirror.renumber
+        await mirror.client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        r.acl_deluser("noscript")
