@@ -276,11 +276,12 @@ REACTION_PARTS = {"videojob_admission_reaction_seconds": "admission_operator_p50
                   "videojob_admission_pass_delay_seconds": "admission_pass_delay_p50_ms",
                   "videojob_admission_patch_seconds": "admission_patch_p50_ms"}
 
-# The operator's API calls in their parts (metrics.API_CALL): an admission's patch and a stage
-# Job's create go on the `handoff` threads, status writes on the `api` ones.
+# The operator's API calls in their parts (metrics.API_CALL): admissions' patches go on the
+# `admission` threads, stage Job creates on the `handoff` ones, status writes on the `api` ones.
 API_CALL = "videojob_api_call_seconds"
 CALL_PARTS = {(threads, part): f"api_{threads}_{part}_p50_ms"
-              for threads in ("handoff", "api") for part in ("thread", "request", "resume")}
+              for threads in ("admission", "handoff", "api")
+              for part in ("thread", "request", "resume")}
 
 
 def operator_work(op: Operator) -> dict[str, Any]:

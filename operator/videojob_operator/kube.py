@@ -41,6 +41,7 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 API_THREADS = 32
 EVENT_THREADS = 8
 HANDOFF_THREADS = 8
+ADMISSION_THREADS = 4
 WATCH_CONNECTIONS = 4  # the Jobs', the pods' and the ConfigMap's watch, and one to spare
 
 
@@ -129,13 +130,20 @@ class Api:
         # docs/benchmarks.md, "The burst, second part".)
         self.handoff_executor = ThreadPoolExecutor(max_workers=HANDOFF_THREADS,
                                                    thread_name_prefix="handoff")
+        # And admissions, of the hand-off's: a freed slot's next Job waited for a thread behind
+        # the stage Job creates of a burst (96 ms at the median with 3,000 VideoJobs,
+        # bench/scale.py), and there are never more admissions at once than slots freed.
+        self.admission_executor = ThreadPoolExecutor(max_workers=ADMISSION_THREADS,
+                                                     thread_name_prefix="admission")
         self.threads_of = {self.executor: "api", self.event_executor: "events",
-                           self.handoff_executor: "handoff"}  # metrics.API_CALL's label
+                           self.handoff_executor: "handoff",
+                           self.admission_executor: "admission"}  # metrics.API_CALL's label
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.event_executor.shutdown(wait=False, cancel_futures=True)
         self.handoff_executor.shutdown(wait=False, cancel_futures=True)
+        self.admission_executor.shutdown(wait=False, cancel_futures=True)
 
     async def call(self, fn: Callable[..., Any], *args: Any,
                    executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Any:
@@ -192,7 +200,7 @@ class Api:
 
     async def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj:
         result: Obj = await self.call(self.kube.patch_job, namespace, name, patch,
-                                      executor=self.handoff_executor)
+                                      executor=self.admission_executor)
         return result
 
     async def cluster_role_uid(self, name: str) -> str:
@@ -219,7 +227,7 @@ def api_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     cfg.connection_pool_maxsize = (API_THREADS + EVENT_THREADS + HANDOFF_THREADS
-                                   + WATCH_CONNECTIONS)
+                                   + ADMISSION_THREADS + WATCH_CONNECTIONS)
     return client.ApiClient(cfg)
 
 

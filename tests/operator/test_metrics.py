@@ -103,3 +103,19 @@ def test_an_api_call_is_timed_in_its_parts_on_its_own_threads() -> None:
     assert total("request") - before["request"][1] >= 0.03
     assert total("resume") - before["resume"][1] >= 0.04
     assert value("videojob_api_call_seconds_count", threads="api", part="request") == others
+
+
+def test_admissions_have_threads_of_their_own() -> None:
+    """An admission's patch never waits for a thread behind the stage Job creates of a burst."""
+    def count(threads: str) -> float:
+        return value("videojob_api_call_seconds_count", threads=threads, part="thread")
+
+    api = Api(client.ApiClient())
+    api.kube.patch_job = lambda ns, name, patch: {"patched": name}  # type: ignore[method-assign]
+    before = {threads: count(threads) for threads in ("admission", "handoff", "api")}
+    try:
+        assert asyncio.run(api.patch_job("ns", "j", {})) == {"patched": "j"}
+    finally:
+        api.shutdown()
+    assert {threads: count(threads) - n for threads, n in before.items()} == {
+        "admission": 1, "handoff": 0, "api": 0}
