@@ -222,6 +222,8 @@ class Admitter:
         names = [name for name in config.pools if only is None or name in only]
         began = time.monotonic()
         freed = {name: self.freed.pop(name) for name in names if name in self.freed}
+        for name in [name for name in self.freed if name not in config.pools]:
+            del self.freed[name]  # a pool removed since its slot freed
         if not self.freed:
             self.freed_wake.clear()
         self.snapshot += 1

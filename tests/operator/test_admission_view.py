@@ -526,3 +526,13 @@ def test_queue_places_are_computed_at_most_once_an_interval_and_never_left_stale
         assert admitter.positions == {("ns", "b"): 1, ("ns", "c"): 2}
 
     asyncio.run(scenario())
+
+
+def test_a_slot_freed_in_a_pool_since_removed_is_forgotten_by_the_next_pass() -> None:
+    # Else the loop would see a freed slot for ever, and pass again every 20 ms.
+    c = controller()
+    admitter = fresh(c)
+    admitter.freed["gone"].append(time.monotonic())
+    admitter.freed_wake.set()
+    asyncio.run(admitter.admit({"gone"}))
+    assert admitter.freed == {} and not admitter.freed_wake.is_set()
