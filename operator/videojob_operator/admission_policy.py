@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter
 
 from . import scaling
@@ -115,11 +117,25 @@ class PoolDecision:
     held_jobs: int  # suspended Jobs of suspended VideoJobs (kept, not queued)
     desired: int
     admits: list[Admit] = field(default_factory=list)
-    order: list[Workload] = field(default_factory=list)  # the queue, head first
     queued_by_priority: dict[int, int] = field(default_factory=dict)  # priority -> queued Jobs
+    waiting: int = 0  # Jobs that want pods: the queue's length
+    # The queue, head first (`order`), worked out on first use: a pass that finds no room in
+    # the pool admits nothing and needs none of it, and what reads all of it (queue places,
+    # the Redis mirror, the pool's status) reads it at most a few times a second. With 10,000
+    # queued, ordering them was most of a pass.
+    ordering: Callable[[], list[Workload]] = field(default=list, repr=False, compare=False)
+    _order: list[Workload] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def order(self) -> list[Workload]:
+        if self._order is None:
+            self._order = self.ordering()
+        return self._order
 
     def all_granted(self) -> bool:
         """Every Job in the queue got all it wanted: nobody is left waiting in the pool."""
+        if self.waiting > len(self.admits):
+            return False  # one at least got nothing (the queue is not ordered for this)
         granted = {(a.namespace, a.job): a.pods for a in self.admits}
         return all(w.wanted <= granted.get((w.namespace, w.job), 0) for w in self.order)
 
@@ -242,17 +258,19 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
     for ns, at in served_at(mine).items():
         if at > last_served.get(ns, ""):
             last_served[ns] = at
-    queue = order(tally.waiting, tally.admitted_per_namespace, last_served)
     decision = PoolDecision(
         pool=pool, limits=limits, load=load, queued_jobs=sum(tally.queued_by_priority.values()),
         held_jobs=tally.held_jobs,
         desired=scaling.desired(load, max_concurrency=limits.max_concurrency,
                                 min_concurrency=limits.min_concurrency,
                                 target_queue_length=limits.target_queue_length),
-        order=queue, queued_by_priority=dict(tally.queued_by_priority),
+        queued_by_priority=dict(tally.queued_by_priority), waiting=len(tally.waiting),
+        ordering=partial(order, tally.waiting, tally.admitted_per_namespace, last_served),
     )
     free = limits.max_concurrency - tally.occupied
-    for w in queue:
+    if budget <= 0 or free <= 0:
+        return decision  # no room: every Job's pods would be 0 (each costs a slot at least)
+    for w in decision.order:
         # A pod wider than the whole pool is admitted alone (when the pool is empty), so the
         # scheduler's verdict and timeouts.pendingSeconds tell the user, not an endless queue.
         cost = min(w.slots_per_pod, max(limits.max_concurrency, 1))

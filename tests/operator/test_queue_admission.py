@@ -291,3 +291,17 @@ def test_passes_take_at_most_a_third_of_the_loop_or_half_after_a_freed_slot() ->
     for cost in (0.05, 0.2):  # long passes: 10,000 queued
         assert cost / pass_gap(False, cost) <= 1 / 3 + 1e-9
         assert cost / pass_gap(True, cost) <= 1 / 2 + 1e-9
+
+
+def test_a_pool_with_no_room_is_decided_without_ordering_its_queue() -> None:
+    """A pass that finds every slot taken admits nothing: the queue is ordered only when
+    something reads it (queue places, the mirror, the pool status), and the same as ever."""
+    queue = [work(f"q{i}", "ab"[i % 2], created=f"2026-01-01T00:00:{59 - i:02d}Z")
+             for i in range(40)]
+    full = decide("gpu", PoolLimits(1), [running("busy"), *queue])
+    assert full.admits == [] and full._order is None
+    assert not full.all_granted() and full._order is None  # someone waits: known by count
+    room = decide("gpu", PoolLimits(2), [running("busy"), *queue])
+    assert room._order is not None and len(room.admits) == 1
+    assert full.order == room.order and len(full.order) == 40
+    assert full.positions() == {("b", "q39"): 1, **{k: v + 1 for k, v in room.positions().items()}}
