@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from videojob_operator.admission_policy import PoolDecision, PoolLimits, Workload, decide
-from videojob_operator.redis_queue import RedisQueue, only_moved_up, queue_key
+from videojob_operator.redis_queue import RedisQueue, only_moved_up, queue_key, sync_gap
 from videojob_testkit.processes import RedisServer, free_port
 
 
@@ -142,3 +142,8 @@ def test_a_redis_without_scripting_gets_every_place_sent(server: RedisServer) ->
         asyncio.run(scenario())
     finally:
         r.acl_deluser("noscript")
+
+
+def test_long_syncs_come_further_apart() -> None:
+    assert sync_gap(0.001) == 0.2
+    assert sync_gap(0.1) == pytest.approx(0.9)
