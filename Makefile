@@ -67,6 +67,7 @@ bench: setup ## benchmarks; results in bench/results/, merged by bench/summary.p
 	$(BIN)/python -m bench.media
 	$(BIN)/python -m bench.stage_resources
 	$(BIN)/python -m bench.admission
+	$(BIN)/python -m bench.admission_pass
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.handoff
 	$(BIN)/python -m bench.writes
