@@ -41,7 +41,7 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 API_THREADS = 32
 EVENT_THREADS = 8
 HANDOFF_THREADS = 8
-ADMISSION_THREADS = 4
+ADMISSION_THREADS = 16
 WATCH_CONNECTIONS = 4  # the Jobs', the pods' and the ConfigMap's watch, and one to spare
 
 
@@ -131,8 +131,9 @@ class Api:
         self.handoff_executor = ThreadPoolExecutor(max_workers=HANDOFF_THREADS,
                                                    thread_name_prefix="handoff")
         # And admissions, of the hand-off's: a freed slot's next Job waited for a thread behind
-        # the stage Job creates of a burst (96 ms at the median with 3,000 VideoJobs,
-        # bench/scale.py), and there are never more admissions at once than slots freed.
+        # the stage Job creates of a burst (96 to 360 ms at the median with 3,000 VideoJobs,
+        # bench/scale.py). Slots free in bunches (a stage's pods end together): with 4
+        # threads, admissions waited 420 ms for one of them.
         self.admission_executor = ThreadPoolExecutor(max_workers=ADMISSION_THREADS,
                                                      thread_name_prefix="admission")
         self.threads_of = {self.executor: "api", self.event_executor: "events",
