@@ -253,7 +253,7 @@ ADMISSION_PATCH = Histogram(
 # `thread` (submitted -> a thread of its pool takes it), `request` (the thread's HTTP request:
 # the API server's answer, and this process's GIL), `resume` (the answer back -> the event loop
 # resumes the coroutine that waits for it: the loop's lag). `threads`: api, events, handoff
-# (stage Job creates and admissions).
+# (stage Job creates) or admission (admissions' patches): kube.Api's thread pools.
 API_CALL = Histogram(
     "videojob_api_call_seconds", "An API request of the operator, by its thread pool and part: "
     "waiting for a thread, the request, and the event loop taking its answer.",
