@@ -10,12 +10,16 @@ The VideoJobs are created suspended with no operator running, so nothing else wr
 status written is that of a VideoJob that ran to the end (3 KB), taken from a first run of one
 with the operator. `videojob_*_no_cel` repeats the VideoJob writes with the CRD's CEL rules
 removed; `thing_*` uses a CRD with no schema at all (preserve-unknown-fields), for comparison.
+`job_admission_patch_strategic` and `_merge` are an admission's patch of a stage Job (the
+planner's manifest; an annotation and the parallelism, the Job kept suspended so that no pod
+starts) as a strategic merge patch and as a JSON merge patch, in turns.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import sys
 import time
@@ -110,6 +114,48 @@ def videojob_writes(bed: Testbed, status: dict[str, Any], count: int,
     return out
 
 
+def job_writes(bed: Testbed, count: int) -> dict[str, dict[str, float]]:
+    from videojob_operator import planner, views
+    from videojob_operator.config import OperatorConfig
+    from videojob_operator.kube import MERGE_PATCH, STRATEGIC_MERGE_PATCH, Kube
+
+    kube = Kube(bed.cluster.api)
+    ns = bed.namespace("jobs")
+    vj = {"metadata": {"name": "sample", "namespace": ns, "uid": "u", "generation": 1,
+                       "creationTimestamp": "2026-01-01T00:00:00Z"},
+          "spec": {**NO_WORK, "prompt": "a benchmark"}, "status": {}}
+    manifest = json.loads(json.dumps(planner.plan(
+        views.Observation(vj, [], [], [], dt.datetime.now(dt.UTC)),
+        OperatorConfig()).create_jobs[0]))
+    manifest["metadata"].pop("ownerReferences", None)
+    names = [f"job{i:03d}" for i in range(OBJECTS)]
+
+    def create(i: int) -> None:
+        job = copy.deepcopy(manifest)
+        job["metadata"]["name"] = names[i]
+        job["spec"]["suspend"] = True
+        kube.create_job(ns, job)
+
+    parallel(create, list(range(OBJECTS)))
+
+    def patch(content_type: str) -> Callable[[int], Any]:
+        return lambda i: kube.request(
+            "PATCH", f"/apis/batch/v1/namespaces/{ns}/jobs/{names[i % OBJECTS]}",
+            {"metadata": {"annotations": {"videojob.dev/admitted-at": str(i)}},
+             "spec": {"parallelism": 1 + i % 4}}, content_type=content_type)
+
+    kinds = {"job_admission_patch_strategic": STRATEGIC_MERGE_PATCH,
+             "job_admission_patch_merge": MERGE_PATCH}
+    totals = {name: dict.fromkeys(PARTS, 0.0) for name in kinds}
+    rounds = 4
+    for _ in range(rounds):  # in turns, so drift hits both
+        for name, content_type in kinds.items():
+            for part, ms in cost(bed, patch(content_type), count // rounds).items():
+                totals[name][part] += ms / rounds
+    return {name: {part: round(ms, 2) for part, ms in parts.items()}
+            for name, parts in totals.items()}
+
+
 def without_cel(crd: dict[str, Any]) -> dict[str, Any]:
     def strip(node: Any) -> None:
         if isinstance(node, dict):
@@ -174,8 +220,14 @@ def schemaless_writes(bed: Testbed, status: dict[str, Any],
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--only", choices=["jobs"], help="only the stage Job patches")
     args = parser.parse_args()
     with testbed("writes", pods=50, gpus=10) as bed:
+        if args.only == "jobs":
+            results = {"machine": describe(), "requests": args.requests, "threads": 8,
+                       "cpu_ms_per_request": job_writes(bed, args.requests)}
+            save("writes_jobs", results)
+            return 0
         status = finished_status(bed)
         time.sleep(1)  # the sample run's last writes and Events settle
         figures = videojob_writes(bed, status, args.requests, "")
@@ -189,6 +241,7 @@ def main() -> int:
             bed.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
                                 str(crd_path))
         figures.update(schemaless_writes(bed, status, args.requests))
+        figures.update(job_writes(bed, args.requests))
     results = {"machine": describe(), "requests": args.requests, "threads": 8,
                "status_bytes": len(json.dumps(status)), "cpu_ms_per_request": figures}
     save("writes", results)
