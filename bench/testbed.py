@@ -169,7 +169,18 @@ def operator_histograms(port: int, names: tuple[str, ...],
                         labels: dict[str, str] | None = None) -> dict[str, dict[float, float]]:
     """The cumulative bucket counts {upper bound: count} of the operator's histograms `names`,
     from its own /metrics; of a labelled histogram, the series with `labels`."""
-    text = urllib3.request("GET", f"http://127.0.0.1:{port}/metrics", timeout=10).data.decode()
+    return histograms(metrics_text(port), names, labels)
+
+
+def metrics_text(port: int) -> str:
+    """The operator's /metrics, as text (read once for several `histograms`)."""
+    return str(urllib3.request("GET", f"http://127.0.0.1:{port}/metrics",
+                               timeout=10).data.decode())
+
+
+def histograms(text: str, names: tuple[str, ...],
+               labels: dict[str, str] | None = None) -> dict[str, dict[float, float]]:
+    """`operator_histograms` of a /metrics text already read."""
     out: dict[str, dict[float, float]] = {name: {} for name in names}
     pattern = re.compile(r'^(\w+)_bucket\{([^}]*)\} (\S+)$')
     wanted = labels or {}
