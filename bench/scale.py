@@ -377,7 +377,9 @@ def reconciled(bed: Testbed, op: Operator, n: int, killed: float) -> float:
     at = time.monotonic()
     last = {k: v for k, v in bed.requests().items() if k in RESTART_WRITES}
     quiet_since = time.monotonic()
+    give_up = quiet_since + 600  # writes that never stop are a failure, not a figure
     while time.monotonic() - quiet_since < 3:
+        assert time.monotonic() < give_up, f"the operator's writes never held still: {last}"
         time.sleep(0.5)
         now = {k: v for k, v in bed.requests().items() if k in RESTART_WRITES}
         if now != last:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import heapq
 import logging
 import time
 from collections import Counter, defaultdict
@@ -667,11 +668,13 @@ def position_writes(worth: list[tuple[Key, int | None, int]], budget: int
     (status.position_error: a VideoJob with no place shown yet before any), nearest the head
     on a tie."""
     now = [key for key, _, place in worth if place <= EXACT_PLACES]
-    rest = sorted(((key, written, place) for key, written, place in worth
-                   if place > EXACT_PLACES),
-                  key=lambda w: (-position_error(w[1], w[2]), w[2], w[0]))
-    take = max(budget, 0)
-    return now + [key for key, _, _ in rest[:take]], [key for key, _, _ in rest[take:]]
+    rest = [w for w in worth if w[2] > EXACT_PLACES]
+    # After a burst, thousands have no place shown yet and the budget takes a handful: the
+    # handful is picked without ordering the rest.
+    first = heapq.nsmallest(max(budget, 0), rest,
+                            key=lambda w: (-position_error(w[1], w[2]), w[2], w[0]))
+    taken = {key for key, _, _ in first}
+    return now + [key for key, _, _ in first], [key for key, _, _ in rest if key not in taken]
 
 
 def _queue_metrics(name: str, d: PoolDecision) -> None:
