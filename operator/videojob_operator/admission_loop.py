@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import heapq
 import logging
 import time
 from collections import Counter, defaultdict
@@ -45,7 +44,7 @@ from .api import API_VERSION, POOL_KIND, PoolStatus
 from .config import LiveConfig, OperatorConfig
 from .jobs import ANNOTATION_ADMITTED_AT, ANNOTATION_QUEUED_AT, LABEL_STAGE
 from .logs import ctx
-from .status import EXACT_PLACES, position_error, position_worth_writing, ts_micro
+from .status import position_worth_writing, ts_micro
 from .store import Change, Key, Store
 from .views import JOB_NAME_LABEL
 
@@ -69,14 +68,6 @@ FREED_PASS_GAP = 0.02
 # Seconds between two computations of every queued VideoJob's place (for `status.queuePosition`):
 # with 10,000 queued, that is a fifth of a pass, and a place shown a second late misleads no one.
 POSITION_INTERVAL = 1.0
-# Status writes a second for queue places beyond the first `EXACT_PLACES`, and the most saved up
-# (a token bucket). Each is a VideoJob status patch, about 12 ms of the API server's CPU
-# (bench/writes.py), and with the quarter rule alone one admission with 10,000 queued cost 22 of
-# them: a quarter of a second of API-server CPU, slowing every admission after it
-# (bench/scale.py, `reconciles_per_admission`). The most wrong places go first
-# (`position_writes`); the first places, which change with every admission, are outside it.
-POSITION_WRITES_PER_SECOND = 5.0
-POSITION_WRITES_SAVED = 10.0
 
 
 class AdmissionWriter(Protocol):
@@ -112,10 +103,6 @@ class Admitter:
         self.freed_cost = 0.0
         self.positions_at = -POSITION_INTERVAL  # monotonic: when `positions` was last computed
         self.positions: dict[Key, int] = {}
-        # Places worth writing that the budget left for later, and the budget itself.
-        self.positions_owed: set[Key] = set()
-        self.position_tokens = POSITION_WRITES_SAVED
-        self.position_tokens_at = time.monotonic()
         self.decisions: dict[str, PoolDecision] = {}
         self.admitted_total: Counter[str] = Counter()
         self.last_decision: dict[str, tuple[str, str]] = {}
@@ -225,9 +212,8 @@ class Admitter:
             self.trigger()
 
     def positions_due(self) -> bool:
-        """A pass over every pool left the queue's places uncomputed (`POSITION_INTERVAL`), or
-        the write budget left places owed."""
-        return self.positions_at < self.last_pass or bool(self.positions_owed)
+        """A pass over every pool left the queue's places uncomputed (`POSITION_INTERVAL`)."""
+        return self.positions_at < self.last_pass
 
     async def admit(self, only: set[str] | None = None) -> None:
         """One pass: every pool, or the pools `only` (those where slots freed)."""
@@ -522,19 +508,7 @@ class Admitter:
             for key, place in d.positions().items():
                 positions[key] = min(place, positions.get(key, place))
         old, self.positions = self.positions, positions
-        worth = set(moved_enough(old, positions, self._written_position))
-        worth.update(key for key in self.positions_owed if key in positions
-                     and position_worth_writing(self._written_position(key), positions[key]))
-        now = time.monotonic()
-        self.position_tokens = min(POSITION_WRITES_SAVED, self.position_tokens + (
-            now - self.position_tokens_at) * POSITION_WRITES_PER_SECOND)
-        self.position_tokens_at = now
-        chosen, owed = position_writes(
-            [(key, self._written_position(key), positions[key]) for key in worth],
-            int(self.position_tokens))
-        self.position_tokens -= sum(positions[key] > EXACT_PLACES for key in chosen)
-        self.positions_owed = set(owed)
-        for key in chosen:
+        for key in moved_enough(old, positions, self._written_position):
             self.requeue(key)
 
     def _written_position(self, key: Key) -> int | None:
@@ -658,23 +632,6 @@ def moved_enough(old: dict[Key, int], new: dict[Key, int],
     reconciles it."""
     return [key for key, place in new.items()
             if old.get(key) != place and position_worth_writing(written(key), place)]
-
-
-def position_writes(worth: list[tuple[Key, int | None, int]], budget: int
-                    ) -> tuple[list[Key], list[Key]]:
-    """Of the VideoJobs whose place is worth writing (key, the place its status shows, the
-    place now), those to reconcile now, and those left for a later pass. The first
-    `EXACT_PLACES` places all go now; of the rest, `budget` at most, the most wrong first
-    (status.position_error: a VideoJob with no place shown yet before any), nearest the head
-    on a tie."""
-    now = [key for key, _, place in worth if place <= EXACT_PLACES]
-    rest = [w for w in worth if w[2] > EXACT_PLACES]
-    # After a burst, thousands have no place shown yet and the budget takes a handful: the
-    # handful is picked without ordering the rest.
-    first = heapq.nsmallest(max(budget, 0), rest,
-                            key=lambda w: (-position_error(w[1], w[2]), w[2], w[0]))
-    taken = {key for key, _, _ in first}
-    return now + [key for key, _, _ in first], [key for key, _, _ in rest if key not in taken]
 
 
 def _queue_metrics(name: str, d: PoolDecision) -> None:

@@ -75,26 +75,13 @@ def parse_ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-# Queue places shown exactly: `status.queuePosition` 1 ("next") to 3 follows every move.
-EXACT_PLACES = 3
-
-
 def position_worth_writing(old: int | None, new: int | None) -> bool:
-    """A queue position is exact for the first `EXACT_PLACES` places; further back it is
-    refreshed when it moved by a quarter, so a long queue does not cost a status write per
-    VideoJob per admission. (How many such refreshes are written a second is admission's budget:
-    admission_loop.position_writes.)"""
-    if old is None or new is None or new <= EXACT_PLACES:
+    """A queue position is exact for the first ten places; further back it is refreshed when it
+    moved by a quarter, so a long queue does not cost a status write per VideoJob per admission.
+    """
+    if old is None or new is None or new <= 10:
         return old != new
     return abs(new - old) * 4 >= old
-
-
-def position_error(written: int | None, place: int) -> float:
-    """How far the place a status shows is from the real one, as a ratio (≥ 1; no place shown
-    yet: infinite). A place 40 shown as 80 is as wrong as 4,000 shown as 8,000."""
-    if written is None or written <= 0:
-        return float("inf")
-    return max(written, place) / max(min(written, place), 1)
 
 
 def set_condition(conditions: list[Condition], type_: str, status: bool, reason: str,

@@ -528,51 +528,6 @@ def test_queue_places_are_computed_at_most_once_an_interval_and_never_left_stale
     asyncio.run(scenario())
 
 
-def test_places_beyond_the_first_are_written_within_a_budget_and_none_is_forgotten(
-        monkeypatch: Any) -> None:
-    """Beyond the first EXACT_PLACES, places are written at POSITION_WRITES_PER_SECOND at most
-    (each is a status patch): those the budget leaves are owed, and the loop comes back for them
-    with no event to start it, until every place shown is right; then nothing more is written."""
-    monkeypatch.setattr(admission_loop, "POSITION_INTERVAL", 0.05)
-    monkeypatch.setattr(admission_loop, "POSITION_WRITES_SAVED", 3.0)
-    monkeypatch.setattr(admission_loop, "POSITION_WRITES_PER_SECOND", 20.0)
-    monkeypatch.setattr(admission_loop, "POOL_STATUS_INTERVAL", 60)
-    c = controller()
-    pools = dict(c.config.current.pools)
-    pools["cpu"] = pools["cpu"].model_copy(update={"max_concurrency": 0})
-    c.config.replace_pools(pools)
-    queued_plans(c, "abcdefghi")
-    written: list[tuple[str, str]] = []
-
-    def reconcile(key: tuple[str, str]) -> None:  # writes the place, as the planner would
-        written.append(key)
-        c.store.videojobs[key]["status"] = {"phase": "Queued",
-                                            "queuePosition": admitter.positions[key]}
-
-    admitter = Admitter(c.store, c.config, SlowWriter(), requeue=reconcile)
-
-    async def scenario() -> None:
-        admitter.last_pass = time.monotonic()
-        await admitter.admit()
-        # The first three places, and three more (the budget saved up), nearest the head.
-        assert sorted(written) == [("ns", name) for name in "abcdef"]
-        assert admitter.positions_owed == {("ns", name) for name in "ghi"}
-        assert admitter.positions_due()
-        admitter.wake.clear()
-        loop = asyncio.create_task(admitter.run(asyncio.Event()))
-        try:
-            await until(lambda: len(written) == 9, 5, "the owed places written")
-        finally:
-            await stopped(loop)
-        assert sorted(written) == [("ns", name) for name in "abcdefghi"]
-        assert not admitter.positions_owed and not admitter.positions_due()
-        admitter.positions_at = -1.0  # places worked out again: every one shown is right
-        await admitter.admit()
-        assert len(written) == 9 and not admitter.positions_owed
-
-    asyncio.run(scenario())
-
-
 def test_a_slot_freed_in_a_pool_since_removed_is_forgotten_by_the_next_pass() -> None:
     # Else the loop would see a freed slot for ever, and pass again every 20 ms.
     c = controller()
