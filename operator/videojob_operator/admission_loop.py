@@ -81,6 +81,15 @@ class AdmissionWriter(Protocol):
     async def write_pool_status(self, name: str, patch: Obj, body: Obj) -> None: ...
 
 
+async def _woken(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` seconds pass. Not `asyncio.wait_for`: on Python 3.11 it
+    returns the event's result, and the task's cancellation is lost, when both come in the same
+    turn of the loop (gh-86296), and the loop that was being stopped would go on."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 class Admitter:
     def __init__(self, store: Store, config: LiveConfig, writer: AdmissionWriter, *,
                  requeue: Callable[[Key], None],
@@ -182,8 +191,7 @@ class Admitter:
             if self.positions_due():
                 interval = min(interval, max(self.positions_at + POSITION_INTERVAL
                                              - time.monotonic(), 0.0))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=interval)
+            await _woken(self.wake, interval)
             now = time.monotonic()
             full_at = self.last_pass + pass_gap(False, self.last_cost)
             if self.freed and now < full_at:  # once the full pass is due, it takes them
@@ -195,8 +203,7 @@ class Admitter:
                 continue
             wait = full_at - now
             if wait > 0:
-                with contextlib.suppress(TimeoutError):  # a slot freed meanwhile goes first
-                    await asyncio.wait_for(self.freed_wake.wait(), timeout=wait)
+                await _woken(self.freed_wake, wait)  # a slot freed meanwhile goes first
                 if self.freed:
                     continue
             self.wake.clear()

@@ -14,6 +14,7 @@ import datetime as dt
 import time
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from videojob_common.pipeline import Obj
@@ -536,3 +537,33 @@ def test_a_slot_freed_in_a_pool_since_removed_is_forgotten_by_the_next_pass() ->
     admitter.freed_wake.set()
     asyncio.run(admitter.admit({"gone"}))
     assert admitter.freed == {} and not admitter.freed_wake.is_set()
+
+
+@pytest.mark.parametrize("event", ["wake", "freed_wake"])
+def test_the_loop_stops_when_cancelled_as_it_is_woken(event: str) -> None:
+    """Its waits for a wake-up end at a cancellation that comes in the same turn of the loop as
+    the wake-up (asyncio.wait_for on Python 3.11 would return, the cancellation lost, and the
+    loop go on)."""
+    admitter = controller().admitter
+    passes: list[set[str] | None] = []
+
+    async def admit(only: set[str] | None) -> None:
+        passes.append(only)
+
+    admitter.admit = admit  # type: ignore[method-assign]
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        if event == "freed_wake":  # woken, then waiting for the next full pass (30 s off)
+            admitter.last_pass, admitter.last_cost = time.monotonic(), 10.0
+            admitter.wake.set()
+        admitter.positions_at = admitter.last_pass  # no places owed: a wait of 30 s
+        task = asyncio.create_task(admitter.run(stop))
+        for _ in range(5):
+            await asyncio.sleep(0)  # into its wait
+        getattr(admitter, event).set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 2.0)
+
+    asyncio.run(run())
