@@ -121,6 +121,7 @@ class Admitter:
         self.pool_due: set[str] = set()  # pools with a pass to come for their status
         self.publish: list[Any] = []  # callbacks(decisions, held) after each pass
         self.pool_owner: list[Obj] | None = None
+        self.pool_owner_lock = asyncio.Lock()
         # Admission at creation (offers, creating). Each pass takes a snapshot of the caches;
         # `decided` holds every pool's newest decision with the snapshot it came from, as soon
         # as it is made (its patches may still be under way). Admissions at creation made since
@@ -547,23 +548,26 @@ class Admitter:
                     f"{d.load.pending}, max {d.limits.max_concurrency})",
                     ts_micro(self.clock()))
 
-    async def _pool_owner(self) -> list[Obj]:
-        """The ownerReferences of pool objects (read once; [] when not configured or unreadable)."""
-        name = self.config.current.pool_owner_clusterrole
-        if self.pool_owner is None:
-            self.pool_owner = []
-            if name:
-                try:
-                    uid = await self.writer.cluster_role_uid(name)
-                    self.pool_owner = [{"apiVersion": "rbac.authorization.k8s.io/v1",
-                                        "kind": "ClusterRole", "name": name, "uid": uid}]
-                except ApiException as e:
-                    log.warning("pool owner ClusterRole %s not read: %s %s", name, e.status,
-                                e.reason)
-        return self.pool_owner
+    async def owner_references(self) -> list[Obj]:
+        """The ownerReferences of the operator's objects outside a VideoJob (the pools, the
+        namespaces' progress-token Secrets): the chart's ClusterRole (read once; [] when not
+        configured or unreadable)."""
+        async with self.pool_owner_lock:  # callers at once wait for the one read
+            if self.pool_owner is None:
+                self.pool_owner = []
+                name = self.config.current.pool_owner_clusterrole
+                if name:
+                    try:
+                        uid = await self.writer.cluster_role_uid(name)
+                        self.pool_owner = [{"apiVersion": "rbac.authorization.k8s.io/v1",
+                                            "kind": "ClusterRole", "name": name, "uid": uid}]
+                    except ApiException as e:
+                        log.warning("owner ClusterRole %s not read: %s %s", name, e.status,
+                                    e.reason)
+            return self.pool_owner
 
     async def _write_pools(self, decisions: dict[str, PoolDecision]) -> None:
-        owners = await self._pool_owner()
+        owners = await self.owner_references()
         now = time.monotonic()
         for name, d in decisions.items():
             written, at = self.pool_written.get(name, ({}, 0.0))

@@ -37,7 +37,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from videojob_common.pipeline import STAGES, TERMINAL, Obj
-from videojob_common.progress_auth import token_for
+from videojob_common.progress_auth import namespace_token, secret_name, tokens_for_report
 
 from . import child_watches, metrics, planner
 from .actions import Plan
@@ -67,6 +67,9 @@ PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress-only status writes of 
 # The longest a change of only the figures that move as pods end (status.SETTLING_KEYS) waits
 # for the stage's end to write it.
 SETTLE_SECONDS = 5.0
+# A namespace's progress-token Secret is created again (answered 409 where it is) when a stage
+# Job is created there this long after the last time: one a tenant deleted comes back.
+TOKEN_SECRET_SECONDS = 300.0
 
 
 class Controller:
@@ -74,10 +77,12 @@ class Controller:
                  workers: int = 16, clock: Callable[[], dt.datetime] | None = None,
                  progress_key: bytes | None = None) -> None:
         self.config = config
-        # Progress tokens are derived from it (videojob_common.progress_auth); the VideoJobs
-        # whose token Secret this process has written (or found there).
+        # Progress tokens are derived from it (videojob_common.progress_auth); the namespaces
+        # whose token Secret this process has written (or found there): namespace -> (its uid
+        # then, when).
         self.progress_key = progress_key or secrets.token_bytes(32)
-        self.tokens_written: dict[Key, str] = {}
+        self.progress_secret = secret_name(self.progress_key)
+        self.token_secrets: dict[str, tuple[str, float]] = {}
         self.api = Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.store = Store(self.api)
@@ -138,7 +143,6 @@ class Controller:
         if change.deleted:
             self.last_status_write.pop(key, None)
             self.settling_since.pop(key, None)
-            self.tokens_written.pop(key, None)
             self.refusals.pop(key, None)
             self.errors.pop(key, None)
             self.cache.forget(key)
@@ -172,7 +176,8 @@ class Controller:
                            offers=self.admitter.offers(), refused=self.refusals.get(key),
                            deliveries=self.deliveries.unrecorded(key),
                            pod_objects=tuple(self.store.pod_objects(key, uid)),
-                           archive_key=self.archive_key, cache=self.cache.answer(key, uid))
+                           archive_key=self.archive_key, cache=self.cache.answer(key, uid),
+                           progress_secret=self.progress_secret)
 
     async def reconcile(self, key: Key) -> None:
         obs = self.observe(key)
@@ -257,7 +262,7 @@ class Controller:
             if version is None:
                 return None
             if plan.create_jobs:
-                await self._write_token(key, vj)
+                await self._write_token(key[0])
             await self._create_jobs(key, plan)
         finally:
             for manifest in plan.create_jobs:
@@ -283,19 +288,30 @@ class Controller:
             version = updated["metadata"]["resourceVersion"]
         return version
 
-    async def _write_token(self, key: Key, vj: Obj) -> None:
-        """The Secret with the VideoJob's progress token, before its stage Jobs (once per VideoJob
-        in this process's life; after a restart, once more, answered 409)."""
-        uid = vj["metadata"]["uid"]
-        if not self.config.current.redis_url or self.tokens_written.get(key) == uid:
+    def progress_tokens(self, report: Obj) -> list[str]:
+        """The tokens a worker's report may be signed with (progress_feed.py)."""
+        return tokens_for_report(self.progress_key, self.store.namespace_uids, report)
+
+    async def _write_token(self, namespace: str) -> None:
+        """The namespace's progress-token Secret, before stage Jobs there: once per namespace
+        (by uid) in this process's life, and again after TOKEN_SECRET_SECONDS; 409 where it is
+        (written before a restart). A namespace not yet on the watch gets none for now: its
+        stage pods run, their reports are dropped, and the next stage's create tries again."""
+        if not self.config.current.redis_url:
             return
-        manifest = token_secret(key[0], key[1], uid, token_for(self.progress_key, uid))
+        uid = self.store.namespace_uids.get(namespace)
+        now = time.monotonic()
+        if uid is None or not token_secret_due(self.token_secrets.get(namespace), uid, now):
+            return
+        manifest = token_secret(namespace, self.progress_secret,
+                                namespace_token(self.progress_key, namespace, uid),
+                                await self.admitter.owner_references())
         try:
-            await self.api.call(self.api.kube.create_secret, key[0], manifest)
+            await self.api.call(self.api.kube.create_secret, namespace, manifest)
         except ApiException as e:
             if e.status != 409:  # 409: written before (by this operator before a restart)
-                raise RefusedWrite("creating the progress token's Secret", e) from e
-        self.tokens_written[key] = uid
+                raise RefusedWrite("creating the namespace's progress-token Secret", e) from e
+        self.token_secrets[namespace] = (uid, now)
 
     async def _create_jobs(self, key: Key, plan: Plan) -> None:
         ns, name = key
@@ -418,6 +434,13 @@ class Controller:
             raise RefusedWrite("patching the VideoJob", e) from e
         self.store.remember(key, updated)
         return updated
+
+
+def token_secret_due(written: tuple[str, float] | None, uid: str, now: float) -> bool:
+    """Whether a namespace's progress-token Secret is to be created (again): never written by
+    this process, written for another namespace of that name (deleted and made again), or
+    TOKEN_SECRET_SECONDS ago."""
+    return written is None or written[0] != uid or now - written[1] >= TOKEN_SECRET_SECONDS
 
 
 class RefusedWrite(Exception):

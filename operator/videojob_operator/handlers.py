@@ -1,10 +1,10 @@
 """kopf handlers: thin adapters that feed the store and start the operator's parts.
 
-kopf watches the VideoJobs and the nodes and calls these for every event (including the initial
-listing after a start, which is how a restarted operator resumes); the stage Jobs and pods have
-watches of the operator's own (child_watches.py). The configuration comes in kopf's memo, built
-once by __main__. All decisions are the planner's; these
-handlers only route events. No kopf `on.delete` handler, daemon or timer is registered, so kopf
+kopf watches the VideoJobs, the nodes and the namespaces and calls these for every event
+(including the initial listing after a start, which is how a restarted operator resumes); the
+stage Jobs and pods have watches of the operator's own (child_watches.py). The configuration
+comes in kopf's memo, built once by __main__. All decisions are the planner's; these handlers
+only route events. No kopf `on.delete` handler, daemon or timer is registered, so kopf
 adds no finalizer of its own (see nolar/kopf#1305 and #882 for what those get wrong on
 deletion): the VideoJob's `videojob.dev/cancel` finalizer is the controller's, added and removed
 by the planner's decisions.
@@ -97,9 +97,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
              asyncio.create_task(controller.store.resync(cfg.namespaces, stop,
                                                          cfg.resync_seconds), name="resync")]
     if cfg.redis_url:
+        await controller.store.list_namespaces()  # whose token signs which report
         tasks.append(asyncio.create_task(
-            progress_feed.follow(cfg.redis_url, progress_key, controller.store.observe_progress,
-                                  stop)))
+            progress_feed.follow(cfg.redis_url, controller.progress_tokens,
+                                 controller.store.observe_progress, stop)))
         mirror = RedisQueue(cfg.redis_url)
         controller.admitter.publish.append(mirror.publish)
         tasks.append(asyncio.create_task(mirror.run(stop), name="redis-queue"))
@@ -133,3 +134,9 @@ async def videojob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> Non
 async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # GPU capacity of `maxConcurrency: auto` pools follows the nodes.
     memo["controller"].admitter.observe_node(event["type"], dict(event["object"]))
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    # A namespace's uid names its progress token (videojob_common.progress_auth).
+    memo["controller"].store.observe_namespace(event["type"], dict(event["object"]))

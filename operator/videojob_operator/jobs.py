@@ -64,29 +64,16 @@ def job_name(videojob: str, uid: str, stage: str) -> str:
     return (base or "videojob") + suffix
 
 
-def token_secret_name(videojob: str, uid: str) -> str:
-    """The Secret holding a VideoJob's progress token: named as its Jobs are."""
-    return job_name(videojob, uid, "progress")
-
-
-def token_secret(namespace: str, videojob: str, uid: str, token: str) -> Obj:
-    """The Secret a VideoJob's stage pods read their progress token from, owned by the
-    VideoJob (garbage-collected with it). Immutable: the token of a uid never changes."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": token_secret_name(videojob, uid),
-            "namespace": namespace,
-            "labels": {LABEL_NAME: name_label(videojob), LABEL_UID: uid},
-            "annotations": {ANNOTATION_NAME: videojob},
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": videojob,
-                                 "uid": uid, "controller": True}],
-        },
-        "type": "Opaque",
-        "immutable": True,
-        "stringData": {TOKEN_KEY: token},
-    }
+def token_secret(namespace: str, name: str, token: str, owners: list[Obj]) -> Obj:
+    """The Secret `name` a namespace's stage pods read their progress token from (one in each
+    namespace, videojob_common.progress_auth). Immutable: the token of a namespace never
+    changes. `owners`: the chart's ClusterRole, so that an uninstall takes it away."""
+    meta: Obj = {"name": name, "namespace": namespace,
+                 "labels": {"app.kubernetes.io/managed-by": "videojob-operator"}}
+    if owners:
+        meta["ownerReferences"] = owners
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+            "immutable": True, "stringData": {TOKEN_KEY: token}}
 
 
 def name_label(videojob: str) -> str:
@@ -161,9 +148,11 @@ def stage_job(
     scratch_size_limit: str | None = None,
     scenes: tuple[int, ...] | None = None,
     cache: Instruction | None = None,
+    progress_secret: str = "",
 ) -> Obj:
     """A stage's Job. `scenes`: only these scenes (the others came from the cache): one pod
-    each for segments, index k rendering scenes[k]; `cache`: the entries its pods write."""
+    each for segments, index k rendering scenes[k]; `cache`: the entries its pods write;
+    `progress_secret`: the namespace's progress-token Secret (none: reports go unsigned)."""
     name = job_name(videojob, uid, stage)
     lbl = labels(videojob, uid, stage, pool)
     count = len(scenes) if scenes and stage in PER_SCENE else completions(stage, eff)
@@ -182,12 +171,12 @@ def stage_job(
         {"name": "VIDEOJOB_FAILURE_COUNT", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}},
     ]
-    if redis_url:
-        # The VideoJob's token, to sign its progress (videojob_common.progress_auth), from the
-        # Secret the operator writes before the first stage: a reference, never the value.
-        # Optional: a pod whose Secret is gone still runs; only its progress is dropped.
+    if redis_url and progress_secret:
+        # The namespace's token, to sign its progress (videojob_common.progress_auth), from the
+        # Secret the operator writes before the first stage there: a reference, never the
+        # value. Optional: a pod whose Secret is gone still runs; only its progress is dropped.
         env.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
-            "name": token_secret_name(videojob, uid), "key": TOKEN_KEY, "optional": True}}})
+            "name": progress_secret, "key": TOKEN_KEY, "optional": True}}})
     if cache is not None:
         env.append({"name": CACHE_ENV, "value": cache.to_json()})
     if scenes:

@@ -3,7 +3,7 @@
 
 Subscribes to the `videojob:progress` channel and, on every (re)connect, reads the latest-value
 keys, so an operator that restarts mid-stage picks up where the workers are. Only reports
-signed with their VideoJob's token count (videojob_common.progress_auth); the rest are dropped.
+signed with their namespace's token count (videojob_common.progress_auth); the rest are dropped.
 Redis being down only means no fine-grained progress: stage-level progress still comes from the
 Jobs, and this loop keeps trying to reconnect with back-off.
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -29,13 +30,14 @@ CHANNEL = "videojob:progress"
 KEY_PATTERN = "videojob:progress:*"
 log = logging.getLogger("videojob.progress")
 
-Sink = Callable[[str, ProgressView], None]
+Sink = Callable[[str, str, ProgressView], None]  # (uid, namespace, view)
+Tokens = Callable[[dict[str, Any]], Iterable[str]]  # a report -> the tokens it may be signed with
 
 
-def parse(raw: bytes | str, master: bytes) -> tuple[str, ProgressView] | None:
-    """(uid, view) from one message, or None if it is not a valid report signed with its
-    VideoJob's token (videojob_common.progress_auth)."""
-    doc = opened(master, raw)
+def parse(raw: bytes | str, tokens: Tokens) -> tuple[str, str, ProgressView] | None:
+    """(uid, namespace, view) from one message, or None if it is not a valid report signed
+    with one of the tokens `tokens` gives for it (videojob_common.progress_auth)."""
+    doc = opened(raw, tokens)
     if doc is None:
         metrics.PROGRESS_DROPPED.labels("unverified").inc()
         return None
@@ -55,13 +57,13 @@ def parse(raw: bytes | str, master: bytes) -> tuple[str, ProgressView] | None:
             attempt=int(doc.get("attempt") or 0),
             ts=float(doc.get("ts") or 0.0),
         )
-        return str(doc["uid"]), view
+        return doc["uid"], doc["namespace"], view
     except (ValueError, KeyError, TypeError):
         metrics.PROGRESS_DROPPED.labels("invalid").inc()
         return None
 
 
-async def follow(url: str, master: bytes, sink: Sink, stop: asyncio.Event) -> None:
+async def follow(url: str, tokens: Tokens, sink: Sink, stop: asyncio.Event) -> None:
     backoff = 0.5
     while not stop.is_set():
         client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
@@ -70,7 +72,7 @@ async def follow(url: str, master: bytes, sink: Sink, stop: asyncio.Event) -> No
             await pubsub.subscribe(CHANNEL)
             async for key in client.scan_iter(match=KEY_PATTERN, count=500):
                 value = await client.get(key)
-                parsed = parse(value, master) if value else None
+                parsed = parse(value, tokens) if value else None
                 if parsed:
                     sink(*parsed)
             log.info("following worker progress on %s", redact_url(url))
@@ -78,7 +80,7 @@ async def follow(url: str, master: bytes, sink: Sink, stop: asyncio.Event) -> No
             while not stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
-                    parsed = parse(message["data"], master)
+                    parsed = parse(message["data"], tokens)
                     if parsed:
                         sink(*parsed)
         except (aioredis.RedisError, OSError) as e:

@@ -109,7 +109,7 @@ def _create(name: Stage, st: StageStatus, ctx: Context) -> tuple[StageStatus, Fa
         extra_env=_worker_env(config), command=config.worker_command,
         secret_env={k: (r.name, r.key) for k, r in config.worker_secret_env.items()},
         volumes=config.worker_volumes, volume_mounts=config.worker_volume_mounts,
-        scenes=cache.scenes, cache=cache.instruction,
+        scenes=cache.scenes, cache=cache.instruction, progress_secret=ctx.obs.progress_secret,
         **_pod_resources(config, meta["namespace"], name))
     pods = _admitted_at_creation(pool, manifest, ctx)
     if pods:

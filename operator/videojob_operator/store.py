@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from kubernetes.client import ApiException
+
 from videojob_common.cache_entries import CACHE_ENV
 from videojob_common.pipeline import NEEDS, STAGES, TERMINAL, Obj
 
@@ -99,8 +101,11 @@ class Store:
         self.spent: dict[Key, dict[str, Obj]] = defaultdict(dict)
         # uid -> (stage, index) -> latest progress report
         self.progress: dict[str, dict[tuple[str, int | None], ProgressView]] = defaultdict(dict)
-        # uid -> when its first report came, for reports no cached VideoJob claims (yet)
-        self.unclaimed: dict[str, float] = {}
+        # uid -> (when its first report came, the namespace it named), for reports no cached
+        # VideoJob claims (yet)
+        self.unclaimed: dict[str, tuple[float, str]] = {}
+        # namespace -> its uid (kopf's watch of namespaces): whose progress token is whose
+        self.namespace_uids: dict[str, str] = {}
         self.swept = 0.0
         self.listeners: list[Listener] = []
 
@@ -136,7 +141,12 @@ class Store:
             old["metadata"].get("uid") == meta.get("uid"))
         self.videojobs[key] = compact(obj)
         self.keys_by_uid[meta["uid"]] = key
-        self.unclaimed.pop(meta["uid"], None)
+        first = self.unclaimed.pop(meta["uid"], None)
+        if first is not None and first[1] != key[0]:
+            # Reports that named another namespace than the VideoJob's, signed with that one's
+            # token: a pod of that namespace writing this VideoJob's progress.
+            self.progress.pop(meta["uid"], None)
+            metrics.PROGRESS_DROPPED.labels("unverified").inc()
         # Priority, suspension, deletion and phase change the queue (admission listens).
         queue = old is None or queue_view(old) != queue_view(obj)
         self._tell(Change(key, "videojob", reconcile=not echo, queue=queue))
@@ -234,20 +244,50 @@ class Store:
 
     # -- progress -------------------------------------------------------------------------
 
-    def observe_progress(self, uid: str, view: ProgressView, now: float | None = None) -> None:
-        """A worker's report (signed: progress_feed.py); one older than the last taken for the
-        same pod slot is dropped. One for a uid no cached VideoJob has is kept a while (after a
-        restart, the reports still in Redis may arrive before kopf's first listing), then
-        dropped: at most UNCLAIMED_MAX such uids, each for UNCLAIMED_SECONDS, so reports for
-        VideoJobs that never come cannot fill the operator's memory."""
+    async def list_namespaces(self) -> None:
+        """The namespaces' uids before the first progress report is checked (kopf's watch of
+        namespaces, handlers.py, keeps them)."""
+        try:
+            listed = await self.api.call(self.api.core.list_namespace)
+        except ApiException as e:  # an older ClusterRole: reports wait for the watch's
+            log.warning("namespaces not listed (%s %s): progress signed with a namespace's "
+                        "token is dropped until its namespace is seen", e.status, e.reason)
+            return
+        for ns in listed.items:
+            self.namespace_uids[ns.metadata.name] = ns.metadata.uid
+
+    def observe_namespace(self, event_type: str | None, obj: Obj) -> None:
+        """A namespace's event: its uid names its progress token (progress_auth)."""
+        meta = obj["metadata"]
+        if event_type == "DELETED":
+            if self.namespace_uids.get(meta["name"]) == meta.get("uid"):
+                del self.namespace_uids[meta["name"]]
+        else:
+            self.namespace_uids[meta["name"]] = meta["uid"]
+
+    def observe_progress(self, uid: str, namespace: str, view: ProgressView,
+                         now: float | None = None) -> None:
+        """A worker's report (signed with the token of `namespace`: progress_feed.py). One for
+        a VideoJob of another namespace is dropped, and one older than the last taken for the
+        same pod slot. One for a uid no cached VideoJob has is kept a while (after a restart,
+        the reports still in Redis may arrive before kopf's first listing), then dropped: at
+        most UNCLAIMED_MAX such uids, each for UNCLAIMED_SECONDS, so reports for VideoJobs that
+        never come cannot fill the operator's memory."""
         key = self.keys_by_uid.get(uid)
+        if key is not None and key[0] != namespace:
+            metrics.PROGRESS_DROPPED.labels("unverified").inc()
+            return  # signed with the token of the namespace it names, not the VideoJob's
         if key is None:
             now = time.monotonic() if now is None else now
             self._sweep_unclaimed(now)
-            if uid not in self.unclaimed:
+            first = self.unclaimed.get(uid)
+            if first is not None and first[1] != namespace:
+                metrics.PROGRESS_DROPPED.labels("unverified").inc()
+                return  # the first report's namespace stands until the VideoJob comes
+            if first is None:
                 if len(self.unclaimed) >= UNCLAIMED_MAX:
                     return
-                self.unclaimed[uid] = now
+                self.unclaimed[uid] = (now, namespace)
         slot = self.progress[uid]
         last = slot.get((view.stage, view.index))
         if last is not None and view.older_than(last):
@@ -261,7 +301,8 @@ class Store:
         if now - self.swept < UNCLAIMED_SECONDS / 10:
             return
         self.swept = now
-        for uid in [u for u, since in self.unclaimed.items() if now - since > UNCLAIMED_SECONDS]:
+        for uid in [u for u, (since, _) in self.unclaimed.items()
+                    if now - since > UNCLAIMED_SECONDS]:
             del self.unclaimed[uid]
             self.progress.pop(uid, None)
 

@@ -109,6 +109,8 @@ class Observation:
     archive_key: bytes = b""
     # What the last cache lookup found (cache_lookup.py), if one was made.
     cache: CacheAnswer | None = None
+    # The namespaces' progress-token Secret its stage pods read (progress_auth.secret_name).
+    progress_secret: str = ""
 
 
 def job_view(job: Obj) -> JobView:

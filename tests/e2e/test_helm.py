@@ -141,6 +141,12 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
     env = jobs[0].spec.template.spec.containers[0].env
     redis_env = next(e for e in env if e.name == "VIDEOJOB_REDIS_URL")
     assert redis_env.value_from.secret_key_ref.name == "redis"  # not the URL in plain text
+    # The namespace's progress token: one Secret, owned by the chart's ClusterRole (below: gone
+    # with the release).
+    made = "app.kubernetes.io/managed-by=videojob-operator"
+    (token,) = cluster.core.list_namespaced_secret(namespace, label_selector=made).items
+    assert [(o.kind, o.name) for o in token.metadata.owner_references] == [
+        ("ClusterRole", f"{release}-videojob-operator")]
 
     # Pools change at run time, without a restart: `helm upgrade` rewrites the ConfigMap.
     upgrade = helm("upgrade", release, chart, kubeconfig, "-n", release_namespace,
@@ -177,12 +183,14 @@ def test_helm_install_runs_a_videojob_and_uninstall_leaves_nothing(
               group="videojob.dev", version="v1alpha1", namespace=namespace,
               plural="videojobs", name="hello")
 
-    def pools_collected() -> bool:  # owned by the chart's ClusterRole
+    def pools_collected() -> bool:  # owned by the chart's ClusterRole, as the token's Secret
         pools = vjs.custom(cluster).list_cluster_custom_object(
             "videojob.dev", "v1alpha1", "videojobpools")
         return not pools["items"]
 
     wait_until(pools_collected, 60, "VideoJobPools garbage-collected")
+    wait_until(lambda: not cluster.core.list_namespaced_secret(
+        namespace, label_selector=made).items, 60, "the progress token's Secret garbage-collected")
     crd_names = {c.metadata.name for c in client.ApiextensionsV1Api(
         cluster.api).list_custom_resource_definition().items}
     assert {"videojobs.videojob.dev", "videojobpools.videojob.dev"} <= crd_names  # CRDs stay

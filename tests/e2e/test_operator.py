@@ -6,6 +6,7 @@ permanently or transiently in a given stage, so each failure path is exercised f
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import Counter
@@ -17,8 +18,14 @@ import redis
 from kubernetes import watch
 
 from videojob_common.pipeline import stages_of
-from videojob_common.progress_auth import opened, signed, token_for
-from videojob_operator import jobs
+from videojob_common.progress_auth import (
+    SECRET_KEY,
+    namespace_token,
+    opened,
+    secret_name,
+    signed,
+    token_for,
+)
 from videojob_testkit import videojobs as vjs
 from videojob_testkit.kube import Cluster, wait_for, wait_gone
 from videojob_testkit.operator_process import PROGRESS_KEY, Operator
@@ -337,29 +344,36 @@ def test_progress_reaches_the_status_while_a_stage_runs(
 def test_only_its_own_videojobs_workers_can_report_its_progress(
         cluster: Cluster, namespace: str, running_operator: Operator,
         redis_server: RedisServer) -> None:
-    """The stage pods sign their reports with the VideoJob's token, read from the Secret the
-    operator owns; the test, as a tenant with Redis's password, forges and replays reports."""
+    """The stage pods sign their reports with their namespace's token, read from the one Secret
+    the operator writes there; the test, as a tenant with Redis's password, forges reports (with
+    other tokens, and with another namespace's, naming it) and replays one."""
+    master = PROGRESS_KEY.encode()
+    own = namespace_token(master, namespace, cluster.core.read_namespace(namespace).metadata.uid)
     created = vjs.create(cluster, namespace, "guarded", prompt="sleep:stitch:6", **FAST)
     uid = created["metadata"]["uid"]
     client = redis.Redis(port=redis_server.port)
     key = f"videojob:progress:{uid}:stitch"
     wait_until(lambda: client.get(key) is not None, 60, "a signed stitch report in Redis")
     captured = client.get(key)
-    assert captured is not None and opened(PROGRESS_KEY.encode(), captured) is not None
+    assert captured is not None and opened(captured, lambda _: [own]) is not None
     wait_until(lambda: client.get(key) != captured, 10, "a later stitch report")
     dropped_before = dropped(running_operator)
 
-    def forged(message: str, sign_with: str | None) -> str:
-        doc = json.dumps({"namespace": namespace, "name": "guarded", "uid": uid,
+    def forged(message: str, sign_with: str | None, named: str = namespace) -> str:
+        doc = json.dumps({"namespace": named, "name": "guarded", "uid": uid,
                           "stage": "stitch", "index": None, "attempt": 9, "percent": 99,
                           "message": message, "done": 1, "total": 1, "ts": 4e9})
         return doc if sign_with is None else signed(sign_with, doc)
 
+    other = "default"  # a namespace the operator knows, whose pods hold its token
     attempts = [
         forged("forged: unsigned", None),
-        forged("forged: another VideoJob's token",
-               token_for(PROGRESS_KEY.encode(), "some-other-uid")),
+        forged("forged: another VideoJob's token", token_for(master, "some-other-uid")),
         forged("forged: a guessed token", "0" * 64),
+        forged("forged: this namespace's name, an earlier uid",
+               namespace_token(master, namespace, "an-earlier-uid")),
+        forged("forged: another namespace's pod, naming it", namespace_token(
+            master, other, cluster.core.read_namespace(other).metadata.uid), named=other),
     ]
     for message in attempts:
         client.publish("videojob:progress", message)
@@ -370,15 +384,15 @@ def test_only_its_own_videojobs_workers_can_report_its_progress(
     done = vjs.wait(cluster, namespace, "guarded", vjs.phase_is("Succeeded"))
     assert "forged" not in json.dumps(done["status"])
 
-    # The token: in a Secret the VideoJob owns, referenced by the stage Jobs, never in them.
-    secret_name = jobs.token_secret_name("guarded", uid)
-    secret = cluster.core.read_namespaced_secret(secret_name, namespace)
-    assert [(r.kind, r.uid) for r in secret.metadata.owner_references] == [("VideoJob", uid)]
-    assert secret.immutable
-    token = token_for(PROGRESS_KEY.encode(), uid)
+    # The token: in the namespace's Secret, referenced by the stage Jobs, never in them.
+    secret = cluster.core.read_namespaced_secret(secret_name(master), namespace)
+    assert secret.immutable and base64.b64decode(secret.data[SECRET_KEY]).decode() == own
+    made = [s.metadata.name for s in cluster.core.list_namespaced_secret(
+        namespace, label_selector="app.kubernetes.io/managed-by=videojob-operator").items]
+    assert made == [secret_name(master)]
     for job in jobs_of(cluster, namespace, "guarded"):
         manifest = json.dumps(cluster.api.sanitize_for_serialization(job))
-        assert token not in manifest and secret_name in manifest
+        assert own not in manifest and secret_name(master) in manifest
 
 
 def dropped(operator: Operator) -> dict[str, float]:

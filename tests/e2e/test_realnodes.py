@@ -228,15 +228,16 @@ def test_the_readme_example_runs_all_five_stages_in_containers(
 
 def test_no_secret_is_in_any_log_status_event_or_job(cluster: Cluster, release: Obj) -> None:
     """After the README example ran (progress through the bundled Redis, with its password, each
-    report signed with the VideoJob's token): the Redis password, the progress master key and
-    the VideoJob's token are in their Secrets and nowhere a tenant or an operator's log reader
+    report signed with the namespace's token): the Redis password, the progress master key and
+    the namespace's token are in their Secrets and nowhere a tenant or an operator's log reader
     would see them."""
     tenant, system = release["tenant"], release["namespace"]
     read = cluster.core.read_namespaced_secret
     redis = read(f"{release['name']}-videojob-operator-redis-auth", system).data["password"]
     master = read(f"{release['name']}-videojob-operator-progress-key", system).data["key"]
+    # The namespace's progress token: one Secret for the tenant's namespace, whatever ran there.
     tokens = [s.data["token"] for s in cluster.core.list_namespaced_secret(
-        tenant, label_selector="videojob.dev/name=coastal-sunset").items]
+        tenant, label_selector="app.kubernetes.io/managed-by=videojob-operator").items]
     assert len(tokens) == 1
     secrets = {"Redis password": redis, "progress key": master, "progress token": tokens[0]}
     assert all(len(base64.b64decode(v)) >= 32 for v in secrets.values())

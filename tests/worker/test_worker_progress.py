@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from videojob_common.pipeline import PER_SCENE, Stage
-from videojob_common.progress_auth import opened, token_for
+from videojob_common.progress_auth import namespace_token, opened
 from videojob_testkit.processes import RedisServer, free_port, wait_until
 from videojob_worker.cancellation import Cancellation
 from videojob_worker.environment import Identity, StageEnvironment
@@ -25,6 +25,7 @@ from videojob_worker.storage import file_uri
 SPEC = parse_spec({"prompt": "A quiet harbour at dawn", "scenes": 1, "durationSeconds": 3,
                    "fps": 24, "resolution": "640x360"})
 MASTER = b"the operator's master key"
+TOKEN = namespace_token(MASTER, "ns", "the namespace's uid")
 FIELDS = {"namespace", "name", "uid", "stage", "index", "attempt", "percent", "message", "done",
           "total", "ts"}
 
@@ -35,7 +36,7 @@ def environment(tmp_path: Path, stage: Stage, uid: str,
         identity=Identity("ns", "job", uid), stage=stage, spec=SPEC,
         artifact_root=file_uri(tmp_path / "artifacts"), output_uri=None, redis_url=redis_url,
         attempt=2, pod_name=None, index=0 if stage in PER_SCENE else None,
-        termination_log=tmp_path / "termination-log", progress_token=token_for(MASTER, uid))
+        termination_log=tmp_path / "termination-log", progress_token=TOKEN)
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_subscriber_sees_the_stage_progress(planned: Path, redis_url: str) -> No
             message = subscription.get_message(timeout=10)
             if message is None:
                 return
-            update = opened(MASTER, message["data"])  # signed with the VideoJob's token
+            update = opened(message["data"], lambda _: [TOKEN])  # signed with its token
             assert update is not None, message["data"]
             if update["uid"] == "p":
                 received.append(update)
@@ -88,7 +89,7 @@ def test_subscriber_sees_the_stage_progress(planned: Path, redis_url: str) -> No
     assert all(u["message"].startswith(f"frame {u['done']}/72") for u in received)
     # The latest value stays readable for an operator that restarts, for a day.
     key = "videojob:progress:p:segments:0"
-    assert opened(MASTER, client.get(key) or b"{}") == last
+    assert opened(client.get(key) or b"{}", lambda _: [TOKEN]) == last
     assert 0 < client.ttl(key) <= 24 * 3600
 
 
