@@ -77,7 +77,7 @@ from bench.testbed import (
     write_figures,
 )
 from videojob_common.pipeline import Phase
-from videojob_testkit.operator_process import Operator
+from videojob_testkit.operator_process import Operator, parse_metrics
 
 TICKS = os.sysconf("SC_CLK_TCK")
 ADMISSIONS = 100  # admissions timed once all N VideoJobs have a phase
@@ -287,8 +287,8 @@ CALL_PARTS = {(threads, part): f"api_{threads}_{part}_p50_ms"
 
 def operator_work(op: Operator) -> dict[str, Any]:
     """The operator's count of reconciles and its admission histograms, now."""
-    values = op.metrics()
-    text = metrics_text(op.metrics_port)  # one read for every histogram below
+    text = metrics_text(op.metrics_port)  # one read: the counters and histograms of one moment
+    values = parse_metrics(text)
     return {"reconciles": sum(v for k, v in values.items()
                               if k.startswith("videojob_reconciles_total")),
             "passes": values.get(f"{PASS}_count", 0.0),

@@ -101,13 +101,7 @@ class Operator:
         """The operator's /metrics, as {'name{labels}': value}."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+            return parse_metrics(r.read().decode())
 
     def finish(self) -> str:
         """Its log, once it stopped; its work folder removed. Fails on any error it logged
@@ -158,3 +152,13 @@ def assert_no_errors(log: str) -> None:
     errors = [line for line in log.splitlines()
               if '"level": "error"' in line and '"logger": "videojob' in line]
     assert not errors, "\n".join(errors)[-5000:]
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text, as {'name{labels}': value}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
