@@ -83,6 +83,7 @@ class Controller:
         self.progress_key = progress_key or secrets.token_bytes(32)
         self.progress_secret = secret_name(self.progress_key)
         self.token_secrets: dict[str, tuple[str, float]] = {}
+        self.token_locks: dict[str, asyncio.Lock] = {}
         self.api = Api(api)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.store = Store(self.api)
@@ -297,21 +298,28 @@ class Controller:
         (by uid) in this process's life, and again after TOKEN_SECRET_SECONDS; 409 where it is
         (written before a restart). A namespace not yet on the watch gets none for now: its
         stage pods run, their reports are dropped, and the next stage's create tries again."""
-        if not self.config.current.redis_url:
+        if not self.config.current.redis_url or not self._token_due(namespace):
             return
+        # The first VideoJobs of a namespace come together: one writes, the others wait for it.
+        async with self.token_locks.setdefault(namespace, asyncio.Lock()):
+            if not self._token_due(namespace):
+                return
+            uid = self.store.namespace_uids[namespace]
+            manifest = token_secret(namespace, self.progress_secret,
+                                    namespace_token(self.progress_key, namespace, uid),
+                                    await self.admitter.owner_references())
+            try:
+                await self.api.call(self.api.kube.create_secret, namespace, manifest)
+            except ApiException as e:
+                if e.status != 409:  # 409: written before (by this operator before a restart)
+                    raise RefusedWrite("creating the namespace's progress-token Secret",
+                                       e) from e
+            self.token_secrets[namespace] = (uid, time.monotonic())
+
+    def _token_due(self, namespace: str) -> bool:
         uid = self.store.namespace_uids.get(namespace)
-        now = time.monotonic()
-        if uid is None or not token_secret_due(self.token_secrets.get(namespace), uid, now):
-            return
-        manifest = token_secret(namespace, self.progress_secret,
-                                namespace_token(self.progress_key, namespace, uid),
-                                await self.admitter.owner_references())
-        try:
-            await self.api.call(self.api.kube.create_secret, namespace, manifest)
-        except ApiException as e:
-            if e.status != 409:  # 409: written before (by this operator before a restart)
-                raise RefusedWrite("creating the namespace's progress-token Secret", e) from e
-        self.token_secrets[namespace] = (uid, now)
+        return uid is not None and token_secret_due(self.token_secrets.get(namespace), uid,
+                                                     time.monotonic())
 
     async def _create_jobs(self, key: Key, plan: Plan) -> None:
         ns, name = key

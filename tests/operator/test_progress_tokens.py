@@ -43,6 +43,7 @@ class Recorded:
 
     async def call(self, fn: Any, *args: Any, **_: Any) -> Any:
         self.calls.append((fn.__name__, args))
+        await asyncio.sleep(0.01)  # a request takes a while: others come meanwhile
         if self.answer is not None:
             raise self.answer
         return {}
@@ -74,7 +75,9 @@ def test_one_secret_per_namespace_with_its_token_named_after_the_key() -> None:
     c, recorded = controller()
 
     async def run() -> None:
-        for _ in range(3):  # three VideoJobs' first stages in team-a
+        # Ten VideoJobs' first stages in team-a at once, then three more.
+        await asyncio.gather(*[c._write_token("team-a") for _ in range(10)])
+        for _ in range(3):
             await c._write_token("team-a")
         await c._write_token("team-b")  # not yet seen on the namespaces' watch: none for now
 
