@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 TOKEN_ENV = "VIDEOJOB_PROGRESS_TOKEN"
@@ -64,13 +64,15 @@ def token_for(master: bytes, uid: str) -> str:
 
 
 def tokens_for_report(master: bytes, namespace_uids: Mapping[str, str],
-                      doc: dict[str, Any]) -> list[str]:
-    """The tokens a report may be signed with: its namespace's (when that namespace is known)
-    and its VideoJob's own."""
-    namespace, uid = doc["namespace"], doc["uid"]
+                      doc: dict[str, Any]) -> Iterator[str]:
+    """The tokens a report may be signed with, each derived only when asked for (`opened`
+    stops at the first that verifies): its namespace's (when that namespace is known), then its
+    VideoJob's own."""
+    namespace = doc["namespace"]
     known = namespace_uids.get(namespace)
-    return ([namespace_token(master, namespace, known)] if known else []) + [
-        token_for(master, uid)]
+    if known:
+        yield namespace_token(master, namespace, known)
+    yield token_for(master, doc["uid"])
 
 
 def signed(token: str, report: str) -> str:

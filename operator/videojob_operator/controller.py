@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kubernetes import client
 from kubernetes.client import ApiException
@@ -289,7 +289,7 @@ class Controller:
             version = updated["metadata"]["resourceVersion"]
         return version
 
-    def progress_tokens(self, report: Obj) -> list[str]:
+    def progress_tokens(self, report: Obj) -> Iterator[str]:
         """The tokens a worker's report may be signed with (progress_feed.py)."""
         return tokens_for_report(self.progress_key, self.store.namespace_uids, report)
 

@@ -132,7 +132,10 @@ def test_a_report_counts_only_signed_with_its_namespaces_token() -> None:
 
 def test_a_namespace_unknown_has_no_token_and_a_new_key_names_a_new_secret() -> None:
     doc = {**REPORT, "namespace": "c"}
-    assert tokens_for_report(MASTER, NAMESPACES, doc) == [token_for(MASTER, "u-a")]
+    assert list(tokens_for_report(MASTER, NAMESPACES, doc)) == [token_for(MASTER, "u-a")]
+    known = tokens_for_report(MASTER, NAMESPACES, REPORT)  # derived as asked for, its own first
+    assert next(known) == namespace_token(MASTER, "a", "uid-of-a")
+    assert list(known) == [token_for(MASTER, "u-a")]
     assert secret_name(MASTER) == secret_name(MASTER) != secret_name(b"a rotated key")
     assert secret_name(MASTER).startswith("videojob-progress-") and len(secret_name(MASTER)) < 64
 
