@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ if CHROMIUM is not None and CHROMEDRIVER is not None:
     from selenium.common.exceptions import (
         NoSuchElementException,
         StaleElementReferenceException,
+        TimeoutException,
     )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -144,12 +145,19 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-def wait(driver: WebDriver, condition: Any, timeout: float, what: str) -> Any:
+def wait(driver: WebDriver, condition: Any, timeout: float, what: str,
+         why: Callable[[], str] | None = None) -> Any:
+    """`why`, if given, says more when the wait fails (read then, not before)."""
     # Stale: the page redrew what was found a moment ago; look again.
-    return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=[NoSuchElementException,
-                                             StaleElementReferenceException]
-                         ).until(condition, message=what)
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=[NoSuchElementException,
+                                                 StaleElementReferenceException]
+                             ).until(condition, message=what)
+    except TimeoutException as e:
+        if why is None:
+            raise
+        raise TimeoutException(f"{what} ({why()})") from e
 
 
 def shot(driver: WebDriver, name: str) -> None:
@@ -180,6 +188,33 @@ def vj_get(world: GatewayWorld, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = world.admin.get_namespaced_custom_object(
         GROUP, VERSION, world.a, PLURAL, name)
     return obj
+
+
+def vj_phase(world: GatewayWorld, name: str) -> str:
+    """For a failure's message: where the operator says the VideoJob is."""
+    try:
+        return str((vj_get(world, name).get("status") or {}).get("phase"))
+    except client.ApiException as e:
+        return f"not read ({e.status})"
+
+
+# Holds the answer to the next suspend of the VideoJob named in the argument until its row
+# shows Suspended (from the stream), or for 30 s.
+HOLD_SUSPEND_ANSWER = """
+const name = arguments[0], send = window.fetch;
+window.fetch = async (url, init) => {
+  const resp = await send(url, init);
+  if (String(url).endsWith(`/videojobs/${name}/suspend`)) {
+    window.fetch = send;
+    const shown = () => document.querySelector(`li.job[data-name='${name}'] .phase`)
+      ?.dataset.phase === "Suspended";
+    for (const end = Date.now() + 30000; !shown() && Date.now() < end;) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return resp;
+};
+"""
 
 
 def row(driver: WebDriver, name: str) -> WebElement:
@@ -344,12 +379,20 @@ def test_cancel_another_videojob_from_the_list(
          120, "the row's bar to move")
     shot(browser, "list")
     # Suspend and resume from the row: the API says so, and the row follows through the stream.
+    # The suspend's answer is held until the stream has shown the operator's Suspended: an
+    # answer that comes after a newer state must not roll the row back to Running.
+    browser.execute_script(HOLD_SUSPEND_ANSWER, name)
     row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=suspend]").click()
     wait(browser, lambda d: row(d, name).find_elements(
         By.CSS_SELECTOR, "button[data-action=resume]"), 30, "the Resume button")
     assert vj_get(world, name)["spec"]["suspend"] is True
     wait(browser, lambda d: row(d, name).find_element(By.CSS_SELECTOR, ".phase")
-         .get_attribute("data-phase") == "Suspended", 60, "Suspended in the row")
+         .get_attribute("data-phase") == "Suspended", 60, "Suspended in the row",
+         lambda: f"the API's phase: {vj_phase(world, name)}")
+    wait(browser, lambda d: d.find_element(By.ID, "status").text == f"{name}: suspended.", 30,
+         "the held answer taken")
+    assert row(browser, name).find_element(By.CSS_SELECTOR, ".phase").get_attribute(
+        "data-phase") == "Suspended"
     row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=resume]").click()
     wait(browser, lambda d: row(d, name).find_elements(
         By.CSS_SELECTOR, "button[data-action=suspend]"), 30, "the Suspend button again")

@@ -203,7 +203,11 @@ function fillRow(li, vj) {
   setText(li.querySelector(".message"), [vj.stage && `stage ${vj.stage}`,
                                          vj.queuePosition && `queue position ${vj.queuePosition}`,
                                          vj.message].filter(Boolean).join(" · "));
-  setActions(li.querySelector(".actions"), vj, (doc) => fillRow(li, doc));
+  setActions(li.querySelector(".actions"), vj, (doc) => {
+    // A row that follows its stream gets this change from it, and anything newer: the
+    // action's answer can arrive after the operator's next write, and would roll it back.
+    if (li.dataset.live !== "yes") fillRow(li, doc);
+  });
 }
 
 function deletedRow(li) {
@@ -296,7 +300,9 @@ function renderDetail(vj) {
   setText($("detail-message"), [vj.message, vj.reason && `reason: ${vj.reason}`,
                                 vj.queuePosition && `queue position ${vj.queuePosition}`]
     .filter(Boolean).join(" · "));
-  setActions($("detail-actions"), vj, renderDetail);
+  setActions($("detail-actions"), vj, (doc) => {
+    if ($("detail-view").dataset.live !== "yes") renderDetail(doc); // as fillRow's
+  });
 
   const stages = $("stages");
   stages.replaceChildren(...vj.stages.map((s) => el("li", { "data-stage": s.name },
@@ -375,6 +381,7 @@ async function detailView(ns, name) {
   show("detail-view");
   const signal = page.signal;
   shownPhase = "";
+  $("detail-view").dataset.live = "";
   const player = $("player");
   player.removeAttribute("src");
   player.dataset.for = "";
@@ -393,6 +400,7 @@ async function detailView(ns, name) {
   }
   $("detail-title").setAttribute("tabindex", "-1");
   $("detail-title").focus();
+  $("detail-view").dataset.live = "yes";
   follow(paths.events(ns, name), {
     headers: authHeaders(), signal, final: ["deleted"],
     onEvent: (ev) => {
@@ -409,6 +417,8 @@ async function detailView(ns, name) {
       if (status === 401) signOut();
       else say(`Live updates stopped: ${(problem && problem.detail) || status}`);
     },
+  }).finally(() => {
+    if (page.signal === signal) $("detail-view").dataset.live = ""; // not the next page's
   });
 }
 
