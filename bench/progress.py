@@ -19,6 +19,11 @@ clock: the same machine).
 - `progress_p50_ms_by_third`, `progress_p99_ms_by_third`: the same, for the reports sent in each
   third of the time between the first and the last report: the first and last thirds hold the
   bursts of pods starting and stopping, the middle one the steady state;
+- `progress_p99_ms_by_place`: the same, by where in its own stage each report was sent: its
+  first or last `place_seconds`, or between;
+- `operator_ms`: [p50, p99] of the operator's reconciles and of the parts of its requests on
+  its API threads (waiting for a thread, the request, the event loop taking the answer), from
+  its histograms, so only as fine as their buckets;
 - `status_writes_per_s`: status changes per VideoJob per second while its keyframes stage
   reports (median over VideoJobs; the maximum beside it). The operator writes a progress-only
   change at most once a second per VideoJob (controller.PROGRESS_WRITE_INTERVAL), so ten
@@ -35,11 +40,21 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from bench.report import describe, percentile, save
-from bench.testbed import GROUP, PLURAL, VERSION, Stream, testbed, wait_until
+from bench.report import describe, histogram_quantile, percentile, save
+from bench.testbed import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Stream,
+    histograms,
+    metrics_text,
+    testbed,
+    wait_until,
+)
 from videojob_common.pipeline import TERMINAL, Stage
 
 STAGE = Stage.KEYFRAMES
+PLACE_SECONDS = 2.0
 
 
 def main() -> int:
@@ -77,12 +92,16 @@ def main() -> int:
             "fps": 4, "resolution": "64x64"})
         wait_until(lambda: len(done) == n, 120 + 2 * n, "every VideoJob finished")
         stream.stop()
+        work = metrics_text(op.metrics_port)
     events: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for line in progress_log.read_text().splitlines():
         uid, stage, d, total, at = line.split()
         if stage == STAGE:
             events[uid].append((f"frame {d}/{total}", float(at)))
     timed: list[tuple[float, float]] = []  # (when sent, latency in ms) of every event shown
+    # The same latencies by where in its own stage the event was sent: its first or last
+    # PLACE_SECONDS, or between (a tail at the ends is the stages' starts and hand-offs).
+    by_place: dict[str, list[float]] = {"start": [], "middle": [], "end": []}
     freshest: list[float] = []
     writes_per_s: list[float] = []
     emitted = 0
@@ -92,17 +111,20 @@ def main() -> int:
         order = {msg: i for i, (msg, _) in enumerate(evs)}
         order["done"] = len(evs)  # the stage's completion shows (supersedes) every report
         observed = [(t, order[m]) for t, m in seen[uid] if m in order]
+        first, last = evs[0][1], evs[-1][1]
         for k, (_, sent) in enumerate(evs):
             shown = next((t for t, i in observed if i >= k and t >= sent), None)
             if shown is not None:
                 timed.append((sent, (shown - sent) * 1000))
+                place = ("start" if sent - first < PLACE_SECONDS
+                         else "end" if last - sent < PLACE_SECONDS else "middle")
+                by_place[place].append((shown - sent) * 1000)
         sent_at = dict(evs)
         first_shown: dict[str, float] = {}
         for t, m in seen[uid]:
             if m in sent_at:
                 first_shown.setdefault(m, t)
         freshest += [(t - sent_at[m]) * 1000 for m, t in first_shown.items()]
-        first, last = evs[0][1], evs[-1][1]
         writes = sum(1 for t, _ in seen[uid] if first <= t <= last + 1.0)
         writes_per_s.append(writes / max(last + 1.0 - first, 1e-3))
     latencies = [ms for _, ms in timed]
@@ -126,7 +148,11 @@ def main() -> int:
                                      for t in thirds],
         "progress_p99_ms_by_third": [round(percentile(t, 99), 1) if t else None
                                      for t in thirds],
+        "progress_p99_ms_by_place": {k: round(percentile(v, 99), 1) if v else None
+                                     for k, v in by_place.items()},
+        "place_seconds": PLACE_SECONDS,
         "stage_seconds": args.seconds,
+        "operator_ms": operator_parts(work),
         "freshest_report_p50_ms": round(statistics.median(freshest), 1),
         "freshest_report_p99_ms": round(percentile(freshest, 99), 1),
         "status_writes_per_s": round(statistics.median(writes_per_s), 2),
@@ -134,6 +160,18 @@ def main() -> int:
     }
     save("progress", results)
     return 0
+
+
+def operator_parts(text: str) -> dict[str, Any]:
+    """p50 and p99 (as fine as the buckets) of the operator's reconciles and of the parts of
+    its requests on the API threads (the status writes among them), over the whole run."""
+    parts = {"reconcile": histograms(text, ("videojob_reconcile_seconds",))[
+        "videojob_reconcile_seconds"]}
+    for part in ("thread", "request", "resume"):
+        parts[f"api_{part}"] = histograms(text, ("videojob_api_call_seconds",), {
+            "threads": "api", "part": part})["videojob_api_call_seconds"]
+    return {name: [round(1000 * histogram_quantile(q, b), 1) if b else None for q in (0.5, 0.99)]
+            for name, b in parts.items()}
 
 
 if __name__ == "__main__":
