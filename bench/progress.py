@@ -12,6 +12,9 @@ the first status whose keyframes message is that event's or a later one's ("fram
 says the stage is done; the latency is that moment minus the moment the worker sent it (one
 clock: the same machine).
 
+Each figure is the median over `--repeats` runs (three by default), each on a fresh testbed;
+`runs` holds every run's own.
+
 - `progress_p50_ms`, `progress_p99_ms`: over every event of every VideoJob;
 - `freshest_report_p50_ms`, `freshest_report_p99_ms`: for each status that shows a report, how
   old that report was when the status was seen: the path worker -> Redis -> operator -> API
@@ -61,8 +64,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--videojobs", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=20.0, help="keyframes stage length")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs, each on a fresh testbed; the figures are their medians")
     args = parser.parse_args()
-    n = args.videojobs
+    runs = []
+    for _ in range(args.repeats):
+        run = one_run(args.videojobs, args.seconds)
+        if run is None:
+            return 1
+        runs.append(run)
+    save("progress", {"machine": describe(), "videojobs": args.videojobs,
+                      "stage_seconds": args.seconds, "repeats": len(runs),
+                      **median_of(runs), "runs": runs})
+    return 0
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the runs; of a list or dict of figures, each element's."""
+    def med(values: list[Any]) -> Any:
+        if all(isinstance(v, dict) for v in values):
+            return {k: med([v.get(k) for v in values]) for k in values[0]}
+        if all(isinstance(v, list) for v in values):
+            return [med(list(column)) for column in zip(*values, strict=True)]
+        numbers = [v for v in values if isinstance(v, int | float)]
+        return round(statistics.median(numbers), 2) if numbers else None
+    return {k: med([r[k] for r in runs]) for k in runs[0]}
+
+
+def one_run(n: int, seconds: float) -> dict[str, Any] | None:
+    """One run's figures (None if some VideoJob's progress was never seen)."""
     with testbed("progress", pods=4 * n + 100, gpus=4 * n) as bed:
         progress_log = bed.root / "progress.log"
         op = bed.operator({"gpu": {"maxConcurrency": 4 * n}, "cpu": {"maxConcurrency": 4 * n}},
@@ -88,7 +118,7 @@ def main() -> int:
             GROUP, VERSION, namespace, PLURAL, **kw), ns, on_videojob)
         names = [f"vj{i:03d}" for i in range(n)]
         bed.create_videojobs(ns, names, {
-            "prompt": f"sleep:{STAGE}:{args.seconds}", "scenes": 1, "durationSeconds": 2,
+            "prompt": f"sleep:{STAGE}:{seconds}", "scenes": 1, "durationSeconds": 2,
             "fps": 4, "resolution": "64x64"})
         wait_until(lambda: len(done) == n, 120 + 2 * n, "every VideoJob finished")
         stream.stop()
@@ -130,14 +160,12 @@ def main() -> int:
     latencies = [ms for _, ms in timed]
     if not latencies or len(events) < n:
         print(f"progress seen for {len(events)} of {n} VideoJobs", file=sys.stderr)
-        return 1
+        return None
     start, end = min(t for t, _ in timed), max(t for t, _ in timed)
     thirds: list[list[float]] = [[], [], []]
     for sent, ms in timed:
         thirds[min(2, int(3 * (sent - start) / max(end - start, 1e-3)))].append(ms)
-    results = {
-        "machine": describe(),
-        "videojobs": n,
+    return {
         "events": emitted,
         "events_shown_or_superseded": len(latencies),
         "events_per_s_per_videojob": 10,
@@ -151,15 +179,12 @@ def main() -> int:
         "progress_p99_ms_by_place": {k: round(percentile(v, 99), 1) if v else None
                                      for k, v in by_place.items()},
         "place_seconds": PLACE_SECONDS,
-        "stage_seconds": args.seconds,
         "operator_ms": operator_parts(work),
         "freshest_report_p50_ms": round(statistics.median(freshest), 1),
         "freshest_report_p99_ms": round(percentile(freshest, 99), 1),
         "status_writes_per_s": round(statistics.median(writes_per_s), 2),
         "status_writes_per_s_max": round(max(writes_per_s), 2),
     }
-    save("progress", results)
-    return 0
 
 
 def operator_parts(text: str) -> dict[str, Any]:
