@@ -198,16 +198,15 @@ def vj_phase(world: GatewayWorld, name: str) -> str:
         return f"not read ({e.status})"
 
 
-# Holds the answer to the next suspend of the VideoJob named in the argument until its row
-# shows Suspended (from the stream), or for 30 s.
+# Holds the answer to the next suspend of the VideoJob named in the first argument until the
+# element the second selects shows Suspended (from the stream), or for 30 s.
 HOLD_SUSPEND_ANSWER = """
-const name = arguments[0], send = window.fetch;
+const [name, phase] = arguments, send = window.fetch;
 window.fetch = async (url, init) => {
   const resp = await send(url, init);
   if (String(url).endsWith(`/videojobs/${name}/suspend`)) {
     window.fetch = send;
-    const shown = () => document.querySelector(`li.job[data-name='${name}'] .phase`)
-      ?.dataset.phase === "Suspended";
+    const shown = () => document.querySelector(phase)?.dataset.phase === "Suspended";
     for (const end = Date.now() + 30000; !shown() && Date.now() < end;) {
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -381,7 +380,7 @@ def test_cancel_another_videojob_from_the_list(
     # Suspend and resume from the row: the API says so, and the row follows through the stream.
     # The suspend's answer is held until the stream has shown the operator's Suspended: an
     # answer that comes after a newer state must not roll the row back to Running.
-    browser.execute_script(HOLD_SUSPEND_ANSWER, name)
+    browser.execute_script(HOLD_SUSPEND_ANSWER, name, f"li.job[data-name='{name}'] .phase")
     row(browser, name).find_element(By.CSS_SELECTOR, "button[data-action=suspend]").click()
     wait(browser, lambda d: row(d, name).find_elements(
         By.CSS_SELECTOR, "button[data-action=resume]"), 30, "the Resume button")
@@ -415,6 +414,35 @@ def test_cancel_another_videojob_from_the_list(
             return e.status == 404
 
     wait_until(gone, 60, f"{name} deleted")
+
+
+def test_suspend_from_the_detail_page(browser: WebDriver, gateway: GatewayProcess,
+                                     world: GatewayWorld) -> None:
+    """The detail page follows its stream: the suspend's answer, held until the stream has
+    shown the operator's Suspended, does not roll the page back to Running."""
+    name = f"detail-{uuid.uuid4().hex[:5]}"
+    world.admin.create_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
+        "metadata": {"name": name},
+        "spec": {"prompt": "a long road", **SMALL, "durationSeconds": 120}})
+    sign_in(browser, gateway, world.tokens["writer"])
+    browser.get(gateway.url + f"/#/vj/{world.a}/{name}")
+    phase = "#detail-phase"
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, phase).get_attribute(
+        "data-phase") == "Running", 120, "Running on the page")
+    wait(browser, lambda d: d.find_element(By.ID, "detail-view").get_attribute(
+        "data-live") == "yes", 30, "the page to follow the event stream")
+    browser.execute_script(HOLD_SUSPEND_ANSWER, name, phase)
+    browser.find_element(By.CSS_SELECTOR, "#detail-actions button[data-action=suspend]").click()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, phase).get_attribute(
+        "data-phase") == "Suspended", 60, "Suspended on the page",
+         lambda: f"the API's phase: {vj_phase(world, name)}")
+    wait(browser, lambda d: d.find_element(By.ID, "status").text == f"{name}: suspended.", 30,
+         "the held answer taken")
+    assert browser.find_element(By.CSS_SELECTOR, phase).get_attribute("data-phase") == \
+        "Suspended"
+    assert browser.find_elements(By.CSS_SELECTOR, "#detail-actions button[data-action=resume]")
+    world.admin.delete_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, name)
 
 
 def test_keyboard_labels_and_focus(browser: WebDriver, gateway: GatewayProcess,
