@@ -246,11 +246,13 @@ def _running(name: Stage, st: StageStatus, job: JobView, update: Obj, ctx: Conte
         update["attempts"] = max(update["attempts"], 1)
     percent, message = stage_progress(name, job, ctx.obs.progress,
                                       spec.duration_seconds * spec.fps)
-    if percent >= 100:
-        # The stage's last report (of its last scene, for segments) comes as its pod exits,
-        # and the Job's completion follows within the Job controller's next sync: that write
-        # shows it. Written on its own, it would cost a status write per stage to show "99 %"
-        # for under a second.
+    if percent >= 100 and (not st.progress or job.succeeded >= job.completions):
+        # The stage's last report (of its last scene, for segments) comes as its pod exits.
+        # A stage that has shown no progress yet (one too short to report in between), or
+        # whose pods have all succeeded (its end is here), shows it with its end: written on
+        # its own, it would cost a status write to show "99 %" for under a second. A stage
+        # that has been showing its progress shows it at the next progress write, as any
+        # other report, if its end has not come first: on a busy cluster that can be seconds.
         percent, message = st.progress, ""
     update["progress"] = max(min(int(percent), 99), 0)
     if message and running:
