@@ -190,6 +190,16 @@ def vj_get(world: GatewayWorld, name: str) -> dict[str, Any]:
     return obj
 
 
+def long_videojob(world: GatewayWorld, prefix: str) -> str:
+    """Creates a two-minute VideoJob in namespace A (long enough to act on while it runs)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+    world.admin.create_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
+        "metadata": {"name": name},
+        "spec": {"prompt": "a long road", **SMALL, "durationSeconds": 120}})
+    return name
+
+
 def vj_phase(world: GatewayWorld, name: str) -> str:
     """For a failure's message: where the operator says the VideoJob is."""
     try:
@@ -363,11 +373,7 @@ def test_the_api_refusal_is_shown_next_to_its_field(
 
 def test_cancel_another_videojob_from_the_list(
         browser: WebDriver, gateway: GatewayProcess, world: GatewayWorld) -> None:
-    name = f"long-{uuid.uuid4().hex[:5]}"
-    world.admin.create_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
-        "metadata": {"name": name},
-        "spec": {"prompt": "a long road", **SMALL, "durationSeconds": 120}})
+    name = long_videojob(world, "long")
     sign_in(browser, gateway, world.tokens["writer"])
     wait(browser, lambda d: row(d, name), 30, "the new VideoJob in the list")
     live = wait(browser, lambda d: row(d, name).get_attribute("data-live") == "yes", 30,
@@ -420,11 +426,7 @@ def test_suspend_from_the_detail_page(browser: WebDriver, gateway: GatewayProces
                                      world: GatewayWorld) -> None:
     """The detail page follows its stream: the suspend's answer, held until the stream has
     shown the operator's Suspended, does not roll the page back to Running."""
-    name = f"detail-{uuid.uuid4().hex[:5]}"
-    world.admin.create_namespaced_custom_object(GROUP, VERSION, world.a, PLURAL, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "VideoJob",
-        "metadata": {"name": name},
-        "spec": {"prompt": "a long road", **SMALL, "durationSeconds": 120}})
+    name = long_videojob(world, "detail")
     sign_in(browser, gateway, world.tokens["writer"])
     browser.get(gateway.url + f"/#/vj/{world.a}/{name}")
     phase = "#detail-phase"

@@ -426,11 +426,28 @@ def test_a_stage_pod_starting_is_no_news() -> None:
     assert [s["attempts"] for s in retried.status["stages"] if s["name"] == "keyframes"] == [2]
 
 
-def test_a_stages_final_report_shows_as_progress_once_it_has_shown_progress() -> None:
+def keyframes_running() -> tuple[dict[str, Any], list[JobView]]:
+    """A VideoJob whose keyframes stage runs, and its Jobs."""
     vj = advance(videojob(), run(videojob()))
     vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
     jobs = [job("plan", succeeded=1, complete=True), job("keyframes", active=1)]
     vj = advance(vj, run(vj, jobs))
+    return vj, jobs
+
+
+def segments_running() -> tuple[dict[str, Any], list[JobView]]:
+    """A VideoJob whose segments stage (two scenes) runs, and its Jobs."""
+    vj = advance(videojob(), run(videojob()))
+    done = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True)]
+    vj = advance(vj, run(vj, done[:1]))
+    vj = advance(vj, run(vj, done))
+    jobs = [*done, job("segments", active=2)]
+    vj = advance(vj, run(vj, jobs))
+    return vj, jobs
+
+
+def test_a_stages_final_report_shows_as_progress_once_it_has_shown_progress() -> None:
+    vj, jobs = keyframes_running()
     half = ProgressView("keyframes", None, 50.0, "frame 1/2", 1, 2)
     vj = advance(vj, run(vj, jobs, progress=[half]))
     final = ProgressView("keyframes", None, 100.0, "frame 2/2", 2, 2)
@@ -446,10 +463,7 @@ def test_a_stages_final_report_shows_as_progress_once_it_has_shown_progress() ->
 
 
 def test_a_stage_that_showed_no_progress_shows_its_final_report_with_its_end() -> None:
-    vj = advance(videojob(), run(videojob()))
-    vj = advance(vj, run(vj, [job("plan", succeeded=1, complete=True)]))
-    jobs = [job("plan", succeeded=1, complete=True), job("keyframes", active=1)]
-    vj = advance(vj, run(vj, jobs))
+    vj, jobs = keyframes_running()
     final = ProgressView("keyframes", None, 100.0, "frame 1/1", 1, 1)
     # A stage too short to report in between: no write of its own to show "99 %" (a status
     # write per stage in a burst of such), the end's transition shows it.
@@ -457,12 +471,7 @@ def test_a_stage_that_showed_no_progress_shows_its_final_report_with_its_end() -
 
 
 def test_segments_last_scene_report_shows_once_earlier_ones_did() -> None:
-    vj = advance(videojob(), run(videojob()))
-    done = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True)]
-    vj = advance(vj, run(vj, done[:1]))
-    vj = advance(vj, run(vj, done))
-    jobs = [*done, job("segments", active=2)]
-    vj = advance(vj, run(vj, jobs))
+    vj, jobs = segments_running()
     first = ProgressView("segments", 0, 100.0, "", 24, 24)
     p = run(vj, jobs, progress=[first])
     assert p.status is not None  # one scene of two: news
@@ -474,12 +483,7 @@ def test_segments_last_scene_report_shows_once_earlier_ones_did() -> None:
 
 
 def test_segments_last_scene_report_waits_for_the_end_when_none_showed() -> None:
-    vj = advance(videojob(), run(videojob()))
-    done = [job("plan", succeeded=1, complete=True), job("keyframes", succeeded=1, complete=True)]
-    vj = advance(vj, run(vj, done[:1]))
-    vj = advance(vj, run(vj, done))
-    jobs = [*done, job("segments", active=2)]
-    vj = advance(vj, run(vj, jobs))
+    vj, jobs = segments_running()
     both = [ProgressView("segments", i, 100.0, "", 24, 24) for i in (0, 1)]
     assert run(vj, jobs, progress=both).status is None
 
