@@ -145,10 +145,15 @@ class Admitter:
         # The admission view of each VideoJob's Jobs, rebuilt for the VideoJobs marked `stale`
         # (all of them when the configuration changes: pools and slots depend on it).
         self.view: dict[Key, list[Workload]] = {}
-        self.live: dict[Key, list[Workload]] = {}  # the view less its settled workloads
+        # The view less its settled workloads, by pool: a pass over the pools where slots
+        # freed gathers theirs alone, not every other pool's queue (thousands of plan Jobs).
+        self.live: dict[str, dict[Key, list[Workload]]] = defaultdict(dict)
         self.served: dict[Key, dict[str, dict[str, str]]] = {}  # pool -> ns -> last admission
         self.served_total: dict[str, dict[str, str]] | None = None  # over all keys; None: stale
-        self.stale: set[Key] = set()
+        # In the order their changes came (a dict, not a set), so the live view is filed in
+        # about the queue's order (creation), and ordering it for a pass is a sort of a
+        # nearly sorted list (bench/admission_pass.py: a set's hash order cost a full sort).
+        self.stale: dict[Key, None] = {}
         self.view_config: object = None
 
     # -- inputs ---------------------------------------------------------------------------
@@ -164,7 +169,7 @@ class Admitter:
         """A Job, pod or the VideoJob itself of `change.key` changed (store.Store)."""
         if change.kind == "progress" or not change.queue:
             return
-        self.stale.add(change.key)
+        self.stale[change.key] = None
         self.wake.set()
         if change.freed:
             with contextlib.suppress(StopIteration):  # a stage in no pool: nothing freed
@@ -237,9 +242,9 @@ class Admitter:
         self.snapshot += 1
         snapshot = self.snapshot
         by_pool: dict[str, list[Workload]] = defaultdict(list)
-        live, served = self.live_workloads()
+        live, served = self.live_workloads(only)
         for w in live:
-            if only is None or w.pool in only:
+            if only is None or w.pool in only:  # Jobs being created are in every pool's
                 by_pool[w.pool].append(w)
         decisions: dict[str, PoolDecision] = {}
         # Pools where a slot freed first: their admissions go out before the other pools (a
@@ -319,20 +324,26 @@ class Admitter:
         self._refresh()
         return self._in_flight([w for ws in self.view.values() for w in ws])
 
-    def live_workloads(self) -> tuple[list[Workload], dict[str, dict[str, str]]]:
-        """What a pass decides from: the workloads less the settled ones (admission_policy.settled),
-        and, per pool, the last admission per namespace among those left out."""
+    def live_workloads(self, only: set[str] | None = None
+                       ) -> tuple[list[Workload], dict[str, dict[str, str]]]:
+        """What a pass decides from: the workloads less the settled ones (admission_policy.settled)
+        of every pool, or of the pools `only` (and every Job being created), and, per pool, the
+        last admission per namespace among those left out."""
         self._refresh()
         if self.served_total is None:
             self.served_total = _latest_by_namespace(self.served.values())
-        live = self._in_flight([w for ws in self.live.values() for w in ws])
+        live = self._in_flight([w for pool, by_key in self.live.items()
+                                if only is None or pool in only
+                                for ws in by_key.values() for w in ws])
         return live, self.served_total
 
     def _in_flight(self, cached: list[Workload]) -> list[Workload]:
         """The cache's workloads with those whose create or admission is under way as they
         will be once it lands."""
         if self.admitting:
-            cached = [self.admitting.get((w.namespace, w.job), w) for w in cached]
+            names = {job for _, job in self.admitting}  # a name first: no key built per Job
+            cached = [self.admitting.get((w.namespace, w.job), w) if w.job in names else w
+                      for w in cached]
         return cached + list(self.being_created.values())
 
     def _refresh(self) -> None:
@@ -340,13 +351,13 @@ class Admitter:
         config = self.config.current
         if config is not self.view_config:
             self.view_config = config
-            self.stale |= set(self.view) | set(self.store.jobs)
+            self.stale.update(dict.fromkeys([*self.view, *self.store.jobs]))
         for key in self.stale:
             if self.store.jobs.get(key):
                 self._rebuild(key, config)
             else:
                 self.view.pop(key, None)
-                self.live.pop(key, None)
+                self._set_live(key, [])
                 if self.served.pop(key, None):
                     self.served_total = None
         self.stale.clear()
@@ -356,15 +367,11 @@ class Admitter:
         last admitted, by pool and namespace."""
         ws = self._workloads(key, config)
         self.view[key] = ws
-        live = [w for w in ws if not policy.settled(w)]
+        self._set_live(key, [w for w in ws if not policy.settled(w)])
         by_pool: dict[str, list[Workload]] = defaultdict(list)  # the settled ones
         for w in ws:
             if policy.settled(w):
                 by_pool[w.pool].append(w)
-        if live:
-            self.live[key] = live
-        else:
-            self.live.pop(key, None)
         served = {pool: policy.served_at(d) for pool, d in by_pool.items()}
         before = self.served.get(key, {})
         if before != served:
@@ -382,6 +389,17 @@ class Admitter:
             self.served[key] = served
         else:
             self.served.pop(key, None)
+
+    def _set_live(self, key: Key, live: list[Workload]) -> None:
+        """A VideoJob's live workloads, filed under their pools (and out of the others)."""
+        by_pool: dict[str, list[Workload]] = defaultdict(list)
+        for w in live:
+            by_pool[w.pool].append(w)
+        for pool in [p for p, by_key in self.live.items() if key in by_key]:
+            if pool not in by_pool:
+                del self.live[pool][key]
+        for pool, ws in by_pool.items():
+            self.live[pool][key] = ws
 
     def _workloads(self, key: Key, config: OperatorConfig) -> list[Workload]:
         vj = self.store.videojobs.get(key) or {}

@@ -94,6 +94,10 @@ def incremental(c: Controller) -> list[Any]:
     fresh_live, fresh_served = fresh(c).live_workloads()
     assert sorted(live, key=by_job) == sorted(fresh_live, key=by_job)
     assert served == fresh_served
+    for pool in c.config.current.pools:  # a pass over one pool's freed slots gathers its own
+        mine = c.admitter.live_workloads({pool})[0]
+        assert sorted(mine, key=by_job) == sorted((w for w in live if w.pool == pool),
+                                                 key=by_job), pool
     return sorted(c.admitter.workloads(), key=by_job)
 
 
@@ -343,7 +347,7 @@ def test_only_what_admission_reads_of_a_videojob_marks_it_for_a_pass() -> None:
     progress["metadata"]["resourceVersion"] = "2"
     progress["status"] = {"phase": "Running", "queuePosition": 3, "progress": {"percent": 40}}
     c.store.observe_videojob("MODIFIED", copy.deepcopy(progress))
-    assert admitter.stale == set()
+    assert not admitter.stale
     for rv, change in enumerate(({"spec": {"priority": 5}}, {"spec": {"suspend": True}},
                                  {"status": {"phase": "Failed"}},
                                  {"metadata": {"deletionTimestamp": "2026-01-01T00:01:00Z"}}),
@@ -353,7 +357,7 @@ def test_only_what_admission_reads_of_a_videojob_marks_it_for_a_pass() -> None:
             newer[part].update(fields)
         newer["metadata"]["resourceVersion"] = str(rv)
         c.store.observe_videojob("MODIFIED", newer)
-        assert admitter.stale == {key}, change
+        assert list(admitter.stale) == [key], change
         admitter.stale.clear()
     # Our own write's answer, cached before its echo, tells admission when it matters.
     failed = copy.deepcopy(progress)
@@ -361,7 +365,7 @@ def test_only_what_admission_reads_of_a_videojob_marks_it_for_a_pass() -> None:
     failed["status"]["phase"] = "Failed"
     c.store.videojobs[key] = copy.deepcopy(progress)
     c.store.remember(key, copy.deepcopy(failed))
-    assert admitter.stale == {key}
+    assert list(admitter.stale) == [key]
 
 
 def test_a_freed_slot_is_timed_to_the_admission_it_allows() -> None:
@@ -567,3 +571,25 @@ def test_the_loop_stops_when_cancelled_as_it_is_woken(event: str) -> None:
             await asyncio.wait_for(task, 2.0)
 
     asyncio.run(run())
+
+
+def test_a_videojob_moving_to_its_next_pool_leaves_the_first_pools_pass() -> None:
+    """The live view is filed by pool (a freed slot's pass gathers its pool alone): a VideoJob
+    whose plan settled and whose keyframes Job came is in the gpu pool's, not the cpu pool's."""
+    c = controller()
+    vj = videojob("a", "ua")
+    c.store.observe_videojob("ADDED", vj)
+    plan = stage_job(vj, "plan")
+    c.store.observe_child("job", "ADDED", plan)
+    c.store.observe_child("pod", "ADDED", pod(plan, 0, "Running"))
+    assert incremental(c) == rebuilt(c)
+    assert [w.stage for w in c.admitter.live_workloads({"cpu"})[0]] == ["plan"]
+    assert c.admitter.live_workloads({"gpu"})[0] == []
+
+    c.store.observe_child("job", "MODIFIED", stage_job(vj, "plan", rv=6, succeeded=1, conditions=[
+        {"type": "Complete", "status": "True"}]))
+    c.store.observe_child("pod", "DELETED", pod(plan, 0, "Running", rv=4))
+    c.store.observe_child("job", "ADDED", stage_job(vj, "keyframes", gpus=1))
+    assert incremental(c) == rebuilt(c)
+    assert c.admitter.live_workloads({"cpu"})[0] == []
+    assert [w.stage for w in c.admitter.live_workloads({"gpu"})[0]] == ["keyframes"]
