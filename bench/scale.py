@@ -16,8 +16,10 @@ process's resident memory and CPU time are sampled from /proc twice a second.
 
 Several sizes (`--videojobs 1000 3000 10000`) each run on a testbed of their own, so that one's
 VideoJobs never weigh on the next; `operator_rss_mb_per_1000` and
-`operator_cpu_s_per_videojob_<N>` give the slope, and `rss_linearity` the RSS at the middle size
-over the straight line through the smallest and the largest (≤ 1: linear or better).
+`operator_cpu_s_per_videojob_<N>` give the slope. With three sizes, `rss_slope_ratio` and
+`cpu_slope_ratio` say whether it bends: the RSS (or the CPU over the window, per VideoJob times
+N) added per VideoJob from the middle size to the largest, over the same from the smallest to
+the middle. 1 is a straight line; above it, each VideoJob costs more the more there are.
 
 `accepted_all_s_<N>`: first create → every VideoJob with a phase (the operator has reconciled
 each once; the burst's creates and the operator's writes share the API server).
@@ -165,15 +167,21 @@ def main() -> int:
 
 
 def slope(results: dict[str, Any], sizes: list[int]) -> dict[str, float]:
-    """RSS per 1,000 VideoJobs between the smallest and largest size, and the middle size's RSS
-    over the straight line between them."""
+    """RSS per 1,000 VideoJobs between the smallest and largest size; with three sizes or more,
+    the slope from the middle size to the largest over the slope from the smallest to the
+    middle, for the RSS and for the CPU (a curve that bends upwards has its middle point under
+    the straight line through its ends, so that line is no test of it)."""
     lo, hi = sizes[0], sizes[-1]
     rss = {n: results[f"operator_rss_mb_{n}"] for n in sizes}
     per = (rss[hi] - rss[lo]) / (hi - lo)
     out = {"operator_rss_mb_per_1000": round(1000 * per, 1)}
     if len(sizes) > 2:
         mid = sizes[len(sizes) // 2]
-        out["rss_linearity"] = round(rss[mid] / (rss[lo] + per * (mid - lo)), 3)
+        cpu = {n: results[f"operator_cpu_s_per_videojob_{n}"] * n for n in sizes}
+        for name, total in (("rss", rss), ("cpu", cpu)):
+            first = (total[mid] - total[lo]) / (mid - lo)
+            then = (total[hi] - total[mid]) / (hi - mid)
+            out[f"{name}_slope_ratio"] = round(then / first, 3) if first > 0 else None
     return out
 
 

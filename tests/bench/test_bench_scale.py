@@ -65,3 +65,25 @@ def test_the_reaction_parts_are_medians_of_what_came_between_two_readings() -> N
     assert out["admission_pass_delay_p50_ms_3000"] is None  # nothing observed
     assert out["admission_passes_3000"] == 4 and out["admission_pass_mean_ms_3000"] == 10.0
     assert out["reconciles_per_admission_3000"] == 10.0
+
+
+def test_the_slope_ratios_tell_a_bending_curve_from_a_straight_line() -> None:
+    sizes = [1000, 3000, 10000]
+
+    def figures(rss: list[float], cpu_per_videojob: list[float]) -> dict[str, float]:
+        return {**{f"operator_rss_mb_{n}": r for n, r in zip(sizes, rss, strict=True)},
+                **{f"operator_cpu_s_per_videojob_{n}": c
+                   for n, c in zip(sizes, cpu_per_videojob, strict=True)}}
+
+    # A straight line with a fixed part (the idle process): 1, however large the fixed part.
+    straight = scale.slope(figures([112 + 20, 112 + 60, 112 + 200], [0.03] * 3), sizes)
+    assert straight == {"operator_rss_mb_per_1000": 20.0, "rss_slope_ratio": 1.0,
+                        "cpu_slope_ratio": 1.0}
+    # Bending upwards: its middle point is under the line through its ends (the old figure,
+    # 0.955 here, read that as better than linear), and the ratio says so (a run of the
+    # thirteenth session: 162.7, 203.6, 390.4 MB).
+    bent = scale.slope(figures([162.7, 203.6, 390.4], [0.0331, 0.0232, 0.0458]), sizes)
+    assert bent["rss_slope_ratio"] > 1.05 and bent["cpu_slope_ratio"] > 1.05
+    # A fixed cost shared by more VideoJobs: better than linear.
+    assert scale.slope(figures([150, 170, 230], [0.05, 0.03, 0.02]), sizes)[
+        "cpu_slope_ratio"] < 1
