@@ -166,7 +166,7 @@ def main() -> int:
     return 0
 
 
-def slope(results: dict[str, Any], sizes: list[int]) -> dict[str, float]:
+def slope(results: dict[str, Any], sizes: list[int]) -> dict[str, float | None]:
     """RSS per 1,000 VideoJobs between the smallest and largest size; with three sizes or more,
     the slope from the middle size to the largest over the slope from the smallest to the
     middle, for the RSS and for the CPU (a curve that bends upwards has its middle point under
@@ -174,7 +174,7 @@ def slope(results: dict[str, Any], sizes: list[int]) -> dict[str, float]:
     lo, hi = sizes[0], sizes[-1]
     rss = {n: results[f"operator_rss_mb_{n}"] for n in sizes}
     per = (rss[hi] - rss[lo]) / (hi - lo)
-    out = {"operator_rss_mb_per_1000": round(1000 * per, 1)}
+    out: dict[str, float | None] = {"operator_rss_mb_per_1000": round(1000 * per, 1)}
     if len(sizes) > 2:
         mid = sizes[len(sizes) // 2]
         cpu = {n: results[f"operator_cpu_s_per_videojob_{n}"] * n for n in sizes}
