@@ -38,9 +38,10 @@ admission to this benchmark.
 
 At the largest size, once every VideoJob has a phase, `--restart` SIGKILLs the operator twice
 (Operator.kill):
-1. **catch-up**: the operator is killed, the stage pods it had admitted finish while it is away,
-   and a new one starts with every pool at `maxConcurrency: 0` (so it admits nothing new and
-   the cluster holds still). It has to write the transitions it missed, and nothing else.
+1. **catch-up**: the operator is killed, the stage pods it had admitted finish while it is away
+   (and the Job controller marks their Jobs finished: `holds_still`), and a new one starts
+   with every pool at `maxConcurrency: 0` (so it admits nothing new and the cluster holds
+   still). It has to write the transitions it missed, and nothing else.
    `restart_catchup_s_<N>`: kill → every VideoJob reconciled (its `videojob_reconciles_total`
    ≥ N) and the API server's count of its writes still for 3 s; its writes beside it.
 2. **settled**: killed again and started the same way, over a cluster whose every status is
@@ -340,12 +341,12 @@ def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
     """The two restarts of the module's docstring."""
     op.kill()
 
-    def nothing_running() -> bool:
+    def still() -> bool:
         pods = bed.cluster.core.list_namespaced_pod(ns, _preload_content=False)
-        items: list[dict[str, Any]] = orjson.loads(pods.data)["items"]
-        return all(p["status"].get("phase") not in ("Pending", "Running") for p in items)
+        jobs = bed.cluster.batch.list_namespaced_job(ns, _preload_content=False)
+        return holds_still(orjson.loads(jobs.data)["items"], orjson.loads(pods.data)["items"])
 
-    wait_until(nothing_running, 600, "the admitted stage pods finished")
+    wait_until(still, 600, "the admitted stage pods finished and their Jobs with them")
     # The same operator (its configuration, its work folder) started again, as a Deployment
     # restarts its pod, but holding every pool.
     op.overrides["pools"] = {name: {**pool, "maxConcurrency": 0} for name, pool in pools.items()}
@@ -354,6 +355,7 @@ def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
             ("catch-up", "restart_catchup_s", "restart_catchup_writes"),
             ("settled", "restart_reconcile_s", "restart_writes")):
         if label == "settled":
+            wait_until(still, 600, "the cluster still after the catch-up")
             op.kill()
         killed = time.monotonic()
         before = bed.requests()
@@ -367,6 +369,26 @@ def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
         out[f"{writes_key}_{n}"] = figures
     op.stop()
     return out
+
+
+def holds_still(jobs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> bool:
+    """Whether a namespace holds still without the operator: no pod pending or running, and
+    every Job queued (suspended) or finished in the Job controller's own status. A Job whose
+    pods have all exited is done only once that controller says so, and the operator moves on
+    at its word: with thousands of Jobs it can be minutes behind the pods, and a catch-up timed
+    before it would end early and leave its writes to the next restart."""
+    if any(p.get("status", {}).get("phase") in ("Pending", "Running") for p in pods):
+        return False
+    return all(_queued(j) or _finished(j) for j in jobs)
+
+
+def _queued(job: dict[str, Any]) -> bool:
+    return bool(job.get("spec", {}).get("suspend")) and not job.get("status", {}).get("active")
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in job.get("status", {}).get("conditions") or [])
 
 
 RESTART_WRITES = ("patch videojobs/status", "patch videojobs", "create jobs", "patch jobs",

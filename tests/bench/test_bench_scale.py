@@ -87,3 +87,25 @@ def test_the_slope_ratios_tell_a_bending_curve_from_a_straight_line() -> None:
     # A fixed cost shared by more VideoJobs: better than linear.
     assert scale.slope(figures([150, 170, 230], [0.05, 0.03, 0.02]), sizes)[
         "cpu_slope_ratio"] < 1
+
+
+def _job(suspend: bool, active: int = 0, condition: str | None = None) -> dict[str, object]:
+    status: dict[str, object] = {"active": active}
+    if condition:
+        status["conditions"] = [{"type": condition, "status": "True"}]
+    return {"spec": {"suspend": suspend}, "status": status}
+
+
+def test_a_namespace_holds_still_once_the_job_controller_has_finished_every_job() -> None:
+    done = [{"status": {"phase": "Succeeded"}}]
+    queued, complete, failed = _job(True), _job(False, 0, "Complete"), _job(False, 0, "Failed")
+    assert scale.holds_still([queued, complete, failed], done)
+    # Its pods have all exited, but the Job controller has not said Complete yet.
+    assert not scale.holds_still([queued, _job(False)], done)
+    # Suspended while its pods still run (a VideoJob suspended), or a pod still running.
+    assert not scale.holds_still([_job(True, active=1)], done)
+    assert not scale.holds_still([complete], [{"status": {"phase": "Running"}}])
+    assert not scale.holds_still([complete], [{"status": {"phase": "Pending"}}])
+    # A condition that is not true is not an end.
+    assert not scale.holds_still(
+        [{"spec": {}, "status": {"conditions": [{"type": "Complete", "status": "False"}]}}], [])
