@@ -587,10 +587,7 @@ class Admitter:
         return True
 
     def _positions(self, decisions: dict[str, PoolDecision]) -> None:
-        positions: dict[Key, int] = {}
-        for d in decisions.values():
-            for key, place in d.positions().items():
-                positions[key] = min(place, positions.get(key, place))
+        positions = merged_places([d.positions() for d in decisions.values()])
         old, self.positions = self.positions, positions
         for key in moved_enough(old, positions, self._written_position):
             self.requeue(key)
@@ -723,6 +720,22 @@ def moved_enough(old: dict[Key, int], new: dict[Key, int],
     reconciles it."""
     return [key for key, place in new.items()
             if old.get(key) != place and position_worth_writing(written(key), place)]
+
+
+def merged_places(by_pool: list[dict[Key, int]]) -> dict[Key, int]:
+    """Each VideoJob's best place over the pools' queues (`PoolDecision.positions`). A
+    VideoJob waits in one pool's queue but while stages run side by side, so the largest queue
+    is taken as it is and the others merged into it."""
+    by_pool = sorted((places for places in by_pool if places), key=len)
+    if not by_pool:
+        return {}
+    out = by_pool.pop()  # each pool's places are a dict of their own
+    for places in by_pool:
+        for key, place in places.items():
+            have = out.get(key)
+            if have is None or place < have:
+                out[key] = place
+    return out
 
 
 def _queue_metrics(name: str, d: PoolDecision) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from videojob_operator.admission_loop import (
     FREED_PASS_GAP,
     MIN_PASS_GAP,
+    merged_places,
     moved_enough,
     pass_gap,
 )
@@ -156,6 +157,14 @@ def test_positions_count_from_one_after_this_pass() -> None:
     d = decide("gpu", PoolLimits(1), queue)
     assert admitted(d) == ["q0"]
     assert d.positions() == {("a", "q1"): 1, ("a", "q2"): 2, ("a", "q3"): 3}
+
+
+def test_a_videojob_in_two_queues_takes_its_better_place() -> None:
+    cpu = {("a", "x"): 1, ("a", "y"): 2, ("b", "z"): 3}
+    gpu = {("a", "y"): 1, ("b", "z"): 7}
+    assert merged_places([gpu, cpu]) == {("a", "x"): 1, ("a", "y"): 1, ("b", "z"): 3}
+    assert merged_places([{}, cpu, {}]) == cpu
+    assert merged_places([{}, {}]) == {} and merged_places([]) == {}
 
 
 def test_one_admission_requeues_only_the_places_whose_status_would_change() -> None:

@@ -12,7 +12,13 @@ import pytest
 import redis
 
 from videojob_operator.admission_policy import PoolDecision, PoolLimits, Workload, decide
-from videojob_operator.redis_queue import RedisQueue, only_moved_up, queue_key, sync_gap
+from videojob_operator.redis_queue import (
+    RedisQueue,
+    head_left,
+    only_moved_up,
+    queue_key,
+    sync_gap,
+)
 from videojob_testkit.processes import RedisServer, free_port
 
 
@@ -105,6 +111,52 @@ def test_a_queue_moved_up_is_renumbered_by_redis_and_any_other_change_written_as
         await mirror.client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_queue_growing_at_its_tail_gets_only_the_new_places(server: RedisServer) -> None:
+    """Nothing left the head: the places there stand, the new members are added after them,
+    and nothing is renumbered. A Job leaving from the middle is no head leaving: the places
+    behind it are written as they are."""
+    r = redis.Redis.from_url(server.url)
+    r.flushall()
+
+    def evals() -> int:
+        return int(r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+    def places() -> dict[str, float]:
+        return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
+
+    async def scenario() -> None:
+        mirror = RedisQueue(server.url)
+        mirror.publish(decision(0, 300), {})
+        await mirror.sync()
+        before = evals()
+        mirror.publish(decision(0, 340), {})
+        await mirror.sync()
+        assert evals() == before
+        assert places() == {f"a/vj{i:04d}-plan": float(i) for i in range(340)}
+        gone = decide("cpu", PoolLimits(0), [queued(i) for i in range(340) if i != 100])
+        mirror.publish({"cpu": gone}, {})
+        await mirror.sync()
+        assert places() == {f"a/vj{i:04d}-plan": float(i - (i > 100)) for i in range(340)
+                            if i != 100}
+        await mirror.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_head_left_finds_a_queue_whose_head_left_and_tail_grew() -> None:
+    assert head_left(["a", "b", "c"], ["b", "c", "d"]) == (["a"], ["d"])
+    assert head_left(["a", "b", "c"], ["a", "b", "c", "d"]) == ([], ["d"])
+    assert head_left(["a", "b", "c"], ["c"]) == (["a", "b"], [])
+    assert head_left(["a", "b", "c"], ["a", "b", "c"]) == ([], [])
+    assert head_left(["a", "b", "c"], []) == (["a", "b", "c"], [])
+    assert head_left([], ["a"]) == ([], ["a"])
+    assert head_left(["a", "b", "c"], ["x", "b", "c"]) is None  # a new member first
+    assert head_left(["a", "b", "c"], ["a", "c"]) is None  # one left from the middle
+    assert head_left(["a", "b", "c"], ["b", "a", "c"]) is None  # reordered
+    # Left and queued again at the tail: taken out, then put back last.
+    assert head_left(["a", "b", "c"], ["b", "c", "a"]) == (["a"], ["a"])
 
 
 def test_only_moved_up_finds_the_members_added_at_the_tail() -> None:
