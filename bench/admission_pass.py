@@ -12,7 +12,11 @@ Two kinds of pass, `PASSES` of each, back to back as under load:
   long queue: every slot busy);
 - `freed`: a running plan pod succeeds first, and the pass admits the queue's head;
 - `other`: the pass over the pools where slots freed, for the gpu pool, which holds none of the
-  queue (a keyframes pod ended while the plan Jobs wait): what it costs to find its own Jobs.
+  queue (a keyframes pod ended while the plan Jobs wait): what it costs to find its own Jobs;
+- `complete`: a plan pod succeeds, then a pass decides every pool and works out every queued
+  VideoJob's place, as the pass that comes once a second (`POSITION_INTERVAL`) does;
+- `mirror`: after each `complete` pass, the Redis mirror's sync of the moved queue (its head
+  admitted) into a real redis-server, not a verifying one (redis_queue.py).
 
 `admission_pass_<kind>_ms_<N>` is the median pass. With `--baseline DIR` (another checkout's
 `operator` directory) both run in turn, `--repeats` times each, each in a process of its own,
@@ -30,26 +34,30 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.report import describe, save
+from videojob_testkit.processes import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PASSES = 40
+KINDS = ("full", "freed", "other", "complete", "mirror")
 NAMESPACES = 4
 SLOTS = 32
 
 
-def measure(n: int) -> dict[str, float]:
-    """Median full and freed pass (ms) over N queued VideoJobs, in this process."""
+def measure(n: int, redis_url: str) -> dict[str, float]:
+    """Median pass of each kind (ms) over N queued VideoJobs, in this process."""
     from kubernetes import client
 
     from videojob_operator import planner, views
     from videojob_operator.config import LiveConfig, OperatorConfig
     from videojob_operator.controller import Controller
     from videojob_operator.pools import Pool
+    from videojob_operator.redis_queue import RedisQueue
 
     config = OperatorConfig()
     controller = Controller(LiveConfig(config), client.ApiClient())
@@ -112,6 +120,23 @@ def measure(n: int) -> dict[str, float]:
     for job in running:
         store.observe_child("pod", "ADDED", pod(job, "Running"))
 
+    def free_a_slot() -> None:
+        done = running.pop(0)
+        store.observe_child("pod", "MODIFIED", pod(done, "Succeeded"))
+        store.observe_child("job", "MODIFIED", {**done, "status": {
+            "succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+
+    async def admitted_head() -> None:
+        """The admission's patch answered, and the queue's head running in the freed slot."""
+        await asyncio.gather(*admitter.sending)
+        for key in list(admitter.admitting):
+            admitter.admitting.pop(key)
+        head = next(j for j in jobs if j["spec"]["suspend"]
+                    and j["metadata"]["name"] not in {r["metadata"]["name"] for r in running})
+        head["spec"]["suspend"] = False
+        running.append(head)
+        store.observe_child("pod", "ADDED", pod(head, "Running"))
+
     async def passes() -> dict[str, float]:
         await admitter.admit()
         full, freed, other = [], [], []
@@ -122,41 +147,53 @@ def measure(n: int) -> dict[str, float]:
             await admitter.admit()
             full.append(time.perf_counter() - began)
         for _ in range(PASSES):
-            done = running.pop(0)
-            store.observe_child("pod", "MODIFIED", pod(done, "Succeeded"))
-            store.observe_child("job", "MODIFIED", {**done, "status": {
-                "succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+            free_a_slot()
             began = time.perf_counter()
             await admitter.admit()
             freed.append(time.perf_counter() - began)
-            await asyncio.gather(*admitter.sending)
-            for key in list(admitter.admitting):
-                admitter.admitting.pop(key)
-            head = next(j for j in jobs if j["spec"]["suspend"]
-                        and j["metadata"]["name"] not in {r["metadata"]["name"]
-                                                          for r in running})
-            head["spec"]["suspend"] = False
-            running.append(head)
-            store.observe_child("pod", "ADDED", pod(head, "Running"))
+            await admitted_head()
         for i in range(PASSES):
             store.observe_child("pod", "MODIFIED", pod(running[i % len(running)], "Running"))
             began = time.perf_counter()
             await admitter.admit({"gpu"})
             other.append(time.perf_counter() - began)
+        mirror = RedisQueue(redis_url)
+        admitter.publish.append(mirror.publish)
+        await mirror.client.flushall()
+        await mirror.sync()  # the first sync reads back what Redis holds (nothing)
+        complete, synced = [], []
+        for _ in range(PASSES):
+            free_a_slot()
+            # Due now: every pool decided, the places worked out (attributes the operator of
+            # another checkout may not read).
+            admitter.must_decide, admitter.positions_at = True, float("-inf")
+            began = time.perf_counter()
+            await admitter.admit()
+            complete.append(time.perf_counter() - began)
+            await admitted_head()
+            mirror.verified_at = asyncio.get_running_loop().time()  # not a verifying sync
+            began = time.perf_counter()
+            await mirror.sync()
+            synced.append(time.perf_counter() - began)
+        assert len(admitter.positions) >= n - SLOTS - 2 * PASSES, "the queue places were not due"
+        await mirror.client.aclose()
         # Each freed slot went to the queue's head, and nothing else was admitted.
-        assert len(admitted) == PASSES, f"{len(admitted)} admissions in {PASSES} freed passes"
+        assert len(admitted) == 2 * PASSES, f"{len(admitted)} admissions in {2 * PASSES} passes"
         return {"full": 1000 * statistics.median(full),
                 "freed": 1000 * statistics.median(freed),
-                "other": 1000 * statistics.median(other)}
+                "other": 1000 * statistics.median(other),
+                "complete": 1000 * statistics.median(complete),
+                "mirror": 1000 * statistics.median(synced)}
 
     return asyncio.run(passes())
 
 
-def one_process(operator_dir: Path, n: int) -> dict[str, float]:
+def one_process(operator_dir: Path, n: int, redis_url: str) -> dict[str, float]:
     """`measure(n)` in a process of its own, with the operator package from `operator_dir`."""
     path = [str(operator_dir), *(str(REPO / d) for d in ("common", "worker_image", "")),
             os.environ.get("PYTHONPATH", "")]
-    out = subprocess.run([sys.executable, "-m", "bench.admission_pass", "--measure", str(n)],
+    out = subprocess.run([sys.executable, "-m", "bench.admission_pass", "--measure", str(n),
+                          "--redis", redis_url],
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
                          cwd=REPO, capture_output=True, text=True, check=True)
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,10 +206,21 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout's operator directory")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--redis", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure)))
+        print(json.dumps(measure(args.measure, args.redis)))
         return 0
+    with tempfile.TemporaryDirectory() as work:
+        redis_server = RedisServer(port=free_port(), dir=Path(work))
+        redis_server.start()
+        try:
+            return compare(args, redis_server.url)
+        finally:
+            redis_server.stop()
+
+
+def compare(args: argparse.Namespace, redis_url: str) -> int:
     sides = {"this": REPO / "operator"}
     if args.baseline:
         sides["baseline"] = args.baseline.resolve()
@@ -183,8 +231,8 @@ def main() -> int:
         runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         for _ in range(args.repeats):
             for side, operator_dir in sides.items():  # in turn, so drift hits both
-                runs[side].append(one_process(operator_dir, n))
-        for kind in ("full", "freed", "other"):
+                runs[side].append(one_process(operator_dir, n, redis_url))
+        for kind in KINDS:
             mine = statistics.median(r[kind] for r in runs["this"])
             results[f"admission_pass_{kind}_ms_{n}"] = round(mine, 2)
             if args.baseline:
