@@ -444,6 +444,7 @@ class Admitter:
         by_pool: dict[str, list[Workload]] = defaultdict(list)
         for w in live:
             by_pool[w.pool].append(w)
+        emptied = []
         for pool, by_key in self.live.items():
             old = by_key.get(key)
             if old is None:
@@ -452,6 +453,10 @@ class Admitter:
                 self.roomier.add(pool)
             if pool not in by_pool:
                 del by_key[key]
+                if not by_key:
+                    emptied.append(pool)  # no Job left there (a pool removed, or idle)
+        for pool in emptied:
+            del self.live[pool]
         for pool, ws in by_pool.items():
             self.live[pool][key] = ws
 

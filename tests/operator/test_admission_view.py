@@ -595,6 +595,7 @@ def test_a_videojob_moving_to_its_next_pool_leaves_the_first_pools_pass() -> Non
     assert incremental(c) == rebuilt(c)
     assert c.admitter.live_workloads({"cpu"})[0] == []
     assert [w.stage for w in c.admitter.live_workloads({"gpu"})[0]] == ["keyframes"]
+    assert set(c.admitter.live) == {"gpu"}  # no empty entry left for the cpu pool
 
 
 def test_passes_leave_a_full_pool_as_decided_until_its_jobs_take_fewer_slots(
