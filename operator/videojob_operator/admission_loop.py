@@ -154,22 +154,11 @@ class Admitter:
         # about the queue's order (creation), and ordering it for a pass is a sort of a
         # nearly sorted list (bench/admission_pass.py: a set's hash order cost a full sort).
         self.stale: dict[Key, None] = {}
-        # Lean passes (`_may_admit`): a pass over every pool decides again only the pools that
-        # had room left, or whose Jobs took fewer slots since (`roomier`), unless something
-        # else changed (`must_decide`) or the queue places are due; every POSITION_INTERVAL a
-        # pass decides all of them. With thousands queued and every slot taken, the Jobs
-        # joining the queue cannot be admitted, and each pass over them cost tens of ms.
-        self.must_decide = True
-        self.roomier: set[str] = set()
-        self.complete_config: object = None  # the configuration of the last complete pass
         self.view_config: object = None
 
     # -- inputs ---------------------------------------------------------------------------
 
     def trigger(self) -> None:
-        """Something that changes what every pool could admit (the configuration, the nodes, a
-        refused admission): the next pass decides every pool."""
-        self.must_decide = True
         self.wake.set()
 
     def _pool_due(self, name: str) -> None:
@@ -240,19 +229,16 @@ class Admitter:
         return self.positions_at < self.last_pass
 
     async def admit(self, only: set[str] | None = None) -> None:
-        """One pass: every pool, or the pools `only` (those where slots freed); a pass over
-        every pool between two complete ones decides only the pools that could admit."""
+        """One pass: every pool, or the pools `only` (those where slots freed)."""
         started = time.perf_counter()
         config = self.config.current
-        lean = only is None and self._lean(config)
-        if lean:
-            only = self._may_admit(config)
-            if not only:
-                self.last_cost = time.perf_counter() - started
-                return
         names = [name for name in config.pools if only is None or name in only]
         began = time.monotonic()
-        freed = self._take_freed(names, config)
+        freed = {name: self.freed.pop(name) for name in names if name in self.freed}
+        for name in [name for name in self.freed if name not in config.pools]:
+            del self.freed[name]  # a pool removed since its slot freed
+        if not self.freed:
+            self.freed_wake.clear()
         self.snapshot += 1
         snapshot = self.snapshot
         by_pool: dict[str, list[Workload]] = defaultdict(list)
@@ -276,34 +262,12 @@ class Admitter:
         self.at_creation = [e for e in self.at_creation
                             if e[0] >= snapshot or e[1] not in decisions]
         self.offered = None
-        self.roomier -= set(decisions)
         if only is not None:
             self.decisions = {**self.decisions, **decisions}
-            if lean:
-                self.last_cost = time.perf_counter() - started
-            else:
-                self.freed_cost = time.perf_counter() - started
+            self.freed_cost = time.perf_counter() - started
             return
-        self.must_decide, self.complete_config = False, config
         self.decided = {name: self.decided[name] for name in decisions}  # pools removed
         self.decisions = decisions
-        self._complete(decisions, by_pool)
-        self.last_cost = time.perf_counter() - started
-        metrics.ADMISSION_PASS.observe(self.last_cost)
-        await self._write_pools(decisions)
-
-    def _take_freed(self, names: list[str], config: OperatorConfig) -> dict[str, list[float]]:
-        """The slots freed in the pools `names` since the last pass over them, taken."""
-        freed = {name: self.freed.pop(name) for name in names if name in self.freed}
-        for name in [name for name in self.freed if name not in config.pools]:
-            del self.freed[name]  # a pool removed since its slot freed
-        if not self.freed:
-            self.freed_wake.clear()
-        return freed
-
-    def _complete(self, decisions: dict[str, PoolDecision],
-                  by_pool: dict[str, list[Workload]]) -> None:
-        """What only a complete pass does: the queue places (when due) and the Redis mirror."""
         if time.monotonic() - self.positions_at >= POSITION_INTERVAL:
             self.positions_at = time.monotonic()
             self._positions(decisions)
@@ -313,21 +277,9 @@ class Admitter:
                     for name in decisions}
             for callback in self.publish:
                 callback(decisions, held)
-
-    def _lean(self, config: OperatorConfig) -> bool:
-        """A pass over every pool may leave out the pools that cannot admit: nothing but the
-        Jobs changed since every pool was decided, and the queue places are not due."""
-        return (not self.must_decide and config is self.complete_config
-                and time.monotonic() - self.positions_at < POSITION_INTERVAL)
-
-    def _may_admit(self, config: OperatorConfig) -> set[str]:
-        """The pools where a Job could be admitted now: those with room left at their last
-        decision (a Job joining the queue may take it), and those whose Jobs took fewer slots
-        since. A pool without is left as decided: whatever joined its queue waits for a slot
-        anyway, and its place is computed at the next complete pass."""
-        self._refresh()  # brings `roomier` up to date
-        return {name for name in config.pools
-                if name in self.roomier or self.decided[name][1].free > 0}
+        self.last_cost = time.perf_counter() - started
+        metrics.ADMISSION_PASS.observe(self.last_cost)
+        await self._write_pools(decisions)
 
     def _send(self, d: PoolDecision, began: float, freed: list[float]) -> None:
         """The patches of a decision's admissions, under way without holding up the next pass:
@@ -439,19 +391,13 @@ class Admitter:
             self.served.pop(key, None)
 
     def _set_live(self, key: Key, live: list[Workload]) -> None:
-        """A VideoJob's live workloads, filed under their pools (and out of the others); a pool
-        where they now take fewer slots is `roomier`."""
+        """A VideoJob's live workloads, filed under their pools (and out of the others)."""
         by_pool: dict[str, list[Workload]] = defaultdict(list)
         for w in live:
             by_pool[w.pool].append(w)
         emptied = []
         for pool, by_key in self.live.items():
-            old = by_key.get(key)
-            if old is None:
-                continue
-            if _occupied(by_pool.get(pool, [])) < _occupied(old):
-                self.roomier.add(pool)
-            if pool not in by_pool:
+            if key in by_key and pool not in by_pool:
                 del by_key[key]
                 if not by_key:
                     emptied.append(pool)  # no Job left there (a pool removed, or idle)
@@ -534,12 +480,8 @@ class Admitter:
 
     def created(self, namespace: str, job: str) -> None:
         """The create of a Job admitted at creation returned (its Job is in the cache) or
-        failed (a 409: the Job existed, and passes see that one; or refused: its slots are
-        free again)."""
-        w = self.being_created.pop((namespace, job), None)
-        if w is not None:
-            self.roomier.add(w.pool)
-            self.wake.set()
+        failed (a 409: the Job existed, and passes see that one)."""
+        self.being_created.pop((namespace, job), None)
 
     # -- acting ---------------------------------------------------------------------------
 
@@ -696,10 +638,6 @@ class Admitter:
             patch["metadata"] = {"ownerReferences": owners}
         await self.writer.write_pool_status(name, patch, {
             "apiVersion": API_VERSION, "kind": POOL_KIND, "metadata": meta, "status": status})
-
-
-def _occupied(workloads: list[Workload]) -> int:
-    return sum(w.occupied for w in workloads)
 
 
 def pass_gap(freed: bool, last_cost: float) -> float:

@@ -129,9 +129,6 @@ class PoolDecision:
     admits: list[Admit] = field(default_factory=list)
     queued_by_priority: dict[int, int] = field(default_factory=dict)  # priority -> queued Jobs
     waiting: int = 0  # Jobs that want pods: the queue's length
-    # Slots left free once its admissions land: at 0 or below, nothing that joins the queue
-    # can be admitted until a slot frees or the pool grows (Admitter's lean passes).
-    free: int = 0
     # The queue, head first (`order`), worked out on first use: a pass that finds no room in
     # the pool admits nothing and needs none of it, and what reads all of it (queue places,
     # the Redis mirror, the pool's status) reads it at most a few times a second. With 10,000
@@ -291,7 +288,7 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
         queued_by_priority=dict(tally.queued_by_priority), waiting=len(tally.waiting),
         ordering=partial(order, tally.waiting, tally.admitted_per_namespace, last_served),
     )
-    free = decision.free = limits.max_concurrency - tally.occupied
+    free = limits.max_concurrency - tally.occupied
     if budget <= 0 or free <= 0:
         return decision  # no room: every Job's pods would be 0 (each costs a slot at least)
     for w in decision.order:
@@ -303,7 +300,6 @@ def decide(pool: str, limits: PoolLimits, workloads: list[Workload],
             break  # no backfill past the head
         budget -= pods * cost
         free -= pods * cost
-        decision.free = free
         decision.admits.append(Admit(
             namespace=w.namespace, job=w.job, videojob=w.videojob,
             parallelism=w.claimed + pods, pods=pods, widen=w.admitted, priority=w.priority,

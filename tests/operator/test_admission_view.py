@@ -403,10 +403,8 @@ def test_a_freed_slot_is_timed_to_the_admission_it_allows() -> None:
     async def scenario() -> None:
         await admitter.admit()
         assert writer.patched == [] and admitter.freed == {}
-        # A new mapping, as a configuration reload puts in force (the one in force is not
-        # changed in place, or the change would go unannounced).
-        c.config.replace_pools({**pools, "gpu": Pool(stages=pools["gpu"].stages,
-                                                     max_concurrency=1)})
+        pools["gpu"] = Pool(stages=pools["gpu"].stages, max_concurrency=1)
+        c.config.replace_pools(pools)
         c.store.observe_child("pod", "MODIFIED", pod(jobs["a"], 0, "Succeeded", rv=4))
         assert list(admitter.freed) == ["cpu"] and len(admitter.freed["cpu"]) == 1
         await admitter.admit()
@@ -516,8 +514,8 @@ def test_queue_places_are_computed_at_most_once_an_interval_and_never_left_stale
         assert sorted(requeued) == [("ns", "a"), ("ns", "b"), ("ns", "c")]
         assert admitter.positions == {("ns", "a"): 1, ("ns", "b"): 2, ("ns", "c"): 3}
         requeued.clear()
-        c.config.replace_pools({**pools, "cpu": pools["cpu"].model_copy(
-            update={"max_concurrency": 1})})
+        pools["cpu"] = pools["cpu"].model_copy(update={"max_concurrency": 1})
+        c.config.replace_pools(pools)
         admitter.last_pass = time.monotonic()
         await admitter.admit()  # admits a; the places stay as they were
         await asyncio.gather(*admitter.sending)
@@ -596,116 +594,3 @@ def test_a_videojob_moving_to_its_next_pool_leaves_the_first_pools_pass() -> Non
     assert c.admitter.live_workloads({"cpu"})[0] == []
     assert [w.stage for w in c.admitter.live_workloads({"gpu"})[0]] == ["keyframes"]
     assert set(c.admitter.live) == {"gpu"}  # no empty entry left for the cpu pool
-
-
-def test_passes_leave_a_full_pool_as_decided_until_its_jobs_take_fewer_slots(
-        monkeypatch: Any) -> None:
-    """With every slot of a pool taken, a Job joining its queue cannot be admitted: a pass over
-    every pool between two complete ones leaves that pool as decided (with 10,000 queued, each
-    decision cost tens of ms), and decides it again once its Jobs take fewer slots, whatever
-    the path: here a running Job and its pod deleted (its VideoJob cancelled), with no pod
-    that succeeded."""
-    monkeypatch.setattr(admission_loop, "POSITION_INTERVAL", 60)  # no complete pass for places
-    monkeypatch.setattr(admission_loop, "POOL_STATUS_INTERVAL", 60)
-    c = controller()
-    pools = c.config.current.pools
-    c.config.replace_pools({**pools, "cpu": pools["cpu"].model_copy(
-        update={"max_concurrency": 1})})
-    jobs = queued_plans(c, "ab", running="a")
-    writer = SlowWriter()
-    writer.answer.set()
-    c.store.answered = lambda kind, obj, reconcile=False: None  # type: ignore[method-assign]
-    admitter = Admitter(c.store, c.config, writer, requeue=lambda key: None)
-
-    async def scenario() -> None:
-        await admitter.admit()  # complete: a runs, b waits
-        decided = admitter.decided["cpu"]
-        assert writer.patched == [] and decided[1].free == 0 and decided[1].waiting == 1
-        late = videojob("c", "uc")
-        late["metadata"]["creationTimestamp"] = "2026-01-01T00:00:09Z"  # behind b
-        c.store.observe_videojob("ADDED", late)
-        plan = stage_job(late, "plan")
-        plan["spec"]["suspend"] = True
-        c.store.observe_child("job", "ADDED", plan)
-        await admitter.admit()
-        assert admitter.decided["cpu"] is decided and writer.patched == []
-
-        c.store.observe_child("pod", "DELETED", pod(jobs["a"], 0, "Running", rv=4))
-        await admitter.admit()  # a pod gone, its Job still admitted: it takes its slot still
-        assert admitter.decided["cpu"] is decided
-        c.store.observe_child("job", "DELETED", jobs["a"])
-        assert admitter.freed == {}  # no pod succeeded: no pass over freed slots
-        await admitter.admit()
-        await asyncio.gather(*admitter.sending)
-        assert admitter.decided["cpu"] is not decided
-        assert writer.patched == [jobs["b"]["metadata"]["name"]]
-
-    asyncio.run(scenario())
-
-
-def test_a_pool_with_room_left_is_decided_at_every_pass(monkeypatch: Any) -> None:
-    """A pool whose last decision left a slot free is decided again at every pass: a Job joining
-    its queue may take it (and a pool that grew, by a configuration change, is decided at the
-    next pass however full it was)."""
-    monkeypatch.setattr(admission_loop, "POSITION_INTERVAL", 60)
-    monkeypatch.setattr(admission_loop, "POOL_STATUS_INTERVAL", 60)
-    c = controller()
-    pools = c.config.current.pools
-    c.config.replace_pools({**pools, "cpu": pools["cpu"].model_copy(
-        update={"max_concurrency": 2})})
-    queued_plans(c, "a", running="a")
-    writer = SlowWriter()
-    writer.answer.set()
-    c.store.answered = lambda kind, obj, reconcile=False: None  # type: ignore[method-assign]
-    admitter = Admitter(c.store, c.config, writer, requeue=lambda key: None)
-
-    async def scenario() -> None:
-        await admitter.admit()
-        assert admitter.decided["cpu"][1].free == 1
-        jobs = queued_plans(c, "b")
-        await admitter.admit()
-        await asyncio.gather(*admitter.sending)
-        assert writer.patched == [jobs["b"]["metadata"]["name"]]
-        assert admitter.decided["cpu"][1].free == 0
-
-        late = queued_plans(c, "c")["c"]
-        pools = c.config.current.pools
-        c.config.replace_pools({**pools, "cpu": pools["cpu"].model_copy(
-            update={"max_concurrency": 3})})
-        await admitter.admit()
-        await asyncio.gather(*admitter.sending)
-        # (b again too: this writer's answers never reach the cache, so b is still queued)
-        assert late["metadata"]["name"] in writer.patched[1:]
-
-    asyncio.run(scenario())
-
-
-def test_a_full_pool_is_decided_again_when_a_create_it_counted_on_fails(
-        monkeypatch: Any) -> None:
-    """A Job admitted as it is created takes its slot from the start of its create. If the
-    create fails, the slot is free again: the next pass decides the pool, though it was full."""
-    monkeypatch.setattr(admission_loop, "POSITION_INTERVAL", 60)
-    monkeypatch.setattr(admission_loop, "POOL_STATUS_INTERVAL", 60)
-    c = controller()
-    pools = c.config.current.pools
-    c.config.replace_pools({**pools, "cpu": pools["cpu"].model_copy(
-        update={"max_concurrency": 1})})
-    jobs = queued_plans(c, "b")
-    writer = SlowWriter()
-    writer.answer.set()
-    c.store.answered = lambda kind, obj, reconcile=False: None  # type: ignore[method-assign]
-    admitter = Admitter(c.store, c.config, writer, requeue=lambda key: None)
-    first = videojob("a", "ua")
-    manifest = stage_job(first, "plan")
-    manifest["spec"].update(suspend=False, parallelism=1)
-
-    async def scenario() -> None:
-        admitter.creating(manifest, first)
-        await admitter.admit()
-        assert admitter.decided["cpu"][1].free == 0 and writer.patched == []
-        admitter.created("ns", manifest["metadata"]["name"])  # refused: no Job came of it
-        await admitter.admit()
-        await asyncio.gather(*admitter.sending)
-        assert writer.patched == [jobs["b"]["metadata"]["name"]]
-
-    asyncio.run(scenario())
