@@ -43,7 +43,8 @@ At the largest size, once every VideoJob has a phase, `--restart` SIGKILLs the o
    with every pool at `maxConcurrency: 0` (so it admits nothing new and the cluster holds
    still). It has to write the transitions it missed, and nothing else.
    `restart_catchup_s_<N>`: kill → every VideoJob reconciled (its `videojob_reconciles_total`
-   ≥ N) and the API server's count of its writes still for 3 s; its writes beside it.
+   ≥ N) and its writes in the API server's audit log still for `QUIET_SECONDS`; its writes
+   beside it, from the same log (`AuditWrites`).
 2. **settled**: killed again and started the same way, over a cluster whose every status is
    already right. `restart_reconcile_s_<N>`: kill → every VideoJob reconciled, as above;
    `restart_writes_<N>` (status patches, Job creates and deletes, Events) must be 0.
@@ -71,6 +72,7 @@ from bench.testbed import (
     NO_WORK,
     PLURAL,
     VERSION,
+    AuditWrites,
     Stream,
     Testbed,
     histograms,
@@ -358,11 +360,11 @@ def restart_figures(bed: Testbed, op: Operator, ns: str, n: int,
             wait_until(still, 600, "the cluster still after the catch-up")
             op.kill()
         killed = time.monotonic()
-        before = bed.requests()
+        audit = bed.audit()
         op.start()
-        seconds = reconciled(bed, op, n, killed)
-        writes = {k: v - before.get(k, 0) for k, v in bed.requests().items()}
-        figures = {verb: round(writes.get(verb, 0)) for verb in RESTART_WRITES}
+        seconds = reconciled(audit, op, n, killed)
+        writes = audit.read()
+        figures = {verb: writes.get(verb, 0) for verb in RESTART_WRITES}
         print(f"restart ({label}): every VideoJob reconciled {seconds:.1f} s after the kill; "
               f"writes {figures}", flush=True)
         out[f"{seconds_key}_{n}"] = seconds
@@ -391,27 +393,28 @@ def _finished(job: dict[str, Any]) -> bool:
                for c in job.get("status", {}).get("conditions") or [])
 
 
+QUIET_SECONDS = 5.0  # writes held still this long: a restart has caught up
 RESTART_WRITES = ("patch videojobs/status", "patch videojobs", "create jobs", "patch jobs",
                   "delete jobs", "create events")
 
 
-def reconciled(bed: Testbed, op: Operator, n: int, killed: float) -> float:
-    """Seconds from `killed` until the operator has reconciled n VideoJobs and the API server's
-    count of its writes has held still for 3 s (that count has no clock of its own: the time
-    is when it last moved)."""
+def reconciled(audit: AuditWrites, op: Operator, n: int, killed: float) -> float:
+    """Seconds from `killed` until the operator has reconciled n VideoJobs and its writes in
+    the API server's audit log have held still for QUIET_SECONDS (the log is read every half
+    second: the time is when it last grew)."""
     def looked() -> bool:
         done = sum(v for k, v in op.metrics().items() if k.startswith("videojob_reconciles_total"))
         return bool(done >= n)
 
     wait_until(looked, 600, f"{n} VideoJobs reconciled after the restart")
     at = time.monotonic()
-    last = {k: v for k, v in bed.requests().items() if k in RESTART_WRITES}
+    last = {k: v for k, v in audit.read().items() if k in RESTART_WRITES}
     quiet_since = time.monotonic()
     give_up = quiet_since + 600  # writes that never stop are a failure, not a figure
-    while time.monotonic() - quiet_since < 3:
+    while time.monotonic() - quiet_since < QUIET_SECONDS:
         assert time.monotonic() < give_up, f"the operator's writes never held still: {last}"
         time.sleep(0.5)
-        now = {k: v for k, v in bed.requests().items() if k in RESTART_WRITES}
+        now = {k: v for k, v in audit.read().items() if k in RESTART_WRITES}
         if now != last:
             last, quiet_since = now, time.monotonic()
             at = quiet_since

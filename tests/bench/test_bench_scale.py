@@ -7,7 +7,9 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
@@ -109,3 +111,28 @@ def test_a_namespace_holds_still_once_the_job_controller_has_finished_every_job(
     # A condition that is not true is not an end.
     assert not scale.holds_still(
         [{"spec": {}, "status": {"conditions": [{"type": "Complete", "status": "False"}]}}], [])
+
+
+def test_the_audit_log_counts_one_users_writes_as_they_are_appended(tmp_path: Path) -> None:
+    from bench.testbed import AuditWrites
+
+    log = tmp_path / "audit.log"
+    user = "system:serviceaccount:videojob-system:videojob-operator"
+
+    def line(verb: str, resource: str, sub: str = "", who: str = user, group: str = "") -> bytes:
+        ref = {"resource": resource, "apiGroup": group, **({"subresource": sub} if sub else {})}
+        return orjson.dumps({"verb": verb, "user": {"username": who}, "objectRef": ref}) + b"\n"
+
+    log.write_bytes(line("create", "jobs", group="batch"))  # before: not counted
+    audit = AuditWrites(log, user)
+    with log.open("ab") as f:
+        f.write(line("patch", "videojobs", "status", group="videojob.dev") * 2
+                + line("create", "jobs", group="batch")
+                + line("patch", "videojobs", "status", who=user + "-other")
+                + line("create", "events")[:20])  # being written
+    assert audit.read() == {"patch videojobs/status": 2, "create jobs": 1}
+    with log.open("ab") as f:
+        f.write(line("create", "events")[20:])
+    assert audit.read() == {"patch videojobs/status": 2, "create jobs": 1, "create events": 1}
+    log.write_bytes(line("patch", "jobs", group="batch"))  # rotated: a new, shorter file
+    assert audit.read()["patch jobs"] == 1
