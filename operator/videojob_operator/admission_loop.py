@@ -667,8 +667,8 @@ def moved_enough(old: dict[Key, int], new: dict[Key, int],
 
 def merged_places(by_pool: list[dict[Key, int]]) -> dict[Key, int]:
     """Each VideoJob's best place over the pools' queues (`PoolDecision.positions`). A
-    VideoJob waits in one pool's queue but while stages run side by side, so the largest queue
-    is taken as it is and the others merged into it."""
+    VideoJob waits in one pool's queue, or in two while its stages run side by side: the
+    largest queue's places are taken as they are, and the others merged into them."""
     by_pool = sorted((places for places in by_pool if places), key=len)
     if not by_pool:
         return {}
