@@ -47,6 +47,14 @@ def zrange_calls(r: redis.Redis) -> int:
     return int(stats.get("cmdstat_zrange", {}).get("calls", 0))
 
 
+def evals(r: redis.Redis) -> int:
+    return int(r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+
+def places(r: redis.Redis) -> dict[str, float]:
+    return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
+
+
 def test_a_changed_queue_is_written_without_reading_it_back(server: RedisServer) -> None:
     r = redis.Redis.from_url(server.url)
     r.flushall()
@@ -86,27 +94,21 @@ def test_a_queue_moved_up_is_renumbered_by_redis_and_any_other_change_written_as
     r = redis.Redis.from_url(server.url)
     r.flushall()
 
-    def evals() -> int:
-        return int(r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
-
-    def places() -> dict[str, float]:
-        return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
-
     async def scenario() -> None:
         mirror = RedisQueue(server.url)
         mirror.publish(decision(0, 300), {})
         await mirror.sync()
-        before = evals()
+        before = evals(r)
         mirror.publish(decision(5, 320), {})  # five admitted, twenty more queued
         await mirror.sync()
-        assert evals() == before + 1
-        assert places() == {f"a/vj{i:04d}-plan": float(i - 5) for i in range(5, 320)}
+        assert evals(r) == before + 1
+        assert places(r) == {f"a/vj{i:04d}-plan": float(i - 5) for i in range(5, 320)}
         urgent = decide("cpu", PoolLimits(0), [queued(i) for i in range(5, 320)]
                         + [replace(queued(999), priority=5)])
         mirror.publish({"cpu": urgent}, {})
         await mirror.sync()
-        assert evals() == before + 1
-        assert places() == {"a/vj0999-plan": 0.0,
+        assert evals(r) == before + 1
+        assert places(r) == {"a/vj0999-plan": 0.0,
                             **{f"a/vj{i:04d}-plan": float(i - 4) for i in range(5, 320)}}
         await mirror.client.aclose()
 
@@ -120,25 +122,19 @@ def test_a_queue_growing_at_its_tail_gets_only_the_new_places(server: RedisServe
     r = redis.Redis.from_url(server.url)
     r.flushall()
 
-    def evals() -> int:
-        return int(r.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
-
-    def places() -> dict[str, float]:
-        return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
-
     async def scenario() -> None:
         mirror = RedisQueue(server.url)
         mirror.publish(decision(0, 300), {})
         await mirror.sync()
-        before = evals()
+        before = evals(r)
         mirror.publish(decision(0, 340), {})
         await mirror.sync()
-        assert evals() == before
-        assert places() == {f"a/vj{i:04d}-plan": float(i) for i in range(340)}
+        assert evals(r) == before
+        assert places(r) == {f"a/vj{i:04d}-plan": float(i) for i in range(340)}
         gone = decide("cpu", PoolLimits(0), [queued(i) for i in range(340) if i != 100])
         mirror.publish({"cpu": gone}, {})
         await mirror.sync()
-        assert places() == {f"a/vj{i:04d}-plan": float(i - (i > 100)) for i in range(340)
+        assert places(r) == {f"a/vj{i:04d}-plan": float(i - (i > 100)) for i in range(340)
                             if i != 100}
         await mirror.client.aclose()
 
@@ -176,7 +172,7 @@ def test_a_redis_without_scripting_gets_every_place_sent(server: RedisServer) ->
                   commands=["+@all", "-@scripting"])
     host = server.url.removeprefix("redis://")
 
-    def places() -> dict[str, float]:
+    def places(r) -> dict[str, float]:
         return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
 
     async def scenario() -> None:
@@ -186,7 +182,7 @@ def test_a_redis_without_scripting_gets_every_place_sent(server: RedisServer) ->
         for first, n in ((5, 320), (9, 330)):
             mirror.publish(decision(first, n), {})
             await mirror.sync()
-            assert places() == {f"a/vj{i:04d}-plan": float(i - first) for i in range(first, n)}
+            assert places(r) == {f"a/vj{i:04d}-plan": float(i - first) for i in range(first, n)}
         assert not mirror.renumber
         await mirror.client.aclose()
 
