@@ -377,8 +377,8 @@ def holds_still(jobs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> bool:
     """Whether a namespace holds still without the operator: no pod pending or running, and
     every Job queued (suspended) or finished in the Job controller's own status. A Job whose
     pods have all exited is done only once that controller says so, and the operator moves on
-    at its word: with thousands of Jobs it can be minutes behind the pods, and a catch-up timed
-    before it would end early and leave its writes to the next restart."""
+    at its word: a catch-up started before then would time the Job controller's lag too, or
+    end before its writes and leave them to the next restart."""
     if any(p.get("status", {}).get("phase") in ("Pending", "Running") for p in pods):
         return False
     return all(_queued(j) or _finished(j) for j in jobs)
