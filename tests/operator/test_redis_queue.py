@@ -55,14 +55,20 @@ def places(r: redis.Redis) -> dict[str, float]:
     return {m.decode(): s for m, s in r.zrange(queue_key("cpu"), 0, -1, withscores=True)}
 
 
+async def mirrored(url: str) -> RedisQueue:
+    """A mirror whose first sync wrote VideoJobs 0..299 queued in the cpu pool."""
+    mirror = RedisQueue(url)
+    mirror.publish(decision(0, 300), {})
+    await mirror.sync()  # the first: reads back what Redis holds (nothing)
+    return mirror
+
+
 def test_a_changed_queue_is_written_without_reading_it_back(server: RedisServer) -> None:
     r = redis.Redis.from_url(server.url)
     r.flushall()
 
     async def scenario() -> None:
-        mirror = RedisQueue(server.url)
-        mirror.publish(decision(0, 300), {})
-        await mirror.sync()  # the first: reads back what Redis holds (nothing)
+        mirror = await mirrored(server.url)
         assert r.zrange(queue_key("cpu"), 0, 2) == [b"a/vj0000-plan", b"a/vj0001-plan",
                                                     b"a/vj0002-plan"]
         reads = zrange_calls(r)
@@ -95,9 +101,7 @@ def test_a_queue_moved_up_is_renumbered_by_redis_and_any_other_change_written_as
     r.flushall()
 
     async def scenario() -> None:
-        mirror = RedisQueue(server.url)
-        mirror.publish(decision(0, 300), {})
-        await mirror.sync()
+        mirror = await mirrored(server.url)
         before = evals(r)
         mirror.publish(decision(5, 320), {})  # five admitted, twenty more queued
         await mirror.sync()
@@ -123,9 +127,7 @@ def test_a_queue_growing_at_its_tail_gets_only_the_new_places(server: RedisServe
     r.flushall()
 
     async def scenario() -> None:
-        mirror = RedisQueue(server.url)
-        mirror.publish(decision(0, 300), {})
-        await mirror.sync()
+        mirror = await mirrored(server.url)
         before = evals(r)
         mirror.publish(decision(0, 340), {})
         await mirror.sync()
